@@ -1,0 +1,113 @@
+"""The transaction event: one model shared by Kafka messages, the HTTP API and the data sets.
+
+A `Transaction` is what flows on the `transactions` topic and what `POST /v1/transactions`
+accepts. Tabular data sets (Parquet) use the same field names, one column per field, with the
+passthrough features in columns named ``extra_<name>`` (see `fraudops.data.frame`).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+#: Largest amount accepted for one transaction, in the transaction's currency. Anything above is
+#: almost certainly a unit error (cents sent as units) or garbage, and is rejected.
+MAX_AMOUNT = 10_000_000.0
+#: Event timestamps outside this range are rejected as absurd.
+MIN_TIMESTAMP = datetime(2000, 1, 1, tzinfo=UTC)
+MAX_TIMESTAMP = datetime(2100, 1, 1, tzinfo=UTC)
+#: Most passthrough feature columns a single event may carry.
+MAX_EXTRA_FEATURES = 512
+
+
+class Channel(StrEnum):
+    """How the payment was made."""
+
+    CARD_PRESENT = "card_present"
+    ONLINE = "online"
+    TRANSFER = "transfer"
+    CASH_OUT = "cash_out"
+    ATM = "atm"
+    OTHER = "other"
+
+
+class MerchantCategory(StrEnum):
+    """Coarse merchant categories (a small, fixed vocabulary so encodings stay stable)."""
+
+    GROCERY = "grocery"
+    RESTAURANT = "restaurant"
+    FUEL = "fuel"
+    RETAIL = "retail"
+    ELECTRONICS = "electronics"
+    TRAVEL = "travel"
+    ENTERTAINMENT = "entertainment"
+    UTILITIES = "utilities"
+    HEALTH = "health"
+    JEWELRY = "jewelry"
+    DIGITAL_GOODS = "digital_goods"
+    MONEY_TRANSFER = "money_transfer"
+    OTHER = "other"
+
+
+Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@/+-]+$")]
+
+
+class Transaction(BaseModel):
+    """One payment event.
+
+    Optional identity fields (merchant, country, device) may be unknown, for instance in an
+    imported data set: features then treat them as "never new" instead of guessing.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+    transaction_id: Identifier
+    account_id: Identifier
+    timestamp: datetime = Field(description="Event time; must carry a timezone, stored as UTC.")
+    amount: float = Field(ge=0.0, le=MAX_AMOUNT, allow_inf_nan=False)
+    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+    merchant_id: Identifier | None = None
+    merchant_category: MerchantCategory = MerchantCategory.OTHER
+    channel: Channel = Channel.OTHER
+    country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
+    device_id: Identifier | None = None
+    label: int | None = Field(default=None, ge=0, le=1, description="1 = fraud, 0 = legitimate.")
+    fraud_scenario: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Ground truth of synthetic data (which fraud scenario); never a model input.",
+    )
+    extra: dict[str, float] = Field(
+        default_factory=dict,
+        max_length=MAX_EXTRA_FEATURES,
+        description="Passthrough numeric features that the source data already has.",
+    )
+
+    @field_validator("timestamp")
+    @classmethod
+    def _utc_in_range(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("timestamp must include a timezone (e.g. 2026-01-31T12:00:00Z)")
+        value = value.astimezone(UTC)
+        if not MIN_TIMESTAMP <= value < MAX_TIMESTAMP:
+            raise ValueError(
+                f"timestamp {value.isoformat()} is outside {MIN_TIMESTAMP.year}-{MAX_TIMESTAMP.year}"
+            )
+        return value
+
+    @field_validator("extra")
+    @classmethod
+    def _finite_extras(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = sorted(name for name, number in value.items() if not math.isfinite(number))
+        if bad:
+            raise ValueError(f"extra features must be finite numbers; not finite: {', '.join(bad)}")
+        return value
+
+    @property
+    def epoch_seconds(self) -> float:
+        """Event time as seconds since the Unix epoch (what the feature code works in)."""
+        return self.timestamp.timestamp()
