@@ -1,0 +1,53 @@
+"""Decision store: every scored transaction, alerts, notification outbox, labels, checkpoints.
+
+The consumer writes it; the gateway reads alerts and writes analyst feedback; the drift job reads
+the scored window; the training pipeline reads labelled transactions. SQLAlchemy, SQLite by
+default, PostgreSQL in a cluster::
+
+    store = Store.from_url(settings.database.resolved_url(settings.home))
+    store.list_alerts(status="open", limit=20)
+    store.add_labels([LabelRecord("tx-1", 1, source="gateway", analyst="ana")])
+"""
+
+from fraudops.store.exceptions import NotFoundError, StoreError, UnsupportedDatabaseError
+from fraudops.store.models import (
+    Alert,
+    AlertStatus,
+    Decision,
+    Label,
+    Notification,
+    NotificationStatus,
+    StreamCheckpoint,
+)
+from fraudops.store.records import (
+    ALERT_DECISIONS,
+    BatchWrite,
+    CheckpointRecord,
+    DecisionRecord,
+    LabelledTransaction,
+    LabelRecord,
+    NotificationRecord,
+)
+from fraudops.store.repository import Store, create_store_engine
+
+__all__ = [
+    "ALERT_DECISIONS",
+    "Alert",
+    "AlertStatus",
+    "BatchWrite",
+    "CheckpointRecord",
+    "Decision",
+    "DecisionRecord",
+    "Label",
+    "LabelRecord",
+    "LabelledTransaction",
+    "NotFoundError",
+    "Notification",
+    "NotificationRecord",
+    "NotificationStatus",
+    "Store",
+    "StoreError",
+    "StreamCheckpoint",
+    "UnsupportedDatabaseError",
+    "create_store_engine",
+]

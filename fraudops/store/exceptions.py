@@ -1,0 +1,15 @@
+"""Errors of the store package, all rooted in `StoreError`."""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """Base of every error raised by `fraudops.store`."""
+
+
+class UnsupportedDatabaseError(StoreError):
+    """The SQLAlchemy URL names a database the store cannot write idempotently."""
+
+
+class NotFoundError(StoreError, LookupError):
+    """No row with the given key (an API answers 404)."""

@@ -1,0 +1,147 @@
+"""Tables of the decision store (SQLAlchemy 2 declarative models).
+
+Every table is keyed by the transaction id (or a key derived from it), so that writing the same
+event twice is a no-op: the consumer reprocesses events after a crash (at-least-once delivery)
+and must never duplicate a decision, an alert or a notification.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from sqlalchemy import BigInteger, DateTime, Float, Index, Integer, LargeBinary, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+ID_LENGTH = 128
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite drops the zone on its own)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use timezone-aware UTC times")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the store's tables."""
+
+
+class AlertStatus(StrEnum):
+    """Where an analyst stands with an alert."""
+
+    OPEN = "open"
+    CONFIRMED_FRAUD = "confirmed_fraud"
+    DISMISSED = "dismissed"
+
+
+class NotificationStatus(StrEnum):
+    """Outbox states: written as PENDING with the alert, then SENT or FAILED by the notifier."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    RATE_LIMITED = "rate_limited"
+    FAILED = "failed"
+
+
+class Decision(Base):
+    """Every scored transaction with its scores and the raw event (for drift and retraining)."""
+
+    __tablename__ = "decisions"
+
+    transaction_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(ID_LENGTH), index=True)
+    event_time: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    amount: Mapped[float] = mapped_column(Float)
+    fraud_probability: Mapped[float] = mapped_column(Float)
+    anomaly_score: Mapped[float] = mapped_column(Float)
+    decision: Mapped[str] = mapped_column(String(16), index=True)
+    reason_codes: Mapped[str] = mapped_column(Text, default="")
+    model_version: Mapped[str] = mapped_column(String(256), default="")
+    transaction_json: Mapped[str] = mapped_column(Text)
+    scored_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Alert(Base):
+    """A transaction decided `review` or `block`: the analysts' work queue."""
+
+    __tablename__ = "alerts"
+
+    transaction_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(ID_LENGTH), index=True)
+    event_time: Mapped[datetime] = mapped_column(UTCDateTime())
+    amount: Mapped[float] = mapped_column(Float)
+    decision: Mapped[str] = mapped_column(String(16))
+    fraud_probability: Mapped[float] = mapped_column(Float)
+    anomaly_score: Mapped[float] = mapped_column(Float)
+    reason_codes: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(32), default=AlertStatus.OPEN.value, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Notification(Base):
+    """Outbox of notifications; `dedupe_key` (channel + transaction id) makes it idempotent."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_account_time", "account_id", "event_time"),)
+
+    dedupe_key: Mapped[str] = mapped_column(String(2 * ID_LENGTH), primary_key=True)
+    transaction_id: Mapped[str] = mapped_column(String(ID_LENGTH), index=True)
+    account_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    channel: Mapped[str] = mapped_column(String(32))
+    event_time: Mapped[datetime] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(String(32), default=NotificationStatus.PENDING.value,
+                                        index=True)
+    payload: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class Label(Base):
+    """Analyst feedback (1 = fraud, 0 = legitimate); the latest label per transaction wins."""
+
+    __tablename__ = "labels"
+
+    transaction_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    label: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(64), default="analyst")
+    analyst: Mapped[str | None] = mapped_column(String(ID_LENGTH), nullable=True)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    labelled_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class StreamCheckpoint(Base):
+    """Per-partition position of a stream processor and its state snapshot.
+
+    `next_offset` is the first offset not yet processed (written with the decisions of the batch
+    that reached it, in the same transaction); `snapshot` is the partition's serialised feature
+    state as it was just before `snapshot_offset`.
+    """
+
+    __tablename__ = "stream_checkpoints"
+
+    group_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    topic: Mapped[str] = mapped_column(String(255), primary_key=True)
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True)
+    next_offset: Mapped[int] = mapped_column(BigInteger)
+    snapshot_offset: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    snapshot: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -1,0 +1,93 @@
+"""Plain records the writers hand to the store (no ORM state, cheap to build in a hot loop)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+#: Decisions that raise an alert.
+ALERT_DECISIONS = frozenset({"review", "block"})
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    """One scored transaction. `transaction_json` is the event as received (for drift/retraining)."""
+
+    transaction_id: str
+    account_id: str
+    event_time: datetime
+    amount: float
+    fraud_probability: float
+    anomaly_score: float
+    decision: str
+    transaction_json: str
+    reason_codes: str = ""
+    model_version: str = ""
+
+    @property
+    def is_alert(self) -> bool:
+        return self.decision in ALERT_DECISIONS
+
+
+@dataclass(frozen=True)
+class NotificationRecord:
+    """An outbox entry; `dedupe_key` is unique per channel and transaction."""
+
+    dedupe_key: str
+    transaction_id: str
+    account_id: str
+    channel: str
+    event_time: datetime
+    payload: str
+    status: str = "pending"
+
+
+@dataclass(frozen=True)
+class LabelRecord:
+    """Analyst feedback on one transaction (1 = fraud, 0 = legitimate)."""
+
+    transaction_id: str
+    label: int
+    source: str = "analyst"
+    analyst: str | None = None
+    note: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.label not in (0, 1):
+            raise ValueError(f"label must be 0 or 1, got {self.label!r}")
+
+
+@dataclass(frozen=True)
+class CheckpointRecord:
+    """Position of one partition; `snapshot` (with `snapshot_offset`) only when one was taken."""
+
+    group_id: str
+    topic: str
+    partition: int
+    next_offset: int
+    snapshot_offset: int | None = None
+    snapshot: bytes | None = None
+
+
+@dataclass
+class BatchWrite:
+    """Everything one processed batch makes durable, in one database transaction."""
+
+    decisions: list[DecisionRecord] = field(default_factory=list)
+    notifications: list[NotificationRecord] = field(default_factory=list)
+    labels: list[LabelRecord] = field(default_factory=list)
+    checkpoints: list[CheckpointRecord] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LabelledTransaction:
+    """A stored transaction joined with its analyst label (a retraining row)."""
+
+    transaction_id: str
+    transaction_json: str
+    label: int
+    label_source: str
+    labelled_at: datetime
+    decision: str
+    fraud_probability: float
+    anomaly_score: float

@@ -1,0 +1,267 @@
+"""`Store`: the decision store's repository (the only code that issues SQL).
+
+Writes are idempotent by primary key (``INSERT ... ON CONFLICT DO NOTHING``), so a stream
+processor that reprocesses events after a crash never duplicates a decision, an alert or a
+notification. SQLite (the zero-setup default) and PostgreSQL (in a cluster) are supported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, func, select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from fraudops.store.exceptions import NotFoundError, UnsupportedDatabaseError
+from fraudops.store.models import (
+    Alert,
+    AlertStatus,
+    Base,
+    Decision,
+    Label,
+    Notification,
+    NotificationStatus,
+    StreamCheckpoint,
+    utcnow,
+)
+from fraudops.store.records import (
+    BatchWrite,
+    CheckpointRecord,
+    DecisionRecord,
+    LabelledTransaction,
+    LabelRecord,
+)
+
+SUPPORTED_DIALECTS = ("sqlite", "postgresql")
+_ALERT_FIELDS = ("transaction_id", "account_id", "event_time", "amount", "decision",
+                 "fraud_probability", "anomaly_score", "reason_codes")
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
+    # WAL lets the gateway read while the consumer writes; NORMAL sync is durable across
+    # process crashes (only an OS crash may lose the last commit).
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def create_store_engine(url: str, **engine_options: Any) -> Engine:
+    """An engine for `url` (SQLite file parents are created; SQLite gets WAL mode)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() not in SUPPORTED_DIALECTS:
+        raise UnsupportedDatabaseError(
+            f"database {parsed.get_backend_name()!r} is not supported; use one of "
+            f"{', '.join(SUPPORTED_DIALECTS)}"
+        )
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, **engine_options)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True, **engine_options)
+
+
+class Store:
+    """Repository over the decision store. Thread-safe (one session per call)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._dialect = engine.dialect.name
+
+    @classmethod
+    def from_url(cls, url: str, *, create: bool = True, **engine_options: Any) -> Store:
+        """Open the store at `url`, creating missing tables unless `create` is false."""
+        store = cls(create_store_engine(url, **engine_options))
+        if create:
+            store.create_schema()
+        return store
+
+    def create_schema(self) -> None:
+        """Create missing tables (idempotent; migrations are out of scope for v1)."""
+        Base.metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def write_batch(self, batch: BatchWrite) -> None:
+        """Make a processed batch durable in ONE transaction; existing keys are left untouched.
+
+        Alerts are derived from the decisions (review/block). Checkpoints are upserted: a
+        checkpoint without a snapshot keeps the partition's previous snapshot.
+        """
+        with self._sessions.begin() as session:
+            self._insert_ignore(session, Decision, "transaction_id",
+                                [vars(d) for d in batch.decisions])
+            self._insert_ignore(session, Alert, "transaction_id",
+                                [_alert_row(d) for d in batch.decisions if d.is_alert])
+            self._insert_ignore(session, Notification, "dedupe_key",
+                                [vars(n) for n in batch.notifications])
+            self._upsert_labels(session, batch.labels)
+            for checkpoint in batch.checkpoints:
+                self._upsert_checkpoint(session, checkpoint)
+
+    def add_labels(self, labels: Iterable[LabelRecord]) -> int:
+        """Store analyst labels (the latest label of a transaction wins); returns how many."""
+        labels = list(labels)
+        with self._sessions.begin() as session:
+            self._upsert_labels(session, labels)
+        return len(labels)
+
+    def set_alert_status(self, transaction_id: str, status: AlertStatus | str) -> Alert:
+        """Move an alert to `status`; raises `NotFoundError` for an unknown transaction."""
+        status = AlertStatus(status)
+        with self._sessions.begin() as session:
+            alert = session.get(Alert, transaction_id)
+            if alert is None:
+                raise NotFoundError(f"no alert for transaction {transaction_id!r}")
+            alert.status = status.value
+            alert.updated_at = utcnow()
+            return alert
+
+    def mark_notification(self, dedupe_key: str, status: NotificationStatus | str,
+                          error: str | None = None) -> None:
+        """Record the outcome of one delivery attempt."""
+        status = NotificationStatus(status)
+        values: dict[str, Any] = {"status": status.value, "last_error": error,
+                                  "attempts": Notification.attempts + 1}
+        if status is NotificationStatus.SENT:
+            values["sent_at"] = utcnow()
+        with self._sessions.begin() as session:
+            session.execute(update(Notification)
+                            .where(Notification.dedupe_key == dedupe_key).values(**values))
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def get_decision(self, transaction_id: str) -> Decision | None:
+        with self._sessions() as session:
+            return session.get(Decision, transaction_id)
+
+    def get_alert(self, transaction_id: str) -> Alert:
+        """The alert of `transaction_id`; raises `NotFoundError` if there is none."""
+        with self._sessions() as session:
+            alert = session.get(Alert, transaction_id)
+        if alert is None:
+            raise NotFoundError(f"no alert for transaction {transaction_id!r}")
+        return alert
+
+    def list_alerts(self, *, status: AlertStatus | str | None = None,
+                    account_id: str | None = None, limit: int = 50,
+                    offset: int = 0) -> list[Alert]:
+        """Alerts, newest event first, optionally filtered by status and account."""
+        query = select(Alert).order_by(Alert.event_time.desc(), Alert.transaction_id)
+        if status is not None:
+            query = query.where(Alert.status == AlertStatus(status).value)
+        if account_id is not None:
+            query = query.where(Alert.account_id == account_id)
+        with self._sessions() as session:
+            return list(session.scalars(query.limit(limit).offset(offset)))
+
+    def scored_window(self, start: datetime | None = None, end: datetime | None = None,
+                      limit: int | None = None) -> list[Decision]:
+        """Decisions with `start <= event_time < end`, oldest first (the drift job's window)."""
+        query = select(Decision).order_by(Decision.event_time, Decision.transaction_id)
+        if start is not None:
+            query = query.where(Decision.event_time >= start)
+        if end is not None:
+            query = query.where(Decision.event_time < end)
+        with self._sessions() as session:
+            return list(session.scalars(query.limit(limit)))
+
+    def labelled_transactions(self, since: datetime | None = None) -> list[LabelledTransaction]:
+        """Stored transactions that have an analyst label (retraining data), by label time."""
+        query = (select(Decision, Label).join(Label, Label.transaction_id == Decision.transaction_id)
+                 .order_by(Label.labelled_at, Label.transaction_id))
+        if since is not None:
+            query = query.where(Label.labelled_at >= since)
+        with self._sessions() as session:
+            return [_labelled(decision, label) for decision, label in session.execute(query)]
+
+    def notifications(self, *, status: NotificationStatus | str | None = None,
+                      account_ids: Sequence[str] | None = None,
+                      since: datetime | None = None, limit: int | None = None) -> list[Notification]:
+        """Outbox entries by event time, filtered by status, accounts and event time."""
+        query = select(Notification).order_by(Notification.event_time, Notification.dedupe_key)
+        if status is not None:
+            query = query.where(Notification.status == NotificationStatus(status).value)
+        if account_ids is not None:
+            query = query.where(Notification.account_id.in_(list(account_ids)))
+        if since is not None:
+            query = query.where(Notification.event_time >= since)
+        with self._sessions() as session:
+            return list(session.scalars(query.limit(limit)))
+
+    def load_checkpoints(self, group_id: str, topic: str) -> dict[int, StreamCheckpoint]:
+        """The stored position (and snapshot) of every partition of `topic` for `group_id`."""
+        query = select(StreamCheckpoint).where(StreamCheckpoint.group_id == group_id,
+                                               StreamCheckpoint.topic == topic)
+        with self._sessions() as session:
+            return {row.partition: row for row in session.scalars(query)}
+
+    def counts(self) -> dict[str, int]:
+        """Row count of each table (for status pages and tests)."""
+        tables = {"decisions": Decision, "alerts": Alert, "notifications": Notification,
+                  "labels": Label}
+        with self._sessions() as session:
+            return {name: session.scalar(select(func.count()).select_from(model)) or 0
+                    for name, model in tables.items()}
+
+    # -- dialect-specific upserts -------------------------------------------------------------
+
+    def _insert(self, model: type[Base]) -> Any:
+        if self._dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        return insert(model)
+
+    def _insert_ignore(self, session: Session, model: type[Base], key: str,
+                       rows: list[dict[str, Any]]) -> None:
+        if rows:
+            session.execute(self._insert(model).on_conflict_do_nothing(index_elements=[key]), rows)
+
+    def _upsert_labels(self, session: Session, labels: Sequence[LabelRecord]) -> None:
+        if not labels:
+            return
+        latest = {label.transaction_id: vars(label) | {"labelled_at": utcnow()} for label in labels}
+        statement = self._insert(Label)
+        statement = statement.on_conflict_do_update(
+            index_elements=["transaction_id"],
+            set_={name: statement.excluded[name]
+                  for name in ("label", "source", "analyst", "note", "labelled_at")},
+        )
+        session.execute(statement, list(latest.values()))
+
+    def _upsert_checkpoint(self, session: Session, checkpoint: CheckpointRecord) -> None:
+        row = vars(checkpoint) | {"updated_at": utcnow()}
+        changed = ["next_offset", "updated_at"]
+        if checkpoint.snapshot is not None:
+            changed += ["snapshot", "snapshot_offset"]
+        statement = self._insert(StreamCheckpoint).values(**row)
+        statement = statement.on_conflict_do_update(
+            index_elements=["group_id", "topic", "partition"],
+            set_={name: statement.excluded[name] for name in changed},
+        )
+        session.execute(statement)
+
+
+def _alert_row(decision: DecisionRecord) -> dict[str, Any]:
+    return {name: getattr(decision, name) for name in _ALERT_FIELDS}
+
+
+def _labelled(decision: Decision, label: Label) -> LabelledTransaction:
+    return LabelledTransaction(
+        transaction_id=decision.transaction_id, transaction_json=decision.transaction_json,
+        label=label.label, label_source=label.source, labelled_at=label.labelled_at,
+        decision=decision.decision, fraud_probability=decision.fraud_probability,
+        anomaly_score=decision.anomaly_score,
+    )

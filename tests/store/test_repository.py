@@ -1,0 +1,132 @@
+"""The decision store against SQLite (a file) and the local PostgreSQL server."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from fraudops.store import (
+    AlertStatus,
+    BatchWrite,
+    CheckpointRecord,
+    DecisionRecord,
+    LabelRecord,
+    NotFoundError,
+    NotificationRecord,
+    NotificationStatus,
+    Store,
+    UnsupportedDatabaseError,
+)
+from fraudops.store.models import Base
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def store(request: pytest.FixtureRequest, tmp_path) -> Store:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'sub' / 'store.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    store = Store.from_url(url)
+    yield store
+    Base.metadata.drop_all(store.engine)  # the PostgreSQL database is shared by the session
+    store.close()
+
+
+def decision(tx: str, kind: str = "approve", account: str = "acc-1", minutes: int = 0,
+             probability: float = 0.1) -> DecisionRecord:
+    return DecisionRecord(
+        transaction_id=tx, account_id=account, event_time=T0 + timedelta(minutes=minutes),
+        amount=12.5, fraud_probability=probability, anomaly_score=0.3, decision=kind,
+        transaction_json=f'{{"transaction_id": "{tx}"}}', reason_codes="amount_log",
+        model_version="lstm:3,ae:2",
+    )
+
+
+def notification(tx: str, account: str = "acc-1", channel: str = "email") -> NotificationRecord:
+    return NotificationRecord(dedupe_key=f"{channel}:{tx}", transaction_id=tx, account_id=account,
+                              channel=channel, event_time=T0, payload="{}")
+
+
+def test_write_batch_is_idempotent(store: Store) -> None:
+    batch = BatchWrite(decisions=[decision("t1"), decision("t2", "review"), decision("t3", "block")],
+                       notifications=[notification("t2"), notification("t3")])
+    store.write_batch(batch)
+    store.write_batch(batch)  # a replay after a crash
+    assert store.counts() == {"decisions": 3, "alerts": 2, "notifications": 2, "labels": 0}
+
+
+def test_replay_keeps_first_decision(store: Store) -> None:
+    store.write_batch(BatchWrite(decisions=[decision("t1", "review", probability=0.7)]))
+    store.write_batch(BatchWrite(decisions=[decision("t1", "approve", probability=0.2)]))
+    stored = store.get_decision("t1")
+    assert stored is not None
+    assert (stored.decision, stored.fraud_probability) == ("review", 0.7)
+    assert stored.event_time == T0 and stored.event_time.tzinfo is not None
+
+
+def test_alerts_listing_filters_and_status(store: Store) -> None:
+    store.write_batch(BatchWrite(decisions=[
+        decision("a", "review", minutes=1), decision("b", "block", "acc-2", minutes=2),
+        decision("c", "approve", minutes=3)]))
+    assert [a.transaction_id for a in store.list_alerts()] == ["b", "a"]
+    assert [a.transaction_id for a in store.list_alerts(account_id="acc-1")] == ["a"]
+    store.set_alert_status("a", AlertStatus.DISMISSED)
+    assert [a.transaction_id for a in store.list_alerts(status="open")] == ["b"]
+    assert store.get_alert("a").status == "dismissed"
+    with pytest.raises(NotFoundError):
+        store.get_alert("c")
+    with pytest.raises(NotFoundError):
+        store.set_alert_status("missing", "dismissed")
+
+
+def test_labels_join_stored_transactions(store: Store) -> None:
+    store.write_batch(BatchWrite(decisions=[decision("t1", "review"), decision("t2")]))
+    store.add_labels([LabelRecord("t1", 0), LabelRecord("t2", 1, analyst="ana"),
+                      LabelRecord("unknown", 1)])
+    store.add_labels([LabelRecord("t1", 1, source="gateway")])  # a correction wins
+    rows = {row.transaction_id: row for row in store.labelled_transactions()}
+    assert set(rows) == {"t1", "t2"}
+    assert (rows["t1"].label, rows["t1"].label_source) == (1, "gateway")
+    assert rows["t2"].transaction_json == '{"transaction_id": "t2"}'
+    assert store.counts()["labels"] == 3
+    with pytest.raises(ValueError):
+        LabelRecord("t1", 2)
+
+
+def test_checkpoint_keeps_snapshot_until_replaced(store: Store) -> None:
+    store.write_batch(BatchWrite(checkpoints=[CheckpointRecord("g", "tx", 0, 10, 10, b"s10")]))
+    store.write_batch(BatchWrite(checkpoints=[CheckpointRecord("g", "tx", 0, 25),
+                                              CheckpointRecord("g", "tx", 1, 4)]))
+    stored = store.load_checkpoints("g", "tx")
+    assert (stored[0].next_offset, stored[0].snapshot_offset, stored[0].snapshot) == (25, 10, b"s10")
+    assert (stored[1].next_offset, stored[1].snapshot) == (4, None)
+    assert store.load_checkpoints("other", "tx") == {}
+
+
+def test_notification_outbox(store: Store) -> None:
+    store.write_batch(BatchWrite(decisions=[decision("t1", "block")],
+                                 notifications=[notification("t1"),
+                                                notification("t1", channel="webhook")]))
+    pending = store.notifications(status="pending")
+    assert {n.dedupe_key for n in pending} == {"email:t1", "webhook:t1"}
+    store.mark_notification("email:t1", NotificationStatus.SENT)
+    store.mark_notification("webhook:t1", NotificationStatus.FAILED, "HTTP 500")
+    sent, = store.notifications(status="sent")
+    assert sent.attempts == 1 and sent.sent_at is not None
+    failed, = store.notifications(status="failed")
+    assert failed.last_error == "HTTP 500"
+    assert store.notifications(account_ids=["acc-1"], since=T0 + timedelta(seconds=1)) == []
+
+
+def test_scored_window(store: Store) -> None:
+    store.write_batch(BatchWrite(decisions=[decision(f"t{i}", minutes=i) for i in range(5)]))
+    window = store.scored_window(T0 + timedelta(minutes=1), T0 + timedelta(minutes=4))
+    assert [d.transaction_id for d in window] == ["t1", "t2", "t3"]
+
+
+def test_unsupported_database() -> None:
+    with pytest.raises(UnsupportedDatabaseError):
+        Store.from_url("mysql://localhost/x")
