@@ -1,0 +1,30 @@
+"""Features: one specification, one implementation, two execution modes (batch and online).
+
+    spec = build_spec(passthrough)
+    X = compute_batch(time_sorted_frame, spec)          # training / evaluation / drift
+    state = OnlineFeatureState(spec, seq_len)           # streaming
+    features, sequence, mask = state.update(transaction)
+"""
+
+from fraudops.features.batch import compute_batch, gather_sequences, sequence_index
+from fraudops.features.online import OnlineFeatureState, epoch_micros
+from fraudops.features.spec import (
+    BASE_FEATURES,
+    DEFAULT_SEQ_LEN,
+    FEATURE_SPEC_VERSION,
+    FeatureSpec,
+    build_spec,
+)
+
+__all__ = [
+    "BASE_FEATURES",
+    "DEFAULT_SEQ_LEN",
+    "FEATURE_SPEC_VERSION",
+    "FeatureSpec",
+    "OnlineFeatureState",
+    "build_spec",
+    "compute_batch",
+    "epoch_micros",
+    "gather_sequences",
+    "sequence_index",
+]

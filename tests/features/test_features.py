@@ -1,0 +1,142 @@
+"""Behaviour of individual features on hand-built streams."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fraudops.data import frame as tabular
+from fraudops.features import (
+    BASE_FEATURES,
+    OnlineFeatureState,
+    build_spec,
+    compute_batch,
+    sequence_index,
+)
+from fraudops.schema import Transaction
+
+T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # a Monday, noon UTC
+
+
+def tx(i: int, minutes: float, amount: float = 10.0, account="a", **fields) -> Transaction:
+    return Transaction(transaction_id=f"t{i}", account_id=account,
+                       timestamp=T0 + timedelta(minutes=minutes), amount=amount, **fields)
+
+
+def batch_of(events: list[Transaction], spec=None):
+    frame = tabular.sort_by_time(tabular.from_transactions(events))
+    spec = spec or build_spec()
+    return frame, compute_batch(frame, spec), spec
+
+
+def column(spec, matrix, name):
+    return matrix[:, spec.names.index(name)]
+
+
+def test_window_excludes_an_event_exactly_one_window_old():
+    events = [tx(0, 0, 5.0), tx(1, 30, 7.0), tx(2, 60, 11.0), tx(3, 60 * 25, 13.0)]
+    _, x, spec = batch_of(events)
+    counts = np.expm1(column(spec, x, "account_count_1h_log")).round()
+    sums = np.expm1(column(spec, x, "account_sum_1h_log"))
+    maxima = np.expm1(column(spec, x, "account_max_24h_log"))
+    assert counts.tolist() == [1, 2, 2, 1]  # t=60 min drops the event at t=0 (window is (t-1h, t])
+    np.testing.assert_allclose(sums, [5, 12, 18, 13], rtol=1e-6)
+    np.testing.assert_allclose(maxima, [5, 7, 11, 13], rtol=1e-6)  # 25 h later: only itself
+
+
+def test_novelty_flags_first_use_per_account_and_ignore_unknowns():
+    events = [
+        tx(0, 0, device_id="d1", country="US", merchant_id="m1"),
+        tx(1, 5, device_id="d1", country="US", merchant_id="m2"),
+        tx(2, 9, device_id="d2", country=None, merchant_id=None),
+        tx(3, 12, account="b", device_id="d1", country="US", merchant_id="m1"),
+    ]
+    _, x, spec = batch_of(events)
+    assert column(spec, x, "account_new_device").tolist() == [1, 0, 1, 1]
+    assert column(spec, x, "account_new_merchant").tolist() == [1, 1, 0, 1]
+    assert column(spec, x, "account_new_country").tolist() == [1, 0, 0, 1]
+    # d1 is shared by two accounts: device velocity sees both.
+    assert np.expm1(column(spec, x, "device_count_1h_log")).round().tolist() == [1, 2, 1, 3]
+
+
+def test_amount_z_scores_a_spike_against_history():
+    events = [tx(i, i * 60, amount=20.0 + i % 2) for i in range(6)] + [tx(6, 400, amount=900.0)]
+    _, x, spec = batch_of(events)
+    z = column(spec, x, "account_amount_z")
+    assert z[0] == 0 and z[1] == 0  # fewer than two previous amounts
+    assert z[-1] > 5 and abs(z[3]) < 1
+
+
+def test_gap_and_cyclic_time():
+    _, x, spec = batch_of([tx(0, 0), tx(1, 90)])
+    assert column(spec, x, "account_gap_log")[1] == pytest.approx(math.log1p(5400), rel=1e-6)
+    assert column(spec, x, "account_first_seen").tolist() == [1, 0]
+    # Monday noon: time of day is half a day, so cos = -1.
+    assert column(spec, x, "hour_cos")[0] == pytest.approx(-1.0, abs=1e-6)
+
+
+def test_passthrough_missing_values_become_zero():
+    events = [tx(0, 0, extra={"v1": 2.5}), tx(1, 1)]
+    frame = tabular.sort_by_time(tabular.from_transactions(events))
+    spec = build_spec(["v1"])
+    x = compute_batch(frame, spec)
+    assert spec.names[-1] == "extra_v1" and spec.dim == len(BASE_FEATURES) + 1
+    assert x[:, -1].tolist() == [2.5, 0.0]
+
+
+def test_unsorted_frame_is_refused():
+    frame = tabular.from_transactions([tx(0, 10), tx(1, 0)])
+    with pytest.raises(ValueError, match="sorted by timestamp"):
+        compute_batch(frame, build_spec())
+
+
+def test_sequence_index_pads_at_the_front():
+    frame = tabular.sort_by_time(tabular.from_transactions(
+        [tx(0, 0), tx(1, 1, account="b"), tx(2, 2), tx(3, 3)]))
+    idx = sequence_index(frame, 3)
+    assert idx.tolist() == [[-1, -1, 0], [-1, -1, 1], [-1, 0, 2], [0, 2, 3]]
+
+
+def test_imported_data_without_accounts_has_sequences_of_one():
+    frame = tabular.sort_by_time(tabular.from_transactions(
+        [tx(i, i, account=f"t{i}") for i in range(4)]))
+    idx = sequence_index(frame, 4)
+    assert (idx[:, :-1] == -1).all() and idx[:, -1].tolist() == [0, 1, 2, 3]
+
+
+def test_snapshot_restore_continues_exactly(stream):
+    spec = build_spec(tabular.passthrough_names(stream))
+    events = list(tabular.to_transactions(stream.head(600)))
+    straight = OnlineFeatureState(spec, 4)
+    expected = [straight.update(e)[1] for e in events]
+    first = OnlineFeatureState(spec, 4)
+    for e in events[:300]:
+        first.update(e)
+    resumed = OnlineFeatureState.restore(first.snapshot())
+    got = [resumed.update(e)[1] for e in events[300:]]
+    np.testing.assert_array_equal(np.stack(got), np.stack(expected[300:]))
+
+
+def test_restore_refuses_another_spec_version():
+    state = OnlineFeatureState(build_spec(), 4)
+    blob = state.snapshot().replace(b"1.0.0", b"0.0.9")
+    with pytest.raises(ValueError, match="different feature spec"):
+        OnlineFeatureState.restore(blob)
+
+
+def test_spec_round_trip_and_fingerprint():
+    spec = build_spec(["a", "b"])
+    assert type(spec).from_dict(spec.to_dict()) == spec
+    assert build_spec(["b", "a"]).fingerprint != spec.fingerprint
+    with pytest.raises(ValueError, match="duplicate"):
+        build_spec(["a", "a"])
+
+
+def test_frame_round_trip_keeps_events(stream):
+    events = list(tabular.to_transactions(stream.head(50)))
+    back = tabular.from_transactions(events)
+    pd.testing.assert_frame_equal(back, stream.head(50).reset_index(drop=True), check_dtype=False)
