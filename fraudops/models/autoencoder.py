@@ -1,0 +1,81 @@
+"""Autoencoder over a transaction's own feature vector, trained on legitimate traffic only.
+
+The anomaly score is the reconstruction error (mean squared error in standardised space),
+log-transformed and standardised with the error distribution of legitimate validation rows:
+0 is a typical legitimate transaction, 3 is three "legit spreads" more unusual. The threshold
+for a target false-positive rate is calibrated on the same validation rows and stored with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from fraudops.models.normalization import Standardizer
+
+_EPS = 1e-8
+
+
+@dataclass(frozen=True)
+class AutoencoderConfig:
+    """Architecture hyper-parameters (stored in the checkpoint to rebuild the module)."""
+
+    input_dim: int
+    hidden_size: int = 32
+    bottleneck: int = 8
+    dropout: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Autoencoder(nn.Module):
+    """forward(x [B, F]) -> reconstruction in standardised space; see `anomaly_score`."""
+
+    def __init__(self, config: AutoencoderConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        self.normalize = Standardizer(c.input_dim)
+        self.encoder = nn.Sequential(
+            nn.Linear(c.input_dim, c.hidden_size), nn.ReLU(), nn.Dropout(c.dropout),
+            nn.Linear(c.hidden_size, c.bottleneck), nn.ReLU(),
+        )
+        self.decoder = nn.Sequential(
+            nn.Linear(c.bottleneck, c.hidden_size), nn.ReLU(),
+            nn.Linear(c.hidden_size, c.input_dim),
+        )
+        # Calibration of the score on legitimate validation traffic (set by `calibrate`).
+        self.register_buffer("score_loc", torch.tensor(0.0))
+        self.register_buffer("score_scale", torch.tensor(1.0))
+        self.register_buffer("threshold", torch.tensor(float("inf")))
+        self.register_buffer("target_fpr", torch.tensor(float("nan")))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(self.normalize(x)))
+
+    def reconstruction_error(self, x: torch.Tensor) -> torch.Tensor:
+        """Mean squared error per row, in standardised feature space."""
+        return (self(x) - self.normalize(x)).pow(2).mean(dim=1)
+
+    def anomaly_score(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised anomaly score [B] (higher = more unusual)."""
+        log_error = torch.log(self.reconstruction_error(x) + _EPS)
+        return (log_error - self.score_loc) / self.score_scale
+
+    @torch.no_grad()
+    def calibrate(self, legit_rows: torch.Tensor, target_fpr: float) -> float:
+        """Fit the score normalisation and the threshold flagging `target_fpr` of legit rows."""
+        if not 0.0 < target_fpr < 1.0:
+            raise ValueError(f"target_fpr must be in (0, 1), got {target_fpr}")
+        log_error = torch.log(self.reconstruction_error(legit_rows) + _EPS).cpu().numpy()
+        self.score_loc.fill_(float(np.median(log_error)))
+        spread = float(np.subtract(*np.percentile(log_error, [75, 25]))) / 1.349  # IQR -> sigma
+        self.score_scale.fill_(max(spread, 1e-3))
+        scores = (log_error - self.score_loc.item()) / self.score_scale.item()
+        self.threshold.fill_(float(np.quantile(scores, 1.0 - target_fpr)))
+        self.target_fpr.fill_(target_fpr)
+        return float(self.threshold)

@@ -1,0 +1,226 @@
+"""The scorer: both models, the feature spec and the decision policy behind one call.
+
+`load_scorer` accepts MLflow model URIs (``models:/fraud-lstm-cnn@champion``, ``models:/NAME/3``,
+``runs:/RUN/sequence_model``) or local directories (as KServe's storage initializer leaves
+them, or as `save_checkpoint` writes them). Nothing is loaded at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fraudops.models.checkpoint import (
+    AUTOENCODER_KIND,
+    SEQUENCE_KIND,
+    ModelBundle,
+    find_checkpoint,
+    load_checkpoint,
+)
+from fraudops.models.device import pick_device
+from fraudops.models.exceptions import FeatureSpecMismatchError, ModelInputError, ModelLoadError
+from fraudops.models.policy import DecisionPolicy
+
+log = logging.getLogger(__name__)
+#: Rows scored per forward pass (bounds memory for large offline batches).
+CHUNK = 8192
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """Per-row outputs of `Scorer.score`."""
+
+    fraud_probability: np.ndarray  # float32 [B]
+    anomaly_score: np.ndarray  # float32 [B]
+    decision: np.ndarray  # str [B]: approve | review | block
+    reason_codes: list[list[str]] = field(default_factory=list)  # top unusual features per row
+
+
+@dataclass(frozen=True)
+class LoadedModelInfo:
+    """Where a loaded model came from (reported by the predictor's metadata)."""
+
+    uri: str
+    name: str | None = None
+    version: str | None = None
+    run_id: str | None = None
+
+    def to_dict(self) -> dict:
+        return {"uri": self.uri, "name": self.name, "version": self.version,
+                "run_id": self.run_id}
+
+
+class Scorer:
+    """Both models plus policy; `score(x, mask)` gives probabilities, anomalies, decisions."""
+
+    def __init__(self, sequence: ModelBundle, autoencoder: ModelBundle,
+                 policy: DecisionPolicy | None = None, device: torch.device | str = "cpu",
+                 sources: dict[str, LoadedModelInfo] | None = None):
+        _check_pair(sequence, autoencoder)
+        self.device = torch.device(device)
+        self.sequence_model = sequence.module.to(self.device).eval()
+        self.autoencoder = autoencoder.module.to(self.device).eval()
+        self.feature_spec: dict = sequence.feature_spec
+        self.seq_len = sequence.seq_len
+        self.policy = policy or DecisionPolicy.from_dict(sequence.extra.get("policy") or {})
+        self.sources = sources or {}
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(self.feature_spec.get("names", []))
+
+    @property
+    def feature_dim(self) -> int:
+        return self.sequence_model.config.input_dim
+
+    @property
+    def feature_spec_version(self) -> str:
+        return str(self.feature_spec.get("version", ""))
+
+    @property
+    def versions(self) -> dict[str, str | None]:
+        """Registered model name (or role) -> version loaded (None for an unregistered dir)."""
+        return {(info.name or role): info.version for role, info in self.sources.items()}
+
+    def check_input(self, x: np.ndarray, mask: np.ndarray) -> None:
+        """Raise `ModelInputError` unless x is [B, K, F] and mask [B, K] for this model."""
+        if x.ndim != 3 or x.shape[1:] != (self.seq_len, self.feature_dim):
+            raise ModelInputError(f"sequences must have shape [B, {self.seq_len}, "
+                                  f"{self.feature_dim}], got {list(x.shape)}")
+        if mask.shape != x.shape[:2]:
+            raise ModelInputError(f"mask must have shape {list(x.shape[:2])}, "
+                                  f"got {list(mask.shape)}")
+        if not np.isfinite(x).all():
+            raise ModelInputError("sequences contain NaN or infinite values")
+
+    @torch.no_grad()
+    def score(self, x: np.ndarray, mask: np.ndarray, reasons: int = 0) -> ScoreResult:
+        """Score a batch; `reasons` > 0 adds that many reason codes per row."""
+        x = np.asarray(x, dtype=np.float32)
+        mask = np.asarray(mask, dtype=bool)
+        self.check_input(x, mask)
+        parts = [self._score_chunk(x[i:i + CHUNK], mask[i:i + CHUNK], reasons)
+                 for i in range(0, len(x), CHUNK)] or [self._score_chunk(x, mask, reasons)]
+        prob = np.concatenate([p[0] for p in parts]).astype(np.float32)
+        anomaly = np.concatenate([p[1] for p in parts]).astype(np.float32)
+        codes = [row for p in parts for row in p[2]]
+        return ScoreResult(prob, anomaly, self.policy.decide(prob, anomaly), codes)
+
+    def _score_chunk(self, x: np.ndarray, mask: np.ndarray, reasons: int):
+        xt = torch.from_numpy(x).to(self.device)
+        mt = torch.from_numpy(mask).to(self.device)
+        prob = torch.sigmoid(self.sequence_model(xt, mt)).cpu().numpy()
+        current = xt[:, -1, :]
+        anomaly = self.autoencoder.anomaly_score(current).cpu().numpy()
+        codes = self._reason_codes(current, reasons) if reasons > 0 else []
+        return prob, anomaly, codes
+
+    def _reason_codes(self, current: torch.Tensor, top: int) -> list[list[str]]:
+        # The features the autoencoder reconstructs worst are the ones that make the
+        # transaction unusual: an explanation an analyst can check against the raw data.
+        errors = (self.autoencoder(current) - self.autoencoder.normalize(current)).pow(2)
+        top = min(top, errors.shape[1])
+        index = errors.topk(top, dim=1).indices.cpu().numpy()
+        names = self.feature_names or [f"f{i}" for i in range(errors.shape[1])]
+        return [[names[j] for j in row] for row in index]
+
+
+def _check_pair(sequence: ModelBundle, autoencoder: ModelBundle) -> None:
+    if sequence.kind != SEQUENCE_KIND or autoencoder.kind != AUTOENCODER_KIND:
+        raise ModelLoadError(f"expected ({SEQUENCE_KIND}, {AUTOENCODER_KIND}) models, got "
+                             f"({sequence.kind}, {autoencoder.kind})")
+    if sequence.feature_spec.get("fingerprint") != autoencoder.feature_spec.get("fingerprint") \
+            or sequence.module.config.input_dim != autoencoder.module.config.input_dim:
+        raise ModelLoadError("the sequence model and the autoencoder were trained on different "
+                             "feature specs; train and register them together")
+
+
+def check_feature_spec(bundle: ModelBundle, expected_version: str | None, uri: str) -> None:
+    """Refuse a model whose feature-spec version differs from the running code's."""
+    if expected_version is None:
+        from fraudops.features import FEATURE_SPEC_VERSION
+
+        expected_version = FEATURE_SPEC_VERSION
+    if bundle.feature_spec_version != str(expected_version):
+        raise FeatureSpecMismatchError(
+            f"{uri} was trained with feature-spec version {bundle.feature_spec_version!r} but "
+            f"this code computes version {expected_version!r}; retrain or deploy matching code")
+
+
+def load_scorer(sequence_uri: str, autoencoder_uri: str, *, device: str = "auto",
+                expected_spec_version: str | None = None, cache_dir: str | Path | None = None
+                ) -> Scorer:
+    """Load both models (MLflow URI or local dir) into a `Scorer` on the chosen device."""
+    target = pick_device(device)
+    bundles, sources = {}, {}
+    for role, uri in (("sequence", sequence_uri), ("autoencoder", autoencoder_uri)):
+        directory, info = resolve_model_uri(uri, cache_dir)
+        bundle = load_checkpoint(directory, device=target)
+        check_feature_spec(bundle, expected_spec_version, uri)
+        bundles[role], sources[role] = bundle, info
+        log.info("loaded %s model from %s (version %s)", role, uri, info.version)
+    return Scorer(bundles["sequence"], bundles["autoencoder"], device=target, sources=sources)
+
+
+def resolve_model_uri(uri: str, cache_dir: str | Path | None = None
+                      ) -> tuple[Path, LoadedModelInfo]:
+    """A local directory holding the model at `uri`, and where it came from."""
+    local = Path(uri[len("file://"):] if uri.startswith("file://") else uri)
+    if "://" not in uri or uri.startswith("file://"):
+        if not local.exists():
+            raise ModelLoadError(f"model directory {local} does not exist")
+        return find_checkpoint(local), LoadedModelInfo(uri, run_id=_mlmodel_run_id(local))
+    return _download_mlflow_model(uri, cache_dir)
+
+
+def _download_mlflow_model(uri: str, cache_dir: str | Path | None
+                           ) -> tuple[Path, LoadedModelInfo]:
+    try:
+        import mlflow
+        from mlflow.exceptions import MlflowException
+    except ImportError as error:  # serving/training extras bring mlflow
+        raise ModelLoadError(f"{uri}: loading MLflow URIs needs the mlflow package") from error
+    try:
+        name, version, run_id = _registry_info(uri)
+        # Download the resolved version, not the alias: it may move while we download.
+        pinned = f"models:/{name}/{version}" if name and version else uri
+        dst = tempfile.mkdtemp(prefix="fraudops-model-", dir=cache_dir)
+        path = mlflow.artifacts.download_artifacts(artifact_uri=pinned, dst_path=dst)
+    except MlflowException as error:
+        raise ModelLoadError(f"cannot fetch {uri}: {error.message}") from error
+    run_id = run_id or _mlmodel_run_id(Path(path))
+    return find_checkpoint(path), LoadedModelInfo(uri, name, version, run_id)
+
+
+def _registry_info(uri: str) -> tuple[str | None, str | None, str | None]:
+    """(name, version, run id) for a ``models:/`` URI; Nones otherwise."""
+    if not uri.startswith("models:/"):
+        return None, None, None
+    from mlflow import MlflowClient
+
+    ref = uri[len("models:/"):].strip("/")
+    client = MlflowClient()
+    if "@" in ref:
+        name, alias = ref.split("@", 1)
+        mv = client.get_model_version_by_alias(name, alias)
+    else:
+        name, _, version = ref.partition("/")
+        if not version.isdigit():
+            return name, None, None  # stage names ("Production") are deprecated
+        mv = client.get_model_version(name, version)
+    return mv.name, str(mv.version), mv.run_id
+
+
+def _mlmodel_run_id(path: Path) -> str | None:
+    """The MLflow run id recorded in an MLmodel file next to or above the checkpoint."""
+    import yaml
+
+    for candidate in (path / "MLmodel", path.parent / "MLmodel", path.parent.parent / "MLmodel"):
+        if candidate.is_file():
+            return (yaml.safe_load(candidate.read_text()) or {}).get("run_id")
+    return None

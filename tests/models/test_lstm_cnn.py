@@ -1,0 +1,73 @@
+import numpy as np
+import pytest
+import torch
+
+from fraudops.models import LSTMCNN, LSTMCNNConfig, seed_everything
+from fraudops.models.lstm_cnn import left_align
+
+
+def _model(dim=5, seed=0):
+    seed_everything(seed)
+    return LSTMCNN(LSTMCNNConfig(input_dim=dim)).eval()
+
+
+def _batch(b=4, k=6, f=5, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(b, k, f, generator=g)
+    mask = torch.ones(b, k, dtype=torch.bool)
+    mask[0, :3] = False
+    mask[1, :5] = False  # only the scored transaction itself
+    return x, mask
+
+
+def test_output_is_one_logit_per_row():
+    x, mask = _batch()
+    assert _model()(x, mask).shape == (4,)
+
+
+def test_padding_content_does_not_change_output():
+    model = _model()
+    x, mask = _batch()
+    garbage = x.clone()
+    garbage[~mask] = 1e3
+    assert torch.allclose(model(x, mask), model(garbage, mask), atol=1e-6)
+
+
+def test_extra_front_padding_does_not_change_output():
+    model = _model()
+    x, mask = _batch(k=4)
+    padded = torch.cat([torch.zeros(4, 5, 5), x], dim=1)
+    padded_mask = torch.cat([torch.zeros(4, 5, dtype=torch.bool), mask], dim=1)
+    assert torch.allclose(model(x, mask), model(padded, padded_mask), atol=1e-6)
+
+
+def test_history_changes_output():
+    model = _model()
+    x, mask = _batch()
+    other = x.clone()
+    other[3, 0] += 5.0  # row 3 has full history: an older transaction matters
+    out, out_other = model(x, mask), model(other, mask)
+    assert not torch.isclose(out[3], out_other[3])
+    assert torch.allclose(out[:3], out_other[:3])
+
+
+def test_same_seed_same_weights_and_output():
+    x, mask = _batch()
+    assert torch.equal(_model(seed=7)(x, mask), _model(seed=7)(x, mask))
+    assert not torch.equal(_model(seed=7)(x, mask), _model(seed=8)(x, mask))
+
+
+def test_left_align_moves_real_steps_to_front():
+    x = torch.arange(1, 5, dtype=torch.float32).view(1, 4, 1)
+    mask = torch.tensor([[False, False, True, True]])
+    aligned, lengths = left_align(x, mask)
+    assert aligned.view(-1).tolist() == [3.0, 4.0, 0.0, 0.0]
+    assert lengths.tolist() == [2]
+
+
+def test_standardizer_uses_training_statistics():
+    model = _model(dim=2)
+    rows = np.array([[0.0, 10.0], [2.0, 10.0]])
+    model.normalize.fit(rows)
+    out = model.normalize(torch.tensor([[2.0, 10.0]]))
+    assert out[0].tolist() == pytest.approx([1.0, 0.0])  # constant feature: scale 1, not inf
