@@ -22,6 +22,7 @@ from fraudops.features.spec import (
     DEFAULT_SEQ_LEN,
     NOVELTY_FIELDS,
     VELOCITY_ENTITIES,
+    VELOCITY_STATS,
     WINDOWS,
     Z_CLIP,
     Z_VARIANCE_FLOOR,
@@ -32,6 +33,19 @@ from fraudops.schema import Transaction
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _WIDTHS = tuple(WINDOWS.values())
 _SNAPSHOT_FORMAT = 1
+_TAU = 2.0 * math.pi
+
+
+def _amount_z(log_amount: float, n: int, total: float, total_sq: float) -> tuple[float, float]:
+    """Scalar twin of `encoding.amount_z` (same float64 operations, so the same results)."""
+    if n == 0:
+        return 0.0, 0.0
+    mean = total / n
+    diff = log_amount - mean
+    if n < 2:
+        return 0.0, diff
+    var = max(total_sq / n - mean * mean, 0.0)
+    return max(-Z_CLIP, min(Z_CLIP, diff / math.sqrt(var + Z_VARIANCE_FLOOR))), diff
 
 
 def epoch_micros(moment: datetime) -> int:
@@ -43,7 +57,7 @@ def epoch_micros(moment: datetime) -> int:
 class _Velocity:
     """Count, sum and max of one entity's amounts over each sliding window (t - w, t]."""
 
-    __slots__ = ("times", "cents", "heads", "sums", "maxima")
+    __slots__ = ("cents", "heads", "maxima", "sums", "times")
 
     def __init__(self) -> None:
         self.times: list[int] = []
@@ -83,15 +97,22 @@ class _Velocity:
 class _Account:
     """What the stream remembers about one account."""
 
-    __slots__ = ("seen", "last_ts", "n", "sum", "sumsq", "history")
+    __slots__ = ("filled", "history", "last_ts", "n", "seen", "sum", "sumsq")
 
-    def __init__(self, seq_len: int) -> None:
+    def __init__(self, seq_len: int, dim: int) -> None:
         self.seen: tuple[set, ...] = tuple(set() for _ in NOVELTY_FIELDS)
         self.last_ts: int | None = None
         self.n = 0
         self.sum = 0.0
         self.sumsq = 0.0
-        self.history: deque[np.ndarray] = deque(maxlen=seq_len)
+        self.history = np.zeros((seq_len, dim), dtype=np.float32)  # oldest first
+        self.filled = 0
+
+    def push(self, features: np.ndarray) -> None:
+        """Append to the last-K history (a rolling array: no per-event allocation)."""
+        self.history[:-1] = self.history[1:]
+        self.history[-1] = features
+        self.filled = min(self.filled + 1, len(self.history))
 
 
 class OnlineFeatureState:
@@ -103,88 +124,86 @@ class OnlineFeatureState:
         self.accounts: dict[str, _Account] = {}
         self.velocity: dict[str, dict[str, _Velocity]] = {e: {} for e in VELOCITY_ENTITIES}
         self._index = {name: i for i, name in enumerate(spec.names)}
+        self._novelty_slots = [self._index[f"account_new_{f.removesuffix('_id')}"]
+                               for f in NOVELTY_FIELDS]
+        self._velocity_slots = {
+            entity: [[self._index[f"{entity}_{stat}_{window}_log"] for stat in VELOCITY_STATS]
+                     for window in WINDOWS]
+            for entity in VELOCITY_ENTITIES
+        }
 
     def update(self, tx: Transaction) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Apply one event (in stream order): its features [F], the account's sequence [K, F]
         including it, and the sequence mask [K]."""
         features = self.features(tx)
-        history = self.accounts[tx.account_id].history
-        history.append(features)
+        self.accounts[tx.account_id].push(features)
         return (features, *self.sequence(tx.account_id))
 
     def features(self, tx: Transaction) -> np.ndarray:
         """Compute one event's features and update the state (without the sequence)."""
         ts = epoch_micros(tx.timestamp)
-        cents = int(encoding.to_cents(np.array([tx.amount]))[0])
-        vec = np.zeros(self.spec.dim, dtype=np.float64)
-        put = self._put(vec)
-        log_amount = float(encoding.cents_log(cents))
-        put("amount_log", log_amount)
-        for name, value in zip(("hour_sin", "hour_cos", "dow_sin", "dow_cos"),
-                               encoding.cyclic_time(np.array([ts]))[0], strict=True):
-            put(name, value)
-        put(f"channel_{tx.channel.value}", 1.0)
-        put(f"category_{tx.merchant_category.value}", 1.0)
+        cents = round(tx.amount * 100.0)
+        vec = [0.0] * self.spec.dim
+        at = self._index
+        log_amount = math.log1p(cents / 100.0)
+        vec[at["amount_log"]] = log_amount
+        day = (ts % encoding.DAY_US) / encoding.DAY_US
+        week = (((ts // encoding.DAY_US) + encoding.EPOCH_WEEKDAY) % 7 + day) / 7.0
+        vec[at["hour_sin"]], vec[at["hour_cos"]] = math.sin(_TAU * day), math.cos(_TAU * day)
+        vec[at["dow_sin"]], vec[at["dow_cos"]] = math.sin(_TAU * week), math.cos(_TAU * week)
+        vec[at["channel_" + tx.channel.value]] = 1.0
+        vec[at["category_" + tx.merchant_category.value]] = 1.0
         account = self.accounts.get(tx.account_id)
         if account is None:
-            account = self.accounts[tx.account_id] = _Account(self.seq_len)
-        self._account_features(put, account, tx, ts, log_amount)
+            account = self.accounts[tx.account_id] = _Account(self.seq_len, self.spec.dim)
+        self._account_features(vec, account, tx, ts, log_amount)
         for entity, key in VELOCITY_ENTITIES.items():
             entity_key = getattr(tx, key)
             if entity_key is not None:
-                self._velocity_features(put, entity, entity_key, ts, cents)
+                self._velocity_features(vec, entity, entity_key, ts, cents)
         for name in self.spec.passthrough:
             value = tx.extra.get(name, 0.0)
-            put(f"extra_{name}", value if math.isfinite(value) else 0.0)
-        return vec.astype(np.float32)
+            vec[at["extra_" + name]] = value if math.isfinite(value) else 0.0
+        return np.array(vec, dtype=np.float32)
 
-    def _put(self, vec: np.ndarray):
-        index = self._index
-
-        def put(name: str, value: float) -> None:
-            vec[index[name]] = value
-
-        return put
-
-    def _account_features(self, put, account: _Account, tx, ts: int, log_amount: float) -> None:
-        for field, seen in zip(NOVELTY_FIELDS, account.seen, strict=True):
+    def _account_features(self, vec, account: _Account, tx, ts: int, log_amount: float) -> None:
+        at = self._index
+        for field, seen, slot in zip(NOVELTY_FIELDS, account.seen, self._novelty_slots,
+                                     strict=True):
             value = getattr(tx, field)
             if value is not None and value not in seen:
                 seen.add(value)
-                put(f"account_new_{field.removesuffix('_id')}", 1.0)
+                vec[slot] = 1.0
         first = account.last_ts is None
-        put("account_first_seen", float(first))
-        put("account_gap_log", 0.0 if first else math.log1p((ts - account.last_ts) / 1e6))
-        put("account_history_log", math.log1p(account.n))
-        z, diff = encoding.amount_z(log_amount, account.n, account.sum, account.sumsq,
-                                    Z_VARIANCE_FLOOR, Z_CLIP)
-        put("account_amount_z", float(z))
-        put("account_amount_diff", float(diff))
+        vec[at["account_first_seen"]] = float(first)
+        vec[at["account_gap_log"]] = 0.0 if first else math.log1p((ts - account.last_ts) / 1e6)
+        vec[at["account_history_log"]] = math.log1p(account.n)
+        z, diff = _amount_z(log_amount, account.n, account.sum, account.sumsq)
+        vec[at["account_amount_z"]], vec[at["account_amount_diff"]] = z, diff
         account.last_ts = ts
         account.n += 1
         account.sum += log_amount
         account.sumsq += log_amount * log_amount
 
-    def _velocity_features(self, put, entity: str, key: str, ts: int, cents: int) -> None:
+    def _velocity_features(self, vec, entity: str, key: str, ts: int, cents: int) -> None:
         table = self.velocity[entity]
         windows = table.get(key)
         if windows is None:
             windows = table[key] = _Velocity()
-        for window, (count, total, biggest) in zip(WINDOWS, windows.add(ts, cents), strict=True):
-            put(f"{entity}_count_{window}_log", math.log1p(count))
-            put(f"{entity}_sum_{window}_log", math.log1p(total / 100.0))
-            put(f"{entity}_max_{window}_log", math.log1p(biggest / 100.0))
+        for slots, (count, total, biggest) in zip(self._velocity_slots[entity],
+                                                  windows.add(ts, cents), strict=True):
+            vec[slots[0]] = math.log1p(count)
+            vec[slots[1]] = math.log1p(total / 100.0)
+            vec[slots[2]] = math.log1p(biggest / 100.0)
 
     def sequence(self, account_id: str) -> tuple[np.ndarray, np.ndarray]:
         """The account's last K feature vectors, front-padded with zeros, and the mask."""
-        x = np.zeros((self.seq_len, self.spec.dim), dtype=np.float32)
         mask = np.zeros(self.seq_len, dtype=bool)
         account = self.accounts.get(account_id)
-        if account is not None and account.history:
-            n = len(account.history)
-            x[self.seq_len - n:] = np.stack(account.history)
-            mask[self.seq_len - n:] = True
-        return x, mask
+        if account is None:
+            return np.zeros((self.seq_len, self.spec.dim), dtype=np.float32), mask
+        mask[self.seq_len - account.filled:] = True
+        return account.history.copy(), mask
 
     def snapshot(self) -> bytes:
         """The whole state as bytes (see module docstring on trust)."""
@@ -195,7 +214,7 @@ class OnlineFeatureState:
     @classmethod
     def restore(cls, blob: bytes) -> OnlineFeatureState:
         """Rebuild a state from `snapshot()` bytes; refuses another feature-spec version."""
-        payload = pickle.loads(blob)  # noqa: S301 - internal data, see module docstring
+        payload = pickle.loads(blob)
         if payload.get("format") != _SNAPSHOT_FORMAT:
             raise ValueError(f"unsupported state snapshot format {payload.get('format')!r}")
         spec = FeatureSpec.from_dict(payload["spec"])

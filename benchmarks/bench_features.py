@@ -1,0 +1,55 @@
+"""Feature computation rates: batch (training) and online (streaming), on generated data.
+
+    python benchmarks/bench_features.py --rows 1000000 --online-rows 100000 --out bench.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from fraudops.data import frame as tabular
+from fraudops.features import OnlineFeatureState, build_spec, compute_batch
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--online-rows", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+
+    from fraudops.data.generate import GeneratorConfig, generate
+
+    frame = tabular.sort_by_time(generate(GeneratorConfig(rows=args.rows, seed=args.seed)))
+    spec = build_spec(tabular.passthrough_names(frame))
+
+    started = time.perf_counter()
+    compute_batch(frame, spec)
+    batch_seconds = time.perf_counter() - started
+
+    events = list(tabular.to_transactions(frame.head(args.online_rows)))
+    state = OnlineFeatureState(spec)
+    started = time.perf_counter()
+    for event in events:
+        state.update(event)
+    online_seconds = time.perf_counter() - started
+
+    result = {
+        "rows": len(frame),
+        "batch_seconds": round(batch_seconds, 3),
+        "batch_rows_per_second": round(len(frame) / batch_seconds),
+        "online_rows": len(events),
+        "online_rows_per_second": round(len(events) / online_seconds),
+        "online_us_per_event": round(online_seconds / len(events) * 1e6, 2),
+    }
+    print(json.dumps(result, indent=2))
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
