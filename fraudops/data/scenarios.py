@@ -1,0 +1,210 @@
+"""Labelled fraud scenarios mixed into the synthetic traffic.
+
+Each scenario draws one *incident* at a time (a burst of rows sharing a victim account, or for a
+compromised merchant a burst sharing the merchant) until its row budget is spent. The signal each
+one leaves lives in behaviour the feature pipeline sees: devices, countries and merchants new to
+the account, bursts (velocity), unusual amounts, merchant spikes. Incidents number in the
+thousands at most, so a Python loop over incidents is cheap; rows are built with numpy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fraudops.data.population import (
+    CAT, CH, RISKY_COUNTRIES, Population, Rows, concat_rows, far_country, make_rows,
+    merchants_in, new_devices, take_rows,
+)
+from fraudops.schema import Channel, MerchantCategory
+
+#: Fraud scenarios in the training data (order fixes the codes in `Rows["scenario"]`).
+SCENARIOS = ("account_takeover", "card_testing", "mule_cash_out", "compromised_merchant",
+             "impossible_travel")
+#: Scenarios that only appear through drift (`new_fraud_pattern`), never in training data.
+DRIFT_SCENARIOS = ("bust_out",)
+ALL_SCENARIOS = SCENARIOS + DRIFT_SCENARIOS
+DEFAULT_WEIGHTS = {"account_takeover": 0.25, "card_testing": 0.22, "mule_cash_out": 0.15,
+                   "compromised_merchant": 0.2, "impossible_travel": 0.18}
+HOUR = 3600.0
+MINUTE = 60.0
+
+_HIGH_VALUE = [CAT[c] for c in (MerchantCategory.ELECTRONICS, MerchantCategory.JEWELRY,
+                                MerchantCategory.DIGITAL_GOODS, MerchantCategory.RETAIL,
+                                MerchantCategory.TRAVEL)]
+_TESTING = [CAT[c] for c in (MerchantCategory.DIGITAL_GOODS, MerchantCategory.OTHER,
+                             MerchantCategory.ENTERTAINMENT)]
+_STORE = [CAT[c] for c in (MerchantCategory.ELECTRONICS, MerchantCategory.JEWELRY,
+                           MerchantCategory.RETAIL, MerchantCategory.RESTAURANT)]
+
+
+@dataclass
+class Context:
+    """What incidents draw from: the population and the legitimate rows (for anchors)."""
+
+    population: Population
+    legit: Rows
+    online_pools: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    anchors: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    #: Incidents start no earlier than this (seconds into the span); drift uses it.
+    earliest: float = 0.0
+
+    @classmethod
+    def build(cls, population: Population, legit: Rows) -> Context:
+        m = population.merchants
+        online = m.channel == CH[Channel.ONLINE]
+        pools = {"high_value": m.pool(online & np.isin(m.category, _HIGH_VALUE)),
+                 "testing": m.pool(online & np.isin(m.category, _TESTING)),
+                 "transfer": m.pool(m.channel == CH[Channel.TRANSFER])}
+        home = population.accounts.home[legit["account"]]
+        anchors = np.flatnonzero((legit["channel"] == CH[Channel.CARD_PRESENT])
+                                 & (legit["country"] == home)
+                                 & (legit["ts"] < population.span_seconds - 3 * HOUR))
+        return cls(population=population, legit=legit, online_pools=pools, anchors=anchors)
+
+    def pick(self, rng: np.random.Generator, pool: str, n: int) -> np.ndarray:
+        idx, p = self.online_pools[pool]
+        return idx[rng.choice(len(idx), n, p=p)]
+
+    def incident_time(self, rng: np.random.Generator) -> float:
+        """A start time leaving room for account history before and the burst after."""
+        span = self.population.span_seconds
+        low = max(self.earliest, min(2 * 86400.0, 0.1 * span))
+        return float(rng.uniform(low, max(low, span - 3 * HOUR)))
+
+
+def _burst(rng: np.random.Generator, t0: float, n: int, mean_gap: float) -> np.ndarray:
+    return t0 + np.cumsum(rng.exponential(mean_gap, n))
+
+
+def account_takeover(ctx: Context, rng: np.random.Generator) -> Rows:
+    """A fraudster on a new device (often abroad) spends fast and big at online shops."""
+    acc = ctx.population.accounts
+    a = int(rng.integers(len(acc)))
+    n = int(rng.integers(3, 9))
+    country = rng.choice(RISKY_COUNTRIES) if rng.random() < 0.7 else acc.home[a]
+    merchant = ctx.pick(rng, "high_value", n)
+    amount = np.maximum(acc.spend[a] * rng.uniform(4, 14, n), rng.uniform(120, 600, n))
+    channel = np.full(n, CH[Channel.ONLINE])
+    if rng.random() < 0.35:  # finish by wiring money out
+        merchant[-1] = ctx.pick(rng, "transfer", 1)[0]
+        channel[-1] = CH[Channel.TRANSFER]
+        amount[-1] = acc.spend[a] * rng.uniform(15, 40)
+    return make_rows(np.full(n, a), ts=_burst(rng, ctx.incident_time(rng), n, 150.0),
+                     amount=amount, merchant=merchant, channel=channel, country=country,
+                     device=new_devices(rng, 1)[0])
+
+
+def card_testing(ctx: Context, rng: np.random.Generator) -> Rows:
+    """Many tiny charges at new online merchants check that stolen card details work."""
+    acc = ctx.population.accounts
+    a = int(rng.integers(len(acc)))
+    n = int(rng.integers(6, 21))
+    amount = np.where(rng.random(n) < 0.3, 1.0, rng.uniform(0.3, 3.0, n))
+    merchant = ctx.pick(rng, "testing", n)
+    if rng.random() < 0.5:  # the card works: cash in with one real purchase
+        amount[-1] = acc.spend[a] * rng.uniform(4, 10)
+        merchant[-1] = ctx.pick(rng, "high_value", 1)[0]
+    device = new_devices(rng, 1)[0] if rng.random() < 0.75 else acc.devices[a, 0]
+    country = rng.choice(RISKY_COUNTRIES) if rng.random() < 0.6 else acc.home[a]
+    return make_rows(np.full(n, a), ts=_burst(rng, ctx.incident_time(rng), n, 45.0),
+                     amount=amount, merchant=merchant, channel=CH[Channel.ONLINE],
+                     country=country, device=device)
+
+
+def mule_cash_out(ctx: Context, rng: np.random.Generator) -> Rows:
+    """A large transfer, then cash-outs within the hour that drain what arrived."""
+    acc = ctx.population.accounts
+    a = int(rng.integers(len(acc)))
+    k = int(rng.integers(1, 4))
+    total = acc.spend[a] * rng.uniform(25, 90)
+    drained = total * rng.uniform(0.92, 1.0) * rng.dirichlet(np.full(k, 3.0))
+    t0 = ctx.incident_time(rng)
+    cash_times = t0 + rng.uniform(3, 45) * MINUTE + np.cumsum(rng.exponential(8 * MINUTE, k))
+    device = new_devices(rng, 1)[0] if rng.random() < 0.6 else acc.devices[a, 0]
+    channel = np.r_[CH[Channel.TRANSFER], np.full(k, CH[Channel.CASH_OUT])]
+    return make_rows(np.full(k + 1, a), ts=np.r_[t0, cash_times], amount=np.r_[total, drained],
+                     merchant=ctx.pick(rng, "transfer", k + 1), channel=channel,
+                     country=acc.home[a], device=device)
+
+
+def compromised_merchant(ctx: Context, rng: np.random.Generator) -> Rows:
+    """A breached merchant or terminal charges many accounts within a few hours."""
+    acc, m = ctx.population.accounts, ctx.population.merchants
+    country = acc.home[int(rng.integers(len(acc)))]
+    locals_ = np.flatnonzero(acc.home == country)
+    quiet = m.popularity < np.median(m.popularity)
+    candidates = np.flatnonzero(quiet & (m.country == country)
+                                & np.isin(m.channel, [CH[Channel.CARD_PRESENT], CH[Channel.ONLINE]]))
+    if len(candidates) == 0 or len(locals_) < 5:
+        return make_rows(np.zeros(0, np.int64))
+    merchant = int(rng.choice(candidates))
+    victims = rng.choice(locals_, min(len(locals_), int(rng.integers(12, 36))), replace=False)
+    account = np.repeat(victims, np.where(rng.random(len(victims)) < 0.3, 2, 1))
+    n = len(account)
+    ts = ctx.incident_time(rng) + np.sort(rng.uniform(0, rng.uniform(0.5, 3.0) * HOUR, n))
+    online = m.channel[merchant] == CH[Channel.ONLINE]
+    return make_rows(account, ts=ts, amount=acc.spend[account] * rng.uniform(2.5, 8, n),
+                     merchant=merchant, channel=m.channel[merchant],
+                     country=acc.home[account] if online else m.country[merchant],
+                     device=acc.devices[account, 0] if online else 0)
+
+
+def impossible_travel(ctx: Context, rng: np.random.Generator) -> Rows:
+    """Card-present spend in a far country minutes after the card was used at home."""
+    acc, m = ctx.population.accounts, ctx.population.merchants
+    anchor = int(rng.choice(ctx.anchors))
+    a = int(ctx.legit["account"][anchor])
+    n = int(rng.integers(1, 5))
+    country = far_country(rng, int(acc.home[a]))
+    idx, p = merchants_in(m, country, CH[Channel.CARD_PRESENT], _STORE)
+    t1 = ctx.legit["ts"][anchor] + rng.uniform(10, 90) * MINUTE
+    ts = t1 + np.r_[0.0, np.cumsum(rng.exponential(12 * MINUTE, n - 1))]
+    return make_rows(np.full(n, a), ts=ts, amount=acc.spend[a] * rng.uniform(2, 8, n),
+                     merchant=idx[rng.choice(len(idx), n, p=p)],
+                     channel=CH[Channel.CARD_PRESENT], country=country, device=0)
+
+
+INCIDENTS: dict[str, Callable[[Context, np.random.Generator], Rows]] = {
+    "account_takeover": account_takeover,
+    "card_testing": card_testing,
+    "mule_cash_out": mule_cash_out,
+    "compromised_merchant": compromised_merchant,
+    "impossible_travel": impossible_travel,
+}
+
+
+Incident = Callable[[Context, np.random.Generator], Rows]
+
+
+def scenario_rows(name: str, ctx: Context, rng: np.random.Generator, budget: int,
+                  incident: Incident | None = None) -> Rows:
+    """Incidents of scenario `name` until exactly `budget` rows exist (the last one truncated).
+
+    `incident` draws one incident; by default the training scenario of that name.
+    """
+    incident = incident or INCIDENTS[name]
+    parts, total, misses = [], 0, 0
+    while total < budget and misses < 50:
+        rows = incident(ctx, rng)
+        misses += len(rows["account"]) == 0
+        parts.append(rows)
+        total += len(rows["account"])
+    rows = concat_rows(parts)
+    rows = take_rows(rows, np.arange(min(budget, len(rows["account"]))))
+    rows["label"][:] = 1
+    rows["scenario"][:] = ALL_SCENARIOS.index(name)
+    rows["amount"] = np.round(np.maximum(rows["amount"], 0.01), 2)
+    return rows
+
+
+def fraud_rows(ctx: Context, rng: np.random.Generator, total: int,
+               weights: dict[str, float]) -> Rows:
+    """`total` fraud rows split over the scenarios in proportion to `weights`."""
+    names = [n for n in SCENARIOS if weights.get(n, 0) > 0]
+    share = np.array([weights[n] for n in names]) / sum(weights[n] for n in names)
+    budgets = np.floor(share * total).astype(int)
+    budgets[: total - budgets.sum()] += 1
+    return concat_rows([scenario_rows(n, ctx, rng, int(b)) for n, b in zip(names, budgets)])
