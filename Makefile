@@ -1,0 +1,25 @@
+# The two commands a newcomer needs: `make demo` (the whole loop locally) and `make test`.
+VENV ?= .venv
+PYTEST_ARGS ?=
+
+.PHONY: setup demo up test test-fast lint compile
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml scripts/bootstrap.sh
+	VENV=$(VENV) scripts/bootstrap.sh
+
+demo: setup  ## set up, then run the whole platform loop locally
+	$(VENV)/bin/fraudops demo
+
+up: setup  ## start the local platform without the scripted scenario
+	$(VENV)/bin/fraudops up
+
+test: setup  ## set up, then run the whole test suite
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test-fast: setup  ## unit tests only (no services started)
+	$(VENV)/bin/pytest -m "not integration" $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check .
