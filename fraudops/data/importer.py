@@ -1,0 +1,291 @@
+"""Bring-your-own-data: import a user's CSV or Parquet into the platform's layout.
+
+`import_dataset` streams the source in chunks (pandas ``read_csv(chunksize=...)`` or pyarrow
+``iter_batches``), converts each chunk through a `ColumnMapping` (`fraudops.data.convert`) and
+appends it to a Parquet file with a fixed schema, so memory stays bounded by the chunk size
+whatever the file size. Before writing anything it checks the source against the mapping and
+reports every missing or unusable column at once (`SourceError`). The output appears atomically:
+a failed import leaves no half-written file behind.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from fraudops.data.convert import Drops, as_text, convert_chunk, event_times
+from fraudops.data.exceptions import SourceError, UnsupportedFormatError
+from fraudops.data.frame import BASE_COLUMNS, EXTRA_PREFIX, STRING_COLUMNS
+from fraudops.data.mapping import ColumnMapping, load_mapping
+
+DEFAULT_CHUNK_SIZE = 100_000
+_CSV_SUFFIXES = (".csv", ".tsv", ".txt")
+_COMPRESSION = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zst": "zstd", ".zip": "zip"}
+
+#: Called after each chunk with (done, total) in bytes (CSV) or rows (Parquet).
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass
+class ImportReport:
+    """What an import did: counts, drop reasons, replaced values, the features passed through."""
+
+    source: str
+    output: str
+    rows_read: int = 0
+    rows_written: int = 0
+    labelled_rows: int = 0
+    fraud_rows: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    defaulted: dict[str, int] = field(default_factory=dict)
+    extra_features: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def rows_dropped(self) -> int:
+        return self.rows_read - self.rows_written
+
+    @property
+    def label_rate(self) -> float:
+        """Share of fraud among labelled written rows (NaN when none is labelled)."""
+        return self.fraud_rows / self.labelled_rows if self.labelled_rows else math.nan
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows_read / self.seconds if self.seconds > 0 else math.nan
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready form (e.g. a DVC metrics file); NaN becomes None."""
+        data = asdict(self)
+        data.update(
+            rows_dropped=self.rows_dropped,
+            rows_per_second=self.rows_per_second,
+            label_rate=None if math.isnan(self.label_rate) else self.label_rate,
+        )
+        if math.isnan(data["rows_per_second"]):
+            data["rows_per_second"] = None
+        return data
+
+
+def output_schema(extra_names: list[str]) -> pa.Schema:
+    """The Parquet schema of an imported data set (the `fraudops.data.frame` layout)."""
+    types = {c: pa.string() for c in STRING_COLUMNS}
+    types.update(timestamp=pa.timestamp("ns", tz="UTC"), amount=pa.float64(), label=pa.int8())
+    fields = [pa.field(c, types[c]) for c in BASE_COLUMNS]
+    fields += [pa.field(EXTRA_PREFIX + name, pa.float64()) for name in extra_names]
+    return pa.schema(fields)
+
+
+def source_format(path: Path) -> str:
+    """'csv' or 'parquet', from the file name (compressed CSV such as .csv.gz included)."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in _COMPRESSION:
+        suffixes = suffixes[:-1]
+    if suffixes and suffixes[-1] in (".parquet", ".pq"):
+        return "parquet"
+    if suffixes and suffixes[-1] in _CSV_SUFFIXES:
+        return "csv"
+    raise UnsupportedFormatError(
+        f"{path}: expected a .csv (optionally compressed) or .parquet file"
+    )
+
+
+def source_header(path: Path) -> list[str]:
+    """Column names of the source, without reading its rows."""
+    if source_format(path) == "parquet":
+        return list(pq.ParquetFile(path).schema_arrow.names)
+    return [str(c) for c in pd.read_csv(path, nrows=0, sep=_separator(path)).columns]
+
+
+def _separator(path: Path) -> str:
+    return "\t" if ".tsv" in [s.lower() for s in path.suffixes] else ","
+
+
+def passthrough_columns(mapping: ColumnMapping, header: list[str]) -> list[str]:
+    """Source columns passed through as features: the explicit list, then regex matches."""
+    if mapping.extra is None:
+        return []
+    named = set(mapping.source_columns().values())
+    chosen = list(mapping.extra.columns)
+    if mapping.extra.pattern is not None:
+        pattern = re.compile(mapping.extra.pattern)
+        chosen += [c for c in header if pattern.search(c) and c not in named and c not in chosen]
+    return chosen
+
+
+def missing_columns(mapping: ColumnMapping, header: list[str], extras: list[str]) -> list[str]:
+    """One problem line per mapped column that the source lacks."""
+    present = set(header)
+    problems = [
+        f"missing column {column!r} (mapped to {target})"
+        for target, column in mapping.source_columns().items()
+        if column not in present
+    ]
+    problems += [f"missing column {c!r} (passthrough feature)" for c in extras if c not in present]
+    if mapping.extra and mapping.extra.pattern and not mapping.extra.columns and not extras:
+        problems.append(f"no column matches the passthrough pattern {mapping.extra.pattern!r}")
+    return problems
+
+
+def unusable_columns(chunk: pd.DataFrame, mapping: ColumnMapping, extras: list[str]) -> list[str]:
+    """Mapped columns whose non-null values in `chunk` (the first one) are ALL unusable.
+
+    Such a column is mapped wrongly (text mapped to the amount, dates in an unexpected format),
+    which would otherwise silently drop every row.
+    """
+    problems = [
+        f"column {column!r} ({target}) has no values"
+        for target, column in (
+            ("amount", mapping.columns.amount),
+            ("timestamp", mapping.timestamp.column),
+        )
+        if len(chunk) and chunk[column].isna().all()
+    ]
+    numeric = {mapping.columns.amount: "amount"} | {c: "passthrough feature" for c in extras}
+    problems += [
+        f"column {column!r} ({target}) has no numeric values"
+        for column, target in numeric.items()
+        if _none_numeric(chunk[column])
+    ]
+    spec = mapping.timestamp
+    present = chunk[spec.column].notna()
+    if present.any():
+        times = event_times(
+            chunk[present].reset_index(drop=True), mapping, Drops(int(present.sum()))
+        )
+        if times.isna().all():
+            how = (
+                f"offsets in {spec.unit} from {spec.start}"
+                if spec.start
+                else f"datetimes (format {spec.format or 'inferred'})"
+            )
+            problems.append(f"column {spec.column!r} (timestamp) has no values readable as {how}")
+    return problems
+
+
+def _none_numeric(series: pd.Series) -> bool:
+    present = (
+        as_text(series).dropna() if not pd.api.types.is_numeric_dtype(series) else series.dropna()
+    )
+    return len(present) > 0 and pd.to_numeric(present, errors="coerce").isna().all()
+
+
+def read_chunks(
+    path: Path, columns: list[str], chunk_size: int, on_progress: ProgressCallback | None = None
+) -> Iterator[pd.DataFrame]:
+    """Stream the given source columns in chunks of at most `chunk_size` rows."""
+    if source_format(path) == "parquet":
+        yield from _parquet_chunks(path, columns, chunk_size, on_progress)
+    else:
+        yield from _csv_chunks(path, columns, chunk_size, on_progress)
+
+
+def _parquet_chunks(
+    path: Path, columns: list[str], chunk_size: int, on_progress: ProgressCallback | None
+) -> Iterator[pd.DataFrame]:
+    parquet = pq.ParquetFile(path)
+    total, done = parquet.metadata.num_rows, 0
+    for batch in parquet.iter_batches(batch_size=chunk_size, columns=columns):
+        done += batch.num_rows
+        yield batch.to_pandas()
+        if on_progress:
+            on_progress(done, total)
+
+
+def _csv_chunks(
+    path: Path, columns: list[str], chunk_size: int, on_progress: ProgressCallback | None
+) -> Iterator[pd.DataFrame]:
+    total = path.stat().st_size
+    compression = _COMPRESSION.get(path.suffix.lower())
+    with path.open("rb") as handle:  # a binary handle lets progress follow the bytes read
+        reader = pd.read_csv(
+            handle,
+            usecols=columns,
+            chunksize=chunk_size,
+            sep=_separator(path),
+            compression=compression,
+            low_memory=True,
+        )
+        for chunk in reader:
+            yield chunk
+            if on_progress:
+                on_progress(min(handle.tell(), total), total)
+
+
+def import_dataset(
+    source: str | Path,
+    mapping: ColumnMapping | str | Path,
+    out: str | Path,
+    *,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    on_progress: ProgressCallback | None = None,
+) -> ImportReport:
+    """Import `source` (CSV or Parquet) through `mapping` into the Parquet file `out`.
+
+    Raises `SourceError` naming every missing or unusable column before anything is written.
+    """
+    started = time.perf_counter()
+    source, out = Path(source), Path(out)
+    if not isinstance(mapping, ColumnMapping):
+        mapping = load_mapping(mapping)
+    if not source.is_file():
+        raise SourceError(str(source), ["file not found"])
+    header = source_header(source)
+    extras = passthrough_columns(mapping, header)
+    problems = missing_columns(mapping, header, extras)
+    if problems:
+        raise SourceError(str(source), problems)
+    columns = list(dict.fromkeys([*mapping.source_columns().values(), *extras]))
+    report = ImportReport(source=str(source), output=str(out), extra_features=extras)
+    _write(read_chunks(source, columns, chunk_size, on_progress), mapping, extras, out, report)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _write(
+    chunks: Iterator[pd.DataFrame],
+    mapping: ColumnMapping,
+    extras: list[str],
+    out: Path,
+    report: ImportReport,
+) -> None:
+    schema = output_schema(extras)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.name + ".partial")
+    dropped: Counter[str] = Counter()
+    defaulted: Counter[str] = Counter()
+    try:
+        with pq.ParquetWriter(partial, schema, compression="zstd") as writer:
+            for chunk in chunks:
+                if report.rows_read == 0 and (problems := unusable_columns(chunk, mapping, extras)):
+                    raise SourceError(report.source, problems)
+                result = convert_chunk(chunk, mapping, extras, first_row=report.rows_read)
+                writer.write_table(
+                    pa.Table.from_pandas(result.frame, schema=schema, preserve_index=False)
+                )
+                _tally(report, chunk, result.frame)
+                dropped.update(result.dropped)
+                defaulted.update(result.defaulted)
+        os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
+    report.dropped = dict(dropped.most_common())
+    report.defaulted = {k: v for k, v in defaulted.most_common() if v}
+
+
+def _tally(report: ImportReport, chunk: pd.DataFrame, written: pd.DataFrame) -> None:
+    labels = written["label"].to_numpy()
+    report.rows_read += len(chunk)
+    report.rows_written += len(written)
+    report.labelled_rows += int((labels >= 0).sum())
+    report.fraud_rows += int((labels == 1).sum())
