@@ -1,0 +1,51 @@
+"""Readiness checks of supervised processes: a TCP port accepts, or an HTTP URL answers 2xx."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+
+import httpx
+
+
+@dataclass(frozen=True)
+class TcpCheck:
+    """Ready when something accepts connections on `host:port`."""
+
+    port: int
+    host: str = "127.0.0.1"
+
+    def __call__(self) -> bool:
+        with socket.socket() as sock:
+            sock.settimeout(1.0)
+            return sock.connect_ex((self.host, self.port)) == 0
+
+    def describe(self) -> str:
+        return f"tcp://{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class HttpCheck:
+    """Ready when GET `url` answers with a 2xx status."""
+
+    url: str
+    timeout_s: float = 2.0
+
+    def __call__(self) -> bool:
+        try:
+            return httpx.get(self.url, timeout=self.timeout_s).is_success
+        except httpx.HTTPError:
+            return False
+
+    def describe(self) -> str:
+        return self.url
+
+
+HealthCheck = TcpCheck | HttpCheck
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on right now (the OS picks it; a tiny reuse race remains)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
