@@ -9,7 +9,12 @@ default, PostgreSQL in a cluster::
     store.add_labels([LabelRecord("tx-1", 1, source="gateway", analyst="ana")])
 """
 
-from fraudops.store.exceptions import NotFoundError, StoreError, UnsupportedDatabaseError
+from fraudops.store.exceptions import (
+    NotFoundError,
+    StaleCheckpointError,
+    StoreError,
+    UnsupportedDatabaseError,
+)
 from fraudops.store.models import (
     Alert,
     AlertStatus,
@@ -45,6 +50,7 @@ __all__ = [
     "Notification",
     "NotificationRecord",
     "NotificationStatus",
+    "StaleCheckpointError",
     "Store",
     "StoreError",
     "StreamCheckpoint",

@@ -13,3 +13,7 @@ class UnsupportedDatabaseError(StoreError):
 
 class NotFoundError(StoreError, LookupError):
     """No row with the given key (an API answers 404)."""
+
+
+class StaleCheckpointError(StoreError):
+    """Another writer advanced a stream checkpoint first: this writer lost the partition."""

@@ -59,7 +59,11 @@ class LabelRecord:
 
 @dataclass(frozen=True)
 class CheckpointRecord:
-    """Position of one partition; `snapshot` (with `snapshot_offset`) only when one was taken."""
+    """Position of one partition; `snapshot` (with `snapshot_offset`) only when one was taken.
+
+    `expected_offset` fences concurrent writers: the write only succeeds if the stored
+    ``next_offset`` still equals it (None: no row may exist yet), else `StaleCheckpointError`.
+    """
 
     group_id: str
     topic: str
@@ -67,6 +71,7 @@ class CheckpointRecord:
     next_offset: int
     snapshot_offset: int | None = None
     snapshot: bytes | None = None
+    expected_offset: int | None = None
 
 
 @dataclass

@@ -14,9 +14,14 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, func, select, update
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from fraudops.store.exceptions import NotFoundError, UnsupportedDatabaseError
+from fraudops.store.exceptions import (
+    NotFoundError,
+    StaleCheckpointError,
+    UnsupportedDatabaseError,
+)
 from fraudops.store.models import (
     Alert,
     AlertStatus,
@@ -96,9 +101,16 @@ class Store:
     def write_batch(self, batch: BatchWrite) -> None:
         """Make a processed batch durable in ONE transaction; existing keys are left untouched.
 
-        Alerts are derived from the decisions (review/block). Checkpoints are upserted: a
-        checkpoint without a snapshot keeps the partition's previous snapshot.
+        Alerts are derived from the decisions (review/block). A checkpoint without a snapshot
+        keeps the partition's previous snapshot. Raises `StaleCheckpointError` (and writes
+        nothing) when a checkpoint's `expected_offset` no longer matches the stored row.
         """
+        try:
+            self._write_batch(batch)
+        except IntegrityError as error:  # a concurrent writer inserted the checkpoint first
+            raise StaleCheckpointError(f"checkpoint created concurrently: {error.orig}") from error
+
+    def _write_batch(self, batch: BatchWrite) -> None:
         with self._sessions.begin() as session:
             self._insert_ignore(session, Decision, "transaction_id",
                                 [vars(d) for d in batch.decisions])
@@ -242,16 +254,26 @@ class Store:
         session.execute(statement, list(latest.values()))
 
     def _upsert_checkpoint(self, session: Session, checkpoint: CheckpointRecord) -> None:
-        row = vars(checkpoint) | {"updated_at": utcnow()}
-        changed = ["next_offset", "updated_at"]
+        values: dict[str, Any] = {"next_offset": checkpoint.next_offset, "updated_at": utcnow()}
         if checkpoint.snapshot is not None:
-            changed += ["snapshot", "snapshot_offset"]
-        statement = self._insert(StreamCheckpoint).values(**row)
-        statement = statement.on_conflict_do_update(
-            index_elements=["group_id", "topic", "partition"],
-            set_={name: statement.excluded[name] for name in changed},
-        )
-        session.execute(statement)
+            values |= {"snapshot": checkpoint.snapshot,
+                       "snapshot_offset": checkpoint.snapshot_offset}
+        key = (checkpoint.group_id, checkpoint.topic, checkpoint.partition)
+        if checkpoint.expected_offset is None:
+            session.add(StreamCheckpoint(group_id=key[0], topic=key[1], partition=key[2],
+                                         **values))
+            session.flush()  # a concurrent insert fails here, inside the transaction
+            return
+        result = session.execute(
+            update(StreamCheckpoint)
+            .where(StreamCheckpoint.group_id == key[0], StreamCheckpoint.topic == key[1],
+                   StreamCheckpoint.partition == key[2],
+                   StreamCheckpoint.next_offset == checkpoint.expected_offset)
+            .values(**values))
+        if result.rowcount != 1:
+            raise StaleCheckpointError(
+                f"checkpoint {key} moved past offset {checkpoint.expected_offset}: "
+                "another consumer owns the partition now")
 
 
 def _alert_row(decision: DecisionRecord) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from fraudops.store import (
     NotFoundError,
     NotificationRecord,
     NotificationStatus,
+    StaleCheckpointError,
     Store,
     UnsupportedDatabaseError,
 )
@@ -98,12 +99,23 @@ def test_labels_join_stored_transactions(store: Store) -> None:
 
 def test_checkpoint_keeps_snapshot_until_replaced(store: Store) -> None:
     store.write_batch(BatchWrite(checkpoints=[CheckpointRecord("g", "tx", 0, 10, 10, b"s10")]))
-    store.write_batch(BatchWrite(checkpoints=[CheckpointRecord("g", "tx", 0, 25),
-                                              CheckpointRecord("g", "tx", 1, 4)]))
+    store.write_batch(BatchWrite(checkpoints=[
+        CheckpointRecord("g", "tx", 0, 25, expected_offset=10), CheckpointRecord("g", "tx", 1, 4)]))
     stored = store.load_checkpoints("g", "tx")
     assert (stored[0].next_offset, stored[0].snapshot_offset, stored[0].snapshot) == (25, 10, b"s10")
     assert (stored[1].next_offset, stored[1].snapshot) == (4, None)
     assert store.load_checkpoints("other", "tx") == {}
+
+
+@pytest.mark.parametrize("expected", [None, 10, 30])
+def test_stale_checkpoint_rolls_back_the_batch(store: Store, expected: int | None) -> None:
+    store.write_batch(BatchWrite(checkpoints=[CheckpointRecord("g", "tx", 0, 25, 25, b"s")]))
+    zombie = BatchWrite(decisions=[decision("z1", "block")], notifications=[notification("z1")],
+                        checkpoints=[CheckpointRecord("g", "tx", 0, 40, expected_offset=expected)])
+    with pytest.raises(StaleCheckpointError):
+        store.write_batch(zombie)
+    assert store.counts() == {"decisions": 0, "alerts": 0, "notifications": 0, "labels": 0}
+    assert store.load_checkpoints("g", "tx")[0].next_offset == 25
 
 
 def test_notification_outbox(store: Store) -> None:
