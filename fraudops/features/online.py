@@ -55,43 +55,51 @@ def epoch_micros(moment: datetime) -> int:
 
 
 class _Velocity:
-    """Count, sum and max of one entity's amounts over each sliding window (t - w, t]."""
+    """Count, sum and max of one entity's amounts over each sliding window (t - w, t].
 
-    __slots__ = ("cents", "heads", "maxima", "sums", "times")
+    Only ints are stored (events in two lists, window maxima as absolute event indices), so the
+    hot path allocates no per-event containers for the garbage collector to chase.
+    """
+
+    __slots__ = ("times", "cents", "base", "heads", "sums", "maxima")
 
     def __init__(self) -> None:
         self.times: list[int] = []
         self.cents: list[int] = []
-        self.heads = [0] * len(_WIDTHS)
+        self.base = 0  # absolute index of times[0] (events before it were compacted away)
+        self.heads = [0] * len(_WIDTHS)  # absolute index of each window's oldest event
         self.sums = [0] * len(_WIDTHS)
-        self.maxima: list[deque] = [deque() for _ in _WIDTHS]
+        self.maxima: list[deque[int]] = [deque() for _ in _WIDTHS]
 
-    def add(self, ts: int, cents: int) -> list[tuple[int, int, int]]:
-        """Record an event; return (count, sum, max) per window, the event included."""
-        times, amounts = self.times, self.cents
+    def add(self, ts: int, cents: int, vec: list[float], slots) -> None:
+        """Record an event and write log1p(count, sum, max) per window into `vec` at `slots`."""
+        times, amounts, base = self.times, self.cents, self.base
         times.append(ts)
         amounts.append(cents)
-        out = []
+        newest = base + len(times) - 1
         for w, width in enumerate(_WIDTHS):
             head, total, maxima = self.heads[w], self.sums[w] + cents, self.maxima[w]
-            while times[head] <= ts - width:
-                total -= amounts[head]
+            horizon = ts - width
+            while times[head - base] <= horizon:
+                total -= amounts[head - base]
                 head += 1
-            while maxima and maxima[-1][1] <= cents:
+            while maxima and amounts[maxima[-1] - base] <= cents:
                 maxima.pop()
-            maxima.append((ts, cents))
-            while maxima[0][0] <= ts - width:
+            maxima.append(newest)
+            while maxima[0] < head:
                 maxima.popleft()
             self.heads[w], self.sums[w] = head, total
-            out.append((len(times) - head, total, maxima[0][1]))
+            count_slot, sum_slot, max_slot = slots[w]
+            vec[count_slot] = math.log1p(newest - head + 1)
+            vec[sum_slot] = math.log1p(total / 100.0)
+            vec[max_slot] = math.log1p(amounts[maxima[0] - base] / 100.0)
         self._compact()
-        return out
 
     def _compact(self) -> None:
-        oldest = min(self.heads)  # the widest window's head
-        if oldest > 256 and oldest * 2 > len(self.times):
-            del self.times[:oldest], self.cents[:oldest]
-            self.heads = [h - oldest for h in self.heads]
+        drop = min(self.heads) - self.base  # the widest window's head
+        if drop > 256 and drop * 2 > len(self.times):
+            del self.times[:drop], self.cents[:drop]
+            self.base += drop
 
 
 class _Account:
@@ -190,11 +198,7 @@ class OnlineFeatureState:
         windows = table.get(key)
         if windows is None:
             windows = table[key] = _Velocity()
-        for slots, (count, total, biggest) in zip(self._velocity_slots[entity],
-                                                  windows.add(ts, cents), strict=True):
-            vec[slots[0]] = math.log1p(count)
-            vec[slots[1]] = math.log1p(total / 100.0)
-            vec[slots[2]] = math.log1p(biggest / 100.0)
+        windows.add(ts, cents, vec, self._velocity_slots[entity])
 
     def sequence(self, account_id: str) -> tuple[np.ndarray, np.ndarray]:
         """The account's last K feature vectors, front-padded with zeros, and the mask."""
