@@ -1,0 +1,256 @@
+{{/*
+Every environment variable the fraudops containers get is defined in this file and nowhere else.
+The units read FRAUDOPS_* through pydantic-settings (prefix FRAUDOPS_, nested delimiter "__"; see
+fraudops/settings.py). Secrets are referenced with secretKeyRef, never copied into the chart.
+*/}}
+
+{{- define "fraudops.kafkaBootstrap" -}}
+{{- if .Values.kafka.bootstrapServers }}{{ .Values.kafka.bootstrapServers }}
+{{- else if .Values.strimzi.enabled }}{{ printf "%s-kafka-bootstrap.%s.svc:9092" .Values.strimzi.clusterName .Release.Namespace }}
+{{- else }}{{ fail "kafka.bootstrapServers is required unless strimzi.enabled is true" }}
+{{- end }}
+{{- end }}
+
+{{- define "fraudops.mlflowTrackingUri" -}}
+{{- if .Values.mlflow.enabled }}{{ printf "http://%s.%s.svc:%v" (include "fraudops.unitName" (dict "ctx" . "unit" "mlflow")) .Release.Namespace .Values.mlflow.port }}
+{{- else }}{{ .Values.mlflow.externalTrackingUri }}
+{{- end }}
+{{- end }}
+
+{{- define "fraudops.predictorName" -}}
+{{- include "fraudops.unitName" (dict "ctx" . "unit" "predictor") }}
+{{- end }}
+
+{{- define "fraudops.predictorUrl" -}}
+{{- if .Values.consumer.predictorUrl }}{{ .Values.consumer.predictorUrl }}
+{{- else }}{{ printf "http://%s-predictor.%s.svc.cluster.local" (include "fraudops.predictorName" .) .Release.Namespace }}
+{{- end }}
+{{- end }}
+
+{{- define "fraudops.kfpNamespace" -}}
+{{- default .Release.Namespace .Values.pipeline.kfpNamespace }}
+{{- end }}
+
+{{/* Name of the Secret holding the bundled PostgreSQL password. */}}
+{{- define "fraudops.postgresSecret" -}}
+{{- default (include "fraudops.unitName" (dict "ctx" . "unit" "postgresql")) .Values.postgresql.existingSecret }}
+{{- end }}
+
+{{- define "fraudops.postgresHost" -}}
+{{- printf "%s.%s.svc" (include "fraudops.unitName" (dict "ctx" . "unit" "postgresql")) .Release.Namespace }}
+{{- end }}
+
+{{- define "fraudops.env.secret" -}}
+- name: {{ .name }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ .secret }}
+      key: {{ .key }}
+{{- end }}
+
+{{/* Kafka connection and topic names: gateway, consumer, topic creation. */}}
+{{- define "fraudops.env.kafka" -}}
+{{- $k := .Values.kafka -}}
+- name: FRAUDOPS_KAFKA__BOOTSTRAP_SERVERS
+  value: {{ include "fraudops.kafkaBootstrap" . | quote }}
+- name: FRAUDOPS_KAFKA__SECURITY_PROTOCOL
+  value: {{ $k.securityProtocol | quote }}
+{{- if $k.saslMechanism }}
+- name: FRAUDOPS_KAFKA__SASL_MECHANISM
+  value: {{ $k.saslMechanism | quote }}
+- name: FRAUDOPS_KAFKA__SASL_USERNAME
+  value: {{ $k.saslUsername | quote }}
+{{- end }}
+{{- if $k.saslPassword.existingSecret }}
+{{ include "fraudops.env.secret" (dict "name" "FRAUDOPS_KAFKA__SASL_PASSWORD" "secret" $k.saslPassword.existingSecret "key" $k.saslPassword.key) }}
+{{- end }}
+- name: FRAUDOPS_KAFKA__TOPICS__TRANSACTIONS
+  value: {{ $k.topics.transactions.name | quote }}
+- name: FRAUDOPS_KAFKA__TOPICS__DECISIONS
+  value: {{ $k.topics.decisions.name | quote }}
+- name: FRAUDOPS_KAFKA__TOPICS__ALERTS
+  value: {{ $k.topics.alerts.name | quote }}
+- name: FRAUDOPS_KAFKA__TOPICS__LABELS
+  value: {{ $k.topics.labels.name | quote }}
+- name: FRAUDOPS_KAFKA__TOPICS__DEAD_LETTER
+  value: {{ $k.topics.deadLetter.name | quote }}
+- name: FRAUDOPS_KAFKA__TOPICS__CONSUMER_STATE
+  value: {{ $k.topics.consumerState.name | quote }}
+{{- end }}
+
+{{/* Settings every unit shares: home, logging, MLflow, model names. */}}
+{{- define "fraudops.env.common" -}}
+- name: FRAUDOPS_HOME
+  value: {{ include "fraudops.homeDir" . }}
+- name: FRAUDOPS_LOG_LEVEL
+  value: {{ .Values.logLevel | quote }}
+- name: FRAUDOPS_MLFLOW__TRACKING_URI
+  value: {{ include "fraudops.mlflowTrackingUri" . | quote }}
+- name: FRAUDOPS_MLFLOW__EXPERIMENT
+  value: {{ .Values.mlflow.experiment | quote }}
+- name: FRAUDOPS_MLFLOW__MODELS__SEQUENCE
+  value: {{ .Values.predictor.models.sequenceModelName | quote }}
+- name: FRAUDOPS_MLFLOW__MODELS__AUTOENCODER
+  value: {{ .Values.predictor.models.autoencoderModelName | quote }}
+{{- end }}
+
+{{/* Suspicious-transaction store: an existing Secret, or the bundled PostgreSQL. */}}
+{{- define "fraudops.env.database" -}}
+{{- if .Values.database.existingSecret }}
+{{ include "fraudops.env.secret" (dict "name" "FRAUDOPS_DATABASE__URL" "secret" .Values.database.existingSecret "key" .Values.database.key) }}
+{{- else if .Values.postgresql.enabled }}
+{{ include "fraudops.env.secret" (dict "name" "FRAUDOPS_DB_PASSWORD" "secret" (include "fraudops.postgresSecret" .) "key" "password") }}
+- name: FRAUDOPS_DATABASE__URL
+  value: {{ printf "postgresql+psycopg://%s:$(FRAUDOPS_DB_PASSWORD)@%s:5432/%s" .Values.postgresql.username (include "fraudops.postgresHost" .) .Values.postgresql.database | quote }}
+{{- end }}
+{{- end }}
+
+{{- define "fraudops.env.gateway" -}}
+{{ include "fraudops.env.common" . }}
+{{ include "fraudops.env.kafka" . }}
+{{ include "fraudops.env.database" . }}
+- name: FRAUDOPS_GATEWAY__PORT
+  value: {{ .Values.gateway.port | quote }}
+- name: FRAUDOPS_GATEWAY__PREDICTOR_URL
+  value: {{ include "fraudops.predictorUrl" . | quote }}
+{{- if .Values.gateway.apiKeys.existingSecret }}
+{{ include "fraudops.env.secret" (dict "name" "FRAUDOPS_GATEWAY__API_KEYS" "secret" .Values.gateway.apiKeys.existingSecret "key" .Values.gateway.apiKeys.key) }}
+{{- end }}
+{{- with .Values.gateway.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- define "fraudops.env.consumer" -}}
+{{- $n := .Values.consumer.notify -}}
+{{ include "fraudops.env.common" . }}
+{{ include "fraudops.env.kafka" . }}
+{{ include "fraudops.env.database" . }}
+- name: FRAUDOPS_CONSUMER__GROUP_ID
+  value: {{ .Values.consumer.groupId | quote }}
+- name: FRAUDOPS_CONSUMER__METRICS_PORT
+  value: {{ .Values.consumer.metricsPort | quote }}
+- name: FRAUDOPS_CONSUMER__PREDICTOR_URL
+  value: {{ include "fraudops.predictorUrl" . | quote }}
+{{- if $n.smtpHost }}
+- name: FRAUDOPS_NOTIFY__SMTP_HOST
+  value: {{ $n.smtpHost | quote }}
+- name: FRAUDOPS_NOTIFY__SMTP_PORT
+  value: {{ $n.smtpPort | quote }}
+- name: FRAUDOPS_NOTIFY__SMTP_FROM
+  value: {{ $n.smtpFrom | quote }}
+- name: FRAUDOPS_NOTIFY__SMTP_TO
+  value: {{ $n.smtpTo | quote }}
+{{- end }}
+{{- if $n.existingSecret }}
+{{- range $var, $key := dict "FRAUDOPS_NOTIFY__SMTP_USERNAME" "smtp-username" "FRAUDOPS_NOTIFY__SMTP_PASSWORD" "smtp-password" "FRAUDOPS_NOTIFY__WEBHOOK_URL" "webhook-url" }}
+- name: {{ $var }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $n.existingSecret }}
+      key: {{ $key }}
+      optional: true
+{{- end }}
+{{- end }}
+{{- with .Values.consumer.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Predictor. Call with (dict "ctx" $ "alias" "champion" "storageUri" "..."). */}}
+{{- define "fraudops.env.predictor" -}}
+{{- $m := .ctx.Values.predictor.models -}}
+{{ include "fraudops.env.common" .ctx }}
+- name: FRAUDOPS_PREDICTOR__PORT
+  value: {{ .ctx.Values.predictor.port | quote }}
+{{- if eq $m.source "storage" }}
+- name: STORAGE_URI
+  value: {{ required "predictor.models.storageUri is required when models.source is storage" .storageUri | quote }}
+- name: FRAUDOPS_PREDICTOR__SEQUENCE_MODEL_URI
+  value: /mnt/models/sequence
+- name: FRAUDOPS_PREDICTOR__AUTOENCODER_MODEL_URI
+  value: /mnt/models/autoencoder
+{{- else }}
+- name: FRAUDOPS_PREDICTOR__SEQUENCE_MODEL_URI
+  value: {{ printf "models:/%s@%s" $m.sequenceModelName .alias | quote }}
+- name: FRAUDOPS_PREDICTOR__AUTOENCODER_MODEL_URI
+  value: {{ printf "models:/%s@%s" $m.autoencoderModelName .alias | quote }}
+{{- end }}
+{{- with .ctx.Values.predictor.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- define "fraudops.env.kfp" -}}
+- name: FRAUDOPS_KFP__HOST
+  value: {{ .Values.pipeline.kfpHost | quote }}
+- name: FRAUDOPS_KFP__NAMESPACE
+  value: {{ include "fraudops.kfpNamespace" . | quote }}
+- name: FRAUDOPS_KFP__PIPELINE_NAME
+  value: {{ .Values.pipeline.name | quote }}
+- name: FRAUDOPS_KFP__IMAGE
+  value: {{ include "fraudops.image" (dict "ctx" . "name" .Values.pipeline.imageName) | quote }}
+- name: FRAUDOPS_KFP__CRON
+  value: {{ .Values.pipeline.recurringRun.cron | quote }}
+- name: FRAUDOPS_KFP__PREDICTOR_NAME
+  value: {{ include "fraudops.predictorName" . | quote }}
+- name: FRAUDOPS_KFP__PREDICTOR_NAMESPACE
+  value: {{ .Release.Namespace | quote }}
+{{- end }}
+
+{{- define "fraudops.env.pipeline" -}}
+{{ include "fraudops.env.common" . }}
+{{ include "fraudops.env.kfp" . }}
+{{- end }}
+
+{{- define "fraudops.env.drift" -}}
+{{ include "fraudops.env.common" . }}
+{{ include "fraudops.env.kfp" . }}
+{{ include "fraudops.env.database" . }}
+- name: FRAUDOPS_DRIFT__TRIGGER_RETRAINING
+  value: {{ .Values.drift.triggerRetraining | quote }}
+{{- with .Values.drift.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- define "fraudops.env.topics" -}}
+{{ include "fraudops.env.kafka" . }}
+- name: FRAUDOPS_TOPICS_SPEC
+  value: {{ include "fraudops.topicsSpec" . | quote }}
+- name: FRAUDOPS_TOPICS_TIMEOUT_SECONDS
+  value: {{ .Values.kafka.createTopicsJob.timeoutSeconds | quote }}
+{{- end }}
+
+{{/* The topics as JSON [{name, partitions, replicas, config}], for the topic-creation Job. */}}
+{{- define "fraudops.topicsSpec" -}}
+{{- $topics := list -}}
+{{- range $key, $t := .Values.kafka.topics }}
+{{- $topics = append $topics (dict "name" $t.name "partitions" $t.partitions "replicas" $t.replicas "config" $t.config) }}
+{{- end }}
+{{- toJson $topics }}
+{{- end }}
+
+{{/* MLflow server: backend store URI and S3 credentials. */}}
+{{- define "fraudops.env.mlflow" -}}
+{{- $a := .Values.mlflow.artifacts -}}
+{{- if .Values.mlflow.backendStore.existingSecret }}
+{{ include "fraudops.env.secret" (dict "name" "MLFLOW_BACKEND_STORE_URI" "secret" .Values.mlflow.backendStore.existingSecret "key" .Values.mlflow.backendStore.key) }}
+{{- else if .Values.postgresql.enabled }}
+{{ include "fraudops.env.secret" (dict "name" "FRAUDOPS_DB_PASSWORD" "secret" (include "fraudops.postgresSecret" .) "key" "password") }}
+- name: MLFLOW_BACKEND_STORE_URI
+  value: {{ printf "postgresql://%s:$(FRAUDOPS_DB_PASSWORD)@%s:5432/%s" .Values.postgresql.username (include "fraudops.postgresHost" .) .Values.postgresql.mlflowDatabase | quote }}
+{{- else }}
+{{- fail "mlflow.backendStore.existingSecret is required unless postgresql.enabled is true" }}
+{{- end }}
+{{- if $a.s3EndpointUrl }}
+- name: MLFLOW_S3_ENDPOINT_URL
+  value: {{ $a.s3EndpointUrl | quote }}
+{{- end }}
+{{- if $a.existingSecret }}
+{{ include "fraudops.env.secret" (dict "name" "AWS_ACCESS_KEY_ID" "secret" $a.existingSecret "key" "AWS_ACCESS_KEY_ID") }}
+{{ include "fraudops.env.secret" (dict "name" "AWS_SECRET_ACCESS_KEY" "secret" $a.existingSecret "key" "AWS_SECRET_ACCESS_KEY") }}
+{{- end }}
+- name: HOME
+  value: {{ include "fraudops.homeDir" . }}
+{{- end }}
