@@ -1,0 +1,317 @@
+"""The Helm chart, offline: lint, render every CI scenario, validate every kind strictly, and
+check the properties the chart promises (security context, probes, RBAC, selectors, GPU, topics).
+
+No cluster: built-in kinds are validated with kubernetes-validate's Kubernetes 1.30 schemas,
+custom resources with the upstream CRDs (see crd_validation.py).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import CHART_DIR, NAMESPACE, SCENARIOS, run
+from crd_validation import load_documents, validate_custom_resources
+from manifests import containers, ident, long_running, pod_labels, pod_specs, selects
+
+KUBERNETES_VALIDATE = [sys.executable, "-m", "kubernetes_validate"]
+# Kinds with no CRD available offline; rendered only when the feature is switched on.
+UNVALIDATED_KINDS = {"ScaledObject"}
+# Environment variables not in the FRAUDOPS_ namespace, each required by a third-party program.
+FOREIGN_ENV = {"STORAGE_URI", "MLFLOW_BACKEND_STORE_URI", "MLFLOW_S3_ENDPOINT_URL",
+               "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "HOME", "POSTGRES_USER",
+               "POSTGRES_DB", "POSTGRES_PASSWORD", "PGDATA"}
+SENSITIVE = re.compile(r"PASSWORD|API_KEYS|DATABASE__URL|WEBHOOK_URL|SECRET|BACKEND_STORE_URI")
+
+
+@pytest.fixture(scope="module", params=SCENARIOS)
+def scenario(request) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def docs(render, scenario) -> list[dict]:
+    return load_documents(render(scenario))
+
+
+def by_kind(docs: list[dict], kind: str) -> list[dict]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def test_helm_lint_strict(helm, scenario):
+    args = [] if scenario == "default" else ["-f", str(CHART_DIR / "ci" / f"{scenario}-values.yaml")]
+    result = run([helm, "lint", "--strict", str(CHART_DIR), "--namespace", NAMESPACE, *args])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_builtin_kinds_valid_for_kubernetes_1_30(render, scenario, tmp_path):
+    manifest = tmp_path / "rendered.yaml"
+    manifest.write_text(render(scenario))
+    result = run([*KUBERNETES_VALIDATE, "--strict", "-k", "1.30", "--quiet", str(manifest)])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ERROR" not in result.stdout + result.stderr
+
+
+def test_custom_resources_valid_against_crds_strict(docs, crd_registry):
+    assert validate_custom_resources(crd_registry, docs) == []
+    custom = {d["kind"] for d in docs if "/" in d["apiVersion"] and "." in d["apiVersion"]
+              and not d["apiVersion"].split("/")[0].endswith("k8s.io")}
+    unknown = {k for k in custom if not any(k == kind for _, kind in crd_registry.schemas)}
+    assert unknown <= UNVALIDATED_KINDS, f"custom kinds without a CRD to validate: {unknown}"
+    assert {"InferenceService", "ServiceMonitor", "PrometheusRule"} <= custom
+
+
+def test_every_resource_is_namespaced_explicitly(docs):
+    missing = [ident(d) for d in docs if not d["metadata"].get("namespace")]
+    assert missing == []
+
+
+def test_pods_run_non_root_read_only_without_capabilities(docs):
+    for doc, spec in pod_specs(docs):
+        pod = spec.get("securityContext", {})
+        assert pod.get("runAsNonRoot") is True, ident(doc)
+        assert pod.get("seccompProfile", {}).get("type") == "RuntimeDefault", ident(doc)
+        assert spec.get("automountServiceAccountToken") is False, ident(doc)
+        volumes = {v["name"]: v for v in spec.get("volumes", [])}
+        for c in containers(spec):
+            sc = c.get("securityContext", {})
+            where = f"{ident(doc)} container {c['name']}"
+            assert sc.get("readOnlyRootFilesystem") is True, where
+            assert sc.get("allowPrivilegeEscalation") is False, where
+            assert sc.get("capabilities", {}).get("drop") == ["ALL"], where
+            assert sc.get("runAsUser", pod.get("runAsUser", 0)) >= 10000, where
+            tmp = [m for m in c.get("volumeMounts", []) if m["mountPath"] == "/tmp"]
+            assert tmp and "emptyDir" in volumes[tmp[0]["name"]], f"{where}: no emptyDir /tmp"
+
+
+def test_containers_have_requests_limits_and_probes(docs):
+    for doc, spec in pod_specs(docs):
+        for c in containers(spec):
+            where = f"{ident(doc)} container {c['name']}"
+            for part in ("requests", "limits"):
+                assert {"cpu", "memory"} <= set(c.get("resources", {}).get(part, {})), where
+            if long_running(doc):
+                assert "livenessProbe" in c and "readinessProbe" in c, where
+
+
+def test_environment_is_fraudops_settings_or_required_by_third_party(docs):
+    for doc, spec in pod_specs(docs):
+        for c in containers(spec):
+            for env in c.get("env", []):
+                name = env["name"]
+                assert name.startswith("FRAUDOPS_") or name in FOREIGN_ENV, f"{ident(doc)}: {name}"
+                if SENSITIVE.search(name) and name not in {"FRAUDOPS_DATABASE__URL",
+                                                          "MLFLOW_BACKEND_STORE_URI"}:
+                    assert "secretKeyRef" in env.get("valueFrom", {}), f"{ident(doc)}: {name}"
+
+
+def test_env_vars_are_defined_only_in_env_template():
+    definition = re.compile(r"name:\s*\"?[A-Z][A-Z0-9_]+\"?\s*$|^\s*value(From)?:", re.M)
+    for template in (CHART_DIR / "templates").glob("*"):
+        if template.name not in {"_env.tpl", "postgresql.yaml"}:  # postgres: the image's own env
+            assert not definition.search(template.read_text()), template.name
+
+
+def test_secret_urls_never_embed_literal_passwords(docs):
+    for doc, spec in pod_specs(docs):
+        for c in containers(spec):
+            for env in c.get("env", []):
+                value = env.get("value", "")
+                if "://" in value and "@" in value:
+                    assert "$(FRAUDOPS_DB_PASSWORD)" in value, f"{ident(doc)}: {env['name']}"
+
+
+def test_services_and_monitors_select_existing_pods(docs):
+    pods = [pod_labels(d) for d, _ in pod_specs(docs)]
+    services = by_kind(docs, "Service")
+    for svc in services:
+        assert any(selects(svc["spec"]["selector"], p) for p in pods), ident(svc)
+    for monitor in by_kind(docs, "ServiceMonitor"):
+        matched = [s for s in services
+                   if selects(monitor["spec"]["selector"], s["metadata"]["labels"])]
+        assert matched, ident(monitor)
+        ports = {p["name"] for s in matched for p in s["spec"]["ports"]}
+        assert {e["port"] for e in monitor["spec"]["endpoints"]} <= ports, ident(monitor)
+    for pdb in by_kind(docs, "PodDisruptionBudget"):
+        assert any(selects(pdb["spec"]["selector"], p) for p in pods), ident(pdb)
+
+
+def test_every_pod_is_covered_by_a_network_policy(docs):
+    policies = by_kind(docs, "NetworkPolicy")
+    for doc, _ in pod_specs(docs):
+        labels = pod_labels(doc)
+        assert any(selects(p["spec"]["podSelector"], labels) for p in policies), ident(doc)
+
+
+def test_rbac_is_namespaced_and_least_privilege(docs):
+    assert not by_kind(docs, "ClusterRole") and not by_kind(docs, "ClusterRoleBinding")
+    for role in by_kind(docs, "Role"):
+        for rule in role["rules"]:
+            assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"], ident(role)
+            assert not {"delete", "deletecollection", "escalate", "bind"} & set(rule["verbs"]) \
+                or rule["resources"] == ["recurringruns", "jobs"], ident(role)
+    patch_rules = [r for role in by_kind(docs, "Role") for r in role["rules"]
+                   if "patch" in r["verbs"]]
+    for rule in patch_rules:
+        assert rule["resources"] == ["inferenceservices"] and rule.get("resourceNames")
+
+
+def test_pipeline_runner_may_patch_the_inference_service(render):
+    docs = load_documents(render("default"))
+    isvc = by_kind(docs, "InferenceService")[0]["metadata"]["name"]
+    roles = {r["metadata"]["name"]: r for r in by_kind(docs, "Role")}
+    bindings = [b for b in by_kind(docs, "RoleBinding")
+                if any(s["name"] == "default-editor" for s in b["subjects"])]
+    assert bindings
+    rules = roles[bindings[0]["roleRef"]["name"]]["rules"]
+    assert any(isvc in r.get("resourceNames", []) and "patch" in r["verbs"] for r in rules)
+
+
+def test_drift_job_may_create_pipeline_runs(render):
+    docs = load_documents(render("default"))
+    drift_sa = by_kind(docs, "CronJob")[0]["spec"]["jobTemplate"]["spec"]["template"]["spec"][
+        "serviceAccountName"]
+    roles = {r["metadata"]["name"]: r for r in by_kind(docs, "Role")}
+    granted = [r for b in by_kind(docs, "RoleBinding")
+               if any(s["name"] == drift_sa for s in b["subjects"])
+               for r in roles[b["roleRef"]["name"]]["rules"]]
+    assert any("runs" in r["resources"] and "create" in r["verbs"] for r in granted)
+
+
+def test_gpu_scenario_requests_gpus_on_gpu_nodes_with_canary(render):
+    docs = load_documents(render("gpu"))
+    isvcs = by_kind(docs, "InferenceService")
+    assert [i["metadata"]["name"] for i in isvcs] == ["fraudops-predictor",
+                                                      "fraudops-predictor-challenger"]
+    predictor = isvcs[0]["spec"]["predictor"]
+    container = predictor["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert container["image"].endswith("-predictor-cuda:0.1.0")
+    assert predictor["canaryTrafficPercent"] == 10
+    assert any(t["key"] == "nvidia.com/gpu" for t in predictor["tolerations"])
+    assert "nvidia.com/gpu.product" in predictor["nodeSelector"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["STORAGE_URI"] == "s3://fraudops-models/champion"
+    assert env["FRAUDOPS_PREDICTOR__SEQUENCE_MODEL_URI"].startswith("/mnt/models/")
+
+
+def test_cpu_scenarios_request_no_gpu(render):
+    for scenario in ("default", "minimal-cpu"):
+        text = render(scenario)
+        assert "nvidia.com/gpu" not in text
+        isvc = by_kind(load_documents(text), "InferenceService")[0]
+        assert isvc["spec"]["predictor"]["containers"][0]["image"].endswith("-predictor:0.1.0")
+
+
+def test_topics_are_kafka_topics_with_strimzi_else_a_job(render):
+    strimzi = load_documents(render("strimzi"))
+    topics = by_kind(strimzi, "KafkaTopic")
+    values = yaml.safe_load((CHART_DIR / "values.yaml").read_text())["kafka"]["topics"]
+    assert sorted(t["spec"]["topicName"] for t in topics) == sorted(
+        t["name"] for t in values.values())
+    assert all(t["metadata"]["labels"]["strimzi.io/cluster"] == "fraudops-kafka" for t in topics)
+    assert not [j for j in by_kind(strimzi, "Job") if "kafka-topics" in j["metadata"]["name"]]
+    plain = load_documents(render("default"))
+    assert not by_kind(plain, "KafkaTopic")
+    job = [j for j in by_kind(plain, "Job") if "kafka-topics" in j["metadata"]["name"]][0]
+    env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    spec = json.loads(env["FRAUDOPS_TOPICS_SPEC"])
+    assert {t["name"] for t in spec} == {t["name"] for t in values.values()}
+
+
+def test_strimzi_bootstrap_address_derived_from_cluster_name(render):
+    docs = load_documents(render("strimzi"))
+    consumer = [d for d in by_kind(docs, "Deployment") if d["metadata"]["name"].endswith("consumer")]
+    env = {e["name"]: e.get("value") for e in
+           consumer[0]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["FRAUDOPS_KAFKA__BOOTSTRAP_SERVERS"] == \
+        f"fraudops-kafka-kafka-bootstrap.{NAMESPACE}.svc:9092"
+
+
+def test_consumer_replicas_beyond_partitions_are_refused(render):
+    with pytest.raises(RuntimeError, match="exceeds the transactions topic's 6 partitions"):
+        render("default", "--set", "consumer.replicas=7")
+
+
+def test_lag_autoscaler_capped_at_partition_count(render):
+    docs = load_documents(render("external-kafka", "--set", "consumer.autoscaling.maxReplicas=50"))
+    scaled = by_kind(docs, "ScaledObject")[0]
+    assert scaled["spec"]["maxReplicaCount"] == 6
+    consumer = [d for d in by_kind(docs, "Deployment") if d["metadata"]["name"].endswith("consumer")]
+    assert "replicas" not in consumer[0]["spec"]
+
+
+@pytest.mark.parametrize("override, message", [
+    ("gatway.replicas=2", "Additional property gatway is not allowed"),
+    ("predictor.deploymentMode=Serverles", "deploymentMode"),
+    ("predictor.canaryTrafficPercent=150", "canaryTrafficPercent"),
+])
+def test_values_schema_rejects_typos_and_bad_values(render, override, message):
+    with pytest.raises(RuntimeError, match=message):
+        render("default", "--set", override)
+
+
+def test_monitoring_resources_carry_the_synced_files(render):
+    docs = load_documents(render("default"))
+    rules = yaml.safe_load((CHART_DIR / "files" / "fraudops.rules.yaml").read_text())
+    assert by_kind(docs, "PrometheusRule")[0]["spec"]["groups"] == rules["groups"]
+    dashboards = [c for c in by_kind(docs, "ConfigMap")
+                  if c["metadata"]["labels"].get("grafana_dashboard") == "1"]
+    assert len(dashboards) == 1
+    data = dashboards[0]["data"]["fraudops-dashboard.json"]
+    assert json.loads(data) == json.loads((CHART_DIR / "files" / "fraudops-dashboard.json").read_text())
+
+
+def _undocumented_keys(lines: list[str]) -> list[str]:
+    """Keys of values.yaml lacking a comment on the line above, unless a `# --` ancestor
+    documents the whole block as one value."""
+    missing, stack = [], []  # stack of (indent, documented_as_block)
+    previous = ""
+    for number, line in enumerate(lines, 1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            previous = stripped or previous
+            continue
+        indent = len(line) - len(line.lstrip())
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        covered = any(block for _, block in stack)
+        key = re.match(r"\s*([\w.\-/]+):", line)
+        if key and not stripped.startswith("-") and not covered:
+            if not previous.startswith("#"):
+                missing.append(f"line {number}: {key.group(1)}")
+            stack.append((indent, previous.startswith("# --")))
+        elif key:
+            stack.append((indent, covered))
+        previous = stripped
+    return missing
+
+
+def test_every_value_is_documented():
+    lines = (CHART_DIR / "values.yaml").read_text().splitlines()
+    assert _undocumented_keys(lines) == []
+
+
+def test_undocumented_value_detector_finds_a_bare_key():
+    assert _undocumented_keys(["# -- Documented.", "a: 1", "b: 2"]) == ["line 3: b"]
+
+
+def test_schema_covers_every_value():
+    schema = json.loads((CHART_DIR / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
+
+    def walk(node: dict, schema_node: dict, path: str) -> list[str]:
+        props = schema_node.get("properties")
+        if not isinstance(node, dict) or props is None:
+            return []
+        gaps = [f"{path}{k}" for k in node if k not in props]
+        for k, v in node.items():
+            if k in props:
+                gaps += walk(v, props[k], f"{path}{k}.")
+        return gaps
+
+    assert walk(values, schema, "") == []
