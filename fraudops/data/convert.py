@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
-from fraudops.data.frame import BASE_COLUMNS, EXTRA_PREFIX, UNKNOWN_LABEL
+from fraudops.data.frame import BASE_COLUMNS, EXTRA_PREFIX, STRING_COLUMNS, UNKNOWN_LABEL
 from fraudops.data.mapping import CODE_FIELDS, CodeMapping, ColumnMapping, is_valid_code
 from fraudops.schema import MAX_AMOUNT, MAX_TIMESTAMP, MIN_TIMESTAMP, Channel, MerchantCategory
 
@@ -61,9 +62,10 @@ class Drops:
 
 @dataclass
 class ChunkResult:
-    """A converted chunk (kept rows only) and what happened to the others."""
+    """A converted chunk (kept rows only, in the output schema) and what happened to the rest."""
 
-    frame: pd.DataFrame
+    table: pa.Table | None = None
+    labels: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int8))
     dropped: Counter[str] = field(default_factory=Counter)
     defaulted: Counter[str] = field(default_factory=Counter)
 
@@ -219,7 +221,7 @@ def convert_chunk(
 ) -> ChunkResult:
     """Convert one chunk; `first_row` (its position in the source) seeds derived ids."""
     chunk = chunk.reset_index(drop=True)
-    drops, result = Drops(len(chunk)), ChunkResult(pd.DataFrame())
+    drops, result = Drops(len(chunk)), ChunkResult()
     out: dict[str, object] = {"transaction_id": _transaction_ids(chunk, mapping, first_row)}
     drops.flag("missing transaction_id", out["transaction_id"].isna())
     account = mapping.columns.account_id
@@ -235,7 +237,8 @@ def convert_chunk(
         out[name] = identifiers(chunk[column]) if column else None
     fill = mapping.extra.fill_missing if mapping.extra else None
     values = extras(chunk, extra_names, fill, drops) if extra_names else None
-    result.frame = _assemble(out, values, extra_names, drops.keep)
+    result.table = _assemble(out, values, output_schema(extra_names), drops.keep)
+    result.labels = out["label"][drops.keep]
     result.dropped = drops.counts()
     return result
 
@@ -249,21 +252,30 @@ def _transaction_ids(chunk: pd.DataFrame, mapping: ColumnMapping, first_row: int
 
 
 def _assemble(
-    out: dict[str, object], values: np.ndarray | None, extra_names: list[str], keep: np.ndarray
-) -> pd.DataFrame:
+    out: dict[str, object], values: np.ndarray | None, schema: pa.Schema, keep: np.ndarray
+) -> pa.Table:
     rows = int(keep.sum())
-    columns = {name: _take(out.get(name), keep, rows) for name in BASE_COLUMNS}
-    frame = pd.DataFrame(columns)
+    arrays = [_take(out.get(name), keep, rows, schema.field(name).type) for name in BASE_COLUMNS]
     if values is not None:
-        extra = pd.DataFrame(values[keep], columns=[EXTRA_PREFIX + n for n in extra_names])
-        frame = pd.concat([frame, extra], axis=1)
-    return frame
+        # one copy, into column-major rows, so each feature column is passed without another
+        kept = np.compress(keep, np.ascontiguousarray(values.T), axis=1)
+        arrays += [pa.array(column) for column in kept]
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def _take(value: object, keep: np.ndarray, rows: int) -> object:
+def _take(value: object, keep: np.ndarray, rows: int, kind: pa.DataType) -> pa.Array:
     """The kept rows of a converted column; a constant (or None) fills the whole column."""
     if isinstance(value, pd.Series):
-        return value.iloc[keep].reset_index(drop=True)
+        return pa.array(value.iloc[keep], type=kind, from_pandas=True)
     if isinstance(value, np.ndarray):
-        return value[keep]
-    return pd.array([value] * rows, dtype="string")
+        return pa.array(value[keep], type=kind)
+    return pa.nulls(rows, kind) if value is None else pa.repeat(pa.scalar(value, kind), rows)
+
+
+def output_schema(extra_names: list[str]) -> pa.Schema:
+    """The Parquet schema of an imported data set (the `fraudops.data.frame` layout)."""
+    types = {c: pa.string() for c in STRING_COLUMNS}
+    types.update(timestamp=pa.timestamp("ns", tz="UTC"), amount=pa.float64(), label=pa.int8())
+    fields = [pa.field(c, types[c]) for c in BASE_COLUMNS]
+    fields += [pa.field(EXTRA_PREFIX + name, pa.float64()) for name in extra_names]
+    return pa.schema(fields)

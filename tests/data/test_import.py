@@ -8,10 +8,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import typer
 from typer.testing import CliRunner
 
-from fraudops.commands.data_import import import_data
+from fraudops.cli import app
 from fraudops.data import frame
 from fraudops.data.exceptions import MappingError, SourceError
 from fraudops.data.importer import import_dataset
@@ -223,20 +222,12 @@ def test_example_mappings_are_valid(path: Path) -> None:
     assert load_mapping(path).columns.amount
 
 
-def cli() -> typer.Typer:
-    # The command as `fraudops data import` registers it; a one-command app of its own keeps
-    # this test independent of the other `data` sub-commands.
-    app = typer.Typer()
-    app.command("import")(import_data)
-    app.command("noop", hidden=True)(lambda: None)  # two commands: typer keeps the sub-command name
-    return app
-
-
 def test_cli_imports_and_writes_a_json_report(kaggle_csv: Path, tmp_path: Path) -> None:
     out, report = tmp_path / "out" / "tx.parquet", tmp_path / "out" / "report.json"
     result = CliRunner().invoke(
-        cli(),
+        app,
         [
+            "data",
             "import",
             str(kaggle_csv),
             "--mapping",
@@ -259,8 +250,9 @@ def test_cli_imports_and_writes_a_json_report(kaggle_csv: Path, tmp_path: Path) 
 def test_cli_reports_bad_input_without_a_traceback(tmp_path: Path) -> None:
     kaggle_like(rows=20).drop(columns=["Amount", "V5"]).to_csv(tmp_path / "x.csv", index=False)
     result = CliRunner().invoke(
-        cli(),
+        app,
         [
+            "data",
             "import",
             str(tmp_path / "x.csv"),
             "-m",
