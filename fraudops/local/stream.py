@@ -1,0 +1,122 @@
+"""Replays the demo stream into Kafka at a steady rate, on its own thread.
+
+Messages are `Transaction` JSON keyed by account (so one account's events stay in order on one
+partition), carrying their ground truth (`label`, `fraud_scenario`) for the summary. Pacing is a
+simple schedule: by `t` seconds after the start, `rate * t` events are due; the thread sends
+what is due and sleeps a tick, so a slow moment is caught up rather than lost.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pandas as pd
+from kafka import KafkaProducer
+
+from fraudops.data import frame as frame_layout
+from fraudops.schema import Transaction
+
+TICK_S = 0.02
+
+
+@dataclass
+class StreamProgress:
+    """What the producer has done so far (read by the live view; written by one thread)."""
+
+    total: int
+    sent: int = 0
+    failed: int = 0
+    started_at: float | None = None
+    finished_at: float | None = None
+    drift_sent_at: float | None = None  # monotonic time the first drifted event went out
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def elapsed_s(self) -> float:
+        if self.started_at is None:
+            return 0.0
+        return (self.finished_at or time.monotonic()) - self.started_at
+
+    @property
+    def rate(self) -> float:
+        return self.sent / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+class StreamProducer:
+    """Produces `frame`'s rows to `topic` at `rate` events per second until done or stopped."""
+
+    def __init__(self, producer_factory: Callable[[], KafkaProducer], topic: str,
+                 frame: pd.DataFrame, rate: float, drift_mask: pd.Series | None = None) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self._factory = producer_factory
+        self._topic = topic
+        self._frame = frame
+        self._rate = rate
+        self._drift = (drift_mask.to_numpy() if drift_mask is not None
+                       else [False] * len(frame))
+        self.progress = StreamProgress(total=len(frame))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="stream-producer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop producing (what is in flight is still flushed)."""
+        self._stop.set()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the thread; True once it has finished."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    @property
+    def done(self) -> bool:
+        return self.progress.finished_at is not None
+
+    def _run(self) -> None:
+        producer = self._factory()
+        progress = self.progress
+        progress.started_at = time.monotonic()
+        try:
+            self._produce_all(producer)
+        except Exception as error:  # noqa: BLE001 - reported in the summary, not a crash
+            progress.errors.append(f"{type(error).__name__}: {error}")
+        finally:
+            producer.flush(timeout=30)
+            producer.close(timeout=10)
+            progress.finished_at = time.monotonic()
+
+    def _produce_all(self, producer: KafkaProducer) -> None:
+        progress = self.progress
+        records = frame_layout.to_records(self._frame)
+        for index, record in enumerate(records):
+            while not self._stop.is_set() and index >= self._due():
+                time.sleep(TICK_S)
+            if self._stop.is_set():
+                return
+            tx = Transaction.model_validate(record)
+            future = producer.send(self._topic, key=tx.account_id.encode(),
+                                   value=tx.model_dump_json().encode())
+            future.add_errback(self._failed)
+            progress.sent += 1
+            if self._drift[index] and progress.drift_sent_at is None:
+                progress.drift_sent_at = time.monotonic()
+
+    def _due(self) -> float:
+        return (time.monotonic() - (self.progress.started_at or 0.0)) * self._rate
+
+    def _failed(self, error: BaseException) -> None:
+        self.progress.failed += 1
+        if len(self.progress.errors) < 5:
+            self.progress.errors.append(f"{type(error).__name__}: {error}")
+
+
+def kafka_producer(bootstrap: str) -> KafkaProducer:
+    """A producer tuned for the local broker (small lingering batches, all acks)."""
+    return KafkaProducer(bootstrap_servers=bootstrap.split(","), acks="all", linger_ms=20,
+                         batch_size=256 * 1024, retries=5)
