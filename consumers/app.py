@@ -1,0 +1,191 @@
+"""The consumer process: wiring (settings -> store, predictor, Kafka, notifier) and the loop.
+
+One iteration: poll a micro-batch -> `StreamProcessor.process` (state, one predictor call,
+decisions) -> produce decisions/alerts/dead letters and wait for the acks -> one database
+transaction with decisions, alerts, notification outbox and partition checkpoints -> commit the
+Kafka offsets -> wake the notifier. SIGTERM/SIGINT finish the batch in flight, then exit 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from consumers.exceptions import PredictorError, ShutdownRequested
+from consumers.kafka_io import KafkaSink, KafkaSource
+from consumers.metrics import ConsumerMetrics
+from consumers.notifications import Dispatcher, NotificationPlanner, senders_for
+from consumers.predictor import PredictorClient, ScoreFn, spec_from_metadata, timed, with_backoff
+from consumers.processor import ProcessorConfig, StreamProcessor
+from consumers.settings import ConsumerSettings
+from fraudops.features import FeatureSpec, OnlineFeatureState
+from fraudops.store import StaleCheckpointError, Store
+
+log = logging.getLogger(__name__)
+_LAG_INTERVAL_S = 5.0
+EXIT_OK, EXIT_FATAL = 0, 1
+
+
+@dataclass
+class Model:
+    """What the consumer must know about the served model."""
+
+    spec: FeatureSpec
+    seq_len: int
+    version: str = ""
+
+
+@dataclass
+class ConsumerApp:
+    """A running consumer. `score`/`model` may be injected (tests); else the predictor is used."""
+
+    settings: ConsumerSettings
+    score: ScoreFn | None = None
+    model: Model | None = None
+    store: Store | None = None
+    metrics: ConsumerMetrics = field(default_factory=ConsumerMetrics)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> int:
+        """Consume until `stop` is set; returns the process exit code."""
+        s = self.settings
+        store = self.store or Store.from_url(s.database.resolved_url(s.home))
+        client = None
+        if self.score is None or self.model is None:
+            client = PredictorClient(s.consumer.predictor_url, s.consumer.predictor_timeout_s)
+        try:
+            processor = self._processor(store, client)
+        except (ShutdownRequested, PredictorError) as error:
+            if client is not None:
+                client.close()
+            if isinstance(error, ShutdownRequested):
+                return EXIT_OK
+            log.error("cannot use the predictor: %s", error)
+            return EXIT_FATAL
+        return self._consume(processor, store, client)
+
+    def _processor(self, store: Store, client: PredictorClient | None) -> StreamProcessor:
+        s = self.settings
+        model, score = self.model, self.score
+        if model is None:
+            metadata = self._backoff(client.metadata)()
+            spec, info = spec_from_metadata(metadata)
+            version = f"{info.sequence_model_version or '?'}/{info.autoencoder_model_version or '?'}"
+            model = Model(spec, info.seq_len, version)
+            log.info("predictor serves K=%d F=%d (%s), models %s", info.seq_len, info.n_features,
+                     spec.fingerprint, version)
+        if score is None:
+            score = self._backoff(client.score)
+        config = ProcessorConfig(group_id=s.consumer.group_id, topics=s.kafka.topics,
+                                 max_message_bytes=s.consumer.max_message_bytes,
+                                 snapshot_interval_s=s.consumer.snapshot_interval_s,
+                                 model_version=model.version)
+        return StreamProcessor(
+            config, store=store, score=timed(score, self.metrics),
+            new_state=lambda: OnlineFeatureState(model.spec, model.seq_len),
+            planner=NotificationPlanner(s.notify, store), metrics=self.metrics)
+
+    def _backoff(self, call):
+        c = self.settings.consumer
+        return with_backoff(call, self.stop, initial_s=c.backoff_initial_s,
+                            max_s=c.backoff_max_s, metrics=self.metrics)
+
+    def _consume(self, processor: StreamProcessor, store: Store,
+                 client: PredictorClient | None) -> int:
+        s = self.settings
+        topics = s.kafka.topics
+        dispatcher = Dispatcher(store, senders_for(s.notify), max_attempts=s.notify.max_attempts,
+                                metrics=self.metrics)
+        sink = KafkaSink(s.kafka, s.consumer.producer_linger_ms)
+        subscribed = [topics.transactions] + ([topics.labels] if s.consumer.consume_labels else [])
+        source = KafkaSource(
+            s.kafka, s.consumer, subscribed,
+            on_assigned=lambda t, ps: processor.assign(ps) if t == topics.transactions else {},
+            on_revoked=lambda t, ps: processor.revoke(ps) if t == topics.transactions else None)
+        dispatcher.start()
+        try:
+            return Loop(source, sink, processor, dispatcher, self.stop, s, self.metrics).run()
+        finally:
+            dispatcher.stop()
+            source.close()
+            sink.close()
+            if client is not None:
+                client.close()
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM and SIGINT ask for a graceful stop (call from the main thread)."""
+        def handler(signum: int, _frame: object) -> None:
+            log.info("signal %d: finishing the batch in flight, then stopping", signum)
+            self.stop.set()
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+
+@dataclass
+class Loop:
+    """The poll -> process -> produce -> persist -> commit cycle."""
+
+    source: KafkaSource
+    sink: KafkaSink
+    processor: StreamProcessor
+    dispatcher: Dispatcher
+    stop: threading.Event
+    settings: ConsumerSettings
+    metrics: ConsumerMetrics
+    _next_lag: float = 0.0
+
+    def run(self) -> int:
+        c = self.settings.consumer
+        while not self.stop.is_set():
+            records = self.source.poll_batch(c.batch_size, c.batch_max_wait_ms / 1000, self.stop)
+            self._update_lag()
+            if not records:
+                continue
+            for topic, count in Counter(r.topic for r in records).items():
+                self.metrics.consumed.labels(topic=topic).inc(count)
+            try:
+                self.handle(records)
+            except ShutdownRequested:
+                log.info("stopped while the predictor was away; the batch stays uncommitted")
+                return EXIT_OK
+            except PredictorError as error:
+                self.metrics.errors.labels(kind="predictor").inc()
+                log.error("predictor refused a batch (not committed): %s", error)
+                return EXIT_FATAL
+        log.info("stopped")
+        return EXIT_OK
+
+    def handle(self, records: list) -> None:
+        """Process, ship and make durable one micro-batch."""
+        outcome = self.processor.process(records)
+        self.sink.send_all(outcome.outgoing)
+        try:
+            self.processor.persist(outcome)
+        except StaleCheckpointError as error:
+            self.metrics.errors.labels(kind="stale_checkpoint").inc()
+            log.warning("lost a partition to another consumer, re-synchronising: %s", error)
+            self._resync(outcome.offsets)
+            return
+        if not self.source.commit(outcome.offsets):
+            self.metrics.errors.labels(kind="commit").inc()
+        if outcome.writes.notifications:
+            self.dispatcher.wake()
+
+    def _resync(self, offsets: dict[tuple[str, int], int]) -> None:
+        topic = self.settings.kafka.topics.transactions
+        partitions = [p for (t, p) in offsets if t == topic and p in self.processor.partitions]
+        for partition, offset in self.processor.resync(partitions).items():
+            if offset is not None:
+                self.source.seek(topic, partition, offset)
+
+    def _update_lag(self) -> None:
+        now = time.monotonic()
+        if now < self._next_lag:
+            return
+        self._next_lag = now + _LAG_INTERVAL_S
+        for (topic, partition), lag in self.source.lag().items():
+            self.metrics.lag.labels(topic=topic, partition=str(partition)).set(lag)

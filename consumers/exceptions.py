@@ -1,0 +1,36 @@
+"""Errors of the stream consumer, all rooted in `ConsumerError`."""
+
+from __future__ import annotations
+
+
+class ConsumerError(Exception):
+    """Base of every error raised by `consumers`."""
+
+
+class PoisonMessageError(ConsumerError):
+    """A message that can never be processed; it goes to the dead-letter topic with `reason`."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}")
+
+
+class PredictorError(ConsumerError):
+    """The predictor answered something the consumer cannot use (not retried)."""
+
+
+class PredictorUnavailableError(ConsumerError):
+    """The predictor is down, slow or overloaded (retried with back-off)."""
+
+
+class IncompatibleModelError(PredictorError):
+    """The predictor serves a model built for other features than the consumer computes."""
+
+
+class NotificationError(ConsumerError):
+    """A notification could not be delivered (it stays in the outbox and is retried)."""
+
+
+class ShutdownRequested(ConsumerError):
+    """Raised inside a back-off loop when the consumer was asked to stop."""

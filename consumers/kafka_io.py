@@ -1,0 +1,153 @@
+"""Thin wrappers over kafka-python: micro-batch polling, rebalance hooks, producing, commits.
+
+Everything Kafka-specific lives here so that `consumers.processor` stays broker-free.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+
+from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
+
+from consumers.exceptions import ConsumerError
+from consumers.messages import Incoming, Outgoing
+from consumers.settings import ConsumerSection
+from fraudops.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+#: Called with the partitions of a topic; `on_assigned` returns {partition: offset to seek}.
+AssignHook = Callable[[str, list[int]], dict[int, int | None]]
+RevokeHook = Callable[[str, list[int]], None]
+_IDLE_POLL_MS = 100
+
+
+class _Listener(ConsumerRebalanceListener):
+    def __init__(self, source: KafkaSource) -> None:
+        self.source = source
+
+    def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        self.source._revoked(list(revoked))
+
+    def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        self.source._assigned(list(assigned))
+
+
+class KafkaSource:
+    """A consumer-group member that hands out micro-batches of `Incoming` records."""
+
+    def __init__(self, kafka: KafkaSettings, section: ConsumerSection, topics: Sequence[str], *,
+                 on_assigned: AssignHook, on_revoked: RevokeHook,
+                 group_id: str | None = None) -> None:
+        self.on_assigned = on_assigned
+        self.on_revoked = on_revoked
+        #: Bumped on every rebalance: records fetched before one are dropped, not processed.
+        self.generation = 0
+        self._consumer = KafkaConsumer(
+            **kafka.client_options(), group_id=group_id or section.group_id,
+            enable_auto_commit=False, auto_offset_reset="earliest",
+            session_timeout_ms=kafka.session_timeout_ms,
+            heartbeat_interval_ms=kafka.heartbeat_interval_ms,
+            max_poll_interval_ms=section.max_poll_interval_ms,
+            max_poll_records=section.max_poll_records,
+            max_partition_fetch_bytes=section.max_partition_fetch_bytes,
+            fetch_max_wait_ms=section.fetch_max_wait_ms,
+        )
+        self._consumer.subscribe(topics=list(topics), listener=_Listener(self))
+
+    def _assigned(self, assigned: list[TopicPartition]) -> None:
+        self.generation += 1
+        for topic in sorted({tp.topic for tp in assigned}):
+            partitions = sorted(tp.partition for tp in assigned if tp.topic == topic)
+            log.info("assigned %s %s", topic, partitions)
+            for partition, offset in self.on_assigned(topic, partitions).items():
+                if offset is not None:
+                    self._consumer.seek(TopicPartition(topic, partition), offset)
+
+    def _revoked(self, revoked: list[TopicPartition]) -> None:
+        self.generation += 1
+        for topic in sorted({tp.topic for tp in revoked}):
+            partitions = sorted(tp.partition for tp in revoked if tp.topic == topic)
+            log.info("revoked %s %s", topic, partitions)
+            self.on_revoked(topic, partitions)
+
+    def poll_batch(self, max_records: int, max_wait_s: float,
+                   stop: threading.Event) -> list[Incoming]:
+        """Up to `max_records` records, waiting at most `max_wait_s` after the first one.
+
+        Returns an empty list after an idle poll (so the caller can look at `stop`). Records
+        fetched before a rebalance are discarded: the new assignment re-seeks every partition.
+        """
+        out: list[Incoming] = []
+        generation = self.generation
+        deadline = None
+        while len(out) < max_records and not stop.is_set():
+            wait_ms = _IDLE_POLL_MS if deadline is None else \
+                max(0, int((deadline - time.monotonic()) * 1000))
+            fetched = self._consumer.poll(timeout_ms=wait_ms, max_records=max_records - len(out))
+            if self.generation != generation:
+                out, generation, deadline = [], self.generation, None
+            for records in fetched.values():
+                out.extend(Incoming(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp)
+                           for r in records)
+            if not out:
+                return out
+            deadline = deadline or time.monotonic() + max_wait_s
+            if time.monotonic() >= deadline:
+                break
+        return out
+
+    def seek(self, topic: str, partition: int, offset: int) -> None:
+        self._consumer.seek(TopicPartition(topic, partition), offset)
+
+    def commit(self, offsets: dict[tuple[str, int], int]) -> bool:
+        """Commit positions to Kafka (informational: the store holds the real positions)."""
+        if not offsets:
+            return True
+        try:
+            self._consumer.commit({TopicPartition(t, p): OffsetAndMetadata(o, "", -1)
+                                   for (t, p), o in offsets.items()})
+        except KafkaError as error:  # e.g. a rebalance in progress; the store is authoritative
+            log.warning("Kafka offset commit failed: %s", error)
+            return False
+        return True
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        """Approximate lag per assigned partition (cached high watermark minus position)."""
+        lags = {}
+        for tp in self._consumer.assignment():
+            high = self._consumer.highwater(tp)
+            if high is not None:
+                lags[(tp.topic, tp.partition)] = max(0, high - self._consumer.position(tp))
+        return lags
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+class KafkaSink:
+    """Produces outgoing records; `send_all` returns once the broker acknowledged all of them."""
+
+    def __init__(self, kafka: KafkaSettings, linger_ms: int = 2) -> None:
+        self._producer = KafkaProducer(**kafka.client_options(), acks="all", linger_ms=linger_ms,
+                                       batch_size=1024 * 1024, max_request_size=8 * 1024 * 1024)
+
+    def send_all(self, messages: Sequence[Outgoing], timeout_s: float = 30.0) -> None:
+        """Send and wait for every acknowledgement; raises `ConsumerError` if any failed."""
+        if not messages:
+            return
+        futures = [self._producer.send(m.topic, key=m.key, value=m.value,
+                                       headers=list(m.headers) or None) for m in messages]
+        self._producer.flush(timeout=timeout_s)
+        failed = [f for f in futures if not f.succeeded()]
+        if failed:
+            error = failed[0].exception if failed[0].is_done else "not acknowledged in time"
+            raise ConsumerError(f"{len(failed)} of {len(futures)} records not produced: {error}")
+
+    def close(self) -> None:
+        self._producer.close()

@@ -1,0 +1,137 @@
+"""Message formats in and out of the consumer: pure functions, no broker needed.
+
+`parse_transaction` turns raw bytes into a validated `Transaction` or raises
+`PoisonMessageError` with a short machine-readable reason (the dead-letter header).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from consumers.exceptions import PoisonMessageError
+from fraudops.schema import Identifier, Transaction
+from fraudops.store import DecisionRecord, LabelRecord
+
+#: Dead-letter reasons (label values of `fraud_consumer_dead_letters_total`).
+REASON_EMPTY = "empty"
+REASON_OVERSIZED = "oversized"
+REASON_INVALID_JSON = "invalid_json"
+REASON_SCHEMA = "schema_violation"
+REASON_ABSURD = "absurd_value"
+# Pydantic error types that mean "well-formed but impossible" (negative or huge amount, NaN,
+# timestamps centuries away) rather than a malformed event.
+_ABSURD_ERRORS = frozenset({"greater_than_equal", "less_than_equal", "greater_than", "less_than",
+                            "finite_number"})
+_DETAIL_CHARS = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """One consumed Kafka record, detached from the client library."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int = -1
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One record to produce."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+class LabelMessage(BaseModel):
+    """An analyst label on the `labels` topic."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    transaction_id: Identifier
+    label: int = Field(ge=0, le=1)
+    analyst: str | None = Field(default=None, max_length=128)
+    note: str | None = Field(default=None, max_length=2000)
+    source: str = Field(default="labels-topic", max_length=64)
+
+
+def _check_size(value: bytes | None, max_bytes: int) -> bytes:
+    if not value:
+        raise PoisonMessageError(REASON_EMPTY, "message has no value")
+    if len(value) > max_bytes:
+        raise PoisonMessageError(REASON_OVERSIZED, f"{len(value)} bytes > limit of {max_bytes}")
+    return value
+
+
+def _poison_from(error: ValidationError) -> PoisonMessageError:
+    kinds = {item["type"] for item in error.errors()}
+    if kinds & {"json_invalid", "json_type"}:
+        reason = REASON_INVALID_JSON
+    elif kinds <= _ABSURD_ERRORS or _out_of_range_time(error):
+        reason = REASON_ABSURD
+    else:
+        reason = REASON_SCHEMA
+    detail = "; ".join(f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}"
+                       for e in error.errors(include_url=False))
+    return PoisonMessageError(reason, detail[:_DETAIL_CHARS])
+
+
+def _out_of_range_time(error: ValidationError) -> bool:
+    return any(e["loc"] == ("timestamp",) and "outside" in e["msg"] for e in error.errors())
+
+
+def parse_transaction(value: bytes | None, max_bytes: int) -> Transaction:
+    """Validate one `transactions` message; raises `PoisonMessageError` if it cannot be used."""
+    raw = _check_size(value, max_bytes)
+    try:
+        return Transaction.model_validate_json(raw)
+    except ValidationError as error:
+        raise _poison_from(error) from None
+
+
+def parse_label(value: bytes | None, max_bytes: int) -> LabelRecord:
+    """Validate one `labels` message into a `LabelRecord`."""
+    raw = _check_size(value, max_bytes)
+    try:
+        message = LabelMessage.model_validate_json(raw)
+    except ValidationError as error:
+        raise _poison_from(error) from None
+    return LabelRecord(transaction_id=message.transaction_id, label=message.label,
+                       source=message.source, analyst=message.analyst, note=message.note)
+
+
+def dead_letter(record: Incoming, error: PoisonMessageError, topic: str) -> Outgoing:
+    """The dead-letter record: original key and bytes, the reason and origin in headers."""
+    headers = (("dlq.reason", error.reason.encode()),
+               ("dlq.detail", error.detail.encode()),
+               ("dlq.source", f"{record.topic}/{record.partition}/{record.offset}".encode()),
+               ("dlq.time", datetime.now(UTC).isoformat().encode()))
+    return Outgoing(topic, record.key, record.value or b"", headers)
+
+
+def decision_message(decision: DecisionRecord, decided_at: float,
+                     reason_codes: Sequence[str], topic: str) -> Outgoing:
+    """The `fraud-decisions` / `fraud-alerts` record of one decision (keyed by account)."""
+    doc = {
+        "transaction_id": decision.transaction_id,
+        "account_id": decision.account_id,
+        "event_time": decision.event_time.isoformat(),
+        "decided_at": datetime.fromtimestamp(decided_at, UTC).isoformat(),
+        "amount": decision.amount,
+        "decision": decision.decision,
+        "fraud_probability": decision.fraud_probability,
+        "anomaly_score": decision.anomaly_score,
+        "reason_codes": list(reason_codes),
+        "model_version": decision.model_version,
+    }
+    return Outgoing(topic, decision.account_id.encode(),
+                    json.dumps(doc, separators=(",", ":")).encode())

@@ -1,0 +1,51 @@
+"""All Prometheus metrics of the consumer unit (one module, `fraud_` prefix, base units)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                    30.0, 60.0)
+_BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2000, 5000)
+
+
+class ConsumerMetrics:
+    """The consumer's metrics on their own registry (a fresh one per instance keeps tests apart)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.consumed = Counter("fraud_consumer_messages_consumed_total",
+                                "Messages read from Kafka.", ["topic"], registry=r)
+        self.scored = Counter("fraud_consumer_transactions_scored_total",
+                              "Transactions scored and decided.", ["decision"], registry=r)
+        self.alerts = Counter("fraud_consumer_alerts_total",
+                              "Alerts raised (review or block).", ["decision"], registry=r)
+        self.dead_letters = Counter("fraud_consumer_dead_letters_total",
+                                    "Messages sent to the dead-letter topic.", ["reason"],
+                                    registry=r)
+        self.errors = Counter("fraud_consumer_errors_total",
+                              "Recoverable errors (predictor, commit, notification).", ["kind"],
+                              registry=r)
+        self.replayed = Counter("fraud_consumer_replayed_total",
+                                "Events re-applied to restored state without re-deciding.",
+                                registry=r)
+        self.notifications = Counter("fraud_consumer_notifications_total",
+                                     "Notification outcomes.", ["channel", "status"], registry=r)
+        self.labels = Counter("fraud_consumer_labels_total", "Analyst labels stored.", registry=r)
+        self.event_to_decision = Histogram(
+            "fraud_consumer_event_to_decision_seconds",
+            "From the transaction's event time to its decision being durable.",
+            buckets=_LATENCY_BUCKETS, registry=r)
+        self.batch_size = Histogram("fraud_consumer_batch_size", "Transactions per micro-batch.",
+                                    buckets=_BATCH_BUCKETS, registry=r)
+        self.predictor_latency = Histogram("fraud_consumer_predictor_request_seconds",
+                                           "Predictor call latency (one micro-batch).",
+                                           buckets=_LATENCY_BUCKETS, registry=r)
+        self.lag = Gauge("fraud_consumer_lag_messages",
+                         "Approximate lag (broker end offsets are approximate on some brokers).",
+                         ["topic", "partition"], registry=r)
+
+    def serve(self, port: int) -> None:
+        """Expose /metrics on `port` (a daemon thread)."""
+        start_http_server(port, registry=self.registry)

@@ -1,0 +1,244 @@
+"""Alert notifications: planned with the decision (outbox), delivered by a background thread.
+
+Planning is part of the batch's database transaction: each alert gets one outbox row per channel
+keyed ``<channel>:<transaction id>`` (so a replay never adds a second one), or a `rate_limited`
+row when the account already had `rate_limit_count` notifications within `rate_limit_window_s`
+of event time (event time keeps the decision deterministic when a batch is redone).
+
+Delivery (`Dispatcher`) reads pending rows after each commit, sends them and marks them `sent`.
+A crash between an SMTP/webhook accept and that mark can repeat one delivery; receivers can
+drop it: the email's Message-ID and the webhook's ``Idempotency-Key`` header are the dedupe key.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import smtplib
+import threading
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
+from email.message import EmailMessage
+from typing import Protocol
+
+import httpx
+
+from consumers.exceptions import NotificationError
+from consumers.metrics import ConsumerMetrics
+from consumers.settings import NotifySection
+from fraudops.store import (
+    DecisionRecord,
+    Notification,
+    NotificationRecord,
+    NotificationStatus,
+    Store,
+)
+
+log = logging.getLogger(__name__)
+EMAIL = "email"
+WEBHOOK = "webhook"
+
+
+def alert_payload(decision: DecisionRecord) -> str:
+    """The JSON body every channel carries."""
+    return json.dumps({
+        "transaction_id": decision.transaction_id, "account_id": decision.account_id,
+        "decision": decision.decision, "amount": decision.amount,
+        "event_time": decision.event_time.isoformat(),
+        "fraud_probability": round(decision.fraud_probability, 6),
+        "anomaly_score": round(decision.anomaly_score, 6),
+        "reason_codes": decision.reason_codes, "model_version": decision.model_version,
+    }, separators=(",", ":"))
+
+
+class NotificationPlanner:
+    """Turns a batch's alerts into outbox rows, de-duplicated and rate-limited per account."""
+
+    def __init__(self, settings: NotifySection, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+        self.channels = tuple(c for c, on in ((EMAIL, settings.email_enabled),
+                                              (WEBHOOK, settings.webhook_enabled)) if on)
+        self.window = timedelta(seconds=settings.rate_limit_window_s)
+
+    def plan(self, decisions: Sequence[DecisionRecord]) -> list[NotificationRecord]:
+        """Outbox rows for the decisions that notify (in event-time order per account)."""
+        wanted = [d for d in decisions if d.decision in self.settings.decisions]
+        if not wanted or not self.channels:
+            return []
+        history = self._history(wanted)
+        rows = []
+        for decision in sorted(wanted, key=lambda d: d.event_time):
+            for channel in self.channels:
+                rows.append(self._row(decision, channel, history[(decision.account_id, channel)]))
+        return rows
+
+    def _history(self, decisions: Sequence[DecisionRecord]) -> dict[tuple[str, str], list]:
+        accounts = sorted({d.account_id for d in decisions})
+        since = min(d.event_time for d in decisions) - self.window
+        history: dict[tuple[str, str], list] = defaultdict(list)
+        for row in self.store.notifications(account_ids=accounts, since=since):
+            if row.status != NotificationStatus.RATE_LIMITED.value:
+                history[(row.account_id, row.channel)].append((row.event_time, row.dedupe_key))
+        return history
+
+    def _row(self, decision: DecisionRecord, channel: str, history: list) -> NotificationRecord:
+        key = f"{channel}:{decision.transaction_id}"
+        start = decision.event_time - self.window
+        recent = [k for t, k in history if start < t <= decision.event_time and k != key]
+        limited = len(recent) >= self.settings.rate_limit_count
+        if not limited:
+            history.append((decision.event_time, key))
+        status = NotificationStatus.RATE_LIMITED if limited else NotificationStatus.PENDING
+        return NotificationRecord(dedupe_key=key, transaction_id=decision.transaction_id,
+                                  account_id=decision.account_id, channel=channel,
+                                  event_time=decision.event_time,
+                                  payload=alert_payload(decision), status=status.value)
+
+
+class Sender(Protocol):
+    def send(self, notification: Notification) -> None: ...
+
+
+class EmailSender:
+    """Sends one email per alert over SMTP (STARTTLS and login when configured)."""
+
+    def __init__(self, settings: NotifySection) -> None:
+        self.settings = settings
+
+    def send(self, notification: Notification) -> None:
+        s = self.settings
+        doc = json.loads(notification.payload)
+        message = EmailMessage()
+        message["Subject"] = (f"[fraudops] {doc['decision'].upper()} transaction "
+                              f"{doc['transaction_id']} (account {doc['account_id']})")
+        message["From"] = s.email_from
+        message["To"] = ", ".join(s.email_to)
+        message["Message-ID"] = f"<{notification.dedupe_key.replace(':', '.')}@fraudops>"
+        message.set_content(json.dumps(doc, indent=2))
+        try:
+            with smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=s.timeout_s) as smtp:
+                if s.smtp_starttls:
+                    smtp.starttls()
+                if s.smtp_username and s.smtp_password is not None:
+                    smtp.login(s.smtp_username, s.smtp_password.get_secret_value())
+                smtp.send_message(message)
+        except (OSError, smtplib.SMTPException) as error:
+            raise NotificationError(f"SMTP {s.smtp_host}:{s.smtp_port}: {error!r}") from error
+
+
+class WebhookSender:
+    """POSTs the alert JSON; ``Idempotency-Key`` lets the receiver drop a repeat."""
+
+    def __init__(self, settings: NotifySection, transport: httpx.BaseTransport | None = None):
+        headers = {"content-type": "application/json"}
+        if settings.webhook_token is not None:
+            headers["authorization"] = f"Bearer {settings.webhook_token.get_secret_value()}"
+        self.url = settings.webhook_url
+        self._http = httpx.Client(timeout=settings.timeout_s, headers=headers, transport=transport)
+
+    def send(self, notification: Notification) -> None:
+        try:
+            response = self._http.post(self.url, content=notification.payload,
+                                       headers={"idempotency-key": notification.dedupe_key})
+        except httpx.HTTPError as error:
+            raise NotificationError(f"webhook {self.url}: {error!r}") from error
+        if response.status_code >= 300:
+            raise NotificationError(f"webhook {self.url}: HTTP {response.status_code}")
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def senders_for(settings: NotifySection) -> dict[str, Sender]:
+    """The enabled channels' senders."""
+    senders: dict[str, Sender] = {}
+    if settings.email_enabled:
+        senders[EMAIL] = EmailSender(settings)
+    if settings.webhook_enabled:
+        senders[WEBHOOK] = WebhookSender(settings)
+    return senders
+
+
+class Dispatcher:
+    """Delivers pending outbox rows; `run_once` for tests, `start`/`stop` for the consumer."""
+
+    def __init__(self, store: Store, senders: dict[str, Sender], *, max_attempts: int = 5,
+                 metrics: ConsumerMetrics | None = None, idle_s: float = 1.0) -> None:
+        self.store = store
+        self.senders = senders
+        self.max_attempts = max_attempts
+        self.metrics = metrics
+        self.idle_s = idle_s
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run_once(self, limit: int = 200) -> tuple[int, int]:
+        """Try up to `limit` pending notifications; returns (tried, delivered)."""
+        pending = self.store.notifications(status=NotificationStatus.PENDING, limit=limit)
+        return len(pending), sum(self._deliver(row) for row in pending)
+
+    def _deliver(self, row: Notification) -> bool:
+        sender = self.senders.get(row.channel)
+        if sender is None:
+            return False  # channel switched off since the row was planned: leave it pending
+        try:
+            sender.send(row)
+        except NotificationError as error:
+            final = row.attempts + 1 >= self.max_attempts
+            status = NotificationStatus.FAILED if final else NotificationStatus.PENDING
+            self.store.mark_notification(row.dedupe_key, status, str(error)[:1000])
+            self._count(row.channel, "failed" if final else "retry")
+            log.warning("notification %s not delivered: %s", row.dedupe_key, error)
+            return False
+        self.store.mark_notification(row.dedupe_key, NotificationStatus.SENT)
+        self._count(row.channel, "sent")
+        return True
+
+    def _count(self, channel: str, status: str) -> None:
+        if self.metrics is not None:
+            self.metrics.notifications.labels(channel=channel, status=status).inc()
+
+    def wake(self) -> None:
+        """Ask the thread to look at the outbox now (after a commit that added rows)."""
+        self._wake.set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="notify", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Deliver what is pending, then stop the thread."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _drain(self, page: int = 200) -> None:
+        # Go on while full pages get delivered; a failing channel waits for the next wake-up
+        # (at least `idle_s`) instead of burning its attempts in a tight loop.
+        while True:
+            tried, delivered = self.run_once(limit=page)
+            if tried < page or delivered == 0:
+                return
+
+    def _loop(self) -> None:
+        while True:
+            self._wake.wait(self.idle_s)
+            self._wake.clear()
+            try:
+                self._drain()
+            except Exception:  # the outbox is retried later; never kill the thread
+                log.exception("notification dispatch failed")
+            if self._stop.is_set():
+                return
+
+
+def count_by_status(rows: Iterable[NotificationRecord]) -> dict[str, int]:
+    """How many rows of each status (for metrics)."""
+    counts: dict[str, int] = defaultdict(int)
+    for row in rows:
+        counts[row.status] += 1
+    return dict(counts)

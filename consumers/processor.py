@@ -1,0 +1,236 @@
+"""The stream processor: a micro-batch of records in, decisions and durable effects out.
+
+Plain Python, no broker: the Kafka loop (`consumers.app`) feeds it `Incoming` records and ships
+its `BatchOutcome`; tests drive it directly with an injected scoring function. See
+`consumers.state` for how state, positions and effects stay consistent across crashes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from consumers.exceptions import PoisonMessageError
+from consumers.messages import (
+    Incoming,
+    Outgoing,
+    dead_letter,
+    decision_message,
+    parse_label,
+    parse_transaction,
+)
+from consumers.metrics import ConsumerMetrics
+from consumers.notifications import NotificationPlanner
+from consumers.predictor import ScoreFn
+from consumers.state import PartitionState, checkpoint_for, restore_partition
+from fraudops.features import OnlineFeatureState
+from fraudops.protocol import ScoreBatch
+from fraudops.schema import Transaction
+from fraudops.settings import TopicSettings
+from fraudops.store import BatchWrite, DecisionRecord, Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ProcessorConfig:
+    """What the processor needs to know besides its collaborators."""
+
+    group_id: str
+    topics: TopicSettings = field(default_factory=TopicSettings)
+    max_message_bytes: int = 64 * 1024
+    snapshot_interval_s: float = 10.0
+    model_version: str = ""
+
+
+@dataclass
+class BatchOutcome:
+    """Everything one batch produces; shipped by the loop, then made durable by `persist`."""
+
+    writes: BatchWrite = field(default_factory=BatchWrite)
+    outgoing: list[Outgoing] = field(default_factory=list)
+    #: (topic, partition) -> next offset to commit to Kafka.
+    offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    #: Event times (epoch seconds) of the decided transactions, for the latency histogram.
+    event_times: list[float] = field(default_factory=list)
+    replayed: int = 0
+
+    @property
+    def scored(self) -> int:
+        return len(self.writes.decisions)
+
+
+@dataclass
+class _Pending:
+    """Transactions of the batch waiting for the predictor."""
+
+    records: list[Incoming] = field(default_factory=list)
+    transactions: list[Transaction] = field(default_factory=list)
+    sequences: list[np.ndarray] = field(default_factory=list)
+    masks: list[np.ndarray] = field(default_factory=list)
+
+
+class StreamProcessor:
+    """Decodes, featurises, scores and decides micro-batches; owns per-partition state."""
+
+    def __init__(self, config: ProcessorConfig, *, store: Store, score: ScoreFn,
+                 new_state: Callable[[], OnlineFeatureState],
+                 planner: NotificationPlanner | None = None,
+                 metrics: ConsumerMetrics | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.store = store
+        self.score = score
+        self.new_state = new_state
+        self.planner = planner
+        self.metrics = metrics or ConsumerMetrics()
+        self.clock = clock
+        self.partitions: dict[int, PartitionState] = {}
+
+    # -- assignment ---------------------------------------------------------------------------
+
+    def assign(self, partitions: Iterable[int]) -> dict[int, int | None]:
+        """Restore the partitions' state; returns where to seek each (None: Kafka's position)."""
+        checkpoints = self.store.load_checkpoints(self.config.group_id,
+                                                  self.config.topics.transactions)
+        seeks = {}
+        for partition in partitions:
+            state, seek = restore_partition(partition, checkpoints.get(partition), self.new_state)
+            self.partitions[partition] = state
+            seeks[partition] = seek
+        return seeks
+
+    def revoke(self, partitions: Iterable[int]) -> None:
+        """Forget the partitions' state (the next owner restores it from the store)."""
+        for partition in partitions:
+            self.partitions.pop(partition, None)
+
+    # -- processing ---------------------------------------------------------------------------
+
+    def process(self, records: Sequence[Incoming]) -> BatchOutcome:
+        """Handle one micro-batch: state updates, one predictor call, decisions and effects."""
+        outcome = BatchOutcome()
+        pending = _Pending()
+        for record in records:
+            if record.topic == self.config.topics.labels:
+                self._label(record, outcome)
+            else:
+                self._transaction(record, outcome, pending)
+        if pending.records:
+            self._decide(pending, self.score(np.stack(pending.sequences),
+                                             np.stack(pending.masks)), outcome)
+        self._checkpoint(outcome)
+        return outcome
+
+    def _label(self, record: Incoming, outcome: BatchOutcome) -> None:
+        outcome.offsets[(record.topic, record.partition)] = record.offset + 1
+        try:
+            outcome.writes.labels.append(parse_label(record.value, self.config.max_message_bytes))
+        except PoisonMessageError as error:
+            self._dead_letter(record, error, outcome)
+
+    def _transaction(self, record: Incoming, outcome: BatchOutcome, pending: _Pending) -> None:
+        state = self.partitions.get(record.partition)
+        if state is None or not state.accepts(record.offset):
+            return  # revoked, or already applied (a re-fetch after a seek)
+        state.position = record.offset + 1
+        outcome.offsets[(record.topic, record.partition)] = record.offset + 1
+        replay = record.offset < state.replay_until
+        try:
+            tx = parse_transaction(record.value, self.config.max_message_bytes)
+        except PoisonMessageError as error:
+            if not replay:  # its dead letter was produced in an earlier life
+                self._dead_letter(record, error, outcome)
+            return
+        _, sequence, mask = state.features.update(tx)
+        if replay:
+            outcome.replayed += 1
+            return
+        pending.records.append(record)
+        pending.transactions.append(tx)
+        pending.sequences.append(sequence)
+        pending.masks.append(mask)
+
+    def _dead_letter(self, record: Incoming, error: PoisonMessageError,
+                     outcome: BatchOutcome) -> None:
+        log.warning("dead-lettering %s/%d/%d: %s", record.topic, record.partition, record.offset,
+                    error)
+        outcome.outgoing.append(dead_letter(record, error, self.config.topics.dead_letter))
+        self.metrics.dead_letters.labels(reason=error.reason).inc()
+
+    def _decide(self, pending: _Pending, result: ScoreBatch, outcome: BatchOutcome) -> None:
+        now = self.clock()
+        version = result.model_version or self.config.model_version
+        probabilities = result.fraud_probability.tolist()
+        anomalies = result.anomaly_score.tolist()
+        topics = self.config.topics
+        for i, (record, tx) in enumerate(zip(pending.records, pending.transactions, strict=True)):
+            codes = result.reason_codes[i] if i < len(result.reason_codes) else ()
+            decision = DecisionRecord(
+                transaction_id=tx.transaction_id, account_id=tx.account_id,
+                event_time=tx.timestamp, amount=tx.amount, fraud_probability=probabilities[i],
+                anomaly_score=anomalies[i], decision=result.decision[i],
+                transaction_json=record.value.decode(), reason_codes=",".join(codes),
+                model_version=version)
+            outcome.writes.decisions.append(decision)
+            outcome.outgoing.append(decision_message(decision, now, codes, topics.decisions))
+            if decision.is_alert:
+                outcome.outgoing.append(decision_message(decision, now, codes, topics.alerts))
+            outcome.event_times.append(tx.epoch_seconds)
+        if self.planner is not None:
+            outcome.writes.notifications = self.planner.plan(outcome.writes.decisions)
+
+    def _checkpoint(self, outcome: BatchOutcome) -> None:
+        now = time.monotonic()
+        topic = self.config.topics.transactions
+        for (record_topic, partition), next_offset in outcome.offsets.items():
+            state = self.partitions.get(partition)
+            if record_topic != topic or state is None:
+                continue
+            outcome.writes.checkpoints.append(checkpoint_for(
+                state, group_id=self.config.group_id, topic=topic, next_offset=next_offset,
+                now=now, snapshot_interval_s=self.config.snapshot_interval_s))
+
+    # -- durability ---------------------------------------------------------------------------
+
+    def persist(self, outcome: BatchOutcome) -> None:
+        """Write the batch's effects and positions in one transaction, then count them.
+
+        Raises `StaleCheckpointError` when another consumer took a partition over: nothing
+        was written and the caller must re-synchronise (`resync`).
+        """
+        self.store.write_batch(outcome.writes)
+        now = time.monotonic()
+        for checkpoint in outcome.writes.checkpoints:
+            state = self.partitions.get(checkpoint.partition)
+            if state is not None:
+                state.stored_offset = checkpoint.next_offset
+                if checkpoint.snapshot is not None:
+                    state.last_snapshot = now
+        self._observe(outcome)
+
+    def _observe(self, outcome: BatchOutcome) -> None:
+        m = self.metrics
+        now = self.clock()
+        for event_time in outcome.event_times:
+            m.event_to_decision.observe(max(0.0, now - event_time))
+        for decision in outcome.writes.decisions:
+            m.scored.labels(decision=decision.decision).inc()
+            if decision.is_alert:
+                m.alerts.labels(decision=decision.decision).inc()
+        if outcome.scored:
+            m.batch_size.observe(outcome.scored)
+        if outcome.replayed:
+            m.replayed.inc(outcome.replayed)
+        if outcome.writes.labels:
+            m.labels.inc(len(outcome.writes.labels))
+
+    def resync(self, partitions: Iterable[int]) -> dict[int, int | None]:
+        """Drop and re-restore partitions from the store (after a `StaleCheckpointError`)."""
+        partitions = list(partitions)
+        self.revoke(partitions)
+        return self.assign(partitions)

@@ -1,0 +1,73 @@
+"""Configuration of the consumer unit (read once in `main()`, then frozen and passed down).
+
+Environment names: ``FRAUDOPS_CONSUMER__PREDICTOR_URL``, ``FRAUDOPS_CONSUMER__BATCH_SIZE``,
+``FRAUDOPS_NOTIFY__SMTP_HOST``, ``FRAUDOPS_KAFKA__BOOTSTRAP_SERVERS``, ``FRAUDOPS_DATABASE__URL``...
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field, SecretStr
+
+from fraudops.settings import CommonSettings, DatabaseSettings, KafkaSettings, settings_config
+
+
+class ConsumerSection(BaseModel):
+    """The stream processor."""
+
+    predictor_url: str = "http://127.0.0.1:8080"
+    group_id: str = "fraud-consumer"
+    batch_size: int = Field(default=500, ge=1, le=10_000)
+    batch_max_wait_ms: int = Field(default=5, ge=0, le=60_000)
+    metrics_port: int = Field(default=9102, ge=0, le=65535, description="0 = no metrics server.")
+    max_message_bytes: int = Field(default=64 * 1024, ge=256)
+    # Snapshots of the per-partition feature state; between two, a restart replays the events.
+    snapshot_interval_s: float = Field(default=10.0, gt=0)
+    predictor_timeout_s: float = Field(default=5.0, gt=0)
+    backoff_initial_s: float = Field(default=0.1, gt=0)
+    backoff_max_s: float = Field(default=5.0, gt=0)
+    # kafka-python tuning (see ENVIRONMENT.md: ~57k msg/s consume with these).
+    max_poll_records: int = Field(default=2000, ge=1)
+    max_partition_fetch_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    fetch_max_wait_ms: int = Field(default=5, ge=0)
+    max_poll_interval_ms: int = Field(default=300_000, ge=1000)
+    producer_linger_ms: int = Field(default=2, ge=0)
+    consume_labels: bool = True
+
+
+class NotifySection(BaseModel):
+    """Alert notifications: email (SMTP) and a webhook, each on when configured."""
+
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_starttls: bool = False
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    email_from: str = "fraudops@localhost"
+    email_to: list[str] = Field(default_factory=list)
+    webhook_url: str = ""
+    webhook_token: SecretStr | None = None
+    decisions: list[str] = Field(default_factory=lambda: ["block", "review"])
+    # Per account: at most `rate_limit_count` notifications per `rate_limit_window_s` of event time.
+    rate_limit_count: int = Field(default=3, ge=1)
+    rate_limit_window_s: float = Field(default=600.0, gt=0)
+    timeout_s: float = Field(default=10.0, gt=0)
+    max_attempts: int = Field(default=5, ge=1)
+
+    @property
+    def email_enabled(self) -> bool:
+        return bool(self.smtp_host and self.email_to)
+
+    @property
+    def webhook_enabled(self) -> bool:
+        return bool(self.webhook_url)
+
+
+class ConsumerSettings(CommonSettings):
+    """Everything `fraudops consume` needs."""
+
+    model_config = settings_config()
+
+    kafka: KafkaSettings = KafkaSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    consumer: ConsumerSection = ConsumerSection()
+    notify: NotifySection = NotifySection()

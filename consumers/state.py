@@ -1,0 +1,98 @@
+"""Per-partition feature state that always matches the committed position.
+
+Design (why the state can neither reset nor be applied twice)
+------------------------------------------------------------
+Transactions are keyed by account id, so all events of an account land in one partition and the
+consumer keeps one `OnlineFeatureState` per assigned partition. The source of truth for "how far
+has this partition been processed" is NOT the Kafka commit but a row of the decision store's
+``stream_checkpoints`` table (group, topic, partition):
+
+* ``next_offset`` is written in the SAME database transaction as the batch's decisions, alerts
+  and notification outbox rows. A batch is therefore either fully durable with its position, or
+  not at all. Kafka offsets are committed afterwards for lag tooling only.
+* ``snapshot`` is the partition's serialised feature state just before ``snapshot_offset``. It is
+  rewritten every `snapshot_interval_s` (serialising every account on every batch would cost
+  more than scoring), always with a batch, so ``snapshot_offset <= next_offset``.
+
+On assignment the consumer restores the snapshot and seeks to ``snapshot_offset``. Events in
+``[snapshot_offset, next_offset)`` were already decided: they are *replayed* into the state
+(features update exactly as the first time) but not scored, stored, produced or notified again.
+From ``next_offset`` on, processing is normal. A crash anywhere before the database commit
+leaves the previous row in place, so the batch is redone from a state that never saw it; a crash
+after it only repeats the Kafka commit. Decisions are produced to Kafka before the commit, so a
+crash in between may repeat a decision record on the topic (at-least-once; consumers of
+``fraud-decisions`` key on the transaction id), never lose one; the store never duplicates
+anything (primary keys on the transaction id).
+
+Zombie writers (a consumer that lost its partitions during a long predictor outage but does not
+know it yet) are fenced by optimistic concurrency: each checkpoint update is conditional on the
+row still holding the ``next_offset`` the writer started from. If another member advanced it,
+the whole batch rolls back (`StaleCheckpointError`) and the partition is re-synchronised.
+
+Known approximation (reported to the feature owner): merchant and device velocity aggregates are
+global in the batch features but each partition only sees its own accounts' events, so online
+merchant/device counts cover one partition's share of the merchant's traffic.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from fraudops.features import OnlineFeatureState
+from fraudops.store import CheckpointRecord, StreamCheckpoint
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PartitionState:
+    """What the consumer holds for one assigned partition of the transactions topic."""
+
+    partition: int
+    features: OnlineFeatureState
+    #: ``next_offset`` as stored in the database (None: no row yet); the fencing token.
+    stored_offset: int | None = None
+    #: Offsets below this were decided in an earlier life: replay into the state only.
+    replay_until: int = 0
+    #: Next offset the in-memory state expects (None: accept whatever comes first).
+    position: int | None = None
+    last_snapshot: float = field(default=float("-inf"))
+
+    def accepts(self, offset: int) -> bool:
+        """False for a record the state already saw (a re-fetch after a seek)."""
+        return self.position is None or offset >= self.position
+
+    def snapshot_due(self, now: float, interval_s: float) -> bool:
+        return self.stored_offset is None or now - self.last_snapshot >= interval_s
+
+
+def restore_partition(partition: int, checkpoint: StreamCheckpoint | None,
+                      new_state: Callable[[], OnlineFeatureState]) -> tuple[PartitionState, int | None]:
+    """The partition's state from its checkpoint, and the offset to seek to (None: Kafka's)."""
+    if checkpoint is None or checkpoint.snapshot is None:
+        log.info("partition %d: no snapshot, starting with empty state", partition)
+        stored = checkpoint.next_offset if checkpoint is not None else None
+        return PartitionState(partition, new_state(), stored_offset=stored), None
+    features = OnlineFeatureState.restore(checkpoint.snapshot)
+    start = checkpoint.snapshot_offset or 0
+    state = PartitionState(partition, features, stored_offset=checkpoint.next_offset,
+                           replay_until=checkpoint.next_offset, position=start,
+                           last_snapshot=time.monotonic())
+    log.info("partition %d: restored snapshot at offset %d, replaying to %d", partition, start,
+             checkpoint.next_offset)
+    return state, start
+
+
+def checkpoint_for(state: PartitionState, *, group_id: str, topic: str, next_offset: int,
+                   now: float, snapshot_interval_s: float) -> CheckpointRecord:
+    """The checkpoint row of `state` after a batch that reached `next_offset`."""
+    snapshot = None
+    if state.snapshot_due(now, snapshot_interval_s):
+        snapshot = state.features.snapshot()
+    return CheckpointRecord(group_id=group_id, topic=topic, partition=state.partition,
+                            next_offset=next_offset, expected_offset=state.stored_offset,
+                            snapshot_offset=next_offset if snapshot is not None else None,
+                            snapshot=snapshot)

@@ -1,0 +1,140 @@
+"""The stream processor without a broker: decisions, effects, crash consistency, fencing."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from consumer_helpers import record, rule_score, tx_doc
+
+from consumers.notifications import NotificationPlanner
+from consumers.processor import ProcessorConfig, StreamProcessor
+from consumers.settings import NotifySection
+from fraudops.store import StaleCheckpointError, Store
+
+BIG = 50_000.0  # rule_score blocks it
+
+
+def processor(store: Store, new_state, *, snapshot_s: float = 1000.0, planner=None,
+              partitions=(0,)) -> StreamProcessor:
+    config = ProcessorConfig(group_id="g", snapshot_interval_s=snapshot_s)
+    p = StreamProcessor(config, store=store, score=rule_score, new_state=new_state,
+                        planner=planner)
+    p.assign(partitions)
+    return p
+
+
+def stream(n: int, accounts: int = 3) -> list:
+    """n transactions over a few accounts; every 7th is big (blocked)."""
+    return [record(tx_doc(i, f"acc-{i % accounts}", BIG if i % 7 == 3 else 10.0 + i), i)
+            for i in range(n)]
+
+
+def run(p: StreamProcessor, records: list, batch: int = 5) -> None:
+    for start in range(0, len(records), batch):
+        p.persist(p.process(records[start:start + batch]))
+
+
+def stored(store: Store) -> dict[str, tuple[str, float]]:
+    return {d.transaction_id: (d.decision, round(d.anomaly_score, 5))
+            for d in store.scored_window()}
+
+
+def test_batch_outcome(store: Store, new_state) -> None:
+    p = processor(store, new_state)
+    outcome = p.process(stream(8))
+    assert outcome.scored == 8 and outcome.offsets == {("transactions", 0): 8}
+    topics = [m.topic for m in outcome.outgoing]
+    assert topics.count("fraud-decisions") == 8 and topics.count("fraud-alerts") == 1
+    checkpoint, = outcome.writes.checkpoints
+    assert (checkpoint.next_offset, checkpoint.snapshot_offset) == (8, 8)
+    p.persist(outcome)
+    assert store.counts()["decisions"] == 8
+    assert store.get_alert("tx-3").decision == "block"
+    # the account's history feature grows per account: tx-6 is acc-0's third event
+    assert store.get_decision("tx-6").anomaly_score == pytest.approx(math.log1p(2))
+
+
+@pytest.mark.parametrize("snapshot_s", [0.0, 1000.0])
+def test_crash_before_commit_neither_loses_nor_double_applies(
+        tmp_path, new_state, snapshot_s: float) -> None:
+    records = stream(40)
+    reference = Store.from_url(f"sqlite:///{tmp_path / 'ref.db'}")
+    run(processor(reference, new_state, snapshot_s=snapshot_s), records)
+
+    crashed = Store.from_url(f"sqlite:///{tmp_path / 'crash.db'}")
+    first = processor(crashed, new_state, snapshot_s=snapshot_s)
+    run(first, records[:23])
+    first.process(records[23:31])  # state updated, never persisted: the process dies here
+    second = processor(crashed, new_state, snapshot_s=snapshot_s)  # restart: restore + seek
+    seek = second.assign([0])[0]
+    assert seek == (23 if snapshot_s == 0 else 5)  # the snapshot point; the rest is replayed
+    run(second, records[seek:])
+    assert stored(crashed) == stored(reference)
+    assert crashed.counts() == reference.counts()
+
+
+def test_refetched_records_are_not_applied_twice(store: Store, new_state) -> None:
+    p = processor(store, new_state)
+    records = stream(10)
+    p.persist(p.process(records[:6]))
+    p.persist(p.process(records[3:10]))  # overlapping fetch after a seek
+    assert stored(store)["tx-9"][1] == pytest.approx(math.log1p(3), abs=1e-4)  # acc-0: 0,3,6,9
+
+
+def test_poison_goes_to_dead_letter_once(store: Store, new_state) -> None:
+    records = [record(tx_doc(0), 0), record(b"{not json", 1), record(tx_doc(2, amount=-1), 2),
+               record(tx_doc(3), 3)]
+    p = processor(store, new_state)
+    p.persist(p.process(records[:1]))  # the snapshot is taken here, at offset 1
+    outcome = p.process(records[1:])
+    dead = [m for m in outcome.outgoing if m.topic == "transactions-dlq"]
+    assert [dict(m.headers)["dlq.reason"] for m in dead] == [b"invalid_json", b"absurd_value"]
+    assert dead[0].value == b"{not json"
+    assert outcome.scored == 1 and outcome.offsets[("transactions", 0)] == 4
+    p.persist(outcome)
+    # a restart replays offsets 1..3 into the state: no second dead letter, no second decision
+    again = processor(store, new_state)
+    assert again.assign([0]) == {0: 1}
+    replay = again.process(records[1:])
+    assert (replay.outgoing, replay.replayed, replay.scored) == ([], 1, 0)
+
+
+def test_labels_are_stored(store: Store, new_state) -> None:
+    p = processor(store, new_state)
+    p.persist(p.process(stream(3)))
+    labels = [record({"transaction_id": "tx-1", "label": 1, "analyst": "ana"}, 0, topic="labels"),
+              record(b'{"label": 1}', 1, topic="labels")]
+    outcome = p.process(labels)
+    assert [m.topic for m in outcome.outgoing] == ["transactions-dlq"]
+    assert outcome.offsets == {("labels", 0): 2}
+    p.persist(outcome)
+    row, = store.labelled_transactions()
+    assert (row.transaction_id, row.label, row.decision) == ("tx-1", 1, "approve")
+
+
+def test_zombie_writer_is_fenced(store: Store, new_state) -> None:
+    zombie = processor(store, new_state)
+    owner = processor(store, new_state)
+    records = stream(10)
+    owner.persist(owner.process(records[:6]))
+    stale = zombie.process(records[:4])
+    with pytest.raises(StaleCheckpointError):
+        zombie.persist(stale)
+    assert store.counts()["decisions"] == 6
+    seek = zombie.resync([0])[0]  # re-synchronised, the zombie continues where the owner was
+    assert seek == 6 and zombie.partitions[0].stored_offset == 6
+
+
+def test_notifications_rate_limited_per_account(store: Store, new_state) -> None:
+    settings = NotifySection(webhook_url="http://127.0.0.1:9/hook", rate_limit_count=2,
+                             rate_limit_window_s=3600)
+    p = processor(store, new_state, planner=NotificationPlanner(settings, store))
+    blocked = [record(tx_doc(i, "acc-x", BIG), i) for i in range(4)]
+    blocked.append(record(tx_doc(100, "acc-x", BIG), 4))  # 100 minutes later: a new window
+    blocked.append(record(tx_doc(5, "acc-y", BIG), 5))
+    p.persist(p.process(blocked[:2]))
+    p.persist(p.process(blocked[2:]))
+    statuses = {n.transaction_id: n.status for n in store.notifications()}
+    assert statuses == {"tx-0": "pending", "tx-1": "pending", "tx-2": "rate_limited",
+                        "tx-3": "rate_limited", "tx-100": "pending", "tx-5": "pending"}
