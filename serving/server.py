@@ -1,0 +1,180 @@
+"""Run the predictor under `kserve.ModelServer`, with three adjustments to KServe 0.21's REST app.
+
+1. ``POST /v2/models/{name}/infer`` is decoded here, then handed to KServe's own V2 handler
+   (which accepts an already decoded `InferRequest`). KServe's decoder turns binary tensors into
+   Python lists (`InferRequest.from_bytes` -> `set_data_from_numpy(binary_data=False)`), which
+   makes the binary extension slower than JSON, and answers some malformed bodies with 500
+   (a missing ``inputs`` key is a KeyError). Ours keeps binary tensors as bytes (read later with
+   `np.frombuffer`) and refuses every malformed body with a precise 400.
+2. ``GET /v2/models/fraud-scorer`` adds ``parameters`` (feature-spec version and fingerprint,
+   served versions) to the standard metadata, which KServe's response model would drop.
+3. FastAPI's request-validation errors answer 400 (like every other malformed input), not 422.
+
+The routes are added to KServe's module-level app before `ModelServer.start` registers its own,
+so they take precedence for the paths they share.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from kserve.errors import InvalidInput, ModelNotReady
+from kserve.protocol.infer_type import InferInput, InferRequest
+from kserve.protocol.rest.v2_datamodels import InferenceRequest
+from kserve.protocol.rest.v2_endpoints import V2Endpoints
+from pydantic import ValidationError
+
+from fraudops import protocol
+from fraudops.models import FeatureSpecMismatchError, load_scorer
+from serving.exceptions import IncompatibleModelError
+from serving.metrics import PredictorMetrics
+from serving.predictor import FraudPredictor, ServedModel
+from serving.settings import PredictorServiceSettings, PredictorSettings, parse_alias_uri
+
+log = logging.getLogger(__name__)
+
+
+def load_served(sequence_uri: str, autoencoder_uri: str, settings: PredictorSettings
+                ) -> ServedModel:
+    """Load both models (MLflow URI or local directory) and prepare them for serving."""
+    try:
+        scorer = load_scorer(sequence_uri, autoencoder_uri, device=settings.device)
+    except FeatureSpecMismatchError as error:
+        raise IncompatibleModelError(str(error)) from error
+    return ServedModel.build(scorer, reason_codes=settings.reason_codes,
+                             reason_min_z=settings.reason_min_z)
+
+
+def parse_v2_body(body: bytes, headers: Mapping[str, str], model_name: str) -> InferRequest:
+    """A V2 request (JSON, or JSON header + binary tensors) as a KServe `InferRequest`."""
+    length = headers.get(protocol.HEADER_CONTENT_LENGTH.lower())
+    if length is None:
+        try:
+            parsed = InferenceRequest.model_validate_json(body)
+        except ValidationError as error:
+            raise InvalidInput(f"invalid V2 inference request: {_summary(error)}") from None
+        return InferRequest.from_inference_request(parsed, model_name)
+    return _parse_binary(body, length, model_name)
+
+
+def _parse_binary(body: bytes, length: str, model_name: str) -> InferRequest:
+    if not length.isdigit() or int(length) > len(body):
+        raise InvalidInput(f"{protocol.HEADER_CONTENT_LENGTH} must be the JSON header's byte "
+                           f"length (at most {len(body)}), got {length!r}")
+    split = int(length)
+    try:
+        doc = orjson.loads(body[:split])
+    except orjson.JSONDecodeError as error:
+        raise InvalidInput(f"binary request header is not JSON: {error}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("inputs"), list):
+        raise InvalidInput("V2 request must be an object with an 'inputs' list")
+    inputs, offset = [], split
+    for item in doc["inputs"]:
+        infer_input, offset = _binary_input(item, body, offset)
+        inputs.append(infer_input)
+    if offset != len(body):
+        raise InvalidInput(f"{len(body) - offset} bytes after the declared binary tensors")
+    request_id = doc.get("id")
+    return InferRequest(model_name, inputs, request_id=str(request_id) if request_id else None,
+                        parameters=doc.get("parameters") if isinstance(
+                            doc.get("parameters"), dict) else None)
+
+
+def _binary_input(item: Any, body: bytes, offset: int) -> tuple[InferInput, int]:
+    if not isinstance(item, dict) or not {"name", "shape", "datatype"} <= item.keys():
+        raise InvalidInput("each input needs 'name', 'shape' and 'datatype'")
+    params = item.get("parameters") or {}
+    infer_input = InferInput(str(item["name"]), item["shape"], str(item["datatype"]),
+                             parameters=params)
+    if "data" in item:
+        infer_input.data = item["data"]
+        return infer_input, offset
+    size = params.get("binary_data_size") if isinstance(params, dict) else None
+    if not isinstance(size, int) or size < 0 or offset + size > len(body):
+        raise InvalidInput(f"input '{item['name']}' needs 'data' or a 'binary_data_size' within "
+                           f"the body ({len(body) - offset} bytes left)")
+    infer_input._raw_data = body[offset:offset + size]
+    return infer_input, offset + size
+
+
+def _summary(error: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}"
+                     for e in error.errors()[:5])
+
+
+def install_routes(app: FastAPI, endpoints: V2Endpoints, predictor: FraudPredictor) -> None:
+    """Add the fast V2 decoder, the extended metadata and 400-on-validation-error to `app`."""
+
+    async def infer(model_name: str, raw_request: Request, raw_response: Response) -> Any:
+        body = await raw_request.body()
+        request = parse_v2_body(body, raw_request.headers, model_name)
+        return await endpoints.infer(raw_request, raw_response, model_name, request)
+
+    async def metadata(model_name: str) -> Any:
+        if model_name != predictor.name:
+            return await endpoints.model_metadata(model_name)
+        if not predictor.ready:
+            raise ModelNotReady(model_name)
+        return predictor.metadata()
+
+    async def validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
+        return JSONResponse(status_code=400, content={"error": f"invalid request: {error}"})
+
+    app.add_api_route("/v2/models/{model_name}/infer", infer, methods=["POST"],
+                      response_model=None, tags=["V2"])
+    app.add_api_route("/v2/models/{model_name}", metadata, methods=["GET"], tags=["V2"])
+    app.add_exception_handler(RequestValidationError, validation_error)
+
+
+def run(settings: PredictorServiceSettings) -> None:
+    """Load the models, start the champion watcher and serve until stopped."""
+    import mlflow
+    import torch
+    from kserve import ModelServer
+    from kserve.model_server import app
+
+    p = settings.predictor
+    tracking_uri = settings.mlflow.resolved_tracking_uri(settings.home)
+    mlflow.set_tracking_uri(tracking_uri)
+    if p.torch_threads:
+        torch.set_num_threads(p.torch_threads)
+    metrics = PredictorMetrics()
+    loader = functools.partial(load_served, settings=p)
+    predictor = FraudPredictor(
+        p.model_name, functools.partial(loader, p.sequence_model_uri, p.autoencoder_model_uri),
+        metrics, max_request_batch=p.max_request_batch, max_merged_batch=p.max_merged_batch)
+    predictor.load()
+    server = ModelServer(http_port=p.http_port, grpc_port=p.grpc_port,
+                         enable_grpc=p.enable_grpc, workers=1)
+    install_routes(app, V2Endpoints(server.dataplane), predictor)
+    watcher = _start_watcher(predictor, p, loader, tracking_uri, metrics)
+    try:
+        server.start([predictor])
+    finally:
+        if watcher is not None:
+            watcher.stop()
+
+
+def _start_watcher(predictor: FraudPredictor, p: PredictorSettings, loader: Any,
+                   tracking_uri: str, metrics: PredictorMetrics) -> Any:
+    watched = parse_alias_uri(p.sequence_model_uri) and parse_alias_uri(p.autoencoder_model_uri)
+    if p.poll_interval_s <= 0 or not watched:
+        log.info("champion watching off (interval %s s, URIs %s, %s)", p.poll_interval_s,
+                 p.sequence_model_uri, p.autoencoder_model_uri)
+        return None
+    from serving.watcher import ChampionWatcher
+
+    watcher = ChampionWatcher(predictor, p.sequence_model_uri, p.autoencoder_model_uri, loader,
+                              tracking_uri=tracking_uri, interval_s=p.poll_interval_s,
+                              metrics=metrics)
+    watcher.start()
+    log.info("watching %s and %s every %s s", p.sequence_model_uri, p.autoencoder_model_uri,
+             p.poll_interval_s)
+    return watcher

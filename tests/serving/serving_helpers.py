@@ -1,0 +1,119 @@
+"""Helpers of the serving tests: tiny real models on disk, starting and stopping services."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import torch
+
+from fraudops.features import build_spec
+from fraudops.models import (
+    LSTMCNN,
+    Autoencoder,
+    AutoencoderConfig,
+    DecisionPolicy,
+    LSTMCNNConfig,
+    ModelBundle,
+    save_checkpoint,
+)
+
+SEQ_LEN = 8
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    """An unused loopback TCP port."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+FRAUDOPS = Path(sys.executable).parent / "fraudops"
+
+
+@dataclass(frozen=True)
+class ModelDirs:
+    sequence: Path
+    autoencoder: Path
+    seq_len: int
+    dim: int
+
+
+def write_tiny_models(directory: Path, *, seed: int = 0, seq_len: int = SEQ_LEN,
+                      passthrough: tuple[str, ...] = ()) -> ModelDirs:
+    """Save an untrained-but-valid sequence model and autoencoder (real classes, real format)."""
+    spec = build_spec(passthrough)
+    torch.manual_seed(seed)
+    rows = np.random.default_rng(seed).normal(1.0, 2.0, size=(512, spec.dim)).astype(np.float32)
+    sequence = LSTMCNN(LSTMCNNConfig(input_dim=spec.dim, conv_channels=8, hidden_size=8,
+                                     head_size=8))
+    sequence.normalize.fit(rows)
+    autoencoder = Autoencoder(AutoencoderConfig(input_dim=spec.dim, hidden_size=8, bottleneck=4))
+    autoencoder.normalize.fit(rows)
+    autoencoder.eval()
+    autoencoder.calibrate(torch.from_numpy(rows), target_fpr=0.05)
+    policy = DecisionPolicy(block_probability=0.6, review_probability=0.45, review_anomaly=2.0)
+    seq_dir = save_checkpoint(ModelBundle(sequence.eval(), "lstm_cnn", spec.to_dict(), seq_len,
+                                          {"policy": policy.to_dict()}), directory / "sequence")
+    ae_dir = save_checkpoint(ModelBundle(autoencoder, "autoencoder", spec.to_dict(), seq_len),
+                             directory / "autoencoder")
+    return ModelDirs(seq_dir, ae_dir, seq_len, spec.dim)
+
+
+def random_batch(batch: int, seq_len: int, dim: int, seed: int = 1
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(1.0, 2.0, size=(batch, seq_len, dim)).astype(np.float32)
+    mask = np.ones((batch, seq_len), dtype=bool)
+    mask[: batch // 2, : seq_len // 2] = False
+    return x, mask
+
+
+@dataclass
+class RunningService:
+    url: str
+    process: subprocess.Popen
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+
+def start_service(args: list[str], env: dict[str, str], ready_url: str, log_path: Path,
+                  timeout: float = 60.0) -> subprocess.Popen:
+    """Start `fraudops ...` as a subprocess and wait until `ready_url` answers 200."""
+    full_env = {**os.environ, **env}
+    with log_path.open("wb") as log:
+        process = subprocess.Popen([str(FRAUDOPS), *args], env=full_env, stdout=log,
+                                   stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{args} exited with {process.returncode}:\n"
+                               f"{log_path.read_text(errors='replace')[-4000:]}")
+        try:
+            if httpx.get(ready_url, timeout=1.0).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    stop_process(process)
+    raise TimeoutError(f"{args} not ready after {timeout}s:\n{log_path.read_text()[-4000:]}")
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
+
+

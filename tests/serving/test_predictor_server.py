@@ -1,0 +1,201 @@
+"""The real predictor process (kserve.ModelServer) over loopback HTTP: protocol, errors, metrics."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from serving_helpers import FRAUDOPS, ModelDirs, RunningService, random_batch, write_tiny_models
+
+from fraudops import protocol
+from fraudops.features import FEATURE_SPEC_VERSION, build_spec
+from fraudops.models import load_scorer
+
+pytestmark = pytest.mark.integration
+
+
+def _infer(service: RunningService, x: np.ndarray, mask: np.ndarray, binary: bool
+           ) -> protocol.ScoreBatch:
+    body, headers = protocol.encode_request(x, mask, binary=binary, request_id="req-1")
+    response = httpx.post(service.url + protocol.infer_path(), content=body, headers=headers)
+    assert response.status_code == 200, response.text
+    return protocol.decode_response(response.content, response.headers)
+
+
+def test_metadata_describes_inputs_spec_and_versions(predictor: RunningService,
+                                                     tiny_models: ModelDirs) -> None:
+    doc = httpx.get(predictor.url + protocol.metadata_path()).json()
+    info = protocol.ModelInfo.from_metadata(doc)
+    assert (info.seq_len, info.n_features) == (tiny_models.seq_len, tiny_models.dim)
+    spec = build_spec()
+    info.check_compatible(n_features=spec.dim, spec_fingerprint=spec.fingerprint,
+                          spec_version=FEATURE_SPEC_VERSION)
+    assert info.sequence_model_version == "local"
+    assert doc["parameters"][protocol.PARAM_FEATURE_NAMES].split(",") == list(spec.names)
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_v2_batch_matches_the_scorer_in_process(predictor: RunningService, tiny_models: ModelDirs,
+                                                binary: bool) -> None:
+    x, mask = random_batch(32, tiny_models.seq_len, tiny_models.dim)
+    batch = _infer(predictor, x, mask, binary)
+    expected = load_scorer(str(tiny_models.sequence), str(tiny_models.autoencoder),
+                           device="cpu").score(x, mask)
+    assert batch.request_id == "req-1" and len(batch) == 32
+    np.testing.assert_allclose(batch.fraud_probability, expected.fraud_probability, rtol=1e-5)
+    np.testing.assert_allclose(batch.anomaly_score, expected.anomaly_score, rtol=1e-4, atol=1e-5)
+    assert batch.decision == expected.decision.tolist()
+    names = set(build_spec().names)
+    assert all(set(codes) <= names and len(codes) <= 3 for codes in batch.reason_codes)
+    assert any(batch.reason_codes), "random inputs far from the mean should yield reasons"
+
+
+def test_binary_response_really_is_binary(predictor: RunningService, tiny_models: ModelDirs
+                                          ) -> None:
+    x, mask = random_batch(4, tiny_models.seq_len, tiny_models.dim)
+    body, headers = protocol.encode_request(x, mask, binary=True)
+    response = httpx.post(predictor.url + protocol.infer_path(), content=body, headers=headers)
+    split = int(response.headers[protocol.HEADER_CONTENT_LENGTH])
+    header = json.loads(response.content[:split])
+    assert all("data" not in out for out in header["outputs"])
+    assert len(response.content) > split
+
+
+def test_v1_predict(predictor: RunningService, tiny_models: ModelDirs) -> None:
+    x, mask = random_batch(3, tiny_models.seq_len, tiny_models.dim)
+    instances = [{"sequences": x[i].tolist(), "mask": mask[i].tolist()} for i in range(3)]
+    response = httpx.post(f"{predictor.url}/v1/models/{protocol.MODEL_NAME}:predict",
+                          json={"instances": instances})
+    assert response.status_code == 200, response.text
+    predictions = response.json()["predictions"]
+    v2 = _infer(predictor, x, mask, binary=True)
+    assert [p["decision"] for p in predictions] == v2.decision
+    np.testing.assert_allclose([p["fraud_probability"] for p in predictions],
+                               v2.fraud_probability, rtol=1e-5)
+
+
+def _json_request(inputs: list[dict]) -> bytes:
+    return json.dumps({"inputs": inputs}).encode()
+
+
+def _seq(shape: list[int], datatype: str = "FP32", data: list | None = None) -> dict:
+    size = int(np.prod(shape))
+    return {"name": "sequences", "datatype": datatype, "shape": shape,
+            "data": data if data is not None else [0.5] * size}
+
+
+def _mask(shape: list[int], data: list | None = None) -> dict:
+    return {"name": "mask", "datatype": "BOOL", "shape": shape,
+            "data": data if data is not None else [True] * int(np.prod(shape))}
+
+
+K, F = 8, build_spec().dim
+BAD_JSON = {
+    "not json": (b"{", "Invalid JSON"),
+    "no inputs": (b'{"id": "1"}', "inputs: Field required"),
+    "wrong sequence length": (_json_request([_seq([1, 4, F]), _mask([1, 4])]),
+                              f"shape [B, {K}, {F}]"),
+    "wrong dtype": (_json_request([_seq([1, K, F], "FP64"), _mask([1, K])]),
+                    "must have datatype FP32, got FP64"),
+    "NaN": (_json_request([_seq([1, K, F], data=[float("nan")] + [0.0] * (K * F - 1)),
+                           _mask([1, K])]), "NaN or infinite"),
+    "missing mask": (_json_request([_seq([1, K, F])]), "missing input 'mask'"),
+    "too few elements": (_json_request([_seq([1, K, F], data=[0.0] * 3), _mask([1, K])]),
+                         "has 3 elements"),
+    "strings": (_json_request([_seq([1, K, F], data=["x"] * (K * F)), _mask([1, K])]),
+                "non-numeric"),
+    "integer mask": (_json_request([_seq([1, K, F]), _mask([1, K], [1] * K)]),
+                     "true/false"),
+    "unknown input": (_json_request([_seq([1, K, F]), _mask([1, K]),
+                                     {"name": "extra", "datatype": "FP32", "shape": [1],
+                                      "data": [1.0]}]), "unknown input"),
+    "batch too large": (_json_request([_seq([65, K, F]), _mask([65, K])]),
+                        "batch size must be between 1 and 64"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_JSON))
+def test_malformed_json_requests_get_400(predictor: RunningService, case: str) -> None:
+    body, message = BAD_JSON[case]
+    response = httpx.post(predictor.url + protocol.infer_path(), content=body,
+                          headers={"content-type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert message in response.json()["error"]
+
+
+def _binary(header: dict, raw: bytes, declared: str | None = None) -> tuple[bytes, dict]:
+    text = json.dumps(header).encode()
+    return text + raw, {protocol.HEADER_CONTENT_LENGTH: declared or str(len(text)),
+                        "content-type": "application/octet-stream"}
+
+
+@pytest.mark.parametrize("case", ["short tensor", "bad header length", "trailing bytes",
+                                  "no size", "header not json"])
+def test_malformed_binary_requests_get_400(predictor: RunningService, case: str) -> None:
+    seq = np.zeros((1, K, F), np.float32).tobytes()
+    mask = np.ones((1, K), bool).tobytes()
+    inputs = [{"name": "sequences", "datatype": "FP32", "shape": [1, K, F],
+               "parameters": {"binary_data_size": len(seq)}},
+              {"name": "mask", "datatype": "BOOL", "shape": [1, K],
+               "parameters": {"binary_data_size": len(mask)}}]
+    body, headers = _binary({"inputs": inputs}, seq + mask)
+    if case == "short tensor":
+        inputs[0]["parameters"]["binary_data_size"] = len(seq) - 4
+        body, headers = _binary({"inputs": inputs}, seq[:-4] + mask)
+    elif case == "bad header length":
+        headers[protocol.HEADER_CONTENT_LENGTH] = "abc"
+    elif case == "trailing bytes":
+        body += b"xx"
+    elif case == "no size":
+        del inputs[1]["parameters"]
+        body, headers = _binary({"inputs": inputs}, seq + mask)
+    elif case == "header not json":
+        body, headers = b"nope" + seq + mask, {protocol.HEADER_CONTENT_LENGTH: "4"}
+    response = httpx.post(predictor.url + protocol.infer_path(), content=body, headers=headers)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]
+
+
+def test_v1_malformed_gets_400(predictor: RunningService) -> None:
+    url = f"{predictor.url}/v1/models/{protocol.MODEL_NAME}:predict"
+    for body in (b"[1, 2]", b'{"instances": [{"sequences": [[1.0]]}]}', b"{broken"):
+        response = httpx.post(url, content=body, headers={"content-type": "application/json"})
+        assert response.status_code == 400, (body, response.text)
+
+
+def test_metrics_count_decisions_batches_and_model_version(predictor: RunningService,
+                                                           tiny_models: ModelDirs) -> None:
+    def decisions_total(text: str) -> float:
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("fraud_predictor_decisions_total{"))
+
+    before = decisions_total(httpx.get(predictor.url + "/metrics").text)
+    x, mask = random_batch(5, tiny_models.seq_len, tiny_models.dim)
+    _infer(predictor, x, mask, binary=True)
+    text = httpx.get(predictor.url + "/metrics").text
+    assert decisions_total(text) == before + 5
+    assert 'fraud_predictor_model_info{autoencoder_version="local"' in text
+    assert "fraud_predictor_request_batch_size_bucket" in text
+    assert "fraud_predictor_request_duration_seconds_bucket{" in text
+    assert "request_predict_seconds" in text  # KServe's own histograms share the registry
+
+
+def test_refuses_a_model_of_another_feature_spec_version(tmp_path: Path) -> None:
+    dirs = write_tiny_models(tmp_path)
+    meta_path = dirs.sequence / "fraudops_model.json"
+    meta = json.loads(meta_path.read_text())
+    meta["feature_spec"]["version"] = meta["feature_spec_version"] = "0.0.1"
+    meta_path.write_text(json.dumps(meta))
+    env = {"FRAUDOPS_HOME": str(tmp_path / "home"),
+           "FRAUDOPS_PREDICTOR__SEQUENCE_MODEL_URI": str(dirs.sequence),
+           "FRAUDOPS_PREDICTOR__AUTOENCODER_MODEL_URI": str(dirs.autoencoder),
+           "FRAUDOPS_PREDICTOR__POLL_INTERVAL_S": "0", "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([str(FRAUDOPS), "serve", "predictor", "--port", "1"], env=env, check=False,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "feature-spec version '0.0.1'" in result.stderr
+    assert FEATURE_SPEC_VERSION in result.stderr

@@ -1,0 +1,130 @@
+"""Predictor building blocks without a server: reason codes, micro-batching, input checks."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import numpy as np
+import pytest
+from kserve.errors import InvalidInput
+from prometheus_client import CollectorRegistry
+from serving_helpers import ModelDirs, random_batch
+
+from fraudops.models import load_scorer
+from serving.batching import MicroBatcher
+from serving.metrics import PredictorMetrics
+from serving.predictor import FraudPredictor, ServedModel
+from serving.reasons import ReasonCoder
+from serving.validation import check_arrays, decode_v1
+
+
+def _coder() -> ReasonCoder:
+    names = ("amount", "hour", "velocity", "new_device")
+    return ReasonCoder(names, mean=np.zeros(4, np.float32), std=np.ones(4, np.float32),
+                       weight=np.array([1.0, 0.25, 0.5, 1.0], np.float32), top_k=2, min_z=2.0)
+
+
+def test_reasons_name_the_deviating_features_by_weighted_deviation() -> None:
+    current = np.array([[0.1, 0.2, -0.3, 0.0],     # ordinary: no reasons
+                        [5.0, 0.0, 0.0, 0.0],      # one outlier
+                        [3.0, 9.0, -7.0, 2.5]],    # weighted: velocity 3.5, amount 3, hour 2.25
+                       np.float32)
+    assert _coder().explain(current) == ["", "amount", "velocity,amount"]
+
+
+def test_reasons_off_when_top_k_zero() -> None:
+    coder = ReasonCoder(("a",), np.zeros(1), np.ones(1), np.ones(1), top_k=0)
+    assert coder.explain(np.array([[9.0]])) == [""]
+
+
+def test_micro_batcher_merges_concurrent_requests_and_splits_results() -> None:
+    calls: list[int] = []
+    gate = threading.Event()
+
+    def score(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        gate.wait(5)  # hold the first pass so the others queue up behind it
+        calls.append(len(x))
+        return x[:, 0, 0] * 2
+
+    async def main() -> list[np.ndarray]:
+        batcher = MicroBatcher(score, max_rows=100)
+        requests = [np.full((n, 1, 1), float(n), np.float32) for n in (1, 2, 3, 4)]
+        tasks = []
+        for x in requests:
+            tasks.append(asyncio.create_task(batcher.submit(x, np.ones((len(x), 1), bool))))
+            await asyncio.sleep(0.02)  # the first pass starts before the others arrive
+        gate.set()
+        results = await asyncio.gather(*tasks)
+        batcher.close()
+        return results
+
+    results = asyncio.run(main())
+    assert [r.tolist() for r in results] == [[2.0], [4.0, 4.0], [6.0] * 3, [8.0] * 4]
+    assert calls == [1, 9]  # the first alone, the three queued ones merged into one pass
+
+
+def test_micro_batcher_hands_errors_to_every_request_of_the_pass() -> None:
+    def score(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        raise RuntimeError("boom")
+
+    async def main() -> None:
+        batcher = MicroBatcher(score, max_rows=10)
+        with pytest.raises(RuntimeError, match="boom"):
+            await batcher.submit(np.zeros((1, 1, 1), np.float32), np.ones((1, 1), bool))
+        batcher.close()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(("x_shape", "mask_shape", "message"), [
+    ((2, 4, 3), (2, 4), r"shape \[B, 8, 3\]"),
+    ((2, 8, 3), (2, 7), r"'mask' must have shape \[2, 8\]"),
+    ((0, 8, 3), (0, 8), "batch size"),
+    ((9, 8, 3), (9, 8), "batch size"),
+])
+def test_check_arrays_refuses_bad_shapes(x_shape: tuple, mask_shape: tuple, message: str) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        check_arrays(np.zeros(x_shape, np.float32), np.ones(mask_shape, bool), 8, 3, 8)
+
+
+def test_check_arrays_refuses_nan_and_masked_current_row() -> None:
+    x, mask = np.zeros((3, 8, 3), np.float32), np.ones((3, 8), bool)
+    x[1, 2, 0] = np.inf
+    with pytest.raises(InvalidInput, match=r"NaN or infinite values \(rows \[1\]\)"):
+        check_arrays(x, mask, 8, 3, 8)
+    x[1, 2, 0] = 0
+    mask[2, -1] = False
+    with pytest.raises(InvalidInput, match=r"rows \[2\]"):
+        check_arrays(x, mask, 8, 3, 8)
+
+
+def test_decode_v1_defaults_mask_and_refuses_non_numbers() -> None:
+    x, mask = decode_v1({"instances": [{"sequences": [[0.0] * 3] * 8}]}, 8, 3, 8)
+    assert x.shape == (1, 8, 3) and mask.all()
+    with pytest.raises(InvalidInput, match="numeric"):
+        decode_v1({"instances": [{"sequences": [["a"] * 3] * 8}]}, 8, 3, 8)
+    with pytest.raises(InvalidInput, match="instances"):
+        decode_v1({"inputs": []}, 8, 3, 8)
+
+
+def test_predictor_loads_once_and_swaps_atomically(tiny_models: ModelDirs) -> None:
+    loads = []
+
+    def loader() -> ServedModel:
+        loads.append(1)
+        return ServedModel.build(load_scorer(str(tiny_models.sequence),
+                                             str(tiny_models.autoencoder), device="cpu"))
+
+    predictor = FraudPredictor("fraud-scorer", loader, PredictorMetrics(CollectorRegistry()))
+    assert not predictor.ready
+    predictor.load()
+    predictor.load()
+    assert predictor.ready and loads == [1]
+    first = predictor.served
+    predictor.swap(loader())
+    assert predictor.served is not first
+    x, mask = random_batch(4, tiny_models.seq_len, tiny_models.dim)
+    scores = predictor._forward(x, mask)
+    assert scores.served is predictor.served and len(scores.reason_codes) == 4
+    predictor.stop()
