@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 from kafka import KafkaProducer
 
@@ -59,6 +60,8 @@ class StreamProducer:
         self._drift = (drift_mask.to_numpy() if drift_mask is not None
                        else [False] * len(frame))
         self.progress = StreamProgress(total=len(frame))
+        #: Wall-clock time (epoch seconds) each row was handed to Kafka; NaN if never sent.
+        self.sent_at = np.full(len(frame), np.nan)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="stream-producer", daemon=True)
 
@@ -103,6 +106,7 @@ class StreamProducer:
             future = producer.send(self._topic, key=tx.account_id.encode(),
                                    value=tx.model_dump_json().encode())
             future.add_errback(self._failed)
+            self.sent_at[index] = time.time()
             progress.sent += 1
             if self._drift[index] and progress.drift_sent_at is None:
                 progress.drift_sent_at = time.monotonic()
