@@ -109,6 +109,9 @@ def event_times(chunk: pd.DataFrame, mapping: ColumnMapping, drops: Drops) -> pd
 
 
 def _parse_datetimes(raw: pd.Series, fmt: str | None, timezone: str) -> pd.Series:
+    if pd.api.types.is_datetime64_any_dtype(raw):  # e.g. a Parquet timestamp column
+        aware = raw if raw.dt.tz is not None else raw.dt.tz_localize(timezone, "NaT", "NaT")
+        return aware.dt.tz_convert("UTC")
     text = as_text(raw)
     if timezone == "UTC":
         return pd.to_datetime(text, format=fmt, utc=True, errors="coerce")
@@ -145,7 +148,8 @@ def labels(chunk: pd.DataFrame, mapping: ColumnMapping, drops: Drops) -> np.ndar
         tokens = _label_tokens(raw)
         missing = tokens.isna()
         matches = lambda wanted: tokens.isin(_label_tokens(pd.Series(wanted, dtype=object)))
-    positive, missing = matches(spec.positive).to_numpy(), missing.to_numpy()
+    positive = matches(spec.positive).to_numpy()
+    missing = missing.to_numpy() | (matches(spec.unknown).to_numpy() if spec.unknown else False)
     if spec.negative is not None:
         drops.flag("invalid label", ~missing & ~positive & ~matches(spec.negative).to_numpy())
     if spec.required:
@@ -235,6 +239,8 @@ def convert_chunk(
     for name in ("merchant_id", "device_id"):
         column = getattr(mapping.columns, name)
         out[name] = identifiers(chunk[column]) if column else None
+    scenario = mapping.columns.fraud_scenario
+    out["fraud_scenario"] = as_text(chunk[scenario]).str.slice(0, 64) if scenario else None
     fill = mapping.extra.fill_missing if mapping.extra else None
     values = extras(chunk, extra_names, fill, drops) if extra_names else None
     result.table = _assemble(out, values, output_schema(extra_names), drops.keep)

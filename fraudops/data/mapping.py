@@ -51,6 +51,9 @@ class Columns(_Strict):
     account_id: str | None = None
     merchant_id: str | None = None
     device_id: str | None = None
+    fraud_scenario: str | None = Field(
+        default=None, description="Ground truth of synthetic data (text, kept as is)."
+    )
 
 
 class TimestampMapping(_Strict):
@@ -79,11 +82,14 @@ LabelValue = str | int | float | bool
 
 
 class LabelMapping(_Strict):
-    """Which source values mean fraud; with `negative` set, any other value is invalid."""
+    """Which source values mean fraud; with `negative` set, any other known value is invalid."""
 
     column: str
     positive: list[LabelValue] = Field(default_factory=lambda: [1], min_length=1)
     negative: list[LabelValue] | None = None
+    unknown: list[LabelValue] = Field(
+        default_factory=list, description="Values that mean 'not labelled' (like a null)."
+    )
     required: bool = Field(default=True, description="Drop rows whose label is missing.")
 
 

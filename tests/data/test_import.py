@@ -263,3 +263,45 @@ def test_cli_reports_bad_input_without_a_traceback(tmp_path: Path) -> None:
     )
     assert result.exit_code == 1
     assert "'Amount'" in result.output and "Traceback" not in result.output
+
+
+def test_platform_mapping_round_trips_generated_data(tmp_path: Path) -> None:
+    from fraudops.data.generate import GeneratorConfig, generate
+
+    generated = generate(GeneratorConfig(rows=2000, seed=3))
+    generated.loc[5, "amount"] = -1.0  # one row the schema rejects
+    generated.to_parquet(tmp_path / "gen.parquet")
+    report = import_dataset(
+        tmp_path / "gen.parquet",
+        REPO_ROOT / "examples/mappings/platform.yaml",
+        tmp_path / "o.parquet",
+    )
+    assert report.dropped == {"negative amount": 1}
+    expected = frame.normalize(generated.drop(index=5).reset_index(drop=True))
+    pd.testing.assert_frame_equal(frame.read(tmp_path / "o.parquet"), expected)
+
+
+def test_unknown_label_values_become_unlabelled(tmp_path: Path) -> None:
+    pd.DataFrame(
+        {
+            "t": ["2024-01-01T00:00:00Z"] * 4,
+            "a": [1.0, 2.0, 3.0, 4.0],
+            "y": ["fraud", "ok", "?", None],
+        }
+    ).to_csv(tmp_path / "s.csv", index=False)
+    mapping = parse_mapping(
+        {
+            "columns": {"amount": "a"},
+            "timestamp": {"column": "t"},
+            "label": {
+                "column": "y",
+                "positive": ["fraud"],
+                "negative": ["ok"],
+                "unknown": ["?"],
+                "required": False,
+            },
+        }
+    )
+    report = import_dataset(tmp_path / "s.csv", mapping, tmp_path / "o.parquet")
+    assert frame.read(tmp_path / "o.parquet")["label"].tolist() == [1, 0, -1, -1]
+    assert (report.labelled_rows, report.fraud_rows, report.dropped) == (2, 1, {})
