@@ -7,13 +7,19 @@ scoring function); the end-to-end tests use the real KServe predictor.
 from __future__ import annotations
 
 import json
+import socket
+import time
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+from kafka import KafkaConsumer, KafkaProducer
 
 from consumers.messages import Incoming
+from consumers.settings import ConsumerSection, ConsumerSettings
 from fraudops.features import build_spec
 from fraudops.protocol import ScoreBatch
+from fraudops.settings import DatabaseSettings, KafkaSettings, TopicSettings
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 SPEC = build_spec()
@@ -47,3 +53,75 @@ def rule_score(x: np.ndarray, mask: np.ndarray) -> ScoreBatch:
                       anomaly_score=x[:, -1, HISTORY].astype(np.float32),
                       decision=decision, reason_codes=[("amount_log",)] * len(decision),
                       model_version="rule/1")
+
+
+def free_port() -> int:
+    """An unused loopback TCP port."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def make_topics(broker, partitions: int = 3) -> TopicSettings:
+    """Fresh topics for one test (the broker's memory engine never frees a topic)."""
+    suffix = uuid.uuid4().hex[:8]
+    names = {field: broker.create_topic(f"{field}-{suffix}", partitions)
+             for field in ("transactions", "decisions", "alerts", "labels", "dead_letter")}
+    return TopicSettings(**names, consumer_state=f"state-{suffix}")
+
+
+def consumer_settings(broker, topics: TopicSettings, db_url: str, group_id: str,
+                      **consumer: object) -> ConsumerSettings:
+    """Settings of a consumer under test (short snapshot interval, no metrics port)."""
+    section = ConsumerSection(group_id=group_id, batch_size=200, batch_max_wait_ms=20,
+                              metrics_port=0, snapshot_interval_s=0.5, backoff_max_s=0.5,
+                              **consumer)
+    return ConsumerSettings(kafka=KafkaSettings(bootstrap_servers=broker.bootstrap, topics=topics),
+                            database=DatabaseSettings(url=db_url), consumer=section)
+
+
+def produce(broker, topic: str, docs: list) -> dict[str, tuple[int, int]]:
+    """Send documents (dicts or raw bytes) keyed by account; returns tx id -> (partition, offset)."""
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=5)
+    futures = []
+    for doc in docs:
+        if isinstance(doc, bytes):
+            futures.append((None, producer.send(topic, key=b"poison", value=doc)))
+        else:
+            futures.append((doc.get("transaction_id"), producer.send(
+                topic, key=str(doc.get("account_id", "")).encode(),
+                value=json.dumps(doc).encode())))
+    producer.flush()
+    producer.close()
+    placed = {}
+    for tx_id, future in futures:
+        metadata = future.get(timeout=10)
+        if tx_id is not None:
+            placed[tx_id] = (metadata.partition, metadata.offset)
+    return placed
+
+
+def read_topic(broker, topic: str, expected: int, timeout: float = 20.0) -> list:
+    """All records of `topic` (waits until at least `expected` arrived)."""
+    consumer = KafkaConsumer(topic, bootstrap_servers=broker.bootstrap,
+                             auto_offset_reset="earliest", enable_auto_commit=False,
+                             group_id=None, consumer_timeout_ms=500)
+    records: list = []
+    deadline = time.monotonic() + timeout
+    while len(records) < expected and time.monotonic() < deadline:
+        for batch in consumer.poll(timeout_ms=300).values():
+            records.extend(batch)
+    time.sleep(0.3)
+    for batch in consumer.poll(timeout_ms=300).values():
+        records.extend(batch)
+    consumer.close()
+    return records
+
+
+def wait_until(predicate, timeout: float = 30.0, interval: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise TimeoutError(f"condition not met after {timeout}s")

@@ -1,0 +1,133 @@
+"""Notification delivery against a real SMTP server (aiosmtpd) and a real local HTTP server."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from email import message_from_bytes
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from aiosmtpd.controller import Controller
+from consumer_helpers import T0, free_port
+
+from consumers.notifications import Dispatcher, NotificationPlanner, senders_for
+from consumers.settings import NotifySection
+from fraudops.store import BatchWrite, DecisionRecord, Store
+
+
+class _Inbox:
+    def __init__(self) -> None:
+        self.messages: list = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append(message_from_bytes(envelope.content))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[int, _Inbox]]:
+    inbox = _Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield controller.port, inbox
+    controller.stop()
+
+
+class _Hook(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["content-length"]))
+        server = self.server
+        server.received.append((dict(self.headers), json.loads(body)))
+        status = server.statuses.pop(0) if server.statuses else 200
+        self.send_response(status)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def webhook() -> Iterator[ThreadingHTTPServer]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
+    server.received, server.statuses = [], []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def alert(i: int, account: str = "acc-1", kind: str = "block") -> DecisionRecord:
+    return DecisionRecord(transaction_id=f"tx-{i}", account_id=account,
+                          event_time=T0 + timedelta(minutes=i), amount=999.0,
+                          fraud_probability=0.97, anomaly_score=3.1, decision=kind,
+                          transaction_json="{}", reason_codes="amount_log,account_gap_log")
+
+
+def plan_and_store(store: Store, settings: NotifySection, decisions: list) -> None:
+    rows = NotificationPlanner(settings, store).plan(decisions)
+    store.write_batch(BatchWrite(decisions=decisions, notifications=rows))
+
+
+@pytest.mark.integration
+def test_email_and_webhook_delivered_once(store: Store, smtp, webhook) -> None:
+    port, inbox = smtp
+    settings = NotifySection(smtp_host="127.0.0.1", smtp_port=port, email_to=["ops@bank.test"],
+                             webhook_url=f"http://127.0.0.1:{webhook.server_port}/hook",
+                             rate_limit_count=5)
+    decisions = [alert(1), alert(2, "acc-2", "review")]
+    plan_and_store(store, settings, decisions)
+    plan_and_store(store, settings, decisions)  # a replay: same outbox keys, nothing new
+    dispatcher = Dispatcher(store, senders_for(settings))
+    assert dispatcher.run_once() == (4, 4)
+    assert dispatcher.run_once() == (0, 0)
+    subjects = sorted(m["Subject"] for m in inbox.messages)
+    assert subjects == ["[fraudops] BLOCK transaction tx-1 (account acc-1)",
+                        "[fraudops] REVIEW transaction tx-2 (account acc-2)"]
+    assert {m["Message-ID"] for m in inbox.messages} == {"<email.tx-1@fraudops>",
+                                                         "<email.tx-2@fraudops>"}
+    keys = sorted(headers["idempotency-key"] for headers, _ in webhook.received)
+    assert keys == ["webhook:tx-1", "webhook:tx-2"]
+    assert webhook.received[0][1]["fraud_probability"] == pytest.approx(0.97)
+    assert {n.status for n in store.notifications()} == {"sent"}
+
+
+@pytest.mark.integration
+def test_rate_limit_per_account(store: Store, webhook) -> None:
+    settings = NotifySection(webhook_url=f"http://127.0.0.1:{webhook.server_port}/hook",
+                             rate_limit_count=2, rate_limit_window_s=600)
+    plan_and_store(store, settings, [alert(i) for i in range(3)] + [alert(3, "acc-2")])
+    plan_and_store(store, settings, [alert(4), alert(30)])  # tx-30 is past acc-1's window
+    Dispatcher(store, senders_for(settings)).run_once()
+    assert sorted(body["transaction_id"] for _, body in webhook.received) == \
+        ["tx-0", "tx-1", "tx-3", "tx-30"]
+    limited = sorted(n.transaction_id for n in store.notifications(status="rate_limited"))
+    assert limited == ["tx-2", "tx-4"]
+
+
+@pytest.mark.integration
+def test_failed_delivery_is_retried_then_given_up(store: Store, webhook) -> None:
+    settings = NotifySection(webhook_url=f"http://127.0.0.1:{webhook.server_port}/hook",
+                             max_attempts=3)
+    plan_and_store(store, settings, [alert(1), alert(2, "acc-2")])
+    webhook.statuses = [500, 200]  # the first POST fails, the second succeeds
+    dispatcher = Dispatcher(store, senders_for(settings), max_attempts=3)
+    assert dispatcher.run_once() == (2, 1)
+    failed_once, = store.notifications(status="pending")
+    assert failed_once.attempts == 1 and "HTTP 500" in failed_once.last_error
+    webhook.statuses = [503, 503]
+    dispatcher.run_once()
+    dispatcher.run_once()
+    gave_up, = store.notifications(status="failed")
+    assert gave_up.attempts == 3
+
+
+def test_smtp_down_keeps_notification_pending(store: Store) -> None:
+    settings = NotifySection(smtp_host="127.0.0.1", smtp_port=free_port(), email_to=["a@b.test"])
+    plan_and_store(store, settings, [alert(1)])
+    assert Dispatcher(store, senders_for(settings)).run_once() == (1, 0)
+    pending, = store.notifications(status="pending")
+    assert "SMTP" in pending.last_error
