@@ -1,0 +1,122 @@
+"""The embedded local platform: a broker, MLflow and the units, as supervised processes.
+
+`LocalPlatform` owns the state dir (claimed for the run), the ports, and a `Supervisor`. It starts
+the infrastructure (tansu Kafka broker and topics, MLflow server with its UI) and the serving
+units (predictor, consumer, gateway); the demo scenario and `fraudops up` build on it. Leaving
+the `with` block stops every process, newest first, and releases the state dir.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import httpx
+
+from fraudops.local import services
+from fraudops.local.exceptions import LocalPlatformError
+from fraudops.local.layout import Layout, RunRecord, claim, release
+from fraudops.local.supervisor import ManagedProcess, ProcessSpec, Supervisor
+from fraudops.local.timeline import Timeline
+from fraudops.settings import ModelNames
+
+
+class LocalPlatform:
+    """Start/stop the local platform's processes under one state dir."""
+
+    def __init__(self, home: Path, *, clean: bool, timeline: Timeline,
+                 base_env: Mapping[str, str] | None = None) -> None:
+        self.layout = Layout(home)
+        self.timeline = timeline
+        self._clean = clean
+        self._base_env = dict(os.environ if base_env is None else base_env)
+        self.record: RunRecord | None = None
+        self.supervisor: Supervisor | None = None
+        self._mlflow: ManagedProcess | None = None
+
+    def __enter__(self) -> LocalPlatform:
+        self.record = claim(self.layout, clean=self._clean)
+        env = {**self._base_env, **services.platform_env(self.layout, self.record.run_id)}
+        self.supervisor = Supervisor(self.layout.logs, env)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            if self.supervisor is not None:
+                self.supervisor.stop_all()
+        finally:
+            release(self.layout)
+
+    @property
+    def processes(self) -> list[ManagedProcess]:
+        return self.supervisor.processes if self.supervisor else []
+
+    # -- infrastructure ------------------------------------------------------------------------
+
+    def start_broker(self) -> None:
+        """The Kafka broker and every platform topic (tansu creates none on its own)."""
+        supervisor = self._require()
+        supervisor.start(services.broker(self.layout))
+        for topic in services.platform_topics():
+            supervisor.run_job(services.create_topic(self.layout, topic), timeout_s=30)
+        self.timeline.note(f"Kafka broker ready on {self.layout.kafka_bootstrap}")
+
+    def start_mlflow(self) -> None:
+        """Start the MLflow server without waiting (it takes a while; see `wait_mlflow`)."""
+        self._mlflow = self._require().start(services.mlflow_server(self.layout), wait=False)
+
+    def wait_mlflow(self) -> None:
+        if self._mlflow is None:
+            self.start_mlflow()
+        assert self._mlflow is not None
+        self._require().wait_ready(self._mlflow)
+        self.timeline.note(f"MLflow ready at {self.layout.mlflow_url}")
+
+    # -- units ---------------------------------------------------------------------------------
+
+    def start_units(self, predictor_poll_s: float = 5.0) -> None:
+        """Predictor first (the others ask it for the model's shape), then consumer and gateway."""
+        supervisor = self._require()
+        supervisor.start(services.predictor(self.layout, predictor_poll_s))
+        self.timeline.note("predictor serving the champion")
+        others = [supervisor.start(spec, wait=False)
+                  for spec in (services.consumer(self.layout), services.gateway(self.layout))]
+        for process in others:
+            supervisor.wait_ready(process)
+            self.timeline.note(f"{process.name} ready")
+
+    def run_job(self, spec: ProcessSpec, timeout_s: float) -> ManagedProcess:
+        return self._require().run_job(spec, timeout_s)
+
+    def start_job(self, spec: ProcessSpec) -> ManagedProcess:
+        return self._require().start(spec, wait=False)
+
+    def has_champion(self) -> bool:
+        """True when both registered models have the champion alias (asked over MLflow REST)."""
+        names = ModelNames()
+        return all(self._alias_exists(name, names.champion_alias)
+                   for name in (names.sequence, names.autoencoder))
+
+    def links(self) -> dict[str, str]:
+        """Addresses worth opening: MLflow UI, gateway API docs, predictor, Kafka."""
+        layout = self.layout
+        return {"MLflow UI": layout.mlflow_url, "gateway API docs": f"{layout.gateway_url}/docs",
+                "predictor (V2)": f"{layout.predictor_url}/v2/models/{services.PREDICTOR_MODEL}",
+                "Kafka bootstrap": layout.kafka_bootstrap,
+                "decision store": layout.store_url,
+                "gateway API key": services.LOCAL_API_KEY}
+
+    def _alias_exists(self, name: str, alias: str) -> bool:
+        url = f"{self.layout.mlflow_url}/api/2.0/mlflow/registered-models/alias"
+        try:
+            response = httpx.get(url, params={"name": name, "alias": alias}, timeout=10)
+        except httpx.HTTPError as error:
+            raise LocalPlatformError(f"MLflow unreachable at {self.layout.mlflow_url}: {error}") \
+                from error
+        return response.is_success
+
+    def _require(self) -> Supervisor:
+        if self.supervisor is None:
+            raise LocalPlatformError("use LocalPlatform as a context manager")
+        return self.supervisor
