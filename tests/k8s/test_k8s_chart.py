@@ -22,7 +22,7 @@ KUBERNETES_VALIDATE = [sys.executable, "-m", "kubernetes_validate"]
 # Kinds with no CRD available offline; rendered only when the feature is switched on.
 UNVALIDATED_KINDS = {"ScaledObject"}
 # Environment variables not in the FRAUDOPS_ namespace, each required by a third-party program.
-FOREIGN_ENV = {"STORAGE_URI", "MLFLOW_BACKEND_STORE_URI", "MLFLOW_S3_ENDPOINT_URL",
+FOREIGN_ENV = {"STORAGE_URI", "MLFLOW_BACKEND_STORE_URI", "MLFLOW_S3_ENDPOINT_URL", "MLFLOW_SERVER_ALLOWED_HOSTS",
                "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "HOME", "POSTGRES_USER",
                "POSTGRES_DB", "POSTGRES_PASSWORD", "PGDATA"}
 SENSITIVE = re.compile(r"PASSWORD|API_KEYS|DATABASE__URL|WEBHOOK_URL|SECRET|BACKEND_STORE_URI")

@@ -253,4 +253,14 @@ fraudops/settings.py). Secrets are referenced with secretKeyRef, never copied in
 {{- end }}
 - name: HOME
   value: {{ include "fraudops.homeDir" . }}
+{{- /* MLflow 3 rejects unknown Host headers (DNS-rebinding guard): allow the Service's names,
+loopback and pod IPs (kubelet probes), plus mlflow.allowedHosts. */}}
+{{- $svc := include "fraudops.unitName" (dict "ctx" . "unit" "mlflow") }}
+{{- $hosts := list }}
+{{- range $name := list $svc (printf "%s.%s" $svc .Release.Namespace) (printf "%s.%s.svc" $svc .Release.Namespace) (printf "%s.%s.svc.cluster.local" $svc .Release.Namespace) }}
+{{- $hosts = concat $hosts (list $name (printf "%s:*" $name)) }}
+{{- end }}
+{{- $hosts = concat $hosts (list "localhost:*" "127.0.0.1:*" "10.*" "172.*" "192.168.*" "fd*") .Values.mlflow.allowedHosts }}
+- name: MLFLOW_SERVER_ALLOWED_HOSTS
+  value: {{ join "," $hosts | quote }}
 {{- end }}
