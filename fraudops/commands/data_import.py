@@ -71,11 +71,13 @@ def _progress_bar(
 
 def report_table(report: ImportReport) -> Table:
     """The import report as a rich table."""
-    table = Table(title=f"Imported {report.source} -> {report.output}", show_header=False)
+    table = Table(title="Import report", show_header=False)
     table.add_column("what", style="bold")
     table.add_column("value", justify="right")
     rate = "n/a (no labels)" if math.isnan(report.label_rate) else f"{report.label_rate:.4%}"
     rows = [
+        ("source", report.source),
+        ("output", report.output),
         ("rows read", f"{report.rows_read:,}"),
         ("rows written", f"{report.rows_written:,}"),
         ("rows dropped", f"{report.rows_dropped:,}"),
