@@ -135,6 +135,9 @@ def legit_rows(rng: np.random.Generator, pop: Population, n: int, weekday0: int)
     channel[kind == CASH_OUT] = CH[Channel.CASH_OUT]
     at_merchant = np.isin(channel, [CH[Channel.CARD_PRESENT], CH[Channel.ATM]])
     country = np.where(at_merchant, pop.merchants.country[merchant], where)
+    # Some online sessions come through a VPN or a roaming phone: a foreign IP country.
+    vpn = (channel == CH[Channel.ONLINE]) & (rng.random(n) < 0.004)
+    country[vpn] = rng.integers(0, len(COUNTRIES), int(vpn.sum()))
     return make_rows(account, ts=ts, amount=_amounts(rng, pop, account, kind, merchant),
                      merchant=merchant, channel=channel, country=country,
                      device=_devices(rng, pop, account, ts, channel))

@@ -146,7 +146,7 @@ def take_rows(rows: Rows, index: np.ndarray) -> Rows:
 
 def build_population(rng: np.random.Generator, rows: int, span_seconds: float) -> Population:
     """Draw merchants and accounts sized for `rows` transactions over the span."""
-    merchants = _build_merchants(rng, max(120, rows // 250))
+    merchants = _build_merchants(rng, max(400, rows // 200))
     accounts = _build_accounts(rng, max(60, rows // 55), merchants, span_seconds)
     return Population(accounts=accounts, merchants=merchants, span_seconds=span_seconds)
 
@@ -162,8 +162,8 @@ def _build_merchants(rng: np.random.Generator, n: int) -> Merchants:
     country = np.concatenate([rng.choice(len(COUNTRIES), n, p=COUNTRY_SHARE),
                               np.tile(np.arange(len(COUNTRIES)), 4)])
     # Guarantee card-present merchants in every country (legit travel and impossible travel).
-    country[: 3 * len(COUNTRIES)] = np.tile(np.arange(len(COUNTRIES)), 3)
-    channel[: 3 * len(COUNTRIES)] = CH[Channel.CARD_PRESENT]
+    country[: 2 * len(COUNTRIES)] = np.tile(np.arange(len(COUNTRIES)), 2)
+    channel[: 2 * len(COUNTRIES)] = CH[Channel.CARD_PRESENT]
     special_channel = np.repeat([CH[Channel.ATM], CH[Channel.ATM], CH[Channel.TRANSFER],
                                  CH[Channel.TRANSFER]], len(COUNTRIES))
     return Merchants(
@@ -178,7 +178,7 @@ def _build_accounts(
     rng: np.random.Generator, n: int, merchants: Merchants, span: float
 ) -> Accounts:
     home = rng.choice(len(COUNTRIES), n, p=COUNTRY_SHARE).astype(np.int16)
-    travelling = rng.random(n) < 0.08
+    travelling = rng.random(n) < 0.15
     travel_start = np.where(travelling, rng.uniform(0, span, n), np.inf)
     switching = rng.random(n) < 0.25
     return Accounts(

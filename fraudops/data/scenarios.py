@@ -64,8 +64,12 @@ class Context:
                                  & (legit["ts"] < population.span_seconds - 3 * HOUR))
         return cls(population=population, legit=legit, online_pools=pools, anchors=anchors)
 
-    def pick(self, rng: np.random.Generator, pool: str, n: int) -> np.ndarray:
+    def pick(self, rng: np.random.Generator, pool: str, n: int, spread: bool = False
+             ) -> np.ndarray:
+        """`n` merchants from a pool: by popularity, or `spread` over distinct ones uniformly."""
         idx, p = self.online_pools[pool]
+        if spread:
+            return rng.choice(idx, n, replace=n > len(idx))
         return idx[rng.choice(len(idx), n, p=p)]
 
     def incident_time(self, rng: np.random.Generator) -> float:
@@ -103,7 +107,7 @@ def card_testing(ctx: Context, rng: np.random.Generator) -> Rows:
     a = int(rng.integers(len(acc)))
     n = int(rng.integers(6, 21))
     amount = np.where(rng.random(n) < 0.3, 1.0, rng.uniform(0.3, 3.0, n))
-    merchant = ctx.pick(rng, "testing", n)
+    merchant = ctx.pick(rng, "testing", n, spread=True)
     if rng.random() < 0.5:  # the card works: cash in with one real purchase
         amount[-1] = acc.spend[a] * rng.uniform(4, 10)
         merchant[-1] = ctx.pick(rng, "high_value", 1)[0]
