@@ -57,7 +57,9 @@ def data_version(target: str | Path) -> DataVersion:
         raise DataVersionError(f"{dvc_file} records no md5 for its output")
     out = outs[0]
     return DataVersion(
-        path=str(out.get("path", "")), md5=str(out["md5"]), size=out.get("size"),
+        path=str(out.get("path", "")),
+        md5=str(out["md5"]),
+        size=out.get("size"),
         nfiles=out.get("nfiles"),
     )
 

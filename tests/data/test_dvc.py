@@ -24,9 +24,14 @@ PROJECT_FILES = (".dvc/config", ".dvcignore", "dvc.yaml", "params.yaml", "exampl
 
 
 def run(repo: Path, *args: str) -> str:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-           "DVC_NO_ANALYTICS": "1"}
-    done = subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True, timeout=120)
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "DVC_NO_ANALYTICS": "1",
+    }
+    done = subprocess.run(
+        args, check=False, cwd=repo, env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
     return done.stdout
 
@@ -58,7 +63,8 @@ def write_raw_data(repo: Path, rows: int = 1000, seed: int = 0) -> None:
 def digests(folder: Path) -> dict[str, str]:
     return {
         str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*")) if p.is_file()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
     }
 
 
@@ -117,8 +123,9 @@ def test_pipeline_generate_and_import_stages(dvc_repo: Path) -> None:
     params_path.write_text(yaml.safe_dump(params))
     # the stages depend on the package sources, which live in the project, not in the copy
     for package in ("fraudops/data", "fraudops/features", "fraudops/training", "fraudops/models"):
-        shutil.copytree(REPO_ROOT / package, dvc_repo / package,
-                        ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(
+            REPO_ROOT / package, dvc_repo / package, ignore=shutil.ignore_patterns("__pycache__")
+        )
 
     run(dvc_repo, str(BIN / "dvc"), "repro", "import")
 
