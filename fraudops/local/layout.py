@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import signal
+import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -162,11 +163,29 @@ def stop_leftovers(record: RunRecord) -> list[int]:
     """SIGKILL the processes a dead run left behind (found by their run id); returns their pids."""
     leftovers = run_members(record.run_id)
     for pid in leftovers:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        _kill(pid, signal.SIGKILL)
     return leftovers
+
+
+def sweep(run_id: str, grace_s: float = 5.0) -> list[int]:
+    """Stop every process still carrying `run_id`, also those that left our process groups
+    (a launcher may start retraining in a session of its own): SIGTERM, then SIGKILL."""
+    found = run_members(run_id)
+    for pid in found:
+        _kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while run_members(run_id) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in run_members(run_id):
+        _kill(pid, signal.SIGKILL)
+    return found
+
+
+def _kill(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def run_members(run_id: str) -> list[int]:
@@ -178,8 +197,9 @@ def run_members(run_id: str) -> list[int]:
             environ = (entry / "environ").read_bytes()
         except OSError:
             continue
-        if marker in environ.split(b"\0") and not _is_zombie(int(entry.name)):
-            members.append(int(entry.name))
+        pid = int(entry.name)
+        if pid != os.getpid() and marker in environ.split(b"\0") and not _is_zombie(pid):
+            members.append(pid)
     return members
 
 

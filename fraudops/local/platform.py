@@ -11,12 +11,13 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Self
 
 import httpx
 
 from fraudops.local import services
 from fraudops.local.exceptions import LocalPlatformError
-from fraudops.local.layout import Layout, RunRecord, claim, release
+from fraudops.local.layout import Layout, RunRecord, claim, release, sweep
 from fraudops.local.supervisor import ManagedProcess, ProcessSpec, Supervisor
 from fraudops.local.timeline import Timeline
 from fraudops.settings import ModelNames
@@ -35,7 +36,7 @@ class LocalPlatform:
         self.supervisor: Supervisor | None = None
         self._mlflow: ManagedProcess | None = None
 
-    def __enter__(self) -> LocalPlatform:
+    def __enter__(self) -> Self:
         self.record = claim(self.layout, clean=self._clean)
         env = {**self._base_env, **services.platform_env(self.layout, self.record.run_id)}
         self.supervisor = Supervisor(self.layout.logs, env)
@@ -45,6 +46,8 @@ class LocalPlatform:
         try:
             if self.supervisor is not None:
                 self.supervisor.stop_all()
+            if self.record is not None:
+                sweep(self.record.run_id)
         finally:
             release(self.layout)
 
@@ -94,9 +97,13 @@ class LocalPlatform:
 
     def has_champion(self) -> bool:
         """True when both registered models have the champion alias (asked over MLflow REST)."""
+        return "?" not in self.champion_versions()
+
+    def champion_versions(self) -> str:
+        """``"<sequence>/<autoencoder>"`` versions holding the champion alias (``?`` = none)."""
         names = ModelNames()
-        return all(self._alias_exists(name, names.champion_alias)
-                   for name in (names.sequence, names.autoencoder))
+        return "/".join(self._alias_version(name, names.champion_alias) or "?"
+                        for name in (names.sequence, names.autoencoder))
 
     def links(self) -> dict[str, str]:
         """Addresses worth opening: MLflow UI, gateway API docs, predictor, Kafka."""
@@ -107,14 +114,16 @@ class LocalPlatform:
                 "decision store": layout.store_url,
                 "gateway API key": services.LOCAL_API_KEY}
 
-    def _alias_exists(self, name: str, alias: str) -> bool:
+    def _alias_version(self, name: str, alias: str) -> str | None:
         url = f"{self.layout.mlflow_url}/api/2.0/mlflow/registered-models/alias"
         try:
             response = httpx.get(url, params={"name": name, "alias": alias}, timeout=10)
         except httpx.HTTPError as error:
             raise LocalPlatformError(f"MLflow unreachable at {self.layout.mlflow_url}: {error}") \
                 from error
-        return response.is_success
+        if not response.is_success:
+            return None
+        return str(response.json().get("model_version", {}).get("version") or "") or None
 
     def _require(self) -> Supervisor:
         if self.supervisor is None:

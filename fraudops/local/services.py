@@ -7,8 +7,10 @@ environment variables, exactly as a Kubernetes Deployment would.
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from fraudops.local.exceptions import PrerequisiteError
@@ -139,3 +141,41 @@ def gateway(layout: Layout) -> ProcessSpec:
         "gateway", (*fraudops_command(), "serve", "gateway"), env=env,
         health=HttpCheck(f"{layout.gateway_url}/docs"), ready_timeout_s=60, grace_s=10,
         url=f"{layout.gateway_url}/docs")
+
+
+def training_job(layout: Layout, data_path: Path, name: str = "training",
+                 params: Mapping[str, str] | None = None) -> ProcessSpec:
+    """`fraudops pipeline run --local`: version the data, train, register, promote."""
+    argv = [*fraudops_command(), "pipeline", "run", "--local"]
+    for key, value in {"data_path": str(data_path.resolve()), **(params or {})}.items():
+        argv += ["--param", f"{key}={value}"]
+    return ProcessSpec(name, tuple(argv), env=_pipeline_env(layout), grace_s=10)
+
+
+def _pipeline_env(layout: Layout) -> dict[str, str]:
+    return {"FRAUDOPS_KFP__PIPELINE_ROOT": str(layout.pipeline_root.resolve())}
+
+
+def drift_check(layout: Layout, *, window_s: float, data_path: Path,
+                sample_rows: int = 5000) -> ProcessSpec:
+    """`fraudops drift check --json`: compare the latest window with the champion's reference;
+    on drift it starts retraining (the same pipeline command) and returns at once."""
+    retrain_command = [*fraudops_command(), "pipeline", "run", "--local"]
+    env = {
+        **_pipeline_env(layout),
+        "FRAUDOPS_DRIFT__WINDOW": f"PT{int(max(60.0, window_s))}S",
+        "FRAUDOPS_DRIFT__REFERENCE_PATH": str(data_path.resolve()),
+        "FRAUDOPS_DRIFT__REPORTS_DIR": str(layout.drift_reports.resolve()),
+        "FRAUDOPS_DRIFT__SAMPLE_ROWS": str(sample_rows),
+        # The demo stream carries its ground truth, so quality can be judged right away.
+        "FRAUDOPS_DRIFT__EVENT_LABELS": "true",
+        "FRAUDOPS_DRIFT__TRIGGER_RETRAINING": "true",
+        "FRAUDOPS_RETRAIN__CONSECUTIVE_WINDOWS": "1",
+        "FRAUDOPS_RETRAIN__COOLDOWN": "PT0S",
+        "FRAUDOPS_RETRAIN__LAUNCHER": "command",
+        "FRAUDOPS_RETRAIN__COMMAND": json.dumps(retrain_command),
+        "FRAUDOPS_RETRAIN__WAIT_TIMEOUT_S": "0",
+        "FRAUDOPS_RETRAIN__EXTRA_PARAMS": json.dumps({"data_path": str(data_path.resolve())}),
+    }
+    return ProcessSpec("drift-check", (*fraudops_command(), "drift", "check", "--json"),
+                       env=env, grace_s=10, separate_stdout=True)

@@ -41,7 +41,7 @@ class Quality:
 
     @classmethod
     def of(cls, flagged: np.ndarray, label: np.ndarray) -> Quality:
-        return cls(int(len(label)), int(label.sum()), int(flagged.sum()),
+        return cls(len(label), int(label.sum()), int(flagged.sum()),
                    int((flagged & (label == 1)).sum()))
 
     def as_dict(self) -> dict[str, float | int]:
@@ -57,6 +57,7 @@ class DriftOutcome:
     checks: int = 0
     retraining_s: float | None = None
     retrained: bool = False
+    promoted: bool | None = None
     initial_versions: str | None = None
     final_versions: str | None = None
     switched_at_s: float | None = None
@@ -183,6 +184,9 @@ def _drift_table(summary: Summary) -> Table:
     table.add_row("drift detected", _when(drift.detected_at_s))
     table.add_row("retraining", "not run" if not drift.retrained else
                   f"done in {drift.retraining_s:.0f} s" if drift.retraining_s else "ran")
+    if drift.promoted is not None:
+        table.add_row("promotion", "challenger promoted to champion" if drift.promoted
+                      else "challenger not better: champion kept")
     table.add_row("model versions (sequence/autoencoder)",
                   f"{drift.initial_versions or '?'} -> {drift.final_versions or '?'}")
     table.add_row("live model switch", _when(drift.switched_at_s))
@@ -199,7 +203,7 @@ def _links_table(summary: Summary) -> Table:
     return table
 
 
-def _pct(value: float | int) -> str:
+def _pct(value: float) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) \
         else f"{value:.1%}"
 

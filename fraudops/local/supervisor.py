@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import Self
 
 from fraudops.local.exceptions import JobFailedError, ProcessFailedError
 from fraudops.local.health import HealthCheck
@@ -38,6 +39,8 @@ class ProcessSpec:
     grace_s: float = 10.0
     #: What to show the user (a UI or API address), if anything.
     url: str | None = None
+    #: Keep stdout apart from the log (`<name>.out`), for commands whose output is data.
+    separate_stdout: bool = False
 
 
 class ProcessState(StrEnum):
@@ -61,6 +64,7 @@ class ManagedProcess:
     state: ProcessState = ProcessState.STARTING
     ready_at: float | None = None
     finished_at: float | None = None
+    stdout_path: Path | None = None
 
     @property
     def name(self) -> str:
@@ -101,7 +105,7 @@ class Supervisor:
         self._lock = threading.Lock()
         self._log_names: set[str] = set()
 
-    def __enter__(self) -> Supervisor:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -113,12 +117,13 @@ class Supervisor:
         """Start `spec` in a new process group; with `wait`, block until its health check passes."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / self._log_name(spec.name)
+        stdout_path = log_path.with_suffix(".out") if spec.separate_stdout else None
         env = {**self.base_env, **spec.env}
-        with open(log_path, "ab") as log:
+        with open(log_path, "ab") as log, open(stdout_path or os.devnull, "wb") as out:
             popen = subprocess.Popen(
-                spec.argv, env=env, cwd=spec.cwd, stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True)
-        process = ManagedProcess(spec, popen, log_path, time.monotonic())
+                spec.argv, env=env, cwd=spec.cwd, stdin=subprocess.DEVNULL,
+                stdout=out if stdout_path else log, stderr=log, start_new_session=True)
+        process = ManagedProcess(spec, popen, log_path, time.monotonic(), stdout_path=stdout_path)
         with self._lock:
             self.processes.append(process)
         if wait:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -39,6 +40,8 @@ class Timeline:
     steps: dict[str, Step]
     started_at: float = field(default_factory=time.monotonic)
     events: list[tuple[float, str]] = field(default_factory=list)
+    #: Called with (seconds since start, text) for every event and step change (plain output).
+    listener: Callable[[float, str], None] | None = None
 
     @classmethod
     def of(cls, *names: str) -> Timeline:
@@ -47,6 +50,7 @@ class Timeline:
     def start(self, name: str, detail: str = "") -> None:
         step = self.steps[name]
         step.status, step.started_at, step.detail = StepStatus.RUNNING, time.monotonic(), detail
+        self._tell(f"{name}: started" + (f" ({detail})" if detail else ""))
 
     def done(self, name: str, detail: str | None = None) -> None:
         self._finish(name, StepStatus.DONE, detail)
@@ -60,6 +64,7 @@ class Timeline:
     def note(self, text: str) -> None:
         """Record an event at the current time (shown in the live view's log)."""
         self.events.append((self.elapsed_s, text))
+        self._tell(text)
 
     @property
     def elapsed_s(self) -> float:
@@ -75,3 +80,9 @@ class Timeline:
             step.started_at = step.finished_at
         if detail is not None:
             step.detail = detail
+        self._tell(f"{name}: {status} after {step.duration_s or 0:.1f} s"
+                   + (f" ({step.detail})" if step.detail else ""))
+
+    def _tell(self, text: str) -> None:
+        if self.listener is not None:
+            self.listener(self.elapsed_s, text)

@@ -58,9 +58,9 @@ def test_children_and_term_ignoring_processes_are_killed_after_grace(tmp_path: P
 
 def test_process_exiting_during_startup_reports_its_log(tmp_path: Path) -> None:
     crash = python("import sys; print('cannot bind: boom', flush=True); sys.exit(3)")
-    with Supervisor(tmp_path / "logs") as supervisor:
-        with pytest.raises(ProcessFailedError) as error:
-            supervisor.start(ProcessSpec("crash", crash, health=TcpCheck(free_port())))
+    with Supervisor(tmp_path / "logs") as supervisor, \
+            pytest.raises(ProcessFailedError) as error:
+        supervisor.start(ProcessSpec("crash", crash, health=TcpCheck(free_port())))
     assert "status 3" in str(error.value)
     assert "cannot bind: boom" in error.value.log_tail
 
@@ -87,8 +87,13 @@ def test_jobs_report_success_and_failure_and_get_separate_logs(tmp_path: Path) -
         with pytest.raises(JobFailedError, match="still running"):
             supervisor.run_job(ProcessSpec("job", python("import time; time.sleep(60)"),
                                            grace_s=0.5), timeout_s=0.5)
+        data = supervisor.run_job(ProcessSpec(
+            "data", python("import sys; print('{}'); print('noise', file=sys.stderr)"),
+            separate_stdout=True), timeout_s=30)
+        assert data.stdout_path.read_text() == "{}\n"
+        assert data.log_path.read_text() == "noise\n"
     assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == [
-        "job-2.log", "job-3.log", "job.log"]
+        "data.log", "data.out", "job-2.log", "job-3.log", "job.log"]
 
 
 def test_check_alive_notices_a_service_that_died(tmp_path: Path) -> None:

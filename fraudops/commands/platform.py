@@ -1,0 +1,206 @@
+"""`fraudops demo` and `fraudops up`: the embedded local platform, one command each.
+
+`demo` runs the whole loop (data, training, serving, streaming with drift, retraining, live
+model switch) with a live view and a summary; `up` starts the same platform without the
+scenario and keeps it running until Ctrl-C. Both stop every process they started on exit,
+Ctrl-C and SIGTERM included.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from fraudops.data.drift import DRIFTS
+
+if TYPE_CHECKING:
+    from fraudops.local.display import LiveStatus
+    from fraudops.local.platform import LocalPlatform
+    from fraudops.local.timeline import Timeline
+
+# The local platform needs the streaming and dev extras (kafka-python, the broker binary): it is
+# imported inside the commands so that the CLI still loads in an image without them.
+
+HomeOption = Annotated[Path | None, typer.Option(
+    help="State dir (default FRAUDOPS_HOME or .fraudops/demo).")]
+EXIT_INCOMPLETE, EXIT_FAILED, EXIT_INTERRUPTED = 1, 2, 130
+
+
+def demo(
+    duration: float = typer.Option(240.0, "--duration", help="Seconds of streaming.", min=10),
+    rate: float = typer.Option(250.0, "--rate", help="Transactions per second.", min=1),
+    rows: int = typer.Option(150_000, "--rows", help="Training rows to generate.", min=2000),
+    drift: str = typer.Option("spending_shift", help=f"Drift scenario: {', '.join(DRIFTS)}."),
+    seed: int = typer.Option(7, help="Random seed of the generated data."),
+    keep_running: bool = typer.Option(
+        False, "--keep-running", help="Keep the platform up after the summary (until Ctrl-C)."),
+    home: HomeOption = None,
+    clean: bool = typer.Option(True, "--clean/--reuse",
+                               help="Start from an empty state dir, or keep what is there."),
+    live: bool | None = typer.Option(None, "--live/--plain",
+                                     help="Live view (default when on a terminal)."),
+) -> None:
+    """Run the whole loop locally: data, training, serving, streaming, drift, retraining."""
+    if drift not in DRIFTS:
+        raise typer.BadParameter(f"choose one of {', '.join(DRIFTS)}", param_hint="--drift")
+    from fraudops.local import scenario
+    from fraudops.local.display import LiveStatus
+    from fraudops.local.exceptions import LocalPlatformError
+    from fraudops.local.platform import LocalPlatform
+    from fraudops.local.settings import LocalSettings
+    from fraudops.local.summary import render as render_summary
+
+    console = Console()
+    options = scenario.DemoOptions(duration_s=duration, rate=rate, rows=rows, drift=drift,
+                                   seed=seed)
+    settings = LocalSettings()
+    state_dir = home or settings.home
+    timeline = scenario.timeline()
+    status = LiveStatus("fraudops demo", state_dir, timeline)
+    code = 0
+    with _signals_interrupt():
+        try:
+            with LocalPlatform(state_dir, clean=clean, timeline=timeline) as platform:
+                status.processes = platform.processes
+                with _view(console, status, live):
+                    summary = scenario.DemoRun(options, platform, status).run()
+                console.print(render_summary(summary))
+                console.print(f"summary written to {state_dir / 'summary.json'}")
+                code = _exit_code(timeline)
+                if keep_running:
+                    _serve_forever(console, platform)
+                _stopping(console)
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted: every process was stopped[/]")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except LocalPlatformError as error:
+            console.print(f"[bold red]demo failed:[/] {error}", highlight=False, markup=True)
+            console.print(f"process logs: {Path(state_dir) / 'logs'}")
+            raise typer.Exit(EXIT_FAILED) from None
+    raise typer.Exit(code)
+
+
+def up(
+    rows: int = typer.Option(100_000, "--rows", help="Training rows if no champion exists yet."),
+    home: HomeOption = None,
+) -> None:
+    """Start the local platform (no scenario) and keep it running until Ctrl-C.
+
+    The MLflow registry and data in the state dir are reused (a previous `demo` leaves a
+    champion); without a champion, one is trained first. The decision store starts empty,
+    because the embedded broker keeps its topics in memory only.
+    """
+    from fraudops.local.exceptions import LocalPlatformError
+    from fraudops.local.platform import LocalPlatform
+    from fraudops.local.settings import LocalSettings
+    from fraudops.local.timeline import Timeline
+
+    console = Console()
+    state_dir = home or LocalSettings().home
+    timeline = Timeline.of("platform", "training", "serving")
+    timeline.listener = _plain_printer(console)
+    with _signals_interrupt():
+        try:
+            with LocalPlatform(state_dir, clean=False, timeline=timeline) as platform:
+                platform.layout.store_db.unlink(missing_ok=True)
+                _bring_up(platform, rows)
+                _serve_forever(console, platform)
+        except KeyboardInterrupt:
+            console.print("[yellow]stopped: every process was stopped[/]")
+        except LocalPlatformError as error:
+            console.print(f"[bold red]up failed:[/] {error}", highlight=False, markup=True)
+            console.print(f"process logs: {Path(state_dir) / 'logs'}")
+            raise typer.Exit(EXIT_FAILED) from None
+
+
+def _bring_up(platform: LocalPlatform, rows: int) -> None:
+    """Broker, MLflow, a champion (trained now if missing), then the units."""
+    from fraudops.local import services
+    from fraudops.local.dataset import prepare
+
+    timeline = platform.timeline
+    timeline.start("platform")
+    platform.start_broker()
+    platform.wait_mlflow()
+    timeline.done("platform")
+    if platform.has_champion():
+        timeline.skip("training", f"champion {platform.champion_versions()} found in MLflow")
+    else:
+        timeline.start("training", "no champion yet: generating data and training once")
+        data = prepare(platform.layout.data, rows, 1000)
+        platform.run_job(services.training_job(platform.layout, data.train_path), 1800)
+        timeline.done("training", f"champion {platform.champion_versions()}")
+    timeline.start("serving")
+    platform.start_units()
+    timeline.done("serving")
+
+
+def _serve_forever(console: Console, platform: LocalPlatform) -> None:
+    """Print the links, then watch the processes until Ctrl-C (or one of them dies)."""
+    table = Table(title="fraudops is running (Ctrl-C stops everything)", show_header=False,
+                  title_justify="left")
+    for name, url in platform.links().items():
+        table.add_row(name, url)
+    table.add_row("process logs", str(platform.layout.logs))
+    console.print(table)
+    while True:
+        platform.supervisor.check_alive()
+        time.sleep(1.0)
+
+
+def _exit_code(timeline: Timeline) -> int:
+    from fraudops.local.timeline import StepStatus
+
+    failed = [s for s in timeline.steps.values() if s.status is StepStatus.FAILED]
+    return EXIT_INCOMPLETE if failed else 0
+
+
+def _stopping(console: Console) -> None:
+    console.print("stopping every process ...")
+
+
+@contextmanager
+def _view(console: Console, status: LiveStatus, live: bool | None) -> Iterator[None]:
+    """The live view on a terminal; plain timestamped lines otherwise (CI logs, pipes)."""
+    if live is None:
+        live = console.is_terminal
+    if not live:
+        status.timeline.listener = _plain_printer(console)
+        yield
+        return
+    from fraudops.local.display import render
+
+    with Live(get_renderable=lambda: render(status), console=console, refresh_per_second=4,
+              transient=False):
+        yield
+
+
+def _plain_printer(console: Console) -> Callable[[float, str], None]:
+    def show(at: float, text: str) -> None:
+        console.print(f"[dim]{time.strftime('%M:%S', time.gmtime(at))}[/] {text}",
+                      highlight=False)
+
+    return show
+
+
+@contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """SIGTERM (a supervisor, `kill`) stops the platform the same way Ctrl-C does."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

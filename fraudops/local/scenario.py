@@ -1,0 +1,203 @@
+"""The scripted demo: the whole loop on one machine.
+
+Start Kafka and MLflow; generate a timeline of transactions (the training part is versioned and
+trained on by the pipeline through kfp.local); serve the champion (predictor, consumer,
+gateway); stream the rest at a steady rate with drift switching on half-way; run drift checks,
+whose policy starts retraining, promotion and the predictor's live switch; summarise.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from fraudops.local import services
+from fraudops.local.dataset import DemoData, prepare
+from fraudops.local.display import LiveStatus
+from fraudops.local.drift_watch import DriftWatch, DriftWatchConfig
+from fraudops.local.platform import LocalPlatform
+from fraudops.local.probe import StoreProbe, served_versions
+from fraudops.local.stream import StreamProducer, kafka_producer
+from fraudops.local.summary import Summary, summarize
+from fraudops.local.timeline import StepStatus, Timeline
+from fraudops.settings import TopicSettings
+
+STEPS = ("platform", "data", "training", "serving", "streaming", "drift + retraining", "summary")
+LOOP_S = 0.5
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """What the demo does; the defaults finish in a few minutes on a 2-core machine."""
+
+    duration_s: float = 240.0
+    rate: float = 250.0
+    rows: int = 150_000
+    drift: str = "spending_shift"
+    seed: int = 7
+    training_timeout_s: float = 900.0
+    #: After the stream ends, how long to wait for a running check / retraining / switch.
+    settle_timeout_s: float = 300.0
+    #: Seconds to wait for the consumer to catch up with the stream at the end.
+    drain_timeout_s: float = 60.0
+
+    @property
+    def stream_rows(self) -> int:
+        return max(1000, int(self.duration_s * self.rate))
+
+    def drift_watch(self) -> DriftWatchConfig:
+        """First check once a tenth of the run's drifted half has been decided, then repeat."""
+        half = self.duration_s / 2
+        return DriftWatchConfig(delay_s=max(8.0, half * 0.2), interval_s=max(10.0, half * 0.25))
+
+
+def timeline() -> Timeline:
+    return Timeline.of(*STEPS)
+
+
+class DemoRun:
+    """Runs the scenario on a started `LocalPlatform`, updating `status` for the live view."""
+
+    def __init__(self, options: DemoOptions, platform: LocalPlatform, status: LiveStatus) -> None:
+        self.options = options
+        self.platform = platform
+        self.status = status
+        self.timeline = platform.timeline
+        self.probe = StoreProbe(platform.layout.store_url)
+
+    def run(self) -> Summary:
+        """Every step in order; a failing step raises (the caller stops the platform)."""
+        try:
+            data = self._start_platform_and_data()
+            self._step("training", self._train, data)
+            self._step("serving", self.platform.start_units)
+            producer, watch = self._stream(data)
+            return self._summarize(data, producer, watch)
+        finally:
+            self.probe.close()
+
+    def _step(self, name: str, function, *args):
+        self.timeline.start(name)
+        try:
+            result = function(*args)
+        except BaseException as error:
+            self.timeline.fail(name, str(error).splitlines()[0][:200] if str(error) else
+                               type(error).__name__)
+            raise
+        if self.timeline.steps[name].status is StepStatus.RUNNING:
+            self.timeline.done(name)
+        return result
+
+    # -- steps ---------------------------------------------------------------------------------
+
+    def _start_platform_and_data(self) -> DemoData:
+        """Broker first, MLflow in the background while the data is generated (both are slow)."""
+        self.timeline.start("platform", "Kafka broker, topics, MLflow server")
+        self.platform.start_broker()
+        self.platform.start_mlflow()
+        options = self.options
+        data = self._step("data", prepare, self.platform.layout.data, options.rows,
+                          options.stream_rows, drift=options.drift, seed=options.seed)
+        self.timeline.steps["data"].detail = (
+            f"{data.train_rows:,} training rows, {len(data.stream):,} to stream, "
+            f"drift '{data.drift}' from {data.drift_start:%Y-%m-%d %H:%M}")
+        self.platform.wait_mlflow()
+        self.timeline.done("platform")
+        return data
+
+    def _train(self, data: DemoData) -> None:
+        spec = services.training_job(self.platform.layout, data.train_path)
+        self.timeline.steps["training"].detail = f"fraudops pipeline run --local (log: {spec.name}.log)"
+        self.platform.run_job(spec, timeout_s=self.options.training_timeout_s)
+        self.timeline.done("training", f"champion {self.platform.champion_versions()}")
+
+    def _stream(self, data: DemoData) -> tuple[StreamProducer, DriftWatch]:
+        layout, options = self.platform.layout, self.options
+        producer = StreamProducer(functools.partial(kafka_producer, layout.kafka_bootstrap),
+                                  TopicSettings().transactions, data.stream, options.rate,
+                                  data.after_drift())
+        self.timeline.start("streaming", f"{len(data.stream):,} transactions at {options.rate:g}/s")
+        self.timeline.start("drift + retraining", "waiting for drifted traffic")
+        producer.start()
+        started = time.monotonic()
+        self.status.stream, self.status.stream_started_at = producer.progress, started
+        watch = DriftWatch(self.platform, options.drift_watch(), data.train_path,
+                           functools.partial(self._window_s, data, producer), started,
+                           self.status.drift)
+        self._loop(producer, watch)
+        return producer, watch
+
+    def _loop(self, producer: StreamProducer, watch: DriftWatch) -> None:
+        """Until the stream is sent and decided and the monitoring loop has played out."""
+        settle_deadline = drained_at = None
+        while True:
+            self.platform.supervisor.check_alive()
+            self._refresh()
+            if producer.progress.drift_sent_at is not None:
+                watch.drift_started(producer.progress.drift_sent_at)
+            watch.poll(self.status.served)
+            if producer.done and self.timeline.steps["streaming"].status is StepStatus.RUNNING:
+                self.timeline.done("streaming", f"{producer.progress.sent:,} sent")
+                settle_deadline = time.monotonic() + self.options.settle_timeout_s
+            if producer.done and drained_at is None and self._drained(producer):
+                drained_at = time.monotonic()
+            if settle_deadline is not None and (
+                    (watch.finished and drained_at) or time.monotonic() > settle_deadline):
+                break
+            time.sleep(LOOP_S)
+        self._close_drift_step(watch)
+
+    def _drained(self, producer: StreamProducer) -> bool:
+        progress = producer.progress
+        done_at = progress.finished_at or time.monotonic()
+        caught_up = self.status.store.decided >= progress.sent - progress.failed
+        return caught_up or time.monotonic() - done_at > self.options.drain_timeout_s
+
+    def _refresh(self) -> None:
+        self.status.store = self.probe.snapshot()
+        self.status.served = served_versions(self.platform.layout.predictor_url) \
+            or self.status.served
+
+    def _close_drift_step(self, watch: DriftWatch) -> None:
+        outcome = watch.outcome
+        if outcome.switched_at_s is not None:
+            self.timeline.done("drift + retraining",
+                               f"{outcome.initial_versions} -> {outcome.final_versions}")
+        elif outcome.detected_at_s is None:
+            self.timeline.fail("drift + retraining", f"no drift found in {outcome.checks} checks")
+        else:
+            self.timeline.fail("drift + retraining", "retraining or switch did not complete")
+
+    @staticmethod
+    def _window_s(data: DemoData, producer: StreamProducer) -> float:
+        """Event-time span from the drift point to the newest event sent: the check's window."""
+        stamps = data.stream["timestamp"]
+        newest = stamps.iloc[min(max(0, producer.progress.sent - 1), len(stamps) - 1)]
+        return max(60.0, (newest - pd.Timestamp(data.drift_start)).total_seconds())
+
+    def _summarize(self, data: DemoData, producer: StreamProducer, watch: DriftWatch) -> Summary:
+        self.timeline.start("summary")
+        drift = watch.outcome
+        drift.report = drift.report or watch.report_location
+        summary = summarize(data.stream, data.after_drift().to_numpy(), producer.sent_at,
+                            self.probe.decisions(), producer.progress.elapsed_s, drift)
+        summary.steps = {name: step.duration_s for name, step in self.timeline.steps.items()
+                         if name != "summary"}
+        summary.links = {**self.platform.links(), "drift report": _report_link(drift.report)}
+        summary.logs = str(self.platform.layout.logs)
+        summary.problems = watch.problems + producer.progress.errors
+        summary.write(self.platform.layout.home / "summary.json")
+        self.timeline.done("summary")
+        return summary
+
+
+def _report_link(location: str | None) -> str:
+    if not location:
+        return "none (no drift check completed)"
+    path = Path(location)
+    html = path / "report.html" if path.is_dir() else path
+    return html.resolve().as_uri() if html.exists() else location
