@@ -14,6 +14,7 @@ from importlib.metadata import entry_points
 import typer
 
 from fraudops.commands import data as data_commands
+from fraudops.commands import platform as platform_commands
 
 app = typer.Typer(
     name="fraudops",
@@ -22,6 +23,8 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(data_commands.app, name="data")
+app.command("demo")(platform_commands.demo)
+app.command("up")(platform_commands.up)
 
 
 def _load_unit_commands(root: typer.Typer) -> None:
