@@ -78,12 +78,16 @@ fraudops/settings.py). Secrets are referenced with secretKeyRef, never copied in
   value: {{ $k.topics.consumerState.name | quote }}
 {{- end }}
 
-{{/* Settings every unit shares: home, logging, MLflow, model names. */}}
+{{/* Settings every unit shares: home and logging. */}}
 {{- define "fraudops.env.common" -}}
 - name: FRAUDOPS_HOME
   value: {{ include "fraudops.homeDir" . }}
 - name: FRAUDOPS_LOG_LEVEL
   value: {{ .Values.logLevel | quote }}
+{{- end }}
+
+{{/* MLflow tracking and registered model names: predictor, drift job, pipeline. */}}
+{{- define "fraudops.env.mlflowClient" -}}
 - name: FRAUDOPS_MLFLOW__TRACKING_URI
   value: {{ include "fraudops.mlflowTrackingUri" . | quote }}
 - name: FRAUDOPS_MLFLOW__EXPERIMENT
@@ -99,9 +103,10 @@ fraudops/settings.py). Secrets are referenced with secretKeyRef, never copied in
 {{- if .Values.database.existingSecret }}
 {{ include "fraudops.env.secret" (dict "name" "FRAUDOPS_DATABASE__URL" "secret" .Values.database.existingSecret "key" .Values.database.key) }}
 {{- else if .Values.postgresql.enabled }}
-{{ include "fraudops.env.secret" (dict "name" "FRAUDOPS_DB_PASSWORD" "secret" (include "fraudops.postgresSecret" .) "key" "password") }}
+{{- /* libpq (psycopg) reads PGPASSWORD, so the URL carries no password and needs no escaping. */}}
+{{ include "fraudops.env.secret" (dict "name" "PGPASSWORD" "secret" (include "fraudops.postgresSecret" .) "key" "password") }}
 - name: FRAUDOPS_DATABASE__URL
-  value: {{ printf "postgresql+psycopg://%s:$(FRAUDOPS_DB_PASSWORD)@%s:5432/%s" .Values.postgresql.username (include "fraudops.postgresHost" .) .Values.postgresql.database | quote }}
+  value: {{ printf "postgresql+psycopg://%s@%s:5432/%s" .Values.postgresql.username (include "fraudops.postgresHost" .) .Values.postgresql.database | quote }}
 {{- end }}
 {{- end }}
 
@@ -109,8 +114,14 @@ fraudops/settings.py). Secrets are referenced with secretKeyRef, never copied in
 {{ include "fraudops.env.common" . }}
 {{ include "fraudops.env.kafka" . }}
 {{ include "fraudops.env.database" . }}
+- name: FRAUDOPS_GATEWAY__HOST
+  value: "0.0.0.0"
 - name: FRAUDOPS_GATEWAY__PORT
   value: {{ .Values.gateway.port | quote }}
+{{- with .Values.drift.reportsDir }}
+- name: FRAUDOPS_GATEWAY__REPORTS_DIR
+  value: {{ . | quote }}
+{{- end }}
 - name: FRAUDOPS_GATEWAY__PREDICTOR_URL
   value: {{ include "fraudops.predictorUrl" . | quote }}
 {{- if .Values.gateway.apiKeys.existingSecret }}
@@ -137,13 +148,15 @@ fraudops/settings.py). Secrets are referenced with secretKeyRef, never copied in
   value: {{ $n.smtpHost | quote }}
 - name: FRAUDOPS_NOTIFY__SMTP_PORT
   value: {{ $n.smtpPort | quote }}
-- name: FRAUDOPS_NOTIFY__SMTP_FROM
-  value: {{ $n.smtpFrom | quote }}
-- name: FRAUDOPS_NOTIFY__SMTP_TO
-  value: {{ $n.smtpTo | quote }}
+- name: FRAUDOPS_NOTIFY__SMTP_STARTTLS
+  value: {{ $n.smtpStarttls | quote }}
+- name: FRAUDOPS_NOTIFY__EMAIL_FROM
+  value: {{ $n.emailFrom | quote }}
+- name: FRAUDOPS_NOTIFY__EMAIL_TO
+  value: {{ toJson $n.emailTo | quote }}
 {{- end }}
 {{- if $n.existingSecret }}
-{{- range $var, $key := dict "FRAUDOPS_NOTIFY__SMTP_USERNAME" "smtp-username" "FRAUDOPS_NOTIFY__SMTP_PASSWORD" "smtp-password" "FRAUDOPS_NOTIFY__WEBHOOK_URL" "webhook-url" }}
+{{- range $var, $key := dict "FRAUDOPS_NOTIFY__SMTP_USERNAME" "smtp-username" "FRAUDOPS_NOTIFY__SMTP_PASSWORD" "smtp-password" "FRAUDOPS_NOTIFY__WEBHOOK_URL" "webhook-url" "FRAUDOPS_NOTIFY__WEBHOOK_TOKEN" "webhook-token" }}
 - name: {{ $var }}
   valueFrom:
     secretKeyRef:
@@ -161,8 +174,11 @@ fraudops/settings.py). Secrets are referenced with secretKeyRef, never copied in
 {{- define "fraudops.env.predictor" -}}
 {{- $m := .ctx.Values.predictor.models -}}
 {{ include "fraudops.env.common" .ctx }}
-- name: FRAUDOPS_PREDICTOR__PORT
+{{ include "fraudops.env.mlflowClient" .ctx }}
+- name: FRAUDOPS_PREDICTOR__HTTP_PORT
   value: {{ .ctx.Values.predictor.port | quote }}
+- name: FRAUDOPS_PREDICTOR__DEVICE
+  value: {{ ternary "cuda" "cpu" .ctx.Values.predictor.gpu.enabled | quote }}
 {{- if eq $m.source "storage" }}
 - name: STORAGE_URI
   value: {{ required "predictor.models.storageUri is required when models.source is storage" .storageUri | quote }}
@@ -188,6 +204,12 @@ fraudops/settings.py). Secrets are referenced with secretKeyRef, never copied in
   value: {{ include "fraudops.kfpNamespace" . | quote }}
 - name: FRAUDOPS_KFP__PIPELINE_NAME
   value: {{ .Values.pipeline.name | quote }}
+- name: FRAUDOPS_KFP__EXPERIMENT
+  value: {{ .Values.pipeline.experiment | quote }}
+{{- end }}
+
+{{/* What only the pipeline unit (compile/upload/schedule) reads. */}}
+{{- define "fraudops.env.kfpPipeline" -}}
 - name: FRAUDOPS_KFP__IMAGE
   value: {{ include "fraudops.image" (dict "ctx" . "name" .Values.pipeline.imageName) | quote }}
 - name: FRAUDOPS_KFP__CRON
@@ -200,15 +222,28 @@ fraudops/settings.py). Secrets are referenced with secretKeyRef, never copied in
 
 {{- define "fraudops.env.pipeline" -}}
 {{ include "fraudops.env.common" . }}
+{{ include "fraudops.env.mlflowClient" . }}
 {{ include "fraudops.env.kfp" . }}
+{{ include "fraudops.env.kfpPipeline" . }}
 {{- end }}
 
 {{- define "fraudops.env.drift" -}}
 {{ include "fraudops.env.common" . }}
+{{ include "fraudops.env.mlflowClient" . }}
 {{ include "fraudops.env.kfp" . }}
 {{ include "fraudops.env.database" . }}
 - name: FRAUDOPS_DRIFT__TRIGGER_RETRAINING
   value: {{ .Values.drift.triggerRetraining | quote }}
+- name: FRAUDOPS_RETRAIN__LAUNCHER
+  value: {{ ternary "kfp" "none" .Values.drift.triggerRetraining | quote }}
+{{- with .Values.drift.reportsDir }}
+- name: FRAUDOPS_DRIFT__REPORTS_DIR
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.drift.pushgatewayUrl }}
+- name: FRAUDOPS_DRIFT__PUSHGATEWAY_URL
+  value: {{ . | quote }}
+{{- end }}
 {{- with .Values.drift.extraEnv }}
 {{ toYaml . }}
 {{- end }}
@@ -237,9 +272,9 @@ fraudops/settings.py). Secrets are referenced with secretKeyRef, never copied in
 {{- if .Values.mlflow.backendStore.existingSecret }}
 {{ include "fraudops.env.secret" (dict "name" "MLFLOW_BACKEND_STORE_URI" "secret" .Values.mlflow.backendStore.existingSecret "key" .Values.mlflow.backendStore.key) }}
 {{- else if .Values.postgresql.enabled }}
-{{ include "fraudops.env.secret" (dict "name" "FRAUDOPS_DB_PASSWORD" "secret" (include "fraudops.postgresSecret" .) "key" "password") }}
+{{ include "fraudops.env.secret" (dict "name" "PGPASSWORD" "secret" (include "fraudops.postgresSecret" .) "key" "password") }}
 - name: MLFLOW_BACKEND_STORE_URI
-  value: {{ printf "postgresql://%s:$(FRAUDOPS_DB_PASSWORD)@%s:5432/%s" .Values.postgresql.username (include "fraudops.postgresHost" .) .Values.postgresql.mlflowDatabase | quote }}
+  value: {{ printf "postgresql://%s@%s:5432/%s" .Values.postgresql.username (include "fraudops.postgresHost" .) .Values.postgresql.mlflowDatabase | quote }}
 {{- else }}
 {{- fail "mlflow.backendStore.existingSecret is required unless postgresql.enabled is true" }}
 {{- end }}
