@@ -170,7 +170,7 @@ def load_scorer(sequence_uri: str, autoencoder_uri: str, *, device: str = "auto"
 def resolve_model_uri(uri: str, cache_dir: str | Path | None = None
                       ) -> tuple[Path, LoadedModelInfo]:
     """A local directory holding the model at `uri`, and where it came from."""
-    local = Path(uri[len("file://"):] if uri.startswith("file://") else uri)
+    local = Path(uri.removeprefix("file://"))
     if "://" not in uri or uri.startswith("file://"):
         if not local.exists():
             raise ModelLoadError(f"model directory {local} does not exist")

@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from fraudops.models import (
+    LSTMCNN,
     Autoencoder,
     AutoencoderConfig,
     DecisionPolicy,
     FeatureSpecMismatchError,
-    LSTMCNN,
     LSTMCNNConfig,
     ModelBundle,
     ModelInputError,

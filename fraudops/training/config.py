@@ -1,0 +1,75 @@
+"""Training configuration: one frozen object passed from the CLI / component / trigger down."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from fraudops.features import DEFAULT_SEQ_LEN
+
+
+class SequenceTrainConfig(BaseModel):
+    """LSTM-CNN architecture and optimisation."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    conv_channels: int = Field(default=32, ge=1)
+    hidden_size: int = Field(default=48, ge=1)
+    head_size: int = Field(default=64, ge=1)
+    dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
+    epochs: int = Field(default=8, ge=1)
+    batch_size: int = Field(default=512, ge=8)
+    learning_rate: float = Field(default=2e-3, gt=0)
+    weight_decay: float = Field(default=1e-5, ge=0)
+    patience: int = Field(default=2, ge=0, description="Epochs without AUPRC gain before stop.")
+    #: Share of legitimate training rows drawn per epoch (fresh draw each epoch): fraud is rare,
+    #: so each epoch sees every fraud row and a sample of the rest. Faster, and balances classes.
+    negative_sampling: float = Field(default=0.35, gt=0.0, le=1.0)
+    #: Extra weight on fraud rows in the loss (on top of the sampling).
+    positive_weight: float = Field(default=3.0, gt=0.0)
+
+
+class AutoencoderTrainConfig(BaseModel):
+    """Autoencoder architecture and optimisation."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    hidden_size: int = Field(default=32, ge=1)
+    bottleneck: int = Field(default=8, ge=1)
+    epochs: int = Field(default=6, ge=1)
+    batch_size: int = Field(default=1024, ge=8)
+    learning_rate: float = Field(default=2e-3, gt=0)
+    patience: int = Field(default=2, ge=0)
+    #: Legitimate training rows used (at most); the autoencoder needs far fewer than all.
+    max_rows: int = Field(default=60_000, ge=100)
+    target_fpr: float = Field(default=0.01, gt=0.0, lt=1.0,
+                              description="Share of legit validation rows over the threshold.")
+
+
+class PolicyConfig(BaseModel):
+    """Targets the decision policy's thresholds are fitted to, on validation data."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    review_fpr: float = Field(default=0.01, gt=0.0, lt=1.0)
+    block_fpr: float = Field(default=0.001, gt=0.0, lt=1.0)
+    anomaly_fpr: float = Field(default=0.002, gt=0.0, lt=1.0)
+
+
+class TrainingConfig(BaseModel):
+    """Everything a training run needs besides the data."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    seed: int = 0
+    seq_len: int = Field(default=DEFAULT_SEQ_LEN, ge=1, le=256)
+    validation_share: float = Field(default=0.15, gt=0.0, lt=0.5)
+    test_share: float = Field(default=0.15, ge=0.0, lt=0.5)
+    device: str = "auto"
+    threads: int = Field(default=0, ge=0, description="torch CPU threads; 0 = all cores.")
+    sequence: SequenceTrainConfig = SequenceTrainConfig()
+    autoencoder: AutoencoderTrainConfig = AutoencoderTrainConfig()
+    policy: PolicyConfig = PolicyConfig()
+    #: Metric the promotion gate compares (a key of the sequence model's test metrics).
+    gate_metric: str = "auprc"
+    #: How much better the challenger must be to replace the champion.
+    gate_margin: float = Field(default=0.002, ge=0.0)

@@ -1,0 +1,54 @@
+"""Time-based train / validation / test split: the model never sees the future.
+
+Cuts fall on timestamps (quantiles of event time), so every training row happened strictly
+before every validation row, and every validation row before every test row. Sequences of
+validation and test rows may reach back into the training period: that is the past, which the
+stream also has when it scores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from fraudops.training.exceptions import TrainingDataError
+
+
+@dataclass(frozen=True)
+class TimeSplit:
+    """Row indices (into the time-sorted frame) of each part, and the cut times."""
+
+    train: np.ndarray
+    validation: np.ndarray
+    test: np.ndarray
+    validation_start: pd.Timestamp
+    test_start: pd.Timestamp
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train), "validation": len(self.validation),
+                "test": len(self.test)}
+
+
+def time_split(timestamps: pd.Series | np.ndarray, validation: float = 0.15,
+               test: float = 0.15) -> TimeSplit:
+    """Split rows by event time into (1 - validation - test, validation, test) shares."""
+    if not (0 < validation < 1 and 0 <= test < 1 and validation + test < 1):
+        raise TrainingDataError(f"bad split shares validation={validation}, test={test}")
+    ts = pd.to_datetime(pd.Series(timestamps), utc=True)
+    values = ts.to_numpy(dtype="datetime64[us]").astype(np.int64)
+    if len(values) < 10:
+        raise TrainingDataError(f"need at least 10 rows to split, got {len(values)}")
+    cut_val, cut_test = np.quantile(values, [1 - validation - test, 1 - test],
+                                    method="lower" if test else "linear")
+    if not test:
+        cut_test = values.max() + 1
+    parts = [np.flatnonzero(values < cut_val),
+             np.flatnonzero((values >= cut_val) & (values < cut_test)),
+             np.flatnonzero(values >= cut_test)]
+    if not len(parts[0]) or not len(parts[1]):
+        raise TrainingDataError("time split left the training or validation part empty "
+                                "(too many rows share one timestamp?)")
+    as_time = lambda v: pd.Timestamp(int(v), unit="us", tz="UTC")
+    return TimeSplit(*parts, as_time(cut_val), as_time(cut_test))

@@ -1,0 +1,139 @@
+"""The training steps as plain functions: split, train both models, fit the policy, evaluate.
+
+The kfp components, `fraudops train`, the DVC stages and the retraining trigger all call these,
+so every path trains exactly the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fraudops.models import ModelBundle, Scorer, load_checkpoint, pick_device, save_checkpoint
+from fraudops.models.checkpoint import AUTOENCODER_KIND, SEQUENCE_KIND
+from fraudops.training import plots
+from fraudops.training.config import TrainingConfig
+from fraudops.training.dataset import FeatureSet
+from fraudops.training.evaluation import Evaluation, evaluate
+from fraudops.training.loops import TrainResult, train_autoencoder, train_sequence_model
+from fraudops.training.policy import fit_policy
+from fraudops.training.splits import TimeSplit, time_split
+
+log = logging.getLogger(__name__)
+SEQUENCE_DIR, AUTOENCODER_DIR = "sequence", "autoencoder"
+METRICS_FILE, SUMMARY_FILE = "metrics.json", "training_summary.json"
+
+
+@dataclass
+class TrainedModel:
+    """A trained model with its training summary (epochs, best validation AUPRC, seconds)."""
+
+    bundle: ModelBundle
+    summary: dict
+
+
+def setup_torch(config: TrainingConfig) -> torch.device:
+    """Thread count and device for a run (threads=0 keeps torch's default: all cores)."""
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    return pick_device(config.device)
+
+
+def split_for(data: FeatureSet, config: TrainingConfig) -> TimeSplit:
+    """The time split a run uses (deterministic given data and config)."""
+    return time_split(data.timestamps.astype("datetime64[us]"), config.validation_share,
+                      config.test_share)
+
+
+def _summary(result: TrainResult) -> dict:
+    return {"best_epoch": result.best_epoch, "epochs_run": len(result.history),
+            "best_validation_auprc": result.best_validation_auprc,
+            "train_seconds": result.seconds, "history": result.history}
+
+
+def fit_sequence(data: FeatureSet, config: TrainingConfig,
+                 progress: Callable[[dict], None] | None = None) -> TrainedModel:
+    """Train the LSTM-CNN on the training period."""
+    device = setup_torch(config)
+    result = train_sequence_model(data, split_for(data, config), config, device, progress)
+    bundle = ModelBundle(result.module.cpu(), SEQUENCE_KIND, data.spec_dict(), data.seq_len)
+    return TrainedModel(bundle, _summary(result))
+
+
+def fit_autoencoder(data: FeatureSet, config: TrainingConfig,
+                    progress: Callable[[dict], None] | None = None) -> TrainedModel:
+    """Train and calibrate the autoencoder."""
+    device = setup_torch(config)
+    result = train_autoencoder(data, split_for(data, config), config, device, progress)
+    bundle = ModelBundle(result.module.cpu(), AUTOENCODER_KIND, data.spec_dict(), data.seq_len,
+                         {"target_fpr": config.autoencoder.target_fpr})
+    return TrainedModel(bundle, _summary(result))
+
+
+def assemble_scorer(sequence: ModelBundle, autoencoder: ModelBundle, data: FeatureSet,
+                    config: TrainingConfig) -> Scorer:
+    """Fit the decision policy on the validation period and return the finished scorer.
+
+    The policy is stored in the sequence bundle's metadata, so saving the bundle keeps it.
+    """
+    device = setup_torch(config)
+    scorer = Scorer(sequence, autoencoder, device=device)
+    validation = evaluate(scorer, data, split_for(data, config).validation)
+    policy = fit_policy(validation.labels, validation.fraud_probability,
+                        validation.anomaly_score, config.policy)
+    sequence.extra["policy"] = policy.to_dict()
+    scorer.policy = policy
+    return scorer
+
+
+def holdout_rows(data: FeatureSet, config: TrainingConfig) -> np.ndarray:
+    """The rows models are compared on: the test period (validation when there is none)."""
+    split = split_for(data, config)
+    return split.test if len(data.labelled(split.test)) else split.validation
+
+
+def save_models(sequence: ModelBundle, autoencoder: ModelBundle, directory: str | Path) -> Path:
+    """Write both checkpoints under `directory` (sequence/, autoencoder/)."""
+    directory = Path(directory)
+    save_checkpoint(sequence, directory / SEQUENCE_DIR)
+    save_checkpoint(autoencoder, directory / AUTOENCODER_DIR)
+    return directory
+
+
+def load_models(directory: str | Path) -> tuple[ModelBundle, ModelBundle]:
+    """Read the pair written by `save_models`."""
+    directory = Path(directory)
+    return load_checkpoint(directory / SEQUENCE_DIR), load_checkpoint(directory / AUTOENCODER_DIR)
+
+
+def write_report(evaluation: Evaluation, scorer: Scorer, directory: str | Path) -> dict[str, Path]:
+    """metrics.json and the plots of an evaluation; returns their paths by name."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    metrics_path = directory / METRICS_FILE
+    metrics_path.write_text(json.dumps(clean_metrics(evaluation.metrics), indent=2,
+                                       sort_keys=True))
+    labels = evaluation.labels
+    return {
+        "metrics": metrics_path,
+        "pr_curve": plots.pr_curve_plot(
+            labels, {"LSTM-CNN": evaluation.fraud_probability,
+                     "autoencoder": evaluation.anomaly_score}, directory / "pr_curve.png"),
+        "fraud_probability": plots.score_distribution_plot(
+            labels, evaluation.fraud_probability, "fraud probability",
+            scorer.policy.review_probability, directory / "fraud_probability.png"),
+        "anomaly_score": plots.score_distribution_plot(
+            labels, evaluation.anomaly_score, "anomaly score", scorer.policy.review_anomaly,
+            directory / "anomaly_score.png"),
+    }
+
+
+def clean_metrics(metrics: dict[str, float]) -> dict[str, float | None]:
+    """JSON-safe metrics (NaN -> null)."""
+    return {k: (None if v is None or not np.isfinite(v) else float(v)) for k, v in metrics.items()}
