@@ -14,6 +14,7 @@ import math
 import os
 import re
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -21,16 +22,21 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fraudops.data.convert import Drops, as_text, convert_chunk, event_times, output_schema
 from fraudops.data.exceptions import SourceError, UnsupportedFormatError
 from fraudops.data.frame import STRING_COLUMNS
-from fraudops.data.mapping import ColumnMapping, load_mapping
+from fraudops.data.mapping import ColumnMapping, CsvOptions, load_mapping
 
 DEFAULT_CHUNK_SIZE = 50_000
 _CSV_SUFFIXES = (".csv", ".tsv", ".txt")
 _COMPRESSION = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zst": "zstd", ".zip": "zip"}
+
+MALFORMED = "malformed CSV line (too many fields)"
+# What a broken file raises while being read: reported as a SourceError, not a traceback.
+_UNREADABLE = (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError, pa.ArrowInvalid)
 
 #: Called after each chunk with (done, total) in bytes (CSV) or rows (Parquet).
 ProgressCallback = Callable[[int, int], None]
@@ -91,15 +97,23 @@ def source_format(path: Path) -> str:
     )
 
 
-def source_header(path: Path) -> list[str]:
+def source_header(path: Path, csv: CsvOptions | None = None) -> list[str]:
     """Column names of the source, without reading its rows."""
     if source_format(path) == "parquet":
         return list(pq.ParquetFile(path).schema_arrow.names)
-    return [str(c) for c in pd.read_csv(path, nrows=0, sep=_separator(path)).columns]
+    return [str(c) for c in pd.read_csv(path, nrows=0, **_csv_options(path, csv)).columns]
 
 
-def _separator(path: Path) -> str:
-    return "\t" if ".tsv" in [s.lower() for s in path.suffixes] else ","
+def _csv_options(path: Path, csv: CsvOptions | None) -> dict[str, object]:
+    csv = csv or CsvOptions()
+    tab = ".tsv" in [s.lower() for s in path.suffixes]
+    separator = csv.separator or ("\t" if tab else ",")
+    return {
+        "sep": separator,
+        "encoding": csv.encoding,
+        "decimal": csv.decimal,
+        "compression": _COMPRESSION.get(path.suffix.lower()),
+    }
 
 
 def passthrough_columns(mapping: ColumnMapping, header: list[str]) -> list[str]:
@@ -174,13 +188,21 @@ def _none_numeric(series: pd.Series) -> bool:
 
 
 def read_chunks(
-    path: Path, columns: list[str], chunk_size: int, on_progress: ProgressCallback | None = None
+    path: Path,
+    columns: list[str],
+    chunk_size: int,
+    csv: CsvOptions | None = None,
+    on_progress: ProgressCallback | None = None,
 ) -> Iterator[pd.DataFrame]:
-    """Stream the given source columns in chunks of at most `chunk_size` rows."""
+    """Stream the given source columns in chunks of at most `chunk_size` rows.
+
+    CSV lines with too many fields are skipped; a chunk counts them in
+    ``chunk.attrs["malformed_lines"]``.
+    """
     if source_format(path) == "parquet":
         yield from _parquet_chunks(path, columns, chunk_size, on_progress)
     else:
-        yield from _csv_chunks(path, columns, chunk_size, on_progress)
+        yield from _csv_chunks(path, columns, chunk_size, csv, on_progress)
 
 
 def _parquet_chunks(
@@ -196,20 +218,36 @@ def _parquet_chunks(
 
 
 def _csv_chunks(
-    path: Path, columns: list[str], chunk_size: int, on_progress: ProgressCallback | None
+    path: Path,
+    columns: list[str],
+    chunk_size: int,
+    csv: CsvOptions | None,
+    on_progress: ProgressCallback | None,
 ) -> Iterator[pd.DataFrame]:
     total = path.stat().st_size
-    compression = _COMPRESSION.get(path.suffix.lower())
     with path.open("rb") as handle:  # a binary handle lets progress follow the bytes read
+        # No `usecols`: with it pandas silently accepts lines with surplus fields (an unquoted
+        # separator shifts the values); reading every field lets it detect and skip them.
+        # index_col=False: never take a surplus first field as the index (which shifts every
+        # column). pandas still accepts, truncated, a surplus line that starts a chunk.
         reader = pd.read_csv(
             handle,
-            usecols=columns,
             chunksize=chunk_size,
-            sep=_separator(path),
-            compression=compression,
-            low_memory=True,
+            index_col=False,
+            on_bad_lines="warn",
+            **_csv_options(path, csv),
         )
-        for chunk in reader:
+        while True:
+            # pandas reports each skipped line as a warning; count them instead of printing
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", pd.errors.ParserWarning)
+                chunk = next(reader, None)
+            if chunk is None:
+                return
+            chunk = chunk[columns]
+            chunk.attrs["malformed_lines"] = sum(
+                str(w.message).count("Skipping line") for w in caught
+            )
             yield chunk
             if on_progress:
                 on_progress(min(handle.tell(), total), total)
@@ -233,14 +271,17 @@ def import_dataset(
         mapping = load_mapping(mapping)
     if not source.is_file():
         raise SourceError(str(source), ["file not found"])
-    header = source_header(source)
-    extras = passthrough_columns(mapping, header)
-    problems = missing_columns(mapping, header, extras)
-    if problems:
-        raise SourceError(str(source), problems)
-    columns = list(dict.fromkeys([*mapping.source_columns().values(), *extras]))
-    report = ImportReport(source=str(source), output=str(out), extra_features=extras)
-    _write(read_chunks(source, columns, chunk_size, on_progress), mapping, extras, out, report)
+    try:
+        header = source_header(source, mapping.csv)
+        extras = passthrough_columns(mapping, header)
+        if problems := missing_columns(mapping, header, extras):
+            raise SourceError(str(source), problems)
+        columns = list(dict.fromkeys([*mapping.source_columns().values(), *extras]))
+        report = ImportReport(source=str(source), output=str(out), extra_features=extras)
+        chunks = read_chunks(source, columns, chunk_size, mapping.csv, on_progress)
+        _write(chunks, mapping, extras, out, report)
+    except _UNREADABLE as error:
+        raise SourceError(str(source), [f"cannot be read: {error}"]) from error
     report.seconds = time.perf_counter() - started
     return report
 
@@ -256,18 +297,21 @@ def _write(
     partial = out.with_name(out.name + ".partial")
     dropped: Counter[str] = Counter()
     defaulted: Counter[str] = Counter()
+    parsed = 0  # rows the reader delivered: derived ids count these, so chunking cannot move them
     # Dictionary encoding only pays off for the low-cardinality text columns; trying it on
     # float features costs time and then falls back anyway.
     options = {"compression": "zstd", "use_dictionary": list(STRING_COLUMNS)}
     try:
         with pq.ParquetWriter(partial, output_schema(extras), **options) as writer:
             for chunk in chunks:
-                if report.rows_read == 0 and (problems := unusable_columns(chunk, mapping, extras)):
+                if parsed == 0 and (problems := unusable_columns(chunk, mapping, extras)):
                     raise SourceError(report.source, problems)
-                result = convert_chunk(chunk, mapping, extras, first_row=report.rows_read)
+                result = convert_chunk(chunk, mapping, extras, first_row=parsed)
                 writer.write_table(result.table)
-                _tally(report, len(chunk), result.labels)
-                dropped.update(result.dropped)
+                parsed += len(chunk)
+                malformed = chunk.attrs.get("malformed_lines", 0)
+                _tally(report, len(chunk) + malformed, result.labels)
+                dropped.update(result.dropped + Counter({MALFORMED: malformed}))
                 defaulted.update(result.defaulted)
         os.replace(partial, out)
     finally:

@@ -133,6 +133,14 @@ class ExtraMapping(_Strict):
         return value
 
 
+class CsvOptions(_Strict):
+    """How to read a CSV source (ignored for Parquet)."""
+
+    separator: str | None = Field(default=None, description="None: ',' (tab for .tsv files).")
+    encoding: str = "utf-8"
+    decimal: str = Field(default=".", min_length=1, max_length=1)
+
+
 #: What each coded field accepts, and its default when the mapping does not say.
 CODE_FIELDS: dict[str, tuple[frozenset[str] | re.Pattern[str], str | None]] = {
     "currency": (CURRENCY_PATTERN, "USD"),
@@ -166,6 +174,7 @@ class ColumnMapping(_Strict):
     merchant_category: CodeMapping | None = None
     country: CodeMapping | None = None
     extra: ExtraMapping | None = None
+    csv: CsvOptions = Field(default_factory=CsvOptions)
     id_prefix: str = Field(
         default="row-",
         pattern=r"^[A-Za-z0-9_.:@/+-]*$",

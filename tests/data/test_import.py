@@ -305,3 +305,62 @@ def test_unknown_label_values_become_unlabelled(tmp_path: Path) -> None:
     report = import_dataset(tmp_path / "s.csv", mapping, tmp_path / "o.parquet")
     assert frame.read(tmp_path / "o.parquet")["label"].tolist() == [1, 0, -1, -1]
     assert (report.labelled_rows, report.fraud_rows, report.dropped) == (2, 1, {})
+
+
+def test_malformed_lines_and_compressed_csv(tmp_path: Path) -> None:
+    import gzip
+
+    lines = ["when,amt,y"] + [f"2024-01-0{1 + i % 9}T00:00:00Z,{i}.5,{i % 2}" for i in range(40)]
+    lines[7] += ",surplus"  # one field too many: skipped and counted, never a crash
+    with gzip.open(tmp_path / "s.csv.gz", "wt") as handle:
+        handle.write("\n".join(lines) + "\n")
+    mapping = parse_mapping(
+        {"columns": {"amount": "amt"}, "timestamp": {"column": "when"}, "label": {"column": "y"}}
+    )
+    # (pandas accepts a surplus line that begins a chunk: the bad line is mid-chunk here)
+    small = import_dataset(tmp_path / "s.csv.gz", mapping, tmp_path / "a.parquet", chunk_size=4)
+    whole = import_dataset(tmp_path / "s.csv.gz", mapping, tmp_path / "b.parquet")
+    assert small.dropped == whole.dropped == {"malformed CSV line (too many fields)": 1}
+    assert (small.rows_read, small.rows_written) == (40, 39)
+    pd.testing.assert_frame_equal(
+        frame.read(tmp_path / "a.parquet"), frame.read(tmp_path / "b.parquet")
+    )
+
+
+def test_unreadable_source_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "x.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(SourceError, match="cannot be read"):
+        import_dataset(tmp_path / "x.parquet", KAGGLE_MAPPING, tmp_path / "o.parquet")
+    with pytest.raises(SourceError, match="file not found"):
+        import_dataset(tmp_path / "missing.csv", KAGGLE_MAPPING, tmp_path / "o.parquet")
+
+
+def test_example_mappings_import_their_layouts(tmp_path: Path) -> None:
+    paysim = pd.DataFrame(
+        {
+            "step": [1, 2, 2],
+            "type": ["PAYMENT", "TRANSFER", "CASH_OUT"],
+            "amount": [9.5, 181.0, 181.0],
+            "nameOrig": ["C1231006815", "C1305486145", "C840083671"],
+            "oldbalanceOrg": [170136.0, 181.0, 181.0],
+            "newbalanceOrig": [160296.36, 0.0, 0.0],
+            "nameDest": ["M1979787155", "C553264065", "C38997010"],
+            "oldbalanceDest": [0.0, 0.0, 21182.0],
+            "newbalanceDest": [0.0, 0.0, 0.0],
+            "isFraud": [0, 1, 1],
+            "isFlaggedFraud": [0, 0, 0],
+        }
+    )
+    paysim.to_csv(tmp_path / "paysim.csv", index=False)
+    report = import_dataset(
+        tmp_path / "paysim.csv", REPO_ROOT / "examples/mappings/paysim.yaml", tmp_path / "p.parquet"
+    )
+    data = frame.read(tmp_path / "p.parquet")
+    assert report.rows_written == 3 and data["channel"].tolist() == [
+        "online",
+        "transfer",
+        "cash_out",
+    ]
+    assert data["merchant_category"].tolist() == ["other", "money_transfer", "money_transfer"]
+    assert data["timestamp"].iloc[1] == pd.Timestamp("2024-01-01T02:00:00Z")
+    assert data["account_id"].iloc[0] == "C1231006815"
