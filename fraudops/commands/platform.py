@@ -137,6 +137,7 @@ def _bring_up(platform: LocalPlatform, rows: int) -> None:
     else:
         timeline.start("training", "no champion yet: generating data and training once")
         data = prepare(platform.layout.data, rows, 1000)
+        platform.run_job(services.version_data(platform.layout, data.train_path), 120)
         platform.run_job(services.training_job(platform.layout, data.train_path), 1800)
         timeline.done("training", f"champion {platform.champion_versions()}")
     timeline.start("serving")

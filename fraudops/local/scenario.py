@@ -99,14 +99,22 @@ class DemoRun:
         self.timeline.start("platform", "Kafka broker, topics, MLflow server")
         self.platform.start_broker()
         self.platform.start_mlflow()
-        options = self.options
-        data = self._step("data", prepare, self.platform.layout.data, options.rows,
-                          options.stream_rows, drift=options.drift, seed=options.seed)
-        self.timeline.steps["data"].detail = (
-            f"{data.train_rows:,} training rows, {len(data.stream):,} to stream, "
-            f"drift '{data.drift}' from {data.drift_start:%Y-%m-%d %H:%M}")
+        data = self._step("data", self._data)
         self.platform.wait_mlflow()
         self.timeline.done("platform")
+        return data
+
+    def _data(self) -> DemoData:
+        """Generate the timeline, write the training part, version it with DVC."""
+        options, layout = self.options, self.platform.layout
+        data = prepare(layout.data, options.rows, options.stream_rows, drift=options.drift,
+                       seed=options.seed)
+        job = self.platform.run_job(services.version_data(layout, data.train_path), 120)
+        lines = job.stdout_path.read_text().split() if job.stdout_path else []
+        md5 = lines[-1] if lines else "?"  # DVC may print its own lines first
+        self.timeline.steps["data"].detail = (
+            f"{data.train_rows:,} training rows (DVC md5 {md5[:8]}), {len(data.stream):,} to "
+            f"stream, drift '{data.drift}' from {data.drift_start:%Y-%m-%d %H:%M}")
         return data
 
     def _train(self, data: DemoData) -> None:
@@ -187,6 +195,10 @@ class DemoRun:
                             self.probe.decisions(), producer.progress.elapsed_s, drift)
         summary.steps = {name: step.duration_s for name, step in self.timeline.steps.items()
                          if name != "summary"}
+        summary.processes = {
+            process.name: {"ready_s": process.startup_s, "state": str(process.state),
+                           "log": str(process.log_path)}
+            for process in self.platform.processes if not process.name.startswith("topic-")}
         summary.links = {**self.platform.links(), "drift report": _report_link(drift.report)}
         summary.logs = str(self.platform.layout.logs)
         summary.problems = watch.problems + producer.progress.errors

@@ -179,3 +179,10 @@ def drift_check(layout: Layout, *, window_s: float, data_path: Path,
     }
     return ProcessSpec("drift-check", (*fraudops_command(), "drift", "check", "--json"),
                        env=env, grace_s=10, separate_stdout=True)
+
+
+def version_data(layout: Layout, data_path: Path) -> ProcessSpec:
+    """`dvc add` the training data in the state dir's DVC repository."""
+    return ProcessSpec("dvc", (sys.executable, "-m", "fraudops.local.versioning",
+                               str(layout.home.resolve()), str(data_path.resolve())),
+                       separate_stdout=True)

@@ -77,6 +77,8 @@ class Summary:
     by_model: dict[str, dict[str, float | int]]
     drift: DriftOutcome
     steps: dict[str, float | None] = field(default_factory=dict)
+    #: Per supervised process: seconds until ready (None: never ready) and final state.
+    processes: dict[str, dict[str, object]] = field(default_factory=dict)
     links: dict[str, str] = field(default_factory=dict)
     logs: str = ""
     problems: list[str] = field(default_factory=list)
