@@ -59,7 +59,7 @@ def kubectl() -> str:
 
 
 def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, **kwargs)
+    return subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=300, **kwargs)
 
 
 def values_args(scenario: str) -> list[str]:

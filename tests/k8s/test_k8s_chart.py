@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import re
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
@@ -110,7 +109,7 @@ def test_environment_is_fraudops_settings_or_required_by_third_party(docs):
 
 
 def test_env_vars_are_defined_only_in_env_template():
-    definition = re.compile(r"name:\s*\"?[A-Z][A-Z0-9_]+\"?\s*$|^\s*value(From)?:", re.M)
+    definition = re.compile(r"name:\s*\"?[A-Z][A-Z0-9_]+\"?\s*$|^\s*value(From)?:", re.MULTILINE)
     for template in (CHART_DIR / "templates").glob("*"):
         if template.name not in {"_env.tpl", "postgresql.yaml"}:  # postgres: the image's own env
             assert not definition.search(template.read_text()), template.name
@@ -216,7 +215,7 @@ def test_topics_are_kafka_topics_with_strimzi_else_a_job(render):
     assert not [j for j in by_kind(strimzi, "Job") if "kafka-topics" in j["metadata"]["name"]]
     plain = load_documents(render("default"))
     assert not by_kind(plain, "KafkaTopic")
-    job = [j for j in by_kind(plain, "Job") if "kafka-topics" in j["metadata"]["name"]][0]
+    job = next(j for j in by_kind(plain, "Job") if "kafka-topics" in j["metadata"]["name"])
     env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
     spec = json.loads(env["FRAUDOPS_TOPICS_SPEC"])
     assert {t["name"] for t in spec} == {t["name"] for t in values.values()}

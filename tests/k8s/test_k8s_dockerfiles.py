@@ -28,7 +28,7 @@ def stages(text: str) -> dict[str, dict]:
     """Stage name -> {'base': FROM argument, 'body': instructions}."""
     result, current = {}, None
     for line in text.splitlines():
-        match = re.match(r"FROM\s+(\S+)\s+AS\s+(\S+)", line, re.I)
+        match = re.match(r"FROM\s+(\S+)\s+AS\s+(\S+)", line, re.IGNORECASE)
         if match:
             current = result[match.group(2)] = {"base": match.group(1), "body": ""}
         elif current is not None:
@@ -77,19 +77,19 @@ def test_torch_is_installed_first_from_the_matching_index(dockerfile_stages, tar
 
 def test_base_images_are_pinned():
     text = DOCKERFILE.read_text()
-    args = dict(re.findall(r"^ARG (\w+_IMAGE)=(\S+)$", text, re.M))
+    args = dict(re.findall(r"^ARG (\w+_IMAGE)=(\S+)$", text, re.MULTILINE))
     assert set(args) == {"PYTHON_IMAGE", "CUDA_IMAGE"}
     assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm(@sha256:[0-9a-f]{64})?", args["PYTHON_IMAGE"])
     assert re.fullmatch(r"nvidia/cuda:\d+\.\d+\.\d+-(cudnn-)?runtime-ubuntu\d+\.\d+(@sha256:[0-9a-f]{64})?",
                         args["CUDA_IMAGE"])
-    for base in re.findall(r"^FROM\s+(\S+)", text, re.M):
+    for base in re.findall(r"^FROM\s+(\S+)", text, re.MULTILINE):
         assert base.startswith("${") or base in stages(text), f"unpinned FROM {base}"
 
 
 @pytest.mark.parametrize("target", sorted(TARGETS))
 def test_unit_images_run_as_the_chart_uid(dockerfile_stages, target):
     body = dockerfile_stages[target]["body"]
-    users = re.findall(r"^USER (\S+)$", body, re.M)
+    users = re.findall(r"^USER (\S+)$", body, re.MULTILINE)
     uid = yaml.safe_load((CHART_DIR / "values.yaml").read_text())["security"][
         "containerSecurityContext"]["runAsUser"]
     assert users == [f"{uid}:{uid}"]
@@ -99,7 +99,7 @@ def test_unit_images_run_as_the_chart_uid(dockerfile_stages, target):
     ("gateway", "gateway"), ("predictor", "predictor"), ("predictor-cuda", "predictor"),
     ("consumer", "consumer"), ("drift", "drift")])
 def test_image_default_command_matches_the_chart(dockerfile_stages, target, values_key):
-    cmd = re.search(r"^CMD (\[.*\])$", dockerfile_stages[target]["body"], re.M).group(1)
+    cmd = re.search(r"^CMD (\[.*\])$", dockerfile_stages[target]["body"], re.MULTILINE).group(1)
     values = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
     assert json.loads(cmd) == values[values_key]["command"]
 

@@ -5,6 +5,7 @@ would silently fall back to a default), and the settings parse with the rendered
 from __future__ import annotations
 
 import importlib
+import os
 import typing
 
 import pytest
@@ -75,7 +76,7 @@ def test_rendered_environment_parses(render, scenario, monkeypatch):
     for _, container, env in unit_environments(render(scenario)):
         model = settings_class(UNIT_SETTINGS[container])
         with monkeypatch.context() as patch:
-            for name in [n for n in __import__("os").environ if n.startswith("FRAUDOPS_")]:
+            for name in [n for n in os.environ if n.startswith("FRAUDOPS_")]:
                 patch.delenv(name)
             for name, value in env.items():
                 if name.startswith("FRAUDOPS_"):

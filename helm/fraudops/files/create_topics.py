@@ -60,7 +60,10 @@ def run(settings: Settings) -> list[str]:
            stop=stop_after_delay(settings.topics_timeout_seconds),
            wait=wait_exponential(max=10), reraise=True)
     def attempt() -> list[str]:
+        # Each attempt gives up within the overall budget, so tenacity decides on retries.
+        attempt_ms = int(min(30.0, settings.topics_timeout_seconds) * 1000)
         admin = KafkaAdminClient(client_id="fraudops-create-topics",
+                                 bootstrap_timeout_ms=attempt_ms, request_timeout_ms=attempt_ms,
                                  **settings.kafka.client_options())
         try:
             return create_missing(admin, settings.topics_spec)
@@ -73,7 +76,12 @@ def run(settings: Settings) -> list[str]:
 def main() -> int:
     logging.basicConfig(level=os.environ.get("FRAUDOPS_LOG_LEVEL", "INFO"))
     settings = Settings()
-    created = run(settings)
+    try:
+        created = run(settings)
+    except KafkaError as error:
+        log.error("could not create topics on %s within %.0f s: %r",
+                  settings.kafka.bootstrap_servers, settings.topics_timeout_seconds, error)
+        return 1
     wanted = [t.name for t in settings.topics_spec]
     log.info("topics created: %s; already present: %s", created,
              [n for n in wanted if n not in created])
