@@ -1,0 +1,135 @@
+"""The reference side: a window of the champion's training data, scored by the champion.
+
+Lineage: the champion alias -> model version -> training run. The run tells where its data came
+from, in order of preference:
+
+1. an artifact directory ``reference/`` holding a Parquet sample (the data set's contiguous tail,
+   in the platform layout) logged by the training run;
+2. a run param or tag naming the data set (`DATA_PATH_KEYS`), plus the end of the training
+   window (`DATA_END_KEYS`) when the data set extends beyond it.
+
+An explicit path (``--reference`` / ``FRAUDOPS_DRIFT__REFERENCE_PATH``) is taken instead when
+given, and is the fallback for runs that logged neither.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fraudops.data import frame as layout
+from fraudops.features import FeatureSpec, gather_sequences, sequence_index
+from fraudops.models import Scorer
+from monitoring.exceptions import ReferenceNotFoundError
+from monitoring.features import window_features, window_rows
+from monitoring.window import ScoredWindow
+
+log = logging.getLogger(__name__)
+
+REFERENCE_ARTIFACT = "reference"
+DATA_PATH_KEYS = ("fraudops.data.path", "data_path", "data.path", "dataset_path")
+DATA_END_KEYS = ("fraudops.data.end", "data_end", "data.end", "train_end")
+
+
+@dataclass(frozen=True)
+class Champion:
+    """The registered champion version and what its training run logged."""
+
+    name: str
+    version: str
+    run_id: str | None
+    lineage: dict[str, str] = field(default_factory=dict)  # run params + tags
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def lineage_value(self, keys: tuple[str, ...]) -> str | None:
+        return next((self.lineage[k] for k in keys if self.lineage.get(k)), None)
+
+
+def find_champion(client, name: str, alias: str) -> Champion:
+    """Look up `name@alias` and its training run in the MLflow registry."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        version = client.get_model_version_by_alias(name, alias)
+    except MlflowException as error:
+        raise ReferenceNotFoundError(f"no model version {name}@{alias} in the registry: "
+                                     f"{error.message}") from error
+    lineage, metrics = {}, {}
+    if version.run_id:
+        run = client.get_run(version.run_id)
+        lineage = {**run.data.params, **run.data.tags}
+        metrics = dict(run.data.metrics)
+    return Champion(name, str(version.version), version.run_id, lineage, metrics)
+
+
+def reference_data(champion: Champion | None, client, explicit_path: str = ""
+                   ) -> tuple[pd.DataFrame, datetime | None, str]:
+    """(normalized time-sorted data, end of the training window or None, where it came from)."""
+    if explicit_path:
+        return _read(explicit_path), None, explicit_path
+    if champion is None:
+        raise ReferenceNotFoundError("no champion and no reference path given")
+    if champion.run_id and (sample := _logged_sample(client, champion.run_id)) is not None:
+        return sample, None, f"runs:/{champion.run_id}/{REFERENCE_ARTIFACT}"
+    data_path = champion.lineage_value(DATA_PATH_KEYS)
+    if not data_path:
+        raise ReferenceNotFoundError(
+            f"the training run of {champion.name} v{champion.version} logged no reference "
+            f"sample (artifact '{REFERENCE_ARTIFACT}/') and no data path "
+            f"({', '.join(DATA_PATH_KEYS)}); pass --reference PATH")
+    end = champion.lineage_value(DATA_END_KEYS)
+    return _read(data_path), (pd.Timestamp(end, tz="UTC") if end else None), data_path
+
+
+def _logged_sample(client, run_id: str) -> pd.DataFrame | None:
+    names = [a.path for a in client.list_artifacts(run_id, REFERENCE_ARTIFACT)]
+    tables = [n for n in names if n.endswith((".parquet", ".csv"))]
+    if not tables:
+        return None
+    local = client.download_artifacts(run_id, tables[0], tempfile.mkdtemp(prefix="fraudops-ref-"))
+    return _read(local)
+
+
+def _read(path: str) -> pd.DataFrame:
+    if "://" in path and not path.startswith("file://"):
+        frame = layout.normalize(pd.read_parquet(path))  # s3://... through fsspec/s3fs
+    else:
+        local = Path(path.removeprefix("file://"))
+        if not local.exists():
+            raise ReferenceNotFoundError(f"reference data {local} does not exist")
+        frame = layout.read(local)
+    return layout.sort_by_time(frame)
+
+
+def reference_window(data: pd.DataFrame, scorer: Scorer, spec: FeatureSpec, span: timedelta,
+                     lookback: timedelta, end: datetime | None = None) -> ScoredWindow:
+    """The last `span` of the training data before `end`, scored by the champion."""
+    if data.empty:
+        raise ReferenceNotFoundError("the reference data set is empty")
+    end = pd.Timestamp(end) if end is not None else data["timestamp"].max() + pd.Timedelta(1, "us")
+    start = end - span
+    frame, in_window = window_rows(data, start, end, lookback)
+    if not in_window.any():
+        raise ReferenceNotFoundError(f"the reference data has no rows between {start} and {end}")
+    probability, anomaly = score_rows(frame, in_window, scorer, spec)
+    return ScoredWindow(frame, in_window, probability, anomaly,
+                        frame["label"].to_numpy(dtype=np.int8), start.to_pydatetime(),
+                        end.to_pydatetime())
+
+
+def score_rows(frame: pd.DataFrame, in_window: np.ndarray, scorer: Scorer, spec: FeatureSpec
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Champion scores of the window's rows (NaN for lookback rows, which nobody compares)."""
+    features, rows = window_features(frame, spec, in_window)
+    x, mask = gather_sequences(features, sequence_index(frame, scorer.seq_len)[rows])
+    result = scorer.score(x, mask)
+    probability = np.full(len(frame), np.nan)
+    anomaly = np.full(len(frame), np.nan)
+    probability[rows], anomaly[rows] = result.fraud_probability, result.anomaly_score
+    return probability, anomaly

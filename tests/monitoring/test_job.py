@@ -1,0 +1,100 @@
+"""The drift job against a real store, a real MLflow registry and generated data.
+
+Retraining launches go to a recording launcher here (the launchers have their own tests); the
+end-to-end test with the training entry point is in test_retraining.py.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from monitoring.job import DriftJob
+from monitoring.metrics import DriftMetrics
+from monitoring.trigger import Launch
+
+pytestmark = pytest.mark.integration
+
+
+class RecordingLauncher:
+    """Records retraining requests instead of starting a pipeline."""
+
+    def __init__(self) -> None:
+        self.requests = []
+
+    def launch(self, request):
+        self.requests.append(request)
+        return Launch("recording", run_id=f"run-{len(self.requests)}")
+
+
+def _job(platform, settings, launcher=None):
+    return DriftJob(settings, platform.store, MlflowClient(platform.tracking_uri),
+                    launcher or RecordingLauncher(), DriftMetrics())
+
+
+def test_drift_detected_twice_in_a_row_triggers_retraining(drifted_platform, settings_for, day):
+    launcher = RecordingLauncher()
+    job = _job(drifted_platform, settings_for(drifted_platform), launcher)
+    first = job.check(day(drifted_platform, 27))
+    assert first.decision.drifted, first.drifted_features
+    assert "amount_log" in first.drifted_features
+    assert first.decision.decision == "hold" and first.decision.reason == "awaiting_confirmation"
+    second = job.check(day(drifted_platform, 29))
+    assert second.decision.decision == "trigger" and second.decision.reason == "drift"
+    assert len(launcher.requests) == 1
+    params = launcher.requests[0].params
+    assert params["trigger_reason"] == "drift" and params["champion_version"] == "1"
+    # After a run the count starts again (and the cool-down holds further runs).
+    third = job.check(day(drifted_platform, 30))
+    assert third.decision.drifted and third.decision.decision == "hold"
+    assert len(launcher.requests) == 1
+
+
+def test_same_distribution_never_triggers(stable_platform, settings_for, day):
+    launcher = RecordingLauncher()
+    job = _job(stable_platform, settings_for(stable_platform, log_to_mlflow=False), launcher)
+    shares = []
+    for n in (23, 27, 31, 35):
+        outcome = job.check(day(stable_platform, n))
+        shares.append(outcome.drift_share)
+        assert outcome.decision.decision == "hold", (n, outcome.drifted_features)
+    assert launcher.requests == []
+    assert max(shares) < job.settings.retrain.drift_share_threshold, shares
+
+
+def test_report_files_decision_log_and_metrics(drifted_platform, settings_for, day):
+    settings = settings_for(drifted_platform)
+    job = _job(drifted_platform, settings)
+    outcome = job.check(day(drifted_platform, 30))
+    folder = Path(outcome.report_location)
+    assert folder.parent == drifted_platform.home / "drift-reports"
+    assert (folder / "report.html").stat().st_size > 10_000
+    body = json.loads((folder / "report.json").read_text())
+    assert body["summary"]["report_id"] == outcome.report_id == folder.name
+    assert body["summary"]["drift_share"] == pytest.approx(outcome.drift_share)
+    assert {c["column"] for c in body["summary"]["features"]} == set(
+        settings.drift.numeric_features + settings.drift.categorical_features)
+    assert body["decision"]["decision"] in ("hold", "trigger")
+    last = json.loads((folder.parent / "decisions.jsonl").read_text().splitlines()[-1])
+    assert last["report_id"] == outcome.report_id and last["reason"] == outcome.decision.reason
+    registry = job.metrics.registry
+    assert registry.get_sample_value("fraud_drift_share") == pytest.approx(outcome.drift_share)
+    assert registry.get_sample_value("fraud_drift_feature_drifted",
+                                     {"feature": "amount_log"}) == 1.0
+    runs = MlflowClient(drifted_platform.tracking_uri).search_runs(
+        [MlflowClient(drifted_platform.tracking_uri)
+         .get_experiment_by_name("fraudops-monitoring").experiment_id],
+        filter_string=f"tags.`fraudops.report_id` = '{outcome.report_id}'")
+    assert len(runs) == 1 and runs[0].data.metrics["drift_share"] == pytest.approx(
+        outcome.drift_share)
+
+
+def test_window_with_too_few_rows_is_skipped_and_logged(drifted_platform, settings_for, day):
+    job = _job(drifted_platform, settings_for(drifted_platform, min_rows=10_000))
+    outcome = job.check(day(drifted_platform, 30))
+    assert outcome.status == "skipped" and "min_rows" in outcome.detail
+    assert job.metrics.registry.get_sample_value("fraud_drift_checks_total",
+                                                 {"outcome": "skipped"}) == 1.0
