@@ -9,6 +9,10 @@ class DataError(ValueError):
     """Base of every error raised by `fraudops.data` (bad input, not a bug)."""
 
 
+class FrameError(DataError):
+    """A data frame does not follow the platform's transaction layout."""
+
+
 class MappingError(DataError):
     """A column mapping file is not valid (wrong YAML, unknown keys, bad values)."""
 

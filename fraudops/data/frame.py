@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fraudops.data.exceptions import FrameError
 from fraudops.schema import Channel, MerchantCategory, Transaction
 
 EXTRA_PREFIX = "extra_"
@@ -31,10 +32,6 @@ STRING_COLUMNS = (
 BASE_COLUMNS = ("transaction_id", "account_id", "timestamp", "amount", "currency", "merchant_id",
                 "merchant_category", "channel", "country", "device_id", "label", "fraud_scenario")
 REQUIRED_COLUMNS = ("transaction_id", "account_id", "timestamp", "amount")
-
-
-class FrameError(ValueError):
-    """A data frame does not follow the platform's transaction layout."""
 
 
 def extra_columns(frame: pd.DataFrame) -> list[str]:
