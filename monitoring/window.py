@@ -52,10 +52,13 @@ def latest_event_time(store: Store) -> datetime | None:
     """Event time of the newest scored transaction (None for an empty store)."""
     with store.engine.connect() as connection:
         value = connection.execute(select(func.max(Decision.event_time))).scalar()
-    if value is None:
-        return None
-    value = pd.Timestamp(value)
-    return (value.tz_localize("UTC") if value.tzinfo is None else value.tz_convert("UTC")).to_pydatetime()
+    return None if value is None else _utc(value)
+
+
+def _utc(value: datetime) -> datetime:
+    stamp = pd.Timestamp(value)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return stamp.to_pydatetime()
 
 
 def window_bounds(store: Store, length: timedelta, end: datetime | None = None,
@@ -81,7 +84,7 @@ def _nth_latest_time(store: Store, end: datetime, n: int) -> datetime | None:
              .order_by(Decision.event_time.desc()).offset(n - 1).limit(1))
     with store.engine.connect() as connection:
         value = connection.execute(query).scalar()
-    return None if value is None else pd.Timestamp(value, tz="UTC").to_pydatetime()
+    return None if value is None else _utc(value)
 
 
 def load_store_window(store: Store, start: datetime, end: datetime, lookback: timedelta,

@@ -1,0 +1,93 @@
+"""The retraining policy as a pure function (no services)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from monitoring.policy import PastDecision, WindowSignal, decide
+from monitoring.settings import RetrainPolicySettings
+
+NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
+POLICY = RetrainPolicySettings(drift_share_threshold=0.3, consecutive_windows=2,
+                               cooldown=timedelta(hours=6), max_per_day=2,
+                               max_quality_drop=0.2)
+
+
+def past(hours_ago: float, window: str, drifted: bool, triggered: bool = False) -> PastDecision:
+    return PastDecision(NOW - timedelta(hours=hours_ago), window, drifted, triggered)
+
+
+def signal(share: float, window: str = "w9", **quality) -> WindowSignal:
+    return WindowSignal(window_end=window, drift_share=share, **quality)
+
+
+def test_no_drift_holds():
+    decision = decide(signal(0.1), [], NOW, POLICY)
+    assert (decision.decision, decision.reason, decision.drifted) == ("hold", "no_drift", False)
+
+
+def test_one_drifted_window_waits_for_confirmation():
+    decision = decide(signal(0.5), [past(1, "w1", drifted=False)], NOW, POLICY)
+    assert decision.reason == "awaiting_confirmation" and decision.consecutive == 1
+    assert "1 of 2" in decision.detail
+
+
+def test_two_drifted_windows_in_a_row_trigger():
+    decision = decide(signal(0.5), [past(1, "w1", drifted=True)], NOW, POLICY)
+    assert (decision.decision, decision.reason, decision.consecutive) == ("trigger", "drift", 2)
+
+
+def test_a_clean_window_breaks_the_streak():
+    history = [past(2, "w1", drifted=True), past(1, "w2", drifted=False)]
+    assert decide(signal(0.5), history, NOW, POLICY).reason == "awaiting_confirmation"
+
+
+def test_checks_of_the_same_window_count_once():
+    history = [past(2, "w9", drifted=True), past(1, "w9", drifted=True)]
+    decision = decide(signal(0.5, "w9"), history, NOW, POLICY)
+    assert decision.consecutive == 1 and decision.decision == "hold"
+
+
+def test_the_streak_restarts_after_a_run():
+    history = [past(30, "w1", drifted=True), past(29, "w2", drifted=True, triggered=True)]
+    assert decide(signal(0.5), history, NOW, POLICY).consecutive == 1
+
+
+def test_cooldown_holds_a_confirmed_drift():
+    history = [past(3, "w1", drifted=True, triggered=True), past(1, "w2", drifted=True)]
+    decision = decide(signal(0.5), history, NOW, POLICY)
+    assert (decision.decision, decision.reason) == ("hold", "cooldown")
+
+
+def test_at_most_max_per_day_runs():
+    policy = POLICY.model_copy(update={"cooldown": timedelta(0)})
+    history = [past(20, "w1", True, triggered=True), past(10, "w2", True, triggered=True),
+               past(1, "w3", drifted=True)]
+    decision = decide(signal(0.5), history, NOW, policy)
+    assert (decision.decision, decision.reason) == ("hold", "max_frequency")
+    older = [past(30, "w1", True, triggered=True), past(10, "w2", True, triggered=True),
+             past(1, "w3", drifted=True)]
+    assert decide(signal(0.5), older, NOW, policy).decision == "trigger"
+
+
+@pytest.mark.parametrize(("current", "expected"), [(0.5, "quality"), (0.7, "no_drift")])
+def test_quality_drop_triggers_without_feature_drift(current, expected):
+    decision = decide(signal(0.0, quality_current=current, quality_reference=0.8), [], NOW,
+                      POLICY)
+    assert decision.reason == expected
+    assert decision.quality_degraded == (expected == "quality")
+
+
+def test_drift_and_quality_together():
+    decision = decide(signal(0.5, quality_current=0.2, quality_reference=0.8),
+                      [past(1, "w1", drifted=True)], NOW, POLICY)
+    assert decision.reason == "drift_and_quality"
+
+
+def test_score_drift_counts_only_when_enabled():
+    drifted = WindowSignal("w9", 0.0, score_drifted=True)
+    assert decide(drifted, [], NOW, POLICY).reason == "no_drift"
+    policy = POLICY.model_copy(update={"score_drift_triggers": True, "consecutive_windows": 1})
+    assert decide(drifted, [], NOW, policy).decision == "trigger"

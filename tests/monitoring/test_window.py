@@ -1,0 +1,94 @@
+"""Reading the current window from the decision store (SQLite file; PostgreSQL in one test)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from fraudops.store import BatchWrite, DecisionRecord, LabelRecord, Store
+from monitoring.exceptions import EmptyWindowError
+from monitoring.window import load_store_window, parse_events, window_bounds
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def _event(i: int, label: int | None = None) -> dict:
+    event = {"transaction_id": f"tx-{i}", "account_id": f"acc-{i % 3}",
+             "timestamp": (T0 + timedelta(hours=i)).isoformat().replace("+00:00", "Z"),
+             "amount": 10.0 + i, "channel": "online", "merchant_category": "grocery",
+             "extra": {"v1": float(i)}}
+    if label is not None:
+        event["label"] = label
+    return event
+
+
+def _fill(store: Store, hours: int = 48) -> None:
+    decisions = [DecisionRecord(f"tx-{i}", f"acc-{i % 3}", T0 + timedelta(hours=i), 10.0 + i,
+                                i / 100, i / 10, "approve", json.dumps(_event(i, label=i % 2)),
+                                model_version="m/1")
+                 for i in range(hours)]
+    store.write_batch(BatchWrite(decisions=decisions))
+    store.add_labels([LabelRecord("tx-47", 1), LabelRecord("tx-46", 0)])
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = Store.from_url(f"sqlite:///{tmp_path / 'store.db'}")
+    _fill(store)
+    yield store
+    store.close()
+
+
+def test_window_ends_after_the_newest_event_and_loads_lookback(store):
+    start, end = window_bounds(store, timedelta(hours=10))
+    assert end == T0 + timedelta(hours=47, microseconds=1)
+    window = load_store_window(store, start, end, lookback=timedelta(hours=5))
+    assert window.rows == 10 and len(window.frame) == 15
+    assert list(window.frame["transaction_id"][-2:]) == ["tx-46", "tx-47"]
+    assert window.fraud_probability[-1] == pytest.approx(0.47)
+    assert window.model_versions == ("m/1",)
+    assert window.frame["extra_v1"].iloc[-1] == 47.0
+
+
+def test_only_analyst_labels_count_unless_event_labels_are_trusted(store):
+    start, end = window_bounds(store, timedelta(hours=10))
+    analyst = load_store_window(store, start, end, timedelta(0))
+    assert list(analyst.labels[-3:]) == [-1, 0, 1]
+    trusted = load_store_window(store, start, end, timedelta(0), event_labels=True)
+    assert list(trusted.labels[-3:]) == [1, 0, 1]  # tx-45's own label (odd = 1) fills the gap
+
+
+def test_max_rows_moves_the_window_start(store):
+    start, end = window_bounds(store, timedelta(days=30), max_rows=5)
+    assert start == T0 + timedelta(hours=43)
+    assert load_store_window(store, start, end, timedelta(0)).rows == 5
+
+
+def test_empty_store_and_empty_window_are_clear_errors(tmp_path, store):
+    empty = Store.from_url(f"sqlite:///{tmp_path / 'empty.db'}")
+    with pytest.raises(EmptyWindowError, match="no scored transactions yet"):
+        window_bounds(empty, timedelta(days=1))
+    with pytest.raises(EmptyWindowError, match="no scored transactions between"):
+        load_store_window(store, T0 - timedelta(days=3), T0 - timedelta(days=2), timedelta(0))
+
+
+def test_events_without_optional_fields_parse():
+    frame = parse_events([json.dumps({"transaction_id": "a", "account_id": "b",
+                                      "timestamp": "2026-03-01T00:00:00Z", "amount": 1})])
+    assert frame["channel"].iloc[0] == "other" and frame["label"].iloc[0] == -1
+    assert np.isnan(frame.get("extra_v1", np.array([np.nan]))).all()
+
+
+@pytest.mark.integration
+def test_window_from_postgresql(postgres_url):
+    store = Store.from_url(postgres_url)
+    try:
+        _fill(store)
+        start, end = window_bounds(store, timedelta(hours=4))
+        window = load_store_window(store, start, end, timedelta(hours=1))
+        assert window.rows == 4 and len(window.frame) == 5 and window.labels[-1] == 1
+    finally:
+        store.close()
