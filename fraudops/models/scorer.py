@@ -8,6 +8,7 @@ them, or as `save_checkpoint` writes them). Nothing is loaded at import time.
 from __future__ import annotations
 
 import logging
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,8 @@ from fraudops.models.exceptions import FeatureSpecMismatchError, ModelInputError
 from fraudops.models.policy import DecisionPolicy
 
 log = logging.getLogger(__name__)
+#: ``models:/``, ``runs:/``, ``s3://``...: anything else is a local path.
+_URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/")
 #: Rows scored per forward pass (bounds memory for large offline batches).
 CHUNK = 8192
 
@@ -171,7 +174,7 @@ def resolve_model_uri(uri: str, cache_dir: str | Path | None = None
                       ) -> tuple[Path, LoadedModelInfo]:
     """A local directory holding the model at `uri`, and where it came from."""
     local = Path(uri.removeprefix("file://"))
-    if "://" not in uri or uri.startswith("file://"):
+    if uri.startswith("file://") or not _URI_SCHEME.match(uri):
         if not local.exists():
             raise ModelLoadError(f"model directory {local} does not exist")
         return find_checkpoint(local), LoadedModelInfo(uri, run_id=_mlmodel_run_id(local))

@@ -40,10 +40,12 @@ def time_split(timestamps: pd.Series | np.ndarray, validation: float = 0.15,
     values = ts.to_numpy(dtype="datetime64[us]").astype(np.int64)
     if len(values) < 10:
         raise TrainingDataError(f"need at least 10 rows to split, got {len(values)}")
-    cut_val, cut_test = np.quantile(values, [1 - validation - test, 1 - test],
-                                    method="lower" if test else "linear")
-    if not test:
-        cut_test = values.max() + 1
+    ordered, n = np.sort(values), len(values)
+    # Cut at the event time of the row at each share's position; rows sharing that time all
+    # go to the later part, so equal timestamps never straddle a cut.
+    cut_val = ordered[min(round(n * (1 - validation - test)), n - 1)]
+    position = round(n * (1 - test))
+    cut_test = ordered[position] if position < n else ordered[-1] + 1
     parts = [np.flatnonzero(values < cut_val),
              np.flatnonzero((values >= cut_val) & (values < cut_test)),
              np.flatnonzero(values >= cut_test)]

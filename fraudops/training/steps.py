@@ -53,7 +53,9 @@ def featurize_step(data_path: str | Path, out_dir: str | Path, seq_len: int,
     frame = select_window(load_frame(data_path), start, end)
     data = featurize(frame, seq_len)
     data.save(out_dir)
-    meta = {"data_path": str(data_path), "data_version": tracking.data_version(data_path),
+    version = tracking.data_version(data_path)
+    meta = {"data_path": str(data_path), "data_version": version["version"],
+            "data_md5": version["md5"],
             "rows": len(data), "labelled_rows": int((data.labels >= 0).sum()),
             "fraud_rows": int((data.labels == 1).sum()), "feature_dim": data.spec.dim,
             "window_start": str(start) if start else None, "window_end": str(end) if end else None}
@@ -106,7 +108,7 @@ def register_step(features_dir: str | Path, models_dir: str | Path, report_dir: 
     meta = data_meta(features_dir)
     tags = {tracking.TAG_DATA_VERSION: meta.get("data_version"),
             tracking.TAG_GIT_COMMIT: tracking.git_commit(),
-            "fraudops.data_path": meta.get("data_path")}
+            "fraudops.data_md5": meta.get("data_md5"), "fraudops.data_path": meta.get("data_path")}
     params = {"config": config.model_dump(), "data": {k: v for k, v in meta.items()
                                                       if k != "data_path"}}
     files = {p.name: p for p in sorted(report_dir.iterdir()) if p.is_file()}

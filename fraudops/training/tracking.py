@@ -63,23 +63,30 @@ def connect(target: TrackingTarget) -> tuple[MlflowClient, str]:
     return client, exp_id
 
 
-def data_version(path: str | Path) -> str:
-    """The data set's DVC hash when `fraudops.data.versioning` provides one, else its md5."""
-    try:
-        from fraudops.data import versioning
-    except ImportError:
-        versioning = None
-    resolver = getattr(versioning, "data_version", None) if versioning else None
-    if resolver is not None:
-        try:
-            return str(resolver(path))
-        except Exception as error:  # noqa: BLE001 - lineage must not fail a training run
-            log.warning("DVC data version unavailable (%s); using md5", error)
+def file_md5(path: str | Path) -> str:
+    """md5 of a file's bytes (the data version when DVC does not track it)."""
     digest = hashlib.md5(usedforsecurity=False)
     with Path(path).open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
-    return f"md5:{digest.hexdigest()}"
+    return digest.hexdigest()
+
+
+def data_version(path: str | Path) -> dict[str, str]:
+    """Lineage of a data file: its DVC hash (``dvc:<md5>``, of the file or of the tracked
+    directory holding it) when DVC tracks it, else ``md5:<md5>`` of the bytes; plus the md5."""
+    from fraudops.data.versioning import DataVersionError
+    from fraudops.data.versioning import data_version as dvc_version
+
+    path = Path(path).resolve()
+    md5 = file_md5(path)
+    for candidate in (p for p in (path, *path.parents) if p.name):
+        try:
+            record = dvc_version(candidate)
+        except DataVersionError:
+            continue
+        return {"version": f"dvc:{record.md5}", "dvc_path": str(candidate), "md5": md5}
+    return {"version": f"md5:{md5}", "md5": md5}
 
 
 def git_commit() -> str | None:

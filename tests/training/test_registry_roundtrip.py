@@ -1,0 +1,106 @@
+"""Register -> alias -> gate -> load_scorer, against a real MLflow store (SQLite, PostgreSQL)."""
+
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+
+from fraudops.models import load_scorer
+from fraudops.settings import ModelNames
+from fraudops.training import registry, steps, tracking
+from fraudops.training.retrain import TrainingJob, run_training
+from fraudops.training.tracking import TrackingTarget
+
+NAMES = ModelNames()
+
+
+@pytest.fixture
+def sqlite_target(tmp_path) -> TrackingTarget:
+    return TrackingTarget(f"sqlite:///{tmp_path / 'mlflow.db'}",
+                          (tmp_path / "artifacts").as_uri(), "test")
+
+
+def _train(data_path, work, target, config):
+    return run_training(TrainingJob(data_path, work, target, NAMES, config))
+
+
+def _check_first_run(outcome, target):
+    client = MlflowClient(target.tracking_uri, target.tracking_uri)
+    assert outcome.promoted and outcome.champion_score is None
+    for name, version in ((NAMES.sequence, outcome.versions.sequence),
+                          (NAMES.autoencoder, outcome.versions.autoencoder)):
+        by_alias = client.get_model_version_by_alias(name, NAMES.champion_alias)
+        assert str(by_alias.version) == version
+        assert str(client.get_model_version_by_alias(name, NAMES.challenger_alias).version) == version
+        assert by_alias.tags[registry.TAG_DECISION] == "promoted"
+        assert float(by_alias.tags[registry.TAG_CHALLENGER_SCORE]) == pytest.approx(
+            outcome.challenger_score, abs=1e-6)
+    run = client.get_run(outcome.versions.run_id)
+    assert run.data.tags[tracking.TAG_DATA_VERSION].startswith(("md5:", "dvc:"))
+    assert run.data.tags[tracking.TAG_FEATURE_SPEC]
+    assert "sequence.auprc" in run.data.metrics
+    assert "config.sequence.epochs" in run.data.params
+    logged = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
+    assert "evaluation/pr_curve.png" in logged
+
+
+def test_register_gate_and_load_champion(small_data_path, tiny_config, sqlite_target, tmp_path):
+    first = _train(small_data_path, tmp_path / "w1", sqlite_target, tiny_config)
+    _check_first_run(first, sqlite_target)
+
+    scorer = load_scorer(f"models:/{NAMES.sequence}@champion",
+                         f"models:/{NAMES.autoencoder}@champion", device="cpu")
+    assert scorer.versions == {NAMES.sequence: first.versions.sequence,
+                               NAMES.autoencoder: first.versions.autoencoder}
+    local = load_scorer(str(first.models_dir / "sequence"), str(first.models_dir / "autoencoder"),
+                        device="cpu")
+    x = np.random.default_rng(0).normal(size=(3, scorer.seq_len, scorer.feature_dim))
+    mask = np.ones((3, scorer.seq_len), dtype=bool)
+    from_registry, from_dir = scorer.score(x, mask), local.score(x, mask)
+    np.testing.assert_allclose(from_registry.fraud_probability, from_dir.fraud_probability)
+    assert list(from_registry.decision) == list(from_dir.decision)
+
+    # The same models again: equal score, not better by the margin -> champion stays.
+    strict = tiny_config.model_copy(update={"gate_margin": 0.05})
+    second = _train(small_data_path, tmp_path / "w2", sqlite_target, strict)
+    assert not second.promoted
+    assert second.champion_score == pytest.approx(first.challenger_score, abs=1e-6)
+    client = MlflowClient(sqlite_target.tracking_uri)
+    champion = client.get_model_version_by_alias(NAMES.sequence, NAMES.champion_alias)
+    challenger = client.get_model_version_by_alias(NAMES.sequence, NAMES.challenger_alias)
+    assert str(champion.version) == first.versions.sequence
+    assert str(challenger.version) == second.versions.sequence
+    assert challenger.tags[registry.TAG_DECISION] == "rejected"
+
+
+def test_pyfunc_flavour_predicts(small_data_path, tiny_config, sqlite_target, tmp_path):
+    outcome = _train(small_data_path, tmp_path / "w", sqlite_target, tiny_config)
+    model = mlflow.pyfunc.load_model(f"models:/{NAMES.sequence}/{outcome.versions.sequence}")
+    k, f = tiny_config.seq_len, model.metadata.get_input_schema().inputs[0].shape[-1]
+    out = model.predict({"sequences": np.zeros((2, k, f), np.float32),
+                         "mask": np.ones((2, k), bool)})
+    assert np.asarray(out).shape == (2,)
+
+
+def test_champion_with_other_features_is_not_comparable(small_data_path, tiny_config,
+                                                        sqlite_target, tmp_path):
+    first = _train(small_data_path, tmp_path / "w1", sqlite_target, tiny_config)
+    longer = tiny_config.model_copy(update={"seq_len": 6})
+    features = tmp_path / "f6"
+    steps.featurize_step(small_data_path, features, 6)
+    assert steps.champion_score(features, longer, NAMES) is None
+    assert first.promoted
+
+
+@pytest.mark.integration
+def test_postgresql_backend_store(postgres_url, small_data_path, tiny_config, tmp_path):
+    # The cluster configuration: MLflow metadata in PostgreSQL (artifacts stay local here;
+    # S3 in a cluster). The fixture's URL uses the psycopg 3 driver, which MLflow accepts.
+    target = TrackingTarget(postgres_url, (tmp_path / "artifacts").as_uri(), "pg")
+    outcome = _train(small_data_path, tmp_path / "w", target, tiny_config)
+    _check_first_run(outcome, target)
+    scorer = load_scorer(f"models:/{NAMES.sequence}@champion",
+                         f"models:/{NAMES.autoencoder}@champion", device="cpu")
+    assert scorer.versions[NAMES.sequence] == outcome.versions.sequence
