@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from datetime import date, datetime
 from pathlib import Path
+from typing import Annotated
 
 import pandas as pd
 import typer
@@ -14,7 +15,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from fraudops.data import frame as frame_layout
-from fraudops.data.generate import DRIFTS, GeneratorConfig, generate as generate_frame
+from fraudops.data.generate import DRIFTS, GeneratorConfig
+from fraudops.data.generate import generate as generate_frame
 
 #: Stages `generate` reports, plus writing the file.
 STAGES = ("population", "legitimate traffic", "fraud incidents", "drift", "assembling frame",
@@ -22,16 +24,17 @@ STAGES = ("population", "legitimate traffic", "fraud incidents", "drift", "assem
 
 
 def generate(
-    rows: int = typer.Option(100_000, "--rows", "-n", help="Number of transactions."),
-    seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same file."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output Parquet file."),
-    fraud_rate: float = typer.Option(0.015, help="Share of fraudulent rows (0-0.3)."),
-    start: str = typer.Option("2026-01-01", help="First day of the span (YYYY-MM-DD, UTC)."),
-    days: int = typer.Option(75, help="Length of the span in days."),
-    drift: str = typer.Option("none", help=f"Drift scenario: {', '.join(DRIFTS)}."),
-    drift_start: str = typer.Option(
-        "0.5", help="When drift begins: a fraction of the span (0-1) or an ISO datetime."),
-    progress: bool = typer.Option(True, help="Show a progress bar."),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output Parquet file.")],
+    rows: Annotated[int, typer.Option("--rows", "-n", help="Number of transactions.")] = 100_000,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same file.")] = 0,
+    fraud_rate: Annotated[float, typer.Option(help="Share of fraudulent rows (0-0.3).")] = 0.015,
+    start: Annotated[str, typer.Option(help="First day of the span (YYYY-MM-DD, UTC).")] = (
+        "2026-01-01"),
+    days: Annotated[int, typer.Option(help="Length of the span in days.")] = 75,
+    drift: Annotated[str, typer.Option(help=f"Drift scenario: {', '.join(DRIFTS)}.")] = "none",
+    drift_start: Annotated[str, typer.Option(
+        help="When drift begins: a fraction of the span (0-1) or an ISO datetime.")] = "0.5",
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Generate synthetic transactions with labelled fraud scenarios (and optional drift)."""
     console, errors = Console(), Console(stderr=True)
@@ -61,7 +64,7 @@ def _parse_drift_start(text: str) -> float | datetime:
     try:
         return float(text)
     except ValueError:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return datetime.fromisoformat(text)
 
 
 def summary_table(frame: pd.DataFrame, config: GeneratorConfig, out: Path,

@@ -20,8 +20,17 @@ from collections.abc import Callable
 import numpy as np
 
 from fraudops.data.population import (
-    AMOUNT_MULT, CAT, CH, COUNTRIES, COUNTRY_SHARE, Merchants, Population, Rows, concat_rows,
-    make_rows, take_rows,
+    AMOUNT_MULT,
+    CAT,
+    CH,
+    COUNTRIES,
+    COUNTRY_SHARE,
+    Merchants,
+    Population,
+    Rows,
+    concat_rows,
+    make_rows,
+    take_rows,
 )
 from fraudops.data.scenarios import Context, scenario_rows
 from fraudops.schema import Channel, MerchantCategory

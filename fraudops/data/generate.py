@@ -22,13 +22,31 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from fraudops.data import frame as frame_layout
 from fraudops.data.drift import DRIFTS, apply_drift
 from fraudops.data.population import (
-    AMOUNT_MULT, CATEGORIES, CH, CHANNELS, COUNTRIES, USUAL_SLOTS, USUAL_WEIGHTS, Population,
-    Rows, build_population, concat_rows, make_rows, new_devices,
+    AMOUNT_MULT,
+    CATEGORIES,
+    CH,
+    CHANNELS,
+    COUNTRIES,
+    USUAL_SLOTS,
+    USUAL_WEIGHTS,
+    Population,
+    Rows,
+    build_population,
+    concat_rows,
+    make_rows,
+    new_devices,
 )
-from fraudops.data.scenarios import ALL_SCENARIOS, DEFAULT_WEIGHTS, SCENARIOS, Context, fraud_rows
+from fraudops.data.scenarios import (
+    ALL_SCENARIOS,
+    DEFAULT_WEIGHTS,
+    SCENARIOS,
+    Context,
+    fraud_rows,
+    lookalike_rows,
+)
 from fraudops.schema import Channel
 
-__all__ = ["DRIFTS", "SCENARIOS", "ALL_SCENARIOS", "GeneratorConfig", "generate"]
+__all__ = ["ALL_SCENARIOS", "DRIFTS", "SCENARIOS", "GeneratorConfig", "generate"]
 
 DAY = 86400.0
 #: Relative volume Monday..Sunday (Friday/Saturday shopping peaks, quiet Sunday).
@@ -39,6 +57,8 @@ HOUR_PROFILE = np.array([0.5, 0.3, 0.2, 0.2, 0.25, 0.5, 1.2, 2.5, 4, 5, 5.5, 6, 
 #: Legitimate row kinds: purchase, transfer, ATM withdrawal, cash-out.
 KIND_SHARE = np.array([0.935, 0.035, 0.024, 0.006])
 PURCHASE, TRANSFER, ATM, CASH_OUT = range(4)
+#: Share of legitimate rows from fraud-like episodes (sprees, new phones, in-app purchases).
+LOOKALIKE_SHARE = 0.015
 DIGITAL = np.isin(np.arange(len(CHANNELS)),
                   [CH[Channel.ONLINE], CH[Channel.TRANSFER], CH[Channel.CASH_OUT]])
 
@@ -109,7 +129,11 @@ def generate(config: GeneratorConfig, progress: Progress | None = None) -> pd.Da
     population = build_population(streams[0], config.rows, span)
     n_fraud = round(config.rows * config.fraud_rate)
     report("legitimate traffic")
-    legit = legit_rows(streams[1], population, config.rows - n_fraud, config.start.weekday())
+    n_lookalike = round((config.rows - n_fraud) * LOOKALIKE_SHARE)
+    legit = legit_rows(streams[1], population, config.rows - n_fraud - n_lookalike,
+                       config.start.weekday())
+    legit = concat_rows([legit, lookalike_rows(Context.build(population, legit), streams[1],
+                                               n_lookalike)])
     report("fraud incidents")
     fraud = fraud_rows(Context.build(population, legit), streams[2], n_fraud,
                        config.scenario_weights)
@@ -145,7 +169,7 @@ def legit_rows(rng: np.random.Generator, pop: Population, n: int, weekday0: int)
 
 def _timestamps(rng: np.random.Generator, pop: Population, account: np.ndarray,
                 weekday0: int) -> np.ndarray:
-    n, days = len(account), int(round(pop.span_seconds / DAY))
+    n, days = len(account), round(pop.span_seconds / DAY)
     day_weights = WEEKDAY_WEIGHTS[(weekday0 + np.arange(days)) % 7]
     day = rng.choice(days, n, p=day_weights / day_weights.sum())
     acc = pop.accounts

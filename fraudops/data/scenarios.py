@@ -15,8 +15,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fraudops.data.population import (
-    CAT, CH, RISKY_COUNTRIES, Population, Rows, concat_rows, far_country, make_rows,
-    merchants_in, new_devices, take_rows,
+    CAT,
+    CH,
+    RISKY_COUNTRIES,
+    Population,
+    Rows,
+    concat_rows,
+    far_country,
+    make_rows,
+    merchants_in,
+    new_devices,
+    take_rows,
 )
 from fraudops.schema import Channel, MerchantCategory
 
@@ -189,7 +198,14 @@ def scenario_rows(name: str, ctx: Context, rng: np.random.Generator, budget: int
 
     `incident` draws one incident; by default the training scenario of that name.
     """
-    incident = incident or INCIDENTS[name]
+    rows = _incident_rows(incident or INCIDENTS[name], ctx, rng, budget)
+    rows["label"][:] = 1
+    rows["scenario"][:] = ALL_SCENARIOS.index(name)
+    return rows
+
+
+def _incident_rows(incident: Incident, ctx: Context, rng: np.random.Generator,
+                   budget: int) -> Rows:
     parts, total, misses = [], 0, 0
     while total < budget and misses < 50:
         rows = incident(ctx, rng)
@@ -198,10 +214,52 @@ def scenario_rows(name: str, ctx: Context, rng: np.random.Generator, budget: int
         total += len(rows["account"])
     rows = concat_rows(parts)
     rows = take_rows(rows, np.arange(min(budget, len(rows["account"]))))
-    rows["label"][:] = 1
-    rows["scenario"][:] = ALL_SCENARIOS.index(name)
     rows["amount"] = np.round(np.maximum(rows["amount"], 0.01), 2)
     return rows
+
+
+def shopping_spree(ctx: Context, rng: np.random.Generator) -> Rows:
+    """Legitimate: a burst of bigger purchases at new shops (sales day), on the own phone."""
+    acc = ctx.population.accounts
+    a = int(rng.integers(len(acc)))
+    n = int(rng.integers(3, 8))
+    return make_rows(np.full(n, a), ts=_burst(rng, ctx.incident_time(rng), n, 900.0),
+                     amount=acc.spend[a] * rng.uniform(1.5, 6, n),
+                     merchant=ctx.pick(rng, "high_value", n), channel=CH[Channel.ONLINE],
+                     country=acc.home[a], device=acc.devices[a, 0])
+
+
+def new_phone(ctx: Context, rng: np.random.Generator) -> Rows:
+    """Legitimate: first purchases from a new phone or laptop, some at new shops."""
+    acc = ctx.population.accounts
+    a = int(rng.integers(len(acc)))
+    n = int(rng.integers(1, 4))
+    return make_rows(np.full(n, a), ts=_burst(rng, ctx.incident_time(rng), n, 1800.0),
+                     amount=acc.spend[a] * np.exp(rng.normal(0.5, 0.7, n)),
+                     merchant=ctx.pick(rng, "high_value", n), channel=CH[Channel.ONLINE],
+                     country=acc.home[a], device=new_devices(rng, 1)[0])
+
+
+def micro_purchases(ctx: Context, rng: np.random.Generator) -> Rows:
+    """Legitimate: several tiny in-app purchases at one digital shop within the hour."""
+    acc = ctx.population.accounts
+    a = int(rng.integers(len(acc)))
+    n = int(rng.integers(3, 9))
+    return make_rows(np.full(n, a), ts=_burst(rng, ctx.incident_time(rng), n, 300.0),
+                     amount=rng.choice([0.99, 1.99, 2.99, 4.99], n),
+                     merchant=ctx.pick(rng, "testing", 1)[0], channel=CH[Channel.ONLINE],
+                     country=acc.home[a], device=acc.devices[a, 0])
+
+
+#: Legitimate behaviour that looks a bit like fraud, so no single signal separates the classes.
+LOOKALIKES = (shopping_spree, new_phone, micro_purchases)
+
+
+def lookalike_rows(ctx: Context, rng: np.random.Generator, total: int) -> Rows:
+    """`total` legitimate rows from fraud-like but innocent episodes (label 0)."""
+    budgets = np.full(len(LOOKALIKES), total // len(LOOKALIKES))
+    budgets[: total - budgets.sum()] += 1
+    return concat_rows([_incident_rows(f, ctx, rng, int(b)) for f, b in zip(LOOKALIKES, budgets)])
 
 
 def fraud_rows(ctx: Context, rng: np.random.Generator, total: int,
