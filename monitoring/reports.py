@@ -1,7 +1,9 @@
 """Drift reports on disk (or S3) in the layout the gateway lists, and in MLflow.
 
     <reports_dir>/<report_id>/report.html    Evidently data + score drift
-    <reports_dir>/<report_id>/report.json    {"summary": figures, "decision": ..., "evidently": ...}
+    <reports_dir>/<report_id>/report.json    the gateway's keys (created_at, dataset_drift,
+                                             drift_share, drifted_columns), then "summary"
+                                             (all figures), "decision", "evidently"
     <reports_dir>/<report_id>/quality.html   Evidently classification quality (labels arrived)
 
 A local directory by default; any fsspec URL (``s3://bucket/drift``, needs s3fs) in a cluster.
@@ -30,8 +32,13 @@ def render(comparison: Comparison, decision: dict | None, directory: Path) -> li
     directory.mkdir(parents=True, exist_ok=True)
     comparison.drift_snapshot.save_html(str(directory / REPORT_HTML))
     files = [directory / REPORT_HTML]
-    body: dict[str, Any] = {"summary": comparison.result.to_dict(), "decision": decision,
-                            "evidently": comparison.drift_snapshot.dict()}
+    result = comparison.result
+    body: dict[str, Any] = {
+        "report_id": result.report_id, "created_at": result.created_at,
+        "dataset_drift": bool(decision and decision.get("drifted")),
+        "drift_share": result.drift_share, "drifted_columns": result.drifted_features,
+        "summary": result.to_dict(), "decision": decision,
+        "evidently": comparison.drift_snapshot.dict()}
     if comparison.quality_snapshot is not None:
         comparison.quality_snapshot.save_html(str(directory / QUALITY_HTML))
         body["evidently_quality"] = comparison.quality_snapshot.dict()

@@ -75,6 +75,11 @@ def test_report_files_decision_log_and_metrics(drifted_platform, settings_for, d
     body = json.loads((folder / "report.json").read_text())
     assert body["summary"]["report_id"] == outcome.report_id == folder.name
     assert body["summary"]["drift_share"] == pytest.approx(outcome.drift_share)
+    # The keys the gateway lists (serving/gateway/reports.py).
+    assert body["drift_share"] == pytest.approx(outcome.drift_share)
+    assert body["drifted_columns"] == outcome.drifted_features and "amount_log" in body[
+        "drifted_columns"]
+    assert body["dataset_drift"] is True and body["created_at"].startswith("20")
     assert {c["column"] for c in body["summary"]["features"]} == set(
         settings.drift.numeric_features + settings.drift.categorical_features)
     assert body["decision"]["decision"] in ("hold", "trigger")
@@ -90,6 +95,16 @@ def test_report_files_decision_log_and_metrics(drifted_platform, settings_for, d
         filter_string=f"tags.`fraudops.report_id` = '{outcome.report_id}'")
     assert len(runs) == 1 and runs[0].data.metrics["drift_share"] == pytest.approx(
         outcome.drift_share)
+
+
+def test_gateway_lists_the_report(drifted_platform, settings_for, day):
+    from serving.gateway.reports import DriftReports
+
+    outcome = _job(drifted_platform, settings_for(drifted_platform, log_to_mlflow=False)).check(
+        day(drifted_platform, 28))
+    listed = {r.report_id: r for r in DriftReports(drifted_platform.home / "drift-reports").list()}
+    assert listed[outcome.report_id].html and listed[outcome.report_id].dataset_drift is True
+    assert listed[outcome.report_id].drift_share == pytest.approx(outcome.drift_share)
 
 
 def test_window_with_too_few_rows_is_skipped_and_logged(drifted_platform, settings_for, day):
