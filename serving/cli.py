@@ -71,3 +71,7 @@ def gateway(
         raise typer.Exit(2) from error
     uvicorn.run(application, host=settings.gateway.host, port=settings.gateway.port,
                 log_level=settings.log_level.lower())
+
+
+if __name__ == "__main__":  # `python -m serving.cli predictor` (what the container runs)
+    app()

@@ -43,7 +43,7 @@ def predictor_factory(tmp_path: Path) -> Iterator[PredictorFactory]:
         }
         url = f"http://127.0.0.1:{port}"
         log_path = tmp_path / f"predictor-{port}.log"
-        process = start_service(["serve", "predictor"], settings,
+        process = start_service(["predictor"], settings,
                                 f"{url}/v2/models/fraud-scorer/ready", log_path)
         started.append(process)
         return RunningService(url, process, log_path)
@@ -70,7 +70,7 @@ def predictor(tiny_models: ModelDirs, tmp_path_factory: pytest.TempPathFactory
     }
     url = f"http://127.0.0.1:{port}"
     log_path = tmp / "predictor.log"
-    process = start_service(["serve", "predictor"], env, f"{url}/v2/models/fraud-scorer/ready",
+    process = start_service(["predictor"], env, f"{url}/v2/models/fraud-scorer/ready",
                             log_path)
     yield RunningService(url, process, log_path)
     stop_process(process)

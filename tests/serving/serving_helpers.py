@@ -35,7 +35,8 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
-FRAUDOPS = Path(sys.executable).parent / "fraudops"
+#: The serving CLI (`fraudops serve ...` without the root CLI, which other units extend).
+SERVE = [sys.executable, "-m", "serving.cli"]
 
 
 @dataclass(frozen=True)
@@ -88,10 +89,10 @@ class RunningService:
 
 def start_service(args: list[str], env: dict[str, str], ready_url: str, log_path: Path,
                   timeout: float = 60.0) -> subprocess.Popen:
-    """Start `fraudops ...` as a subprocess and wait until `ready_url` answers 200."""
+    """Start `fraudops serve ...` as a subprocess and wait until `ready_url` answers 200."""
     full_env = {**os.environ, **env}
     with log_path.open("wb") as log:
-        process = subprocess.Popen([str(FRAUDOPS), *args], env=full_env, stdout=log,
+        process = subprocess.Popen([*SERVE, *args], env=full_env, stdout=log,
                                    stderr=subprocess.STDOUT, cwd=REPO_ROOT)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

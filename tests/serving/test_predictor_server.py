@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from serving_helpers import FRAUDOPS, ModelDirs, RunningService, random_batch, write_tiny_models
+from serving_helpers import SERVE, ModelDirs, RunningService, random_batch, write_tiny_models
 
 from fraudops import protocol
 from fraudops.features import FEATURE_SPEC_VERSION, build_spec
@@ -194,7 +194,7 @@ def test_refuses_a_model_of_another_feature_spec_version(tmp_path: Path) -> None
            "FRAUDOPS_PREDICTOR__SEQUENCE_MODEL_URI": str(dirs.sequence),
            "FRAUDOPS_PREDICTOR__AUTOENCODER_MODEL_URI": str(dirs.autoencoder),
            "FRAUDOPS_PREDICTOR__POLL_INTERVAL_S": "0", "PATH": "/usr/bin:/bin"}
-    result = subprocess.run([str(FRAUDOPS), "serve", "predictor", "--port", "1"], env=env, check=False,
+    result = subprocess.run([*SERVE, "predictor", "--port", "1"], env=env, check=False,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2, result.stderr[-2000:]
     assert "feature-spec version '0.0.1'" in result.stderr

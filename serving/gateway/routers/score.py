@@ -1,0 +1,50 @@
+"""`POST /v1/score`: a synchronous decision for one transaction (see `serving.gateway.scoring`)."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy.exc import SQLAlchemyError
+
+from fraudops.schema import Transaction
+from serving.gateway import queries
+from serving.gateway.deps import V1, Services, ServicesDep, StoreUnavailableError
+from serving.gateway.schemas import ScoreResponse
+from serving.gateway.scoring import build_sequence
+
+router = APIRouter(prefix=V1, tags=["scoring"])
+log = logging.getLogger(__name__)
+
+
+@router.post("/score", response_model=ScoreResponse,
+             responses={503: {"description": "Predictor unavailable or incompatible."}})
+async def score_transaction(transaction: Transaction, services: ServicesDep) -> ScoreResponse:
+    """Score one transaction against its account's stored history; nothing is produced or stored.
+
+    The transaction still has to go through `POST /v1/transactions` (or the topic) to become
+    part of the account's history and of the alert queue.
+    """
+    served = await services.predictor.features()
+    history, source = await run_in_threadpool(_history, services, transaction)
+    x, mask, used = build_sequence(served.spec, served.info.seq_len, history, transaction)
+    batch = await services.predictor.score(x, mask)
+    decision = batch.decision[0]
+    services.metrics.decisions.labels(decision).inc()
+    return ScoreResponse(
+        transaction_id=transaction.transaction_id, decision=decision,
+        fraud_probability=float(batch.fraud_probability[0]),
+        anomaly_score=float(batch.anomaly_score[0]), reason_codes=list(batch.reason_codes[0]),
+        model_version=batch.model_version, history_used=used, history_source=source)
+
+
+def _history(services: Services, transaction: Transaction) -> tuple[list[Transaction], str]:
+    limit = services.settings.gateway.score_history_limit
+    try:
+        store = services.store.get()
+        return queries.account_history(store, transaction.account_id, transaction.timestamp,
+                                       limit, exclude=transaction.transaction_id), "store"
+    except (StoreUnavailableError, SQLAlchemyError) as error:
+        log.warning("scoring %s without history: %s", transaction.transaction_id, error)
+        return [], "unavailable"

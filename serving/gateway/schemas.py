@@ -1,0 +1,131 @@
+"""Request and response bodies of the gateway's API (the OpenAPI schema is built from these)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from fraudops.schema import Identifier
+
+
+class Accepted(BaseModel):
+    """A transaction acknowledged by Kafka."""
+
+    transaction_id: str
+    topic: str
+    partition: int
+    offset: int
+
+
+class ScoreResponse(BaseModel):
+    """Synchronous decision for one transaction."""
+
+    transaction_id: str
+    decision: Literal["approve", "review", "block"]
+    fraud_probability: float
+    anomaly_score: float
+    reason_codes: list[str]
+    model_version: str | None
+    history_used: int = Field(description="Stored transactions of the account replayed first.")
+    history_source: Literal["store", "unavailable"] = Field(
+        description="'unavailable' when the store could not be read: scored without history.")
+
+
+class AlertOut(BaseModel):
+    """One alert (a transaction decided review or block)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    transaction_id: str
+    account_id: str
+    event_time: datetime
+    amount: float
+    decision: str
+    fraud_probability: float
+    anomaly_score: float
+    reason_codes: str
+    status: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class AlertPage(BaseModel):
+    items: list[AlertOut]
+    limit: int
+    offset: int
+    next_offset: int | None = Field(description="Offset of the next page; null on the last.")
+
+
+class LabelOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    label: int
+    source: str
+    analyst: str | None
+    note: str | None
+    labelled_at: datetime
+
+
+class AlertDetail(AlertOut):
+    transaction: dict | None = Field(description="The transaction as the consumer received it.")
+    model_version: str | None
+    label: LabelOut | None
+
+
+class Verdict(StrEnum):
+    """An analyst's verdict on an alert."""
+
+    CONFIRMED_FRAUD = "confirmed_fraud"
+    LEGITIMATE = "legitimate"
+
+
+class FeedbackIn(BaseModel):
+    """An analyst confirms (fraud) or rejects (legitimate) an alert."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    transaction_id: Identifier
+    verdict: Verdict
+    analyst: Identifier | None = None
+    note: Annotated[str, Field(max_length=2000)] | None = None
+
+
+class FeedbackOut(BaseModel):
+    transaction_id: str
+    label: int
+    alert_status: str
+    topic: str
+    offset: int
+
+
+class DriftReportSummary(BaseModel):
+    """One drift report (fields other than `report_id` come from its report.json if present)."""
+
+    report_id: str
+    created_at: datetime | None = None
+    dataset_drift: bool | None = None
+    drift_share: float | None = None
+    drifted_columns: list[str] | None = None
+    html: bool
+
+
+class DriftReportPage(BaseModel):
+    items: list[DriftReportSummary]
+    limit: int
+    offset: int
+    total: int
+
+
+class ComponentStatus(BaseModel):
+    ok: bool
+    detail: str = ""
+
+
+class Readiness(BaseModel):
+    ready: bool
+    kafka: ComponentStatus
+    store: ComponentStatus
+    predictor: ComponentStatus
