@@ -130,8 +130,9 @@ def make_rows(account: np.ndarray, **columns: object) -> Rows:
               "country": np.int16, "device": np.int64, "label": np.int8, "scenario": np.int16}
     rows: Rows = {"account": np.asarray(account, dtype=np.int64)}
     for name, default in defaults.items():
-        value = columns.get(name, default)
-        rows[name] = np.broadcast_to(np.asarray(value, dtype=dtypes[name]), (n,)).copy()
+        column = np.empty(n, dtype=dtypes[name])
+        column[...] = columns.get(name, default)  # broadcasts scalars, copies arrays
+        rows[name] = column
     return rows
 
 

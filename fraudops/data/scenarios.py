@@ -59,6 +59,7 @@ class Context:
     anchors: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     #: Incidents start no earlier than this (seconds into the span); drift uses it.
     earliest: float = 0.0
+    store_pools: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     @classmethod
     def build(cls, population: Population, legit: Rows) -> Context:
@@ -172,7 +173,9 @@ def impossible_travel(ctx: Context, rng: np.random.Generator) -> Rows:
     a = int(ctx.legit["account"][anchor])
     n = int(rng.integers(1, 5))
     country = far_country(rng, int(acc.home[a]))
-    idx, p = merchants_in(m, country, CH[Channel.CARD_PRESENT], _STORE)
+    if country not in ctx.store_pools:
+        ctx.store_pools[country] = merchants_in(m, country, CH[Channel.CARD_PRESENT], _STORE)
+    idx, p = ctx.store_pools[country]
     t1 = ctx.legit["ts"][anchor] + rng.uniform(10, 90) * MINUTE
     ts = t1 + np.r_[0.0, np.cumsum(rng.exponential(12 * MINUTE, n - 1))]
     return make_rows(np.full(n, a), ts=ts, amount=acc.spend[a] * rng.uniform(2, 8, n),
