@@ -102,7 +102,7 @@ class DriftWatch:
         now = time.monotonic()
         try:
             self._platform.supervisor.finish_job(check)
-            result = json.loads(check.stdout_path.read_text()) if check.stdout_path else {}
+            result = parse_outcome(check.stdout_path.read_text() if check.stdout_path else "")
         except (ProcessFailedError, ValueError, OSError) as error:
             self.problems.append(f"drift check failed: {error}".splitlines()[0])
             self._platform.timeline.note(f"[red]drift check failed[/] (log: {check.log_path})")
@@ -149,6 +149,22 @@ class DriftWatch:
         if served != self.outcome.initial_versions and self.outcome.switched_at_s is None:
             self.outcome.switched_at_s = now - self._t0
             self._platform.timeline.note(f"[green]predictor switched to {served}[/] (live)")
+
+
+def parse_outcome(stdout: str) -> dict:
+    """The JSON outcome `fraudops drift check --json` printed, amid other lines.
+
+    MLflow prints run links to stdout, and the retraining it launches inherits that stdout
+    and writes after it; the outcome is the first top-level ``{`` ... ``}`` block.
+    """
+    lines = stdout.splitlines()
+    try:
+        start = lines.index("{")
+        end = lines.index("}", start)
+    except ValueError:
+        raise ValueError(f"no JSON outcome in the drift check's output: {stdout[:300]!r}") \
+            from None
+    return json.loads("\n".join(lines[start:end + 1]))
 
 
 def _alive(pid: int) -> bool:
