@@ -55,6 +55,10 @@ class TrainingOutcome:
         return bool(self.decision and self.decision.promote)
 
     @property
+    def run_id(self) -> str | None:
+        return self.versions.run_id if self.versions else None
+
+    @property
     def challenger_score(self) -> float | None:
         return self.decision.challenger_score if self.decision else None
 
@@ -82,12 +86,19 @@ class _Timer:
         return result
 
 
-def run_training(job: TrainingJob) -> TrainingOutcome:
-    """Featurize, train both models, evaluate, and (with a tracking target) register + gate."""
+def run_training(job: TrainingJob, features_dir: Path | None = None) -> TrainingOutcome:
+    """Featurize, train both models, evaluate, and (with a tracking target) register + gate.
+
+    `features_dir`: reuse featurized data (`fraudops features build`) instead of featurizing.
+    """
     work, cfg, timer = Path(job.work_dir), job.config, _Timer()
     dirs = {n: work / n for n in ("features", "sequence", "autoencoder", "models", "report")}
-    data = timer.run("featurize", steps.featurize_step, job.data_path, dirs["features"],
-                     cfg.seq_len, job.start, job.end)
+    if features_dir is not None:
+        dirs["features"] = Path(features_dir)
+        data = steps.data_meta(features_dir)
+    else:
+        data = timer.run("featurize", steps.featurize_step, job.data_path, dirs["features"],
+                         cfg.seq_len, job.start, job.end)
     timer.run("train_sequence", steps.train_step, "sequence", dirs["features"],
               dirs["sequence"], cfg)
     timer.run("train_autoencoder", steps.train_step, "autoencoder", dirs["features"],
@@ -102,3 +113,25 @@ def run_training(job: TrainingJob) -> TrainingOutcome:
                                      outcome.versions, cfg, job.target, job.names)
     outcome.seconds = timer.seconds
     return outcome
+
+
+def retrain(data_path: str, window_start: str | None = None, window_end: str | None = None,
+            work_dir: str | None = None, **_ignored: object) -> TrainingOutcome:
+    """Entry point for the drift trigger: ``fraudops.training.retrain:retrain`` with the
+    request's parameters as keyword arguments (unknown ones are ignored).
+
+    Reads the settings (MLflow store, home) from the environment, trains on the window
+    [window_start, window_end) of `data_path`, registers and gates.
+    """
+    import tempfile
+
+    from fraudops.training.settings import TrainingSettings
+
+    settings = TrainingSettings()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="retrain-",
+                                                                 dir=settings.home))
+    return run_training(TrainingJob(
+        Path(data_path), work, settings.tracking_target(), settings.mlflow.models,
+        start=datetime.fromisoformat(window_start) if window_start else None,
+        end=datetime.fromisoformat(window_end) if window_end else None))
