@@ -139,7 +139,7 @@ def gateway(layout: Layout) -> ProcessSpec:
     }
     return ProcessSpec(
         "gateway", (*fraudops_command(), "serve", "gateway"), env=env,
-        health=HttpCheck(f"{layout.gateway_url}/docs"), ready_timeout_s=60, grace_s=10,
+        health=HttpCheck(f"{layout.gateway_url}/healthz"), ready_timeout_s=60, grace_s=10,
         url=f"{layout.gateway_url}/docs")
 
 
