@@ -69,7 +69,7 @@ def test_dev_overlay_is_small_and_debug_logging_only_where_patched(built):
     assert deployments["fraudops-consumer"]["spec"]["replicas"] == 1
     assert env_of(docs, "Deployment", "gateway")["FRAUDOPS_LOG_LEVEL"] == "DEBUG"
     mlflow_env = env_of(docs, "Deployment", "mlflow")
-    assert mlflow_env["MLFLOW_BACKEND_STORE_URI"].startswith("postgresql://")
+    assert mlflow_env["MLFLOW_BACKEND_STORE_URI"].startswith("postgresql+psycopg://")
     isvc = next(d for d in docs if d["kind"] == "InferenceService")
     assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "RawDeployment"
 

@@ -274,7 +274,7 @@ fraudops/settings.py). Secrets are referenced with secretKeyRef, never copied in
 {{- else if .Values.postgresql.enabled }}
 {{ include "fraudops.env.secret" (dict "name" "PGPASSWORD" "secret" (include "fraudops.postgresSecret" .) "key" "password") }}
 - name: MLFLOW_BACKEND_STORE_URI
-  value: {{ printf "postgresql://%s@%s:5432/%s" .Values.postgresql.username (include "fraudops.postgresHost" .) .Values.postgresql.mlflowDatabase | quote }}
+  value: {{ printf "postgresql+psycopg://%s@%s:5432/%s" .Values.postgresql.username (include "fraudops.postgresHost" .) .Values.postgresql.mlflowDatabase | quote }}
 {{- else }}
 {{- fail "mlflow.backendStore.existingSecret is required unless postgresql.enabled is true" }}
 {{- end }}
