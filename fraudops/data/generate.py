@@ -29,6 +29,7 @@ from fraudops.data.population import (
     COUNTRIES,
     USUAL_SLOTS,
     USUAL_WEIGHTS,
+    Merchants,
     Population,
     Rows,
     build_population,
@@ -198,7 +199,7 @@ def _merchants(rng: np.random.Generator, pop: Population, account: np.ndarray,
     return merchant
 
 
-def _draw_local(rng: np.random.Generator, m, merchant: np.ndarray, rows: np.ndarray,
+def _draw_local(rng: np.random.Generator, m: Merchants, merchant: np.ndarray, rows: np.ndarray,
                 where: np.ndarray, allowed: np.ndarray) -> None:
     """Replace `merchant[rows]` by merchants of the row's country (or online ones) in place."""
     online = m.channel == CH[Channel.ONLINE]
