@@ -167,3 +167,9 @@ def settings_for():
 def day():
     """day(platform, n) -> the event time n days into the generated span."""
     return _day
+
+
+@pytest.fixture(scope="session")
+def champion_saver():
+    """save_champion(train_frame, directory) -> (sequence_dir, autoencoder_dir)."""
+    return save_champion

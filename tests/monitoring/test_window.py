@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -15,9 +16,9 @@ from monitoring.window import load_store_window, parse_events, window_bounds
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
 
-def _event(i: int, label: int | None = None) -> dict:
-    event = {"transaction_id": f"tx-{i}", "account_id": f"acc-{i % 3}",
-             "timestamp": (T0 + timedelta(hours=i)).isoformat().replace("+00:00", "Z"),
+def _event(i: int, label: int | None = None, t0: datetime = T0, prefix: str = "tx") -> dict:
+    event = {"transaction_id": f"{prefix}-{i}", "account_id": f"acc-{i % 3}",
+             "timestamp": (t0 + timedelta(hours=i)).isoformat().replace("+00:00", "Z"),
              "amount": 10.0 + i, "channel": "online", "merchant_category": "grocery",
              "extra": {"v1": float(i)}}
     if label is not None:
@@ -25,13 +26,13 @@ def _event(i: int, label: int | None = None) -> dict:
     return event
 
 
-def _fill(store: Store, hours: int = 48) -> None:
-    decisions = [DecisionRecord(f"tx-{i}", f"acc-{i % 3}", T0 + timedelta(hours=i), 10.0 + i,
-                                i / 100, i / 10, "approve", json.dumps(_event(i, label=i % 2)),
-                                model_version="m/1")
+def _fill(store: Store, hours: int = 48, t0: datetime = T0, prefix: str = "tx") -> None:
+    decisions = [DecisionRecord(f"{prefix}-{i}", f"acc-{i % 3}", t0 + timedelta(hours=i),
+                                10.0 + i, i / 100, i / 10, "approve",
+                                json.dumps(_event(i, i % 2, t0, prefix)), model_version="m/1")
                  for i in range(hours)]
     store.write_batch(BatchWrite(decisions=decisions))
-    store.add_labels([LabelRecord("tx-47", 1), LabelRecord("tx-46", 0)])
+    store.add_labels([LabelRecord(f"{prefix}-47", 1), LabelRecord(f"{prefix}-46", 0)])
 
 
 @pytest.fixture
@@ -84,10 +85,12 @@ def test_events_without_optional_fields_parse():
 
 @pytest.mark.integration
 def test_window_from_postgresql(postgres_url):
+    # The session's PostgreSQL database is shared: own ids and a time range nobody else uses.
     store = Store.from_url(postgres_url)
+    t0, prefix = datetime(2031, 7, 1, tzinfo=UTC), f"mon-{uuid.uuid4().hex[:6]}"
     try:
-        _fill(store)
-        start, end = window_bounds(store, timedelta(hours=4))
+        _fill(store, t0=t0, prefix=prefix)
+        start, end = window_bounds(store, timedelta(hours=4), end=t0 + timedelta(hours=48))
         window = load_store_window(store, start, end, timedelta(hours=1))
         assert window.rows == 4 and len(window.frame) == 5 and window.labels[-1] == 1
     finally:
