@@ -2,8 +2,9 @@
 """Render k8s/base/fraudops.yaml (plain manifests for users without Helm) from the Helm chart.
 
 The chart stays the single source of truth: this script renders it with k8s/base/chart-values.yaml
-and strips what only Helm uses (chart label, hook annotations). tests/k8s checks the committed
-file equals a fresh rendering, so run this after changing the chart:
+and strips what only Helm uses (chart label, hook annotations). It first syncs the monitoring
+files the chart embeds (tools/sync_chart_files.py). tests/k8s checks the committed file equals a
+fresh rendering, so run this after changing the chart or the monitoring files:
 
     python tools/render_k8s_base.py          # rewrite k8s/base/fraudops.yaml
     python tools/render_k8s_base.py --check  # exit 1 if it is out of date
@@ -18,6 +19,9 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import sync_chart_files
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHART = REPO_ROOT / "helm" / "fraudops"
@@ -59,6 +63,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="fail if the file is out of date")
     args = parser.parse_args()
+    if not args.check:
+        sync_chart_files.main([])
     fresh = render(find_helm())
     if args.check:
         if not OUTPUT.exists() or OUTPUT.read_text() != fresh:

@@ -32,10 +32,10 @@ def stale() -> list[str]:
             and (not copy.exists() or copy.read_bytes() != (REPO_ROOT / source).read_bytes())]
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="fail if a copy is out of date")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     outdated = stale()
     if args.check:
         for source in outdated:

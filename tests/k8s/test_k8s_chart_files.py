@@ -38,8 +38,8 @@ def test_sync_check_reports_a_stale_copy(tmp_path, monkeypatch):
     monkeypatch.setattr(sync_chart_files, "REPO_ROOT", tmp_path)
     monkeypatch.setattr(sync_chart_files, "SYNCED", {"src.json": copy})
     assert sync_chart_files.stale() == ["src.json"]
-    monkeypatch.setattr(sys, "argv", ["sync"])
-    assert sync_chart_files.main() == 0
+    assert sync_chart_files.main(["--check"]) == 1
+    assert sync_chart_files.main([]) == 0
     assert copy.read_text() == '{"a": 1}' and sync_chart_files.stale() == []
 
 
