@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -312,3 +315,18 @@ def test_score_with_nan_free_features_only(gateway: Gateway) -> None:
                                headers={"content-type": "application/json"})
     assert response.status_code == 200, response.text
     assert np.isfinite(response.json()["fraud_probability"])
+
+
+
+def test_openapi_fuzzing_finds_no_server_errors(gateway: Gateway, tmp_path: Path) -> None:
+    """Schemathesis (CLI) against the live gateway with real Kafka, predictor and store."""
+    report = tmp_path / "schemathesis.json"
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "schemathesis"), "run", f"{gateway.url}/openapi.json",
+         "--header", f"X-API-Key: {API_KEY}", "--checks", "not_a_server_error",
+         "--max-examples", "25", "--seed", "1", "--request-timeout", "30",
+         "--report", "ndjson", "--report-ndjson-path", str(report), "--no-color"],
+        capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    counts = re.search(r"(\d+) generated, (\d+) passed", result.stdout)
+    assert counts and counts[1] == counts[2] and int(counts[1]) > 100, result.stdout[-3000:]
