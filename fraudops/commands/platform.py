@@ -141,7 +141,12 @@ def _bring_up(platform: LocalPlatform, rows: int) -> None:
         platform.run_job(services.training_job(platform.layout, data.train_path), 1800)
         timeline.done("training", f"champion {platform.champion_versions()}")
     timeline.start("serving")
-    platform.start_units()
+    data_path = platform.layout.data / "transactions.parquet"
+    drift = services.drift_watch(platform.layout,
+                                 data_path=data_path if data_path.exists() else None)
+    monitor = platform.start_units(drift)
+    if monitor is not None:
+        platform.supervisor.wait_ready(monitor)
     timeline.done("serving")
 
 

@@ -34,12 +34,13 @@ class Ports:
     predictor: int
     gateway: int
     consumer_metrics: int
+    drift_metrics: int
 
     @classmethod
     def pick(cls) -> Ports:
         """Distinct free ports (asked of the OS one after another)."""
         chosen: list[int] = []
-        while len(chosen) < 5:
+        while len(chosen) < 6:
             port = free_port()
             if port not in chosen:
                 chosen.append(port)

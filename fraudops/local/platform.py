@@ -78,16 +78,21 @@ class LocalPlatform:
 
     # -- units ---------------------------------------------------------------------------------
 
-    def start_units(self, predictor_poll_s: float = 5.0) -> None:
-        """Predictor first (the others ask it for the model's shape), then consumer and gateway."""
+    def start_units(self, drift: ProcessSpec | None = None,
+                    predictor_poll_s: float = 5.0) -> ManagedProcess | None:
+        """Predictor first (the others ask it for the model's shape), then consumer and gateway;
+        the drift job (`drift`) is started last and not waited for (it is slow to import):
+        watch it with `Supervisor.poll_ready`."""
         supervisor = self._require()
         supervisor.start(services.predictor(self.layout, predictor_poll_s))
         self.timeline.note("predictor serving the champion")
         others = [supervisor.start(spec, wait=False)
                   for spec in (services.consumer(self.layout), services.gateway(self.layout))]
+        monitor = supervisor.start(drift, wait=False) if drift is not None else None
         for process in others:
             supervisor.wait_ready(process)
             self.timeline.note(f"{process.name} ready")
+        return monitor
 
     def run_job(self, spec: ProcessSpec, timeout_s: float) -> ManagedProcess:
         return self._require().run_job(spec, timeout_s)

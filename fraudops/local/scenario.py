@@ -13,16 +13,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
-
 from fraudops.local import services
 from fraudops.local.dataset import DemoData, prepare
 from fraudops.local.display import LiveStatus
-from fraudops.local.drift_watch import DriftWatch, DriftWatchConfig
+from fraudops.local.drift_watch import DriftWatch
 from fraudops.local.platform import LocalPlatform
 from fraudops.local.probe import StoreProbe, served_versions
 from fraudops.local.stream import StreamProducer, kafka_producer
 from fraudops.local.summary import Summary, summarize
+from fraudops.local.supervisor import ManagedProcess
 from fraudops.local.timeline import StepStatus, Timeline
 from fraudops.settings import TopicSettings
 
@@ -45,14 +44,14 @@ class DemoOptions:
     #: Seconds to wait for the consumer to catch up with the stream at the end.
     drain_timeout_s: float = 60.0
 
+    #: Seconds between two drift checks (the drift job sleeps this long after each).
+    drift_interval_s: float = 10.0
+    #: The drift check's current window, as a share of the stream's event-time span.
+    drift_window_share: float = 0.15
+
     @property
     def stream_rows(self) -> int:
         return max(1000, int(self.duration_s * self.rate))
-
-    def drift_watch(self) -> DriftWatchConfig:
-        """First check once a tenth of the run's drifted half has been decided, then repeat."""
-        half = self.duration_s / 2
-        return DriftWatchConfig(delay_s=max(8.0, half * 0.2), interval_s=max(10.0, half * 0.25))
 
 
 def timeline() -> Timeline:
@@ -68,13 +67,15 @@ class DemoRun:
         self.status = status
         self.timeline = platform.timeline
         self.probe = StoreProbe(platform.layout.store_url)
+        self._monitor: ManagedProcess | None = None
+        self._monitor_noted = False
 
     def run(self) -> Summary:
         """Every step in order; a failing step raises (the caller stops the platform)."""
         try:
             data = self._start_platform_and_data()
             self._step("training", self._train, data)
-            self._step("serving", self.platform.start_units)
+            self._monitor = self._step("serving", self._serve, data)
             producer, watch = self._stream(data)
             return self._summarize(data, producer, watch)
         finally:
@@ -123,6 +124,15 @@ class DemoRun:
         self.platform.run_job(spec, timeout_s=self.options.training_timeout_s)
         self.timeline.done("training", f"champion {self.platform.champion_versions()}")
 
+    def _serve(self, data: DemoData) -> ManagedProcess | None:
+        """The units, plus the drift job checking the latest share of the stream's event time."""
+        stamps = data.stream["timestamp"]
+        window_s = (stamps.iloc[-1] - stamps.iloc[0]).total_seconds() * \
+            self.options.drift_window_share
+        drift = services.drift_watch(self.platform.layout, data_path=data.train_path,
+                                     window_s=window_s, interval_s=self.options.drift_interval_s)
+        return self.platform.start_units(drift)
+
     def _stream(self, data: DemoData) -> tuple[StreamProducer, DriftWatch]:
         layout, options = self.platform.layout, self.options
         producer = StreamProducer(functools.partial(kafka_producer, layout.kafka_bootstrap),
@@ -133,8 +143,7 @@ class DemoRun:
         producer.start()
         started = time.monotonic()
         self.status.stream, self.status.stream_started_at = producer.progress, started
-        watch = DriftWatch(self.platform, options.drift_watch(), data.train_path,
-                           functools.partial(self._window_s, data, producer), started,
+        watch = DriftWatch(self.platform, services.decisions_log(layout), started,
                            self.status.drift)
         self._loop(producer, watch)
         return producer, watch
@@ -144,12 +153,12 @@ class DemoRun:
         settle_deadline = drained_at = None
         while True:
             self.platform.supervisor.check_alive()
+            self._check_monitor()
             self._refresh()
-            if producer.progress.drift_sent_at is not None:
-                watch.drift_started(producer.progress.drift_sent_at)
             watch.poll(self.status.served)
             if producer.done and self.timeline.steps["streaming"].status is StepStatus.RUNNING:
                 self.timeline.done("streaming", f"{producer.progress.sent:,} sent")
+                watch.stream_done = True
                 settle_deadline = time.monotonic() + self.options.settle_timeout_s
             if producer.done and drained_at is None and self._drained(producer):
                 drained_at = time.monotonic()
@@ -158,6 +167,14 @@ class DemoRun:
                 break
             time.sleep(LOOP_S)
         self._close_drift_step(watch)
+
+    def _check_monitor(self) -> None:
+        """The drift job starts slowly: note when it is up, fail if it dies."""
+        monitor = self._monitor
+        if monitor is not None and not self._monitor_noted and \
+                self.platform.supervisor.poll_ready(monitor):
+            self._monitor_noted = True
+            self.timeline.note("drift job watching the stream")
 
     def _drained(self, producer: StreamProducer) -> bool:
         progress = producer.progress
@@ -180,17 +197,9 @@ class DemoRun:
         else:
             self.timeline.fail("drift + retraining", "retraining or switch did not complete")
 
-    @staticmethod
-    def _window_s(data: DemoData, producer: StreamProducer) -> float:
-        """Event-time span from the drift point to the newest event sent: the check's window."""
-        stamps = data.stream["timestamp"]
-        newest = stamps.iloc[min(max(0, producer.progress.sent - 1), len(stamps) - 1)]
-        return max(60.0, (newest - pd.Timestamp(data.drift_start)).total_seconds())
-
     def _summarize(self, data: DemoData, producer: StreamProducer, watch: DriftWatch) -> Summary:
         self.timeline.start("summary")
         drift = watch.outcome
-        drift.report = drift.report or watch.report_location
         summary = summarize(data.stream, data.after_drift().to_numpy(), producer.sent_at,
                             self.probe.decisions(), producer.progress.elapsed_s, drift)
         summary.steps = {name: step.duration_s for name, step in self.timeline.steps.items()

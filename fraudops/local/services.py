@@ -156,29 +156,45 @@ def _pipeline_env(layout: Layout) -> dict[str, str]:
     return {"FRAUDOPS_KFP__PIPELINE_ROOT": str(layout.pipeline_root.resolve())}
 
 
-def drift_check(layout: Layout, *, window_s: float, data_path: Path,
-                sample_rows: int = 5000) -> ProcessSpec:
-    """`fraudops drift check --json`: compare the latest window with the champion's reference;
-    on drift it starts retraining (the same pipeline command) and returns at once."""
+def drift_watch(layout: Layout, *, data_path: Path | None, window_s: float | None = None,
+                interval_s: float = 300.0, sample_rows: int = 5000) -> ProcessSpec:
+    """`fraudops drift watch`: the drift job in a loop (one warm process, reference cached).
+
+    Each check compares the latest `window_s` of event time with the champion's reference and
+    appends a line to ``<drift-reports>/decisions.jsonl``; when the policy triggers, the job
+    starts the training pipeline itself (command launcher) and logs that process's pid.
+    """
     retrain_command = [*fraudops_command(), "pipeline", "run", "--local"]
     env = {
         **_pipeline_env(layout),
-        "FRAUDOPS_DRIFT__WINDOW": f"PT{int(max(60.0, window_s))}S",
-        "FRAUDOPS_DRIFT__REFERENCE_PATH": str(data_path.resolve()),
         "FRAUDOPS_DRIFT__REPORTS_DIR": str(layout.drift_reports.resolve()),
         "FRAUDOPS_DRIFT__SAMPLE_ROWS": str(sample_rows),
-        # The demo stream carries its ground truth, so quality can be judged right away.
+        # Synthetic streams carry their ground truth, so quality can be judged right away.
         "FRAUDOPS_DRIFT__EVENT_LABELS": "true",
         "FRAUDOPS_DRIFT__TRIGGER_RETRAINING": "true",
         "FRAUDOPS_RETRAIN__CONSECUTIVE_WINDOWS": "1",
-        "FRAUDOPS_RETRAIN__COOLDOWN": "PT0S",
+        # One retraining per run of the demo: the next may come after this long.
+        "FRAUDOPS_RETRAIN__COOLDOWN": "PT10M",
         "FRAUDOPS_RETRAIN__LAUNCHER": "command",
         "FRAUDOPS_RETRAIN__COMMAND": json.dumps(retrain_command),
         "FRAUDOPS_RETRAIN__WAIT_TIMEOUT_S": "0",
-        "FRAUDOPS_RETRAIN__EXTRA_PARAMS": json.dumps({"data_path": str(data_path.resolve())}),
     }
-    return ProcessSpec("drift-check", (*fraudops_command(), "drift", "check", "--json"),
-                       env=env, grace_s=10, separate_stdout=True)
+    if window_s is not None:
+        env["FRAUDOPS_DRIFT__WINDOW"] = f"PT{int(max(60.0, window_s))}S"
+    if data_path is not None:
+        env["FRAUDOPS_DRIFT__REFERENCE_PATH"] = str(data_path.resolve())
+        env["FRAUDOPS_RETRAIN__EXTRA_PARAMS"] = json.dumps({"data_path": str(data_path.resolve())})
+    port = layout.ports.drift_metrics
+    return ProcessSpec(
+        "drift", (*fraudops_command(), "drift", "watch", "--interval", f"{interval_s:g}",
+                  "--metrics-port", str(port)),
+        env=env, health=HttpCheck(f"http://127.0.0.1:{port}/metrics"), ready_timeout_s=120,
+        grace_s=10, url=f"http://127.0.0.1:{port}/metrics")
+
+
+def decisions_log(layout: Layout) -> Path:
+    """The drift job's decisions log (one JSON line per check)."""
+    return layout.drift_reports / "decisions.jsonl"
 
 
 def version_data(layout: Layout, data_path: Path) -> ProcessSpec:

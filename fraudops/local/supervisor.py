@@ -150,6 +150,25 @@ class Supervisor:
             time.sleep(POLL_S)
         process.state, process.ready_at = ProcessState.READY, time.monotonic()
 
+    def poll_ready(self, process: ManagedProcess) -> bool:
+        """Non-blocking readiness: True once healthy; raises if it exited or timed out."""
+        if process.state is ProcessState.READY:
+            return True
+        spec = process.spec
+        if not process.running:
+            process.state = ProcessState.FAILED
+            raise ProcessFailedError(spec.name, f"exited with status {process.returncode} "
+                                     "while starting", process.log_path, process.log_tail())
+        if spec.health is None or spec.health():
+            process.state, process.ready_at = ProcessState.READY, time.monotonic()
+            return True
+        if time.monotonic() > process.started_at + spec.ready_timeout_s:
+            process.state = ProcessState.FAILED
+            raise ProcessFailedError(spec.name, f"not ready at {spec.health.describe()} after "
+                                     f"{spec.ready_timeout_s:.0f} s", process.log_path,
+                                     process.log_tail())
+        return False
+
     def run_job(self, spec: ProcessSpec, timeout_s: float) -> ManagedProcess:
         """Run a one-shot command to completion; raise `JobFailedError` unless it exits 0."""
         process = self.start(spec, wait=False)

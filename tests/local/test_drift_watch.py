@@ -1,23 +1,79 @@
-"""Reading the drift job's outcome from its (noisy) standard output."""
+"""Following the drift job's decisions log: checks, the triggered retraining, the switch."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
+from pathlib import Path
 
-import pytest
-
-from fraudops.local.drift_watch import parse_outcome
-
-
-def test_outcome_is_found_between_mlflow_lines_and_the_retraining_output() -> None:
-    outcome = {"status": "checked", "drift_share": 0.5, "launch": {"run_id": "42"},
-               "decision": {"decision": "trigger"}}
-    stdout = ("🏃 View run drift-1 at: http://127.0.0.1:5000/#/experiments/2/runs/abc\n"
-              + json.dumps(outcome, indent=1) + "\n"
-              + "🏃 View run retrain at: http://...\n{'promoted': False}\n}\n")
-    assert parse_outcome(stdout) == outcome
+from fraudops.local.drift_watch import DriftWatch, LogTail
+from fraudops.local.summary import DriftOutcome
+from fraudops.local.timeline import Timeline
 
 
-def test_missing_outcome_is_a_clear_error() -> None:
-    with pytest.raises(ValueError, match="no JSON outcome"):
-        parse_outcome("Traceback (most recent call last):\n  boom\n")
+def _append(path: Path, text: str) -> None:
+    with path.open("a") as handle:
+        handle.write(text)
+
+
+def test_log_tail_returns_only_new_complete_lines(tmp_path: Path) -> None:
+    path = tmp_path / "decisions.jsonl"
+    tail = LogTail(path)
+    assert tail.read() == []  # no file yet
+    _append(path, '{"a": 1}\nnot json\n{"b": ')
+    assert tail.read() == [{"a": 1}]
+    assert tail.skipped == ["not json"]
+    _append(path, '2}\n')
+    assert tail.read() == [{"b": 2}]
+    assert tail.read() == []
+
+
+class _Registry:
+    """Stands in for the platform's MLflow alias lookups (the champion moves on promotion)."""
+
+    def __init__(self) -> None:
+        self.timeline = Timeline.of()
+        self.champion = "1/1"
+
+    def champion_versions(self) -> str:
+        return self.champion
+
+
+def test_watch_follows_trigger_retraining_promotion_and_switch(tmp_path: Path) -> None:
+    path = tmp_path / "decisions.jsonl"
+    platform = _Registry()
+    watch = DriftWatch(platform, path, time.monotonic(), DriftOutcome())
+    _append(path, json.dumps({"decision": "skipped", "reason": "too_few_rows"}) + "\n")
+    _append(path, json.dumps({"decision": "hold", "reason": "no_drift", "drift_share": 0.1,
+                              "drifted_features": [], "report_location": "/r/1"}) + "\n")
+    watch.poll("1/1")
+    assert watch.outcome.checks == 1 and watch.outcome.detected_at_s is None
+    retraining = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1)"])
+    _append(path, json.dumps({"decision": "trigger", "reason": "drift", "drift_share": 0.6,
+                              "drifted_features": ["amount_log"], "report_location": "/r/2",
+                              "launch": {"launcher": "command", "run_id": str(retraining.pid)}})
+            + "\n")
+    watch.poll("1/1")
+    assert watch.outcome.detected_at_s is not None and watch.retraining
+    assert watch.outcome.report == "/r/2" and not watch.finished
+    platform.champion = "2/2"  # the pipeline's gate promoted the challenger
+    retraining.wait()
+    watch.poll("1/1")
+    assert watch.outcome.retrained and watch.outcome.promoted and not watch.retraining
+    assert not watch.finished  # the predictor has not switched yet
+    watch.poll("2/2")
+    assert watch.outcome.switched_at_s is not None and watch.finished
+    assert (watch.outcome.initial_versions, watch.outcome.final_versions) == ("1/1", "2/2")
+
+
+def test_no_drift_finishes_after_two_checks_past_the_stream(tmp_path: Path) -> None:
+    path = tmp_path / "decisions.jsonl"
+    watch = DriftWatch(_Registry(), path, time.monotonic(), DriftOutcome())
+    watch.stream_done = True
+    for _ in range(2):
+        assert not watch.finished
+        _append(path, json.dumps({"decision": "hold", "reason": "no_drift"}) + "\n")
+        watch.poll(None)
+    assert watch.finished and watch.outcome.detected_at_s is None
