@@ -313,3 +313,14 @@ def test_schema_covers_every_value():
         return gaps
 
     assert walk(values, schema, "") == []
+
+
+def test_kafka_topics_live_in_the_strimzi_cluster_namespace(render):
+    docs = load_documents(render("strimzi", "--set", "strimzi.namespace=kafka",
+                                 "--set", "strimzi.cluster.create=false"))
+    assert {t["metadata"]["namespace"] for t in by_kind(docs, "KafkaTopic")} == {"kafka"}
+    consumer = next(d for d in by_kind(docs, "Deployment")
+                    if d["metadata"]["name"].endswith("consumer"))
+    env = {e["name"]: e.get("value") for e in
+           consumer["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["FRAUDOPS_KAFKA__BOOTSTRAP_SERVERS"] == "fraudops-kafka-kafka-bootstrap.kafka.svc:9092"

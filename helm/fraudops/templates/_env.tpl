@@ -6,9 +6,13 @@ fraudops/settings.py). Secrets are referenced with secretKeyRef, never copied in
 
 {{- define "fraudops.kafkaBootstrap" -}}
 {{- if .Values.kafka.bootstrapServers }}{{ .Values.kafka.bootstrapServers }}
-{{- else if .Values.strimzi.enabled }}{{ printf "%s-kafka-bootstrap.%s.svc:9092" .Values.strimzi.clusterName .Release.Namespace }}
+{{- else if .Values.strimzi.enabled }}{{ printf "%s-kafka-bootstrap.%s.svc:9092" .Values.strimzi.clusterName (include "fraudops.strimziNamespace" .) }}
 {{- else }}{{ fail "kafka.bootstrapServers is required unless strimzi.enabled is true" }}
 {{- end }}
+{{- end }}
+
+{{- define "fraudops.strimziNamespace" -}}
+{{- default .Release.Namespace .Values.strimzi.namespace }}
 {{- end }}
 
 {{- define "fraudops.mlflowTrackingUri" -}}
