@@ -143,7 +143,7 @@ def _bring_up(platform: LocalPlatform, rows: int) -> None:
     timeline.start("serving")
     data_path = platform.layout.data / "transactions.parquet"
     drift = services.drift_watch(platform.layout,
-                                 data_path=data_path if data_path.exists() else None)
+                                 reference_path=data_path if data_path.exists() else None)
     monitor = platform.start_units(drift)
     if monitor is not None:
         platform.supervisor.wait_ready(monitor)

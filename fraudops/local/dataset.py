@@ -28,10 +28,14 @@ class DemoData:
     """The training file and the stream (time-sorted frame) with the drift point."""
 
     train_path: Path
-    train_rows: int
+    train: pd.DataFrame
     stream: pd.DataFrame
     drift: str
     drift_start: datetime
+
+    @property
+    def train_rows(self) -> int:
+        return len(self.train)
 
     def after_drift(self) -> pd.Series:
         """Boolean mask of stream rows at or after the drift point."""
@@ -53,5 +57,18 @@ def prepare(out_dir: Path, train_rows: int, stream_rows: int, *, drift: str = "s
     train = frame[frame["timestamp"] < split]
     stream = frame[frame["timestamp"] >= split].reset_index(drop=True)
     train_path = frame_layout.write(train, out_dir / "transactions.parquet")
-    return DemoData(train_path=train_path, train_rows=len(train), stream=stream, drift=drift,
+    return DemoData(train_path=train_path, train=train, stream=stream, drift=drift,
                     drift_start=config.drift_start_datetime())
+
+
+def write_labelled(data: DemoData, streamed: int, path: Path) -> Path:
+    """The growing labelled data set: training rows plus the first `streamed` stream rows.
+
+    Retraining learns from it (the demo stream carries its ground truth, standing in for labels
+    that arrive later). Written to a temporary file and renamed, so a reader never sees half.
+    """
+    frame = pd.concat([data.train, data.stream.iloc[:streamed]], ignore_index=True)
+    partial = path.with_name(path.name + ".partial")
+    frame_layout.write(frame, partial)
+    partial.replace(path)
+    return path

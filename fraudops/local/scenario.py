@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fraudops.local import services
-from fraudops.local.dataset import DemoData, prepare
+from fraudops.local.dataset import DemoData, prepare, write_labelled
 from fraudops.local.display import LiveStatus
 from fraudops.local.drift_watch import DriftWatch
 from fraudops.local.platform import LocalPlatform
@@ -27,6 +27,8 @@ from fraudops.settings import TopicSettings
 
 STEPS = ("platform", "data", "training", "serving", "streaming", "drift + retraining", "summary")
 LOOP_S = 0.5
+#: How often the labelled data set (what retraining learns from) is extended during the stream.
+LABELLED_EVERY_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,8 @@ class DemoRun:
         self.probe = StoreProbe(platform.layout.store_url)
         self._monitor: ManagedProcess | None = None
         self._monitor_noted = False
+        self._labelled_path = platform.layout.data / "labelled.parquet"
+        self._labelled_at: float | None = None
 
     def run(self) -> Summary:
         """Every step in order; a failing step raises (the caller stops the platform)."""
@@ -129,8 +133,10 @@ class DemoRun:
         stamps = data.stream["timestamp"]
         window_s = (stamps.iloc[-1] - stamps.iloc[0]).total_seconds() * \
             self.options.drift_window_share
-        drift = services.drift_watch(self.platform.layout, data_path=data.train_path,
-                                     window_s=window_s, interval_s=self.options.drift_interval_s)
+        drift = services.drift_watch(
+            self.platform.layout, reference_path=data.train_path, window_s=window_s,
+            interval_s=self.options.drift_interval_s,
+            retrain_params={"data_path": str(self._labelled_path.resolve())})
         return self.platform.start_units(drift)
 
     def _stream(self, data: DemoData) -> tuple[StreamProducer, DriftWatch]:
@@ -140,21 +146,23 @@ class DemoRun:
                                   data.after_drift())
         self.timeline.start("streaming", f"{len(data.stream):,} transactions at {options.rate:g}/s")
         self.timeline.start("drift + retraining", "waiting for drifted traffic")
+        write_labelled(data, 0, self._labelled_path)  # retraining data, grown as we stream
         producer.start()
         started = time.monotonic()
         self.status.stream, self.status.stream_started_at = producer.progress, started
         watch = DriftWatch(self.platform, services.decisions_log(layout), started,
                            self.status.drift)
-        self._loop(producer, watch)
+        self._loop(data, producer, watch)
         return producer, watch
 
-    def _loop(self, producer: StreamProducer, watch: DriftWatch) -> None:
+    def _loop(self, data: DemoData, producer: StreamProducer, watch: DriftWatch) -> None:
         """Until the stream is sent and decided and the monitoring loop has played out."""
         settle_deadline = drained_at = None
         while True:
             self.platform.supervisor.check_alive()
             self._check_monitor()
             self._refresh()
+            self._grow_labelled(data, producer)
             watch.poll(self.status.served)
             if producer.done and self.timeline.steps["streaming"].status is StepStatus.RUNNING:
                 self.timeline.done("streaming", f"{producer.progress.sent:,} sent")
@@ -167,6 +175,15 @@ class DemoRun:
                 break
             time.sleep(LOOP_S)
         self._close_drift_step(watch)
+
+    def _grow_labelled(self, data: DemoData, producer: StreamProducer) -> None:
+        """Once drifted events flow, append what was streamed to the retraining data set."""
+        now = time.monotonic()
+        if producer.progress.drift_sent_at is None or (
+                self._labelled_at is not None and now - self._labelled_at < LABELLED_EVERY_S):
+            return
+        write_labelled(data, producer.progress.sent, self._labelled_path)
+        self._labelled_at = now
 
     def _check_monitor(self) -> None:
         """The drift job starts slowly: note when it is up, fail if it dies."""

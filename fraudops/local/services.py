@@ -156,8 +156,9 @@ def _pipeline_env(layout: Layout) -> dict[str, str]:
     return {"FRAUDOPS_KFP__PIPELINE_ROOT": str(layout.pipeline_root.resolve())}
 
 
-def drift_watch(layout: Layout, *, data_path: Path | None, window_s: float | None = None,
-                interval_s: float = 300.0, sample_rows: int = 5000) -> ProcessSpec:
+def drift_watch(layout: Layout, *, reference_path: Path | None, window_s: float | None = None,
+                interval_s: float = 300.0, sample_rows: int = 5000,
+                retrain_params: Mapping[str, str] | None = None) -> ProcessSpec:
     """`fraudops drift watch`: the drift job in a loop (one warm process, reference cached).
 
     Each check compares the latest `window_s` of event time with the champion's reference and
@@ -181,9 +182,14 @@ def drift_watch(layout: Layout, *, data_path: Path | None, window_s: float | Non
     }
     if window_s is not None:
         env["FRAUDOPS_DRIFT__WINDOW"] = f"PT{int(max(60.0, window_s))}S"
-    if data_path is not None:
-        env["FRAUDOPS_DRIFT__REFERENCE_PATH"] = str(data_path.resolve())
-        env["FRAUDOPS_RETRAIN__EXTRA_PARAMS"] = json.dumps({"data_path": str(data_path.resolve())})
+    if reference_path is not None:
+        # Used only when the champion's training run did not log where its data came from.
+        env["FRAUDOPS_DRIFT__REFERENCE_PATH"] = str(reference_path.resolve())
+    params = dict(retrain_params or {})
+    if reference_path is not None:
+        params.setdefault("data_path", str(reference_path.resolve()))
+    if params:
+        env["FRAUDOPS_RETRAIN__EXTRA_PARAMS"] = json.dumps(params)
     port = layout.ports.drift_metrics
     return ProcessSpec(
         "drift", (*fraudops_command(), "drift", "watch", "--interval", f"{interval_s:g}",
