@@ -9,8 +9,6 @@ import typer
 from consumers.app import ConsumerApp
 from consumers.settings import ConsumerSettings
 
-log = logging.getLogger(__name__)
-
 
 def consume(
     group_id: str | None = typer.Option(None, help="Consumer group (FRAUDOPS_CONSUMER__GROUP_ID)."),
@@ -22,6 +20,8 @@ def consume(
 ) -> None:
     """Score the transactions stream: decisions, alerts, notifications, analyst labels."""
     settings = ConsumerSettings()
+    for chatty in ("kafka", "httpx"):  # per-connection / per-request INFO lines
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     overrides = {name: value for name, value in (
         ("group_id", group_id), ("predictor_url", predictor_url), ("batch_size", batch_size),
         ("metrics_port", metrics_port)) if value is not None}

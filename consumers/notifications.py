@@ -6,18 +6,22 @@ row when the account already had `rate_limit_count` notifications within `rate_l
 of event time (event time keeps the decision deterministic when a batch is redone).
 
 Delivery (`Dispatcher`) reads pending rows after each commit, sends them and marks them `sent`.
-A crash between an SMTP/webhook accept and that mark can repeat one delivery; receivers can
-drop it: the email's Message-ID and the webhook's ``Idempotency-Key`` header are the dedupe key.
+Email closes the crash window almost entirely: the row is marked `sent` after the message body
+reached the SMTP server but BEFORE the terminating ``.`` (without which the server drops the
+message), so a crash can neither duplicate an email nor lose one, except in the single socket
+write of that dot. A webhook is marked after the 2xx answer: a crash in between repeats the POST
+once, with the same ``Idempotency-Key`` header (the dedupe key) so that the receiver can drop it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import smtplib
 import threading
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 from email.message import EmailMessage
 from typing import Protocol
@@ -97,17 +101,88 @@ class NotificationPlanner:
                                   payload=alert_payload(decision), status=status.value)
 
 
+OnCommit = Callable[[], None]
+
+
 class Sender(Protocol):
-    def send(self, notification: Notification) -> None: ...
+    """A channel. `send` calls `on_commit` at its point of no return (at most once)."""
+
+    def send(self, notification: Notification, on_commit: OnCommit) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class _CommitPointSMTP(smtplib.SMTP):
+    """SMTP whose DATA phase calls `on_commit` just before the terminating dot."""
+
+    on_commit: OnCommit | None = None
+
+    def data(self, msg: bytes | str) -> tuple[int, bytes]:
+        self.putcmd("data")
+        code, reply = self.getreply()
+        if code != 354:
+            raise smtplib.SMTPDataError(code, reply)
+        body = msg.encode("ascii") if isinstance(msg, str) else msg
+        body = re.sub(rb"(?m)^\.", b"..", body)  # dot-stuffing (RFC 5321 4.5.2)
+        if not body.endswith(b"\r\n"):
+            body += b"\r\n"
+        self.send(body)
+        if self.on_commit is not None:
+            self.on_commit()
+        self.send(b".\r\n")
+        return self.getreply()
 
 
 class EmailSender:
-    """Sends one email per alert over SMTP (STARTTLS and login when configured)."""
+    """Sends one email per alert over SMTP (STARTTLS and login when configured).
+
+    The connection is kept open while the dispatcher drains the outbox and closed afterwards.
+    """
 
     def __init__(self, settings: NotifySection) -> None:
         self.settings = settings
+        self._smtp: _CommitPointSMTP | None = None
 
-    def send(self, notification: Notification) -> None:
+    def send(self, notification: Notification, on_commit: OnCommit) -> None:
+        message = self._message(notification)
+        try:
+            self._transmit(message, on_commit)
+        except smtplib.SMTPServerDisconnected:
+            self.close()  # the server dropped an idle connection: one fresh attempt
+            self._send_fresh(message, on_commit)
+        except (OSError, smtplib.SMTPException) as error:
+            self.close()
+            raise NotificationError(f"SMTP {self.settings.smtp_host}:{self.settings.smtp_port}: "
+                                    f"{error!r}") from error
+
+    def _send_fresh(self, message: EmailMessage, on_commit: OnCommit) -> None:
+        try:
+            self._transmit(message, on_commit)
+        except (OSError, smtplib.SMTPException) as error:
+            self.close()
+            raise NotificationError(f"SMTP {self.settings.smtp_host}:{self.settings.smtp_port}: "
+                                    f"{error!r}") from error
+
+    def _transmit(self, message: EmailMessage, on_commit: OnCommit) -> None:
+        smtp = self._connection()
+        smtp.on_commit = on_commit
+        try:
+            smtp.send_message(message)
+        finally:
+            smtp.on_commit = None
+
+    def _connection(self) -> _CommitPointSMTP:
+        if self._smtp is None:
+            s = self.settings
+            smtp = _CommitPointSMTP(s.smtp_host, s.smtp_port, timeout=s.timeout_s)
+            if s.smtp_starttls:
+                smtp.starttls()
+            if s.smtp_username and s.smtp_password is not None:
+                smtp.login(s.smtp_username, s.smtp_password.get_secret_value())
+            self._smtp = smtp
+        return self._smtp
+
+    def _message(self, notification: Notification) -> EmailMessage:
         s = self.settings
         doc = json.loads(notification.payload)
         message = EmailMessage()
@@ -117,15 +192,16 @@ class EmailSender:
         message["To"] = ", ".join(s.email_to)
         message["Message-ID"] = f"<{notification.dedupe_key.replace(':', '.')}@fraudops>"
         message.set_content(json.dumps(doc, indent=2))
-        try:
-            with smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=s.timeout_s) as smtp:
-                if s.smtp_starttls:
-                    smtp.starttls()
-                if s.smtp_username and s.smtp_password is not None:
-                    smtp.login(s.smtp_username, s.smtp_password.get_secret_value())
-                smtp.send_message(message)
-        except (OSError, smtplib.SMTPException) as error:
-            raise NotificationError(f"SMTP {s.smtp_host}:{s.smtp_port}: {error!r}") from error
+        return message
+
+    def close(self) -> None:
+        """Close the SMTP connection (if any)."""
+        if self._smtp is not None:
+            try:
+                self._smtp.quit()
+            except (OSError, smtplib.SMTPException):
+                pass
+            self._smtp = None
 
 
 class WebhookSender:
@@ -138,7 +214,7 @@ class WebhookSender:
         self.url = settings.webhook_url
         self._http = httpx.Client(timeout=settings.timeout_s, headers=headers, transport=transport)
 
-    def send(self, notification: Notification) -> None:
+    def send(self, notification: Notification, on_commit: OnCommit) -> None:
         try:
             response = self._http.post(self.url, content=notification.payload,
                                        headers={"idempotency-key": notification.dedupe_key})
@@ -146,6 +222,7 @@ class WebhookSender:
             raise NotificationError(f"webhook {self.url}: {error!r}") from error
         if response.status_code >= 300:
             raise NotificationError(f"webhook {self.url}: HTTP {response.status_code}")
+        on_commit()
 
     def close(self) -> None:
         self._http.close()
@@ -184,8 +261,15 @@ class Dispatcher:
         sender = self.senders.get(row.channel)
         if sender is None:
             return False  # channel switched off since the row was planned: leave it pending
+        committed = False
+
+        def commit() -> None:
+            nonlocal committed
+            self.store.mark_notification(row.dedupe_key, NotificationStatus.SENT)
+            committed = True
+
         try:
-            sender.send(row)
+            sender.send(row, commit)
         except NotificationError as error:
             final = row.attempts + 1 >= self.max_attempts
             status = NotificationStatus.FAILED if final else NotificationStatus.PENDING
@@ -193,7 +277,8 @@ class Dispatcher:
             self._count(row.channel, "failed" if final else "retry")
             log.warning("notification %s not delivered: %s", row.dedupe_key, error)
             return False
-        self.store.mark_notification(row.dedupe_key, NotificationStatus.SENT)
+        if not committed:
+            commit()
         self._count(row.channel, "sent")
         return True
 
@@ -219,10 +304,14 @@ class Dispatcher:
     def _drain(self, page: int = 200) -> None:
         # Go on while full pages get delivered; a failing channel waits for the next wake-up
         # (at least `idle_s`) instead of burning its attempts in a tight loop.
-        while True:
-            tried, delivered = self.run_once(limit=page)
-            if tried < page or delivered == 0:
-                return
+        try:
+            while True:
+                tried, delivered = self.run_once(limit=page)
+                if tried < page or delivered == 0:
+                    return
+        finally:
+            for sender in self.senders.values():
+                sender.close()
 
     def _loop(self) -> None:
         while True:

@@ -21,8 +21,11 @@ from fraudops.store import BatchWrite, DecisionRecord, Store
 class _Inbox:
     def __init__(self) -> None:
         self.messages: list = []
+        self.reject = False
 
     async def handle_DATA(self, server, session, envelope):
+        if self.reject:
+            return "554 Transaction failed"
         self.messages.append(message_from_bytes(envelope.content))
         return "250 OK"
 
@@ -131,3 +134,19 @@ def test_smtp_down_keeps_notification_pending(store: Store) -> None:
     assert Dispatcher(store, senders_for(settings)).run_once() == (1, 0)
     pending, = store.notifications(status="pending")
     assert "SMTP" in pending.last_error
+
+
+@pytest.mark.integration
+def test_email_rejected_at_end_of_data_stays_pending(store: Store, smtp) -> None:
+    port, inbox = smtp
+    settings = NotifySection(smtp_host="127.0.0.1", smtp_port=port, email_to=["ops@bank.test"])
+    plan_and_store(store, settings, [alert(1)])
+    inbox.reject = True  # the row is marked sent before the final dot, then the server refuses
+    dispatcher = Dispatcher(store, senders_for(settings))
+    assert dispatcher.run_once() == (1, 0)
+    pending, = store.notifications(status="pending")
+    assert "554" in pending.last_error
+    inbox.reject = False
+    assert dispatcher.run_once() == (1, 1)
+    body = inbox.messages[0].get_payload()
+    assert json.loads(body)["transaction_id"] == "tx-1"
