@@ -1,0 +1,187 @@
+"""Predictor latency and throughput over loopback HTTP (the real `fraud-scorer` model server).
+
+Starts `python -m serving.cli predictor` on a free port with models of the default
+architecture (untrained weights: timing does not depend on their values; pass
+``--sequence-model-uri``/``--autoencoder-model-uri`` to time registered models), then measures
+
+* single transaction per V2 request (binary and JSON), sequential keep-alive requests with a
+  minimal stdlib client (http.client) so the client adds as little as possible: p50/p90/p99;
+* batch throughput (sequences/s) at the given batch sizes, JSON vs binary tensor encoding.
+
+    python benchmarks/bench_predictor.py --out predictor.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from fraudops import protocol
+from fraudops.features import DEFAULT_SEQ_LEN, build_spec
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def write_default_models(directory: Path, seq_len: int) -> tuple[Path, Path]:
+    """Default-architecture models (fitted normalisation on random rows) in checkpoint format."""
+    import torch
+
+    from fraudops.models import (
+        LSTMCNN,
+        Autoencoder,
+        AutoencoderConfig,
+        DecisionPolicy,
+        LSTMCNNConfig,
+        ModelBundle,
+        save_checkpoint,
+    )
+
+    spec = build_spec()
+    torch.manual_seed(0)
+    rows = np.random.default_rng(0).normal(size=(1024, spec.dim)).astype(np.float32)
+    sequence = LSTMCNN(LSTMCNNConfig(input_dim=spec.dim)).eval()
+    sequence.normalize.fit(rows)
+    autoencoder = Autoencoder(AutoencoderConfig(input_dim=spec.dim)).eval()
+    autoencoder.normalize.fit(rows)
+    autoencoder.calibrate(torch.from_numpy(rows), target_fpr=0.01)
+    policy = {"policy": DecisionPolicy().to_dict()}
+    return (save_checkpoint(ModelBundle(sequence, "lstm_cnn", spec.to_dict(), seq_len, policy),
+                            directory / "sequence"),
+            save_checkpoint(ModelBundle(autoencoder, "autoencoder", spec.to_dict(), seq_len),
+                            directory / "autoencoder"))
+
+
+def start_predictor(sequence: str, autoencoder: str, port: int, threads: int,
+                    log: Path) -> subprocess.Popen:
+    env = {**os.environ, "FRAUDOPS_HOME": str(log.parent / "home"),
+           "FRAUDOPS_PREDICTOR__SEQUENCE_MODEL_URI": sequence,
+           "FRAUDOPS_PREDICTOR__AUTOENCODER_MODEL_URI": autoencoder,
+           "FRAUDOPS_PREDICTOR__HTTP_PORT": str(port),
+           "FRAUDOPS_PREDICTOR__POLL_INTERVAL_S": "0",
+           "FRAUDOPS_PREDICTOR__TORCH_THREADS": str(threads)}
+    with log.open("wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "serving.cli", "predictor"], env=env,
+                                   stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"predictor exited:\n{log.read_text()[-3000:]}")
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            connection.request("GET", f"/v2/models/{protocol.MODEL_NAME}/ready")
+            if connection.getresponse().status == 200:
+                return process
+        except OSError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise TimeoutError("predictor not ready")
+
+
+def _batch(batch: int, seq_len: int, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(batch)
+    return (rng.normal(size=(batch, seq_len, dim)).astype(np.float32),
+            np.ones((batch, seq_len), dtype=bool))
+
+
+def time_requests(port: int, body: bytes, headers: dict[str, str], count: int,
+                  warmup: int) -> np.ndarray:
+    """Seconds per request (sequential, one keep-alive connection); checks every answer."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    path = protocol.infer_path()
+    timings = []
+    for i in range(warmup + count):
+        start = time.perf_counter()
+        connection.request("POST", path, body=body, headers=headers)
+        response = connection.getresponse()
+        payload = response.read()
+        protocol.decode_response(payload, dict(response.getheaders()))
+        elapsed = time.perf_counter() - start
+        if response.status != 200:
+            raise RuntimeError(f"HTTP {response.status}: {payload[:300]!r}")
+        if i >= warmup:
+            timings.append(elapsed)
+    connection.close()
+    return np.asarray(timings)
+
+
+def _summary(timings: np.ndarray, batch: int) -> dict[str, float]:
+    ms = timings * 1000
+    return {"requests": len(ms), "p50_ms": round(float(np.percentile(ms, 50)), 3),
+            "p90_ms": round(float(np.percentile(ms, 90)), 3),
+            "p99_ms": round(float(np.percentile(ms, 99)), 3),
+            "mean_ms": round(float(ms.mean()), 3),
+            "sequences_per_s": round(batch * len(ms) / float(timings.sum()), 1)}
+
+
+def run(args: argparse.Namespace, port: int) -> dict:
+    dim = build_spec().dim
+    results: dict = {"single": {}, "batch": {}}
+    for binary in (True, False):
+        body, headers = protocol.encode_request(*_batch(1, args.seq_len, dim), binary=binary)
+        timings = time_requests(port, body, headers, args.single_requests, warmup=200)
+        results["single"]["binary" if binary else "json"] = _summary(timings, 1)
+    for size in args.batch_sizes:
+        for binary in (True, False):
+            body, headers = protocol.encode_request(*_batch(size, args.seq_len, dim),
+                                                    binary=binary)
+            timings = time_requests(port, body, headers, args.batch_requests, warmup=3)
+            summary = _summary(timings, size) | {"request_bytes": len(body)}
+            results["batch"][f"{size}_{'binary' if binary else 'json'}"] = summary
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seq-len", type=int, default=DEFAULT_SEQ_LEN)
+    parser.add_argument("--single-requests", type=int, default=2000)
+    parser.add_argument("--batch-requests", type=int, default=20)
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[256, 1024])
+    parser.add_argument("--torch-threads", type=int, default=0, help="0 = torch default")
+    parser.add_argument("--sequence-model-uri")
+    parser.add_argument("--autoencoder-model-uri")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="bench-predictor-") as tmp:
+        work = Path(tmp)
+        if args.sequence_model_uri and args.autoencoder_model_uri:
+            sequence, autoencoder = args.sequence_model_uri, args.autoencoder_model_uri
+        else:
+            sequence, autoencoder = map(str, write_default_models(work, args.seq_len))
+        port = _free_port()
+        process = start_predictor(sequence, autoencoder, port, args.torch_threads,
+                                  work / "predictor.log")
+        try:
+            results = run(args, port)
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    results["config"] = {"seq_len": args.seq_len, "features": build_spec().dim,
+                         "torch_threads": args.torch_threads, "cpus": os.cpu_count(),
+                         "load_avg": os.getloadavg(), "machine": platform.processor() or
+                         platform.machine(), "client": "http.client keep-alive, sequential"}
+    text = json.dumps(results, indent=2)
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
