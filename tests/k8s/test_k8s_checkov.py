@@ -24,6 +24,9 @@ def manifests_dir(render, tmp_path_factory):
     directory = tmp_path_factory.mktemp("checkov")
     for scenario in SCENARIOS:
         (directory / f"chart-{scenario}.yaml").write_text(render(scenario))
+    for path in (KUSTOMIZE_DIR / "prerequisites").glob("*.yaml"):
+        if not path.name.endswith(".patch.yaml"):
+            (directory / f"prerequisite-{path.name}").write_text(path.read_text())
     kubectl = find_tool("kubectl")
     if kubectl:
         for overlay in overlays():

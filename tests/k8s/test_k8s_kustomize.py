@@ -83,3 +83,31 @@ def test_gpu_overlay_puts_the_cuda_predictor_on_gpu_nodes(built):
     assert predictor["tolerations"][0]["key"] == "nvidia.com/gpu"
     base_isvc = next(d for d in load_documents(built["base"]) if d["kind"] == "InferenceService")
     assert "nvidia.com/gpu" not in str(base_isvc)
+
+
+PREREQUISITES = sorted((KUSTOMIZE_DIR / "prerequisites").glob("*.yaml"))
+MANIFESTS = [p for p in PREREQUISITES if not p.name.endswith(".patch.yaml")]
+
+
+@pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: p.name)
+def test_prerequisite_manifests_valid(path, crd_registry):
+    result = run([sys.executable, "-m", "kubernetes_validate", "--strict", "-k", "1.30", "--quiet",
+                  str(path)])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert validate_custom_resources(crd_registry, load_documents(path.read_text())) == []
+
+
+def test_strimzi_prerequisite_matches_the_base_bootstrap_address(built):
+    docs = load_documents((KUSTOMIZE_DIR / "prerequisites" / "strimzi-kafka.yaml").read_text())
+    kafka = next(d for d in docs if d["kind"] == "Kafka")
+    expected = f"{kafka['metadata']['name']}-kafka-bootstrap.{kafka['metadata']['namespace']}.svc:9092"
+    assert env_of(load_documents(built["base"]), "Deployment", "consumer")[
+        "FRAUDOPS_KAFKA__BOOTSTRAP_SERVERS"] == expected
+
+
+@pytest.mark.parametrize("path", [p for p in PREREQUISITES if p.name.endswith(".patch.yaml")],
+                         ids=lambda p: p.name)
+def test_configmap_patches_set_string_data_only(path):
+    patch = load_documents(path.read_text())[0]
+    assert set(patch) == {"data"}
+    assert all(isinstance(v, str) for v in patch["data"].values())
