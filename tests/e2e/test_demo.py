@@ -46,6 +46,7 @@ def processes_of(home: Path) -> list[str]:
     return found
 
 
+@pytest.mark.timeout(1500)
 def test_short_demo_runs_the_whole_loop(tmp_path: Path) -> None:
     home = tmp_path / "demo"
     command = [*fraudops_cli(), "demo", "--duration", "60", "--rate", "200", "--rows", "20000",
@@ -79,6 +80,7 @@ def test_short_demo_runs_the_whole_loop(tmp_path: Path) -> None:
     assert processes_of(home) == []  # all child processes gone
 
 
+@pytest.mark.timeout(600)
 def test_interrupt_stops_every_process(tmp_path: Path) -> None:
     """Ctrl-C while the platform runs a job: every process stops, the state dir is released."""
     home = tmp_path / "demo"
