@@ -74,6 +74,15 @@ class TrainingOutcome:
                 "seconds": self.seconds}
 
 
+def outcome_from_dict(data: dict) -> TrainingOutcome:
+    """Rebuild an outcome from `TrainingOutcome.to_dict` output (e.g. a pipeline's result)."""
+    versions = ModelVersions(**data["versions"]) if data.get("versions") else None
+    decision = GateDecision(**data["decision"]) if data.get("decision") else None
+    return TrainingOutcome(data.get("metrics", {}), data.get("data", {}),
+                           Path(data["models_dir"]), Path(data["report_dir"]), versions,
+                           decision, data.get("seconds", {}))
+
+
 class _Timer:
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}

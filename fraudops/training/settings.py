@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -9,7 +10,20 @@ import yaml
 from fraudops.settings import CommonSettings, MLflowSettings, settings_config
 from fraudops.training.config import TrainingConfig
 from fraudops.training.exceptions import TrainingError
-from fraudops.training.tracking import TrackingTarget
+
+
+@dataclass(frozen=True)
+class TrackingTarget:
+    """Resolved tracking URI, artifact location and experiment name."""
+
+    tracking_uri: str
+    artifact_location: str
+    experiment: str
+
+    @classmethod
+    def from_settings(cls, settings: MLflowSettings, home: Path) -> TrackingTarget:
+        return cls(settings.resolved_tracking_uri(home), settings.resolved_artifact_location(home),
+                   settings.experiment)
 
 
 class TrainingSettings(CommonSettings):

@@ -10,21 +10,24 @@ import json
 import logging
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
-from fraudops.models import load_checkpoint, load_scorer, save_checkpoint
-from fraudops.models.exceptions import ModelLoadError
 from fraudops.settings import ModelNames
-from fraudops.training import registry, tracking, workflow
+from fraudops.training import lineage
 from fraudops.training.config import TrainingConfig
 from fraudops.training.dataset import FeatureSet, featurize, load_frame
-from fraudops.training.evaluation import evaluate
 from fraudops.training.exceptions import TrainingDataError
-from fraudops.training.tracking import TrackingTarget
+
+if TYPE_CHECKING:  # torch, MLflow and sklearn load on use: each pipeline step is a process
+    from fraudops.training import registry
+    from fraudops.training.settings import TrackingTarget
 
 log = logging.getLogger(__name__)
 DATA_META_FILE = "data_meta.json"
+SCORES_FILE = "holdout_scores.npz"
 
 
 def select_window(frame: pd.DataFrame, start: datetime | None, end: datetime | None
@@ -53,7 +56,7 @@ def featurize_step(data_path: str | Path, out_dir: str | Path, seq_len: int,
     frame = select_window(load_frame(data_path), start, end)
     data = featurize(frame, seq_len)
     data.save(out_dir)
-    version = tracking.data_version(data_path)
+    version = lineage.data_version(data_path)
     meta = {"data_path": str(data_path), "data_version": version["version"],
             "data_md5": version["md5"],
             "rows": len(data), "labelled_rows": int((data.labels >= 0).sum()),
@@ -71,6 +74,9 @@ def data_meta(features_dir: str | Path) -> dict:
 def train_step(kind: str, features_dir: str | Path, out_dir: str | Path,
                config: TrainingConfig) -> dict:
     """Train one model ('sequence' or 'autoencoder') and save its checkpoint + summary."""
+    from fraudops.models import save_checkpoint
+    from fraudops.training import workflow
+    
     data = FeatureSet.load(features_dir)
     fit = {"sequence": workflow.fit_sequence, "autoencoder": workflow.fit_autoencoder}[kind]
     trained = fit(data, config)
@@ -83,12 +89,19 @@ def evaluate_step(features_dir: str | Path, sequence_dir: str | Path,
                   autoencoder_dir: str | Path, models_out: str | Path, report_out: str | Path,
                   config: TrainingConfig) -> dict:
     """Fit the policy on validation, evaluate on the holdout, write the final pair + report."""
+    from fraudops.models import load_checkpoint
+    from fraudops.training import workflow
+    from fraudops.training.evaluation import evaluate
+    
     data = FeatureSet.load(features_dir)
     sequence, autoencoder = load_checkpoint(sequence_dir), load_checkpoint(autoencoder_dir)
     scorer = workflow.assemble_scorer(sequence, autoencoder, data, config)
     workflow.save_models(sequence, autoencoder, models_out)
     result = evaluate(scorer, data, workflow.holdout_rows(data, config))
     files = workflow.write_report(result, scorer, report_out)
+    np.savez(Path(report_out) / SCORES_FILE, labels=result.labels,
+             fraud_probability=result.fraud_probability, anomaly_score=result.anomaly_score,
+             decision=result.decision.astype(str))
     for name, source in (("sequence", sequence_dir), ("autoencoder", autoencoder_dir)):
         summary = Path(source) / workflow.SUMMARY_FILE
         if summary.is_file():
@@ -101,13 +114,15 @@ def register_step(features_dir: str | Path, models_dir: str | Path, report_dir: 
                   config: TrainingConfig, target: TrackingTarget, names: ModelNames
                   ) -> registry.ModelVersions:
     """Log the run (params, metrics, plots, lineage, models) and register the pair as challenger."""
+    from fraudops.training import registry, tracking, workflow
+    
     client, experiment_id = tracking.connect(target)
     models_dir, report_dir = Path(models_dir), Path(report_dir)
     bundles = workflow.load_models(models_dir)
     metrics = json.loads((report_dir / workflow.METRICS_FILE).read_text())
     meta = data_meta(features_dir)
     tags = {tracking.TAG_DATA_VERSION: meta.get("data_version"),
-            tracking.TAG_GIT_COMMIT: tracking.git_commit(),
+            tracking.TAG_GIT_COMMIT: lineage.git_commit(),
             "fraudops.data_md5": meta.get("data_md5"), "fraudops.data_path": meta.get("data_path")}
     params = {"config": config.model_dump(), "data": {k: v for k, v in meta.items()
                                                       if k != "data_path"}}
@@ -121,6 +136,11 @@ def register_step(features_dir: str | Path, models_dir: str | Path, report_dir: 
 def champion_score(features_dir: str | Path, config: TrainingConfig, names: ModelNames
                    ) -> float | None:
     """The current champion pair's gate metric on this run's holdout (None if not comparable)."""
+    from fraudops.models import load_scorer
+    from fraudops.models.exceptions import ModelLoadError
+    from fraudops.training import registry, workflow
+    from fraudops.training.evaluation import evaluate
+    
     data = FeatureSet.load(features_dir)
     try:
         scorer = load_scorer(registry.model_uri(names.sequence, names.champion_alias),
@@ -140,6 +160,8 @@ def gate_step(features_dir: str | Path, report_dir: str | Path, versions: regist
               config: TrainingConfig, target: TrackingTarget, names: ModelNames
               ) -> registry.GateDecision:
     """Compare challenger and champion on the same holdout; move `champion` if better."""
+    from fraudops.training import registry, tracking, workflow
+    
     client, _ = tracking.connect(target)
     metrics = json.loads((Path(report_dir) / workflow.METRICS_FILE).read_text())
     challenger = metrics.get(f"sequence.{config.gate_metric}")
@@ -150,3 +172,65 @@ def gate_step(features_dir: str | Path, report_dir: str | Path, versions: regist
                                          champion, config.gate_margin, config.gate_metric)
     registry.apply_decision(client, names, versions, decision)
     return decision
+
+
+def validate_data_step(data_path: str | Path) -> dict:
+    """Check a data set can be trained on; returns its version and a few figures.
+
+    Raises `TrainingDataError` for an unreadable file, no labels, or a single class.
+    """
+    frame = load_frame(data_path)
+    labels = frame["label"].to_numpy()
+    known = labels[labels >= 0]
+    if known.size == 0 or known.min() == known.max():
+        raise TrainingDataError(f"{data_path}: training needs labelled fraud and legitimate "
+                                f"rows ({known.size} labelled, {int((known == 1).sum())} fraud)")
+    version = lineage.data_version(data_path)
+    return {"data_version": version["version"], "data_md5": version["md5"],
+            "rows": len(frame), "labelled_rows": int(known.size),
+            "fraud_rate": float(known.mean()), "accounts": int(frame["account_id"].nunique())}
+
+
+def config_from_json(text: str) -> TrainingConfig:
+    """A `TrainingConfig` from a JSON object (empty: defaults); pipeline parameter format."""
+    return TrainingConfig.model_validate_json(text.strip() or "{}")
+
+
+def resolve_target(tracking_uri: str = "", experiment: str = "") -> TrackingTarget:
+    """The MLflow target from explicit values, else from the environment (FRAUDOPS_MLFLOW__*)."""
+    from fraudops.training.settings import TrackingTarget, TrainingSettings
+
+    settings = TrainingSettings()
+    target = settings.tracking_target()
+    return TrackingTarget(tracking_uri or target.tracking_uri, target.artifact_location,
+                          experiment or target.experiment)
+
+
+def model_names() -> ModelNames:
+    """Registered model names from the environment (FRAUDOPS_MLFLOW__MODELS__*)."""
+    from fraudops.training.settings import TrainingSettings
+
+    return TrainingSettings().mlflow.models
+
+
+def holdout_curves(report_dir: str | Path) -> tuple[dict, list[list[int]]]:
+    """ROC points of the sequence score and the flagged-vs-label confusion matrix."""
+    from fraudops.training.plots import curve_points
+
+    with np.load(Path(report_dir) / SCORES_FILE, allow_pickle=False) as scores:
+        labels, probability = scores["labels"], scores["fraud_probability"]
+        flagged = scores["decision"] != "approve"
+    matrix = [[int(((labels == truth) & (flagged == bool(pred))).sum()) for pred in (0, 1)]
+              for truth in (0, 1)]
+    return curve_points(labels, probability), matrix
+
+
+def outcome_record(features_dir: str | Path, models_dir: str | Path, report_dir: str | Path,
+                   versions: registry.ModelVersions, decision: registry.GateDecision) -> dict:
+    """What a finished run reports (same keys as `TrainingOutcome.to_dict`)."""
+    from fraudops.training import workflow
+    
+    metrics = json.loads((Path(report_dir) / workflow.METRICS_FILE).read_text())
+    return {"promoted": decision.promote, "metrics": metrics, "data": data_meta(features_dir),
+            "models_dir": str(models_dir), "report_dir": str(report_dir),
+            "versions": versions.to_dict(), "decision": decision.to_dict(), "seconds": {}}

@@ -7,9 +7,7 @@ models wrapping our checkpoint directory (see `fraudops.models.pyfunc` for why).
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,8 +18,9 @@ from mlflow import MlflowClient
 from mlflow.models import infer_signature
 
 from fraudops.models import ModelBundle
-from fraudops.settings import MLflowSettings
 from fraudops.training.exceptions import RegistryError
+from fraudops.training.lineage import data_version, file_md5, git_commit  # noqa: F401 (re-export)
+from fraudops.training.settings import TrackingTarget
 
 log = logging.getLogger(__name__)
 SEQUENCE_ARTIFACT, AUTOENCODER_ARTIFACT = "sequence_model", "autoencoder_model"
@@ -30,20 +29,6 @@ TAG_DATA_VERSION = "fraudops.data_version"
 TAG_FEATURE_SPEC = "fraudops.feature_spec_version"
 TAG_FEATURE_FINGERPRINT = "fraudops.feature_spec_fingerprint"
 TAG_GIT_COMMIT = "fraudops.git_commit"
-
-
-@dataclass(frozen=True)
-class TrackingTarget:
-    """Resolved tracking URI, artifact location and experiment name."""
-
-    tracking_uri: str
-    artifact_location: str
-    experiment: str
-
-    @classmethod
-    def from_settings(cls, settings: MLflowSettings, home: Path) -> TrackingTarget:
-        return cls(settings.resolved_tracking_uri(home), settings.resolved_artifact_location(home),
-                   settings.experiment)
 
 
 def connect(target: TrackingTarget) -> tuple[MlflowClient, str]:
@@ -61,42 +46,6 @@ def connect(target: TrackingTarget) -> tuple[MlflowClient, str]:
         raise RegistryError(f"cannot use MLflow store {target.tracking_uri}: {error.message}") \
             from error
     return client, exp_id
-
-
-def file_md5(path: str | Path) -> str:
-    """md5 of a file's bytes (the data version when DVC does not track it)."""
-    digest = hashlib.md5(usedforsecurity=False)
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def data_version(path: str | Path) -> dict[str, str]:
-    """Lineage of a data file: its DVC hash (``dvc:<md5>``, of the file or of the tracked
-    directory holding it) when DVC tracks it, else ``md5:<md5>`` of the bytes; plus the md5."""
-    from fraudops.data.versioning import DataVersionError
-    from fraudops.data.versioning import data_version as dvc_version
-
-    path = Path(path).resolve()
-    md5 = file_md5(path)
-    for candidate in (p for p in (path, *path.parents) if p.name):
-        try:
-            record = dvc_version(candidate)
-        except DataVersionError:
-            continue
-        return {"version": f"dvc:{record.md5}", "dvc_path": str(candidate), "md5": md5}
-    return {"version": f"md5:{md5}", "md5": md5}
-
-
-def git_commit() -> str | None:
-    """The checkout's commit, when the code runs from a git checkout."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=5, cwd=Path(__file__).resolve().parent, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
 
 
 def _requirements() -> list[str]:

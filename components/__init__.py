@@ -1,0 +1,1 @@
+"""Kubeflow Pipelines components of the training pipeline (thin typed wrappers)."""

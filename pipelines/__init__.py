@@ -1,0 +1,1 @@
+"""The Kubeflow training pipeline: definition, compilation, local runs and submission."""
