@@ -37,6 +37,13 @@ class DemoData:
     def train_rows(self) -> int:
         return len(self.train)
 
+    def warmup(self, share: float, max_rows: int) -> pd.DataFrame:
+        """The training period's tail, replayed before the stream so that the consumer's
+        per-account state (and the store the drift job looks back into) has recent history,
+        as it would in a platform that has been running."""
+        rows = min(max_rows, int(len(self.train) * share))
+        return self.train.iloc[len(self.train) - rows:].reset_index(drop=True)
+
     def after_drift(self) -> pd.Series:
         """Boolean mask of stream rows at or after the drift point."""
         return self.stream["timestamp"] >= pd.Timestamp(self.drift_start)

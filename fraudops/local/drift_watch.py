@@ -90,7 +90,8 @@ class DriftWatch:
         self.outcome.checks += 1
         if self.stream_done:
             self._checks_after_stream += 1
-        self.outcome.report = entry.get("report_location") or self.outcome.report
+        if self.outcome.detected_at_s is None:  # keep the report that found the drift
+            self.outcome.report = entry.get("report_location") or self.outcome.report
         drifted = ", ".join(entry.get("drifted_features") or []) or "none"
         timeline.note(f"drift check: share {entry.get('drift_share') or 0:.2f} ({drifted}) -> "
                       f"{entry.get('decision')} ({entry.get('reason')})")

@@ -26,6 +26,15 @@ class StoreSnapshot:
     by_decision: dict[str, int] = field(default_factory=dict)
     by_model: dict[str, int] = field(default_factory=dict)
 
+    def since(self, baseline: StoreSnapshot) -> StoreSnapshot:
+        """What was decided after `baseline` (e.g. the stream, without the warm-up replay)."""
+        def minus(now: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+            return {k: v - before.get(k, 0) for k, v in now.items() if v - before.get(k, 0)}
+
+        return StoreSnapshot(self.decided - baseline.decided,
+                             minus(self.by_decision, baseline.by_decision),
+                             minus(self.by_model, baseline.by_model))
+
 
 class StoreProbe:
     """Aggregate queries over the decision store (SQLite in WAL mode reads beside the writer)."""

@@ -18,15 +18,17 @@ from fraudops.local.dataset import DemoData, prepare, write_labelled
 from fraudops.local.display import LiveStatus
 from fraudops.local.drift_watch import DriftWatch
 from fraudops.local.platform import LocalPlatform
-from fraudops.local.probe import StoreProbe, served_versions
+from fraudops.local.probe import StoreProbe, StoreSnapshot, served_versions
 from fraudops.local.stream import StreamProducer, kafka_producer
 from fraudops.local.summary import Summary, summarize
 from fraudops.local.supervisor import ManagedProcess
 from fraudops.local.timeline import StepStatus, Timeline
 from fraudops.settings import TopicSettings
 
-STEPS = ("platform", "data", "training", "serving", "streaming", "drift + retraining", "summary")
+STEPS = ("platform", "data", "training", "serving", "warm-up", "streaming", "drift + retraining",
+         "summary")
 LOOP_S = 0.5
+MIN_DRIFT_WINDOW_S = 86_400.0
 #: How often the labelled data set (what retraining learns from) is extended during the stream.
 LABELLED_EVERY_S = 10.0
 
@@ -46,6 +48,11 @@ class DemoOptions:
     #: Seconds to wait for the consumer to catch up with the stream at the end.
     drain_timeout_s: float = 60.0
 
+    #: Share of the training rows (their tail, at most `warmup_max_rows`) replayed before the
+    #: stream, so the consumer starts with per-account history as a running platform would.
+    warmup_share: float = 0.4
+    warmup_max_rows: int = 30_000
+    warmup_rate: float = 3000.0
     #: Seconds between two drift checks (the drift job sleeps this long after each).
     drift_interval_s: float = 10.0
     #: The drift check's current window, as a share of the stream's event-time span.
@@ -73,6 +80,7 @@ class DemoRun:
         self._monitor_noted = False
         self._labelled_path = platform.layout.data / "labelled.parquet"
         self._labelled_at: float | None = None
+        self._baseline = StoreSnapshot()
 
     def run(self) -> Summary:
         """Every step in order; a failing step raises (the caller stops the platform)."""
@@ -80,6 +88,7 @@ class DemoRun:
             data = self._start_platform_and_data()
             self._step("training", self._train, data)
             self._monitor = self._step("serving", self._serve, data)
+            self._step("warm-up", self._warm_up, data)
             producer, watch = self._stream(data)
             return self._summarize(data, producer, watch)
         finally:
@@ -131,19 +140,47 @@ class DemoRun:
     def _serve(self, data: DemoData) -> ManagedProcess | None:
         """The units, plus the drift job checking the latest share of the stream's event time."""
         stamps = data.stream["timestamp"]
-        window_s = (stamps.iloc[-1] - stamps.iloc[0]).total_seconds() * \
-            self.options.drift_window_share
+        span_s = (stamps.iloc[-1] - stamps.iloc[0]).total_seconds()
+        # At least a day: a shorter window sees only part of the daily cycle and drifts on it.
+        window_s = max(MIN_DRIFT_WINDOW_S, span_s * self.options.drift_window_share)
         drift = services.drift_watch(
             self.platform.layout, reference_path=data.train_path, window_s=window_s,
             interval_s=self.options.drift_interval_s,
             retrain_params={"data_path": str(self._labelled_path.resolve())})
         return self.platform.start_units(drift)
 
+    def _warm_up(self, data: DemoData) -> None:
+        """Replay the training period's tail and wait until the consumer has decided it."""
+        frame = data.warmup(self.options.warmup_share, self.options.warmup_max_rows)
+        if frame.empty:
+            self.timeline.skip("warm-up", "nothing to replay")
+            return
+        producer = self._producer(frame, self.options.warmup_rate)
+        producer.start()
+        deadline = time.monotonic() + self.options.drain_timeout_s + len(frame) / 500
+        while True:
+            self.platform.supervisor.check_alive()
+            self._check_monitor()
+            self._baseline = self.probe.snapshot()
+            target = producer.progress.sent - producer.progress.failed
+            if producer.done and self._baseline.decided >= target:
+                break
+            if time.monotonic() > deadline:
+                self.timeline.note(f"[yellow]warm-up: {self._baseline.decided:,} of {target:,} "
+                                   "decided; going on[/]")
+                break
+            time.sleep(LOOP_S)
+        self.timeline.done("warm-up", f"{len(frame):,} recent training rows replayed: the "
+                                      "consumer's account state and the store have history")
+
+    def _producer(self, frame, rate: float, drift_mask=None) -> StreamProducer:
+        layout = self.platform.layout
+        return StreamProducer(functools.partial(kafka_producer, layout.kafka_bootstrap),
+                              TopicSettings().transactions, frame, rate, drift_mask)
+
     def _stream(self, data: DemoData) -> tuple[StreamProducer, DriftWatch]:
         layout, options = self.platform.layout, self.options
-        producer = StreamProducer(functools.partial(kafka_producer, layout.kafka_bootstrap),
-                                  TopicSettings().transactions, data.stream, options.rate,
-                                  data.after_drift())
+        producer = self._producer(data.stream, options.rate, data.after_drift())
         self.timeline.start("streaming", f"{len(data.stream):,} transactions at {options.rate:g}/s")
         self.timeline.start("drift + retraining", "waiting for drifted traffic")
         write_labelled(data, 0, self._labelled_path)  # retraining data, grown as we stream
@@ -200,7 +237,7 @@ class DemoRun:
         return caught_up or time.monotonic() - done_at > self.options.drain_timeout_s
 
     def _refresh(self) -> None:
-        self.status.store = self.probe.snapshot()
+        self.status.store = self.probe.snapshot().since(self._baseline)
         self.status.served = served_versions(self.platform.layout.predictor_url) \
             or self.status.served
 
