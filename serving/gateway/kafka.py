@@ -7,9 +7,11 @@ acknowledged gets `KafkaUnavailableError` (HTTP 503) instead of being dropped si
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 
+from fastapi.concurrency import run_in_threadpool
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 from kafka.producer.future import RecordMetadata
@@ -26,6 +28,7 @@ class AckedProducer:
         self._timeout_s = timeout_s
         self._producer: KafkaProducer | None = None
         self._lock = threading.Lock()
+        self._warm_topics: set[str] = set()
 
     def _get(self) -> KafkaProducer:
         with self._lock:
@@ -54,6 +57,35 @@ class AckedProducer:
         except KafkaError as error:
             raise self._unavailable(error) from error
 
+    async def asend(self, topic: str, key: bytes, value: bytes) -> RecordMetadata:
+        """`send` for the event loop: waits for the acknowledgement without holding a thread.
+
+        `KafkaProducer.send` itself can block (creating the client, or fetching a topic's
+        metadata the first time), so those first calls run on a worker thread; afterwards
+        `send` only appends to the producer's buffer and the acknowledgement arrives through a
+        callback from kafka-python's I/O thread.
+        """
+        if self._producer is None or topic not in self._warm_topics:
+            metadata = await run_in_threadpool(self.send, topic, key, value)
+            self._warm_topics.add(topic)
+            return metadata
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[RecordMetadata] = loop.create_future()
+
+        def settle(method: str, result: object) -> None:
+            loop.call_soon_threadsafe(_settle, done, method, result)
+
+        try:
+            future = self._producer.send(topic, key=key, value=value)
+        except KafkaError as error:
+            raise self._unavailable(error) from error
+        future.add_callback(lambda metadata: settle("set_result", metadata))
+        future.add_errback(lambda error: settle("set_exception", error))
+        try:
+            return await asyncio.wait_for(done, self._timeout_s)
+        except (KafkaError, TimeoutError) as error:
+            raise self._unavailable(error) from error
+
     def reachable(self, timeout_s: float = 1.0) -> bool:
         """Whether a bootstrap broker accepts a connection (for readiness); never raises.
 
@@ -74,3 +106,9 @@ class AckedProducer:
             if self._producer is not None:
                 self._producer.close(timeout=self._timeout_s)
                 self._producer = None
+                self._warm_topics.clear()
+
+
+def _settle(future: asyncio.Future, method: str, result: object) -> None:
+    if not future.done():  # the waiter may have timed out already
+        getattr(future, method)(result)

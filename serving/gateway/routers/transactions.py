@@ -13,15 +13,15 @@ router = APIRouter(prefix=V1, tags=["transactions"])
 
 @router.post("/transactions", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted,
              responses={503: {"description": "Kafka did not acknowledge; nothing accepted."}})
-def submit_transaction(transaction: Transaction, services: ServicesDep) -> Accepted:
+async def submit_transaction(transaction: Transaction, services: ServicesDep) -> Accepted:
     """Validate and produce the transaction, keyed by account, once Kafka acknowledges it.
 
-    Runs on the thread pool: the handler blocks until the broker's acknowledgement (acks=all),
-    so a 202 means the transaction is durably on the topic.
+    The answer waits for the broker's acknowledgement (acks=all): a 202 means the transaction
+    is on the topic; a 503 means it is not, and the client should retry.
     """
     topic = services.settings.kafka.topics.transactions
-    metadata = services.producer.send(topic, key=transaction.account_id.encode(),
-                                      value=transaction.model_dump_json().encode())
+    metadata = await services.producer.asend(topic, key=transaction.account_id.encode(),
+                                             value=transaction.model_dump_json().encode())
     services.metrics.produced.inc()
     return Accepted(transaction_id=transaction.transaction_id, topic=topic,
                     partition=metadata.partition, offset=metadata.offset)
