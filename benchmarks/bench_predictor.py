@@ -120,6 +120,12 @@ def time_requests(port: int, body: bytes, headers: dict[str, str], count: int,
     return np.asarray(timings)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _summary(timings: np.ndarray, batch: int) -> dict[str, float]:
     ms = timings * 1000
     return {"requests": len(ms), "p50_ms": round(float(np.percentile(ms, 50)), 3),
@@ -129,20 +135,30 @@ def _summary(timings: np.ndarray, batch: int) -> dict[str, float]:
             "sequences_per_s": round(batch * len(ms) / float(timings.sum()), 1)}
 
 
-def run(args: argparse.Namespace, port: int) -> dict:
+def measure(pid: int, port: int, body: bytes, headers: dict[str, str], count: int,
+            warmup: int, batch: int) -> dict[str, float]:
+    """Timings plus the server's CPU time per request (independent of machine load)."""
+    time_requests(port, body, headers, warmup, warmup=0)
+    before = cpu_seconds(pid)
+    timings = time_requests(port, body, headers, count, warmup=0)
+    cpu_ms = 1000 * (cpu_seconds(pid) - before) / count
+    return _summary(timings, batch) | {"server_cpu_ms_per_request": round(cpu_ms, 3)}
+
+
+def run(args: argparse.Namespace, pid: int, port: int) -> dict:
     dim = build_spec().dim
     results: dict = {"single": {}, "batch": {}}
     for binary in (True, False):
         body, headers = protocol.encode_request(*_batch(1, args.seq_len, dim), binary=binary)
-        timings = time_requests(port, body, headers, args.single_requests, warmup=200)
-        results["single"]["binary" if binary else "json"] = _summary(timings, 1)
+        results["single"]["binary" if binary else "json"] = measure(
+            pid, port, body, headers, args.single_requests, 200, 1)
     for size in args.batch_sizes:
         for binary in (True, False):
             body, headers = protocol.encode_request(*_batch(size, args.seq_len, dim),
                                                     binary=binary)
-            timings = time_requests(port, body, headers, args.batch_requests, warmup=3)
-            summary = _summary(timings, size) | {"request_bytes": len(body)}
-            results["batch"][f"{size}_{'binary' if binary else 'json'}"] = summary
+            summary = measure(pid, port, body, headers, args.batch_requests, 3, size)
+            results["batch"][f"{size}_{'binary' if binary else 'json'}"] = summary | {
+                "request_bytes": len(body)}
     return results
 
 
@@ -169,7 +185,7 @@ def main() -> None:
         process = start_predictor(sequence, autoencoder, port, args.torch_threads,
                                   work / "predictor.log")
         try:
-            results = run(args, port)
+            results = run(args, process.pid, port)
         finally:
             process.terminate()
             process.wait(timeout=30)

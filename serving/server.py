@@ -152,7 +152,11 @@ def run(settings: PredictorServiceSettings) -> None:
         metrics, max_request_batch=p.max_request_batch, max_merged_batch=p.max_merged_batch)
     predictor.load()
     server = ModelServer(http_port=p.http_port, grpc_port=p.grpc_port,
-                         enable_grpc=p.enable_grpc, workers=1)
+                         enable_grpc=p.enable_grpc, workers=1,
+                         enable_latency_logging=p.request_logging)
+    if not p.request_logging:  # after ModelServer(), which configures KServe's logging
+        for name in ("kserve.trace", "uvicorn.access"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     install_routes(app, V2Endpoints(server.dataplane), predictor)
     watcher = _start_watcher(predictor, p, loader, tracking_uri, metrics)
     try:

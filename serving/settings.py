@@ -43,6 +43,10 @@ class PredictorSettings(BaseModel):
     max_request_batch: int = Field(default=8192, ge=1)
     #: Concurrent requests are merged into one forward pass up to this many sequences.
     max_merged_batch: int = Field(default=2048, ge=1)
+    #: One log line per request (KServe's latency and timing lines, uvicorn's access log).
+    #: Off by default: the Prometheus histograms carry the same figures at a fraction of the
+    #: CPU cost.
+    request_logging: bool = False
     #: torch intra-op threads; 0 keeps torch's default.
     torch_threads: int = Field(default=0, ge=0)
     #: Reason codes: at most this many features per transaction, each at least `reason_min_z`

@@ -279,10 +279,9 @@ def test_health_readiness_and_metrics(gateway: Gateway) -> None:
     assert httpx.get(gateway.url + "/openapi.json").json()["info"]["title"] == "fraudops gateway"
 
 
-def test_kafka_unreachable_gives_503_and_not_ready(tmp_path: Path, predictor: RunningService
-                                                   ) -> None:
+def test_kafka_and_predictor_unreachable_give_503(tmp_path: Path) -> None:
     port, dead = free_port(), free_port()  # nothing listens on `dead`
-    env = _gateway_env(tmp_path, f"127.0.0.1:{dead}", predictor.url,
+    env = _gateway_env(tmp_path, f"127.0.0.1:{dead}", f"http://127.0.0.1:{dead}",
                        {"transactions": "transactions"}, port,
                        FRAUDOPS_GATEWAY__PRODUCE_TIMEOUT_S="1")
     process = start_service(["gateway"], env, f"http://127.0.0.1:{port}/healthz",
@@ -292,12 +291,16 @@ def test_kafka_unreachable_gives_503_and_not_ready(tmp_path: Path, predictor: Ru
                               content=_tx("tx-lost").model_dump_json(), timeout=30,
                               headers={"X-API-Key": API_KEY, "content-type": "application/json"})
         ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=30)
+        scored = httpx.post(f"http://127.0.0.1:{port}/v1/score",
+                            content=_tx("tx-unscored").model_dump_json(), timeout=30,
+                            headers={"X-API-Key": API_KEY, "content-type": "application/json"})
     finally:
         stop_process(process)
     assert response.status_code == 503, response.text
     assert f"127.0.0.1:{dead}" in response.json()["detail"]
     assert "nothing was accepted" in response.json()["detail"]
     assert ready.status_code == 503 and ready.json()["kafka"]["ok"] is False
+    assert scored.status_code == 503 and "predictor unreachable" in scored.json()["detail"]
 
 
 def test_gateway_refuses_to_start_without_api_keys(tmp_path: Path) -> None:
