@@ -324,3 +324,90 @@ def test_kafka_topics_live_in_the_strimzi_cluster_namespace(render):
     env = {e["name"]: e.get("value") for e in
            consumer["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["FRAUDOPS_KAFKA__BOOTSTRAP_SERVERS"] == "fraudops-kafka-kafka-bootstrap.kafka.svc:9092"
+
+
+def _allows(policy: dict, namespace: str, port) -> bool:
+    for rule in policy["spec"].get("ingress", []):
+        ports = {p["port"] for p in rule.get("ports", [])}
+        if ports and port not in ports:
+            continue
+        for peer in rule.get("from", []):
+            selector = peer.get("namespaceSelector")
+            if selector is None or "podSelector" in peer:
+                continue
+            if selects(selector, {"kubernetes.io/metadata.name": namespace}) and all(
+                    e["operator"] == "In" and namespace in e["values"]
+                    for e in selector.get("matchExpressions", [])):
+                return True
+    return False
+
+
+def test_prometheus_may_scrape_every_monitored_pod(docs):
+    prometheus_ns = yaml.safe_load((CHART_DIR / "values.yaml").read_text())["monitoring"][
+        "prometheusNamespace"]
+    policies = by_kind(docs, "NetworkPolicy")
+    pods = {ident(d): pod_labels(d) for d, _ in pod_specs(docs)}
+    for monitor in by_kind(docs, "ServiceMonitor"):
+        service = next(s for s in by_kind(docs, "Service")
+                       if selects(monitor["spec"]["selector"], s["metadata"]["labels"]))
+        port = next(p["targetPort"] for p in service["spec"]["ports"]
+                    if p["name"] == monitor["spec"]["endpoints"][0]["port"])
+        targets = [labels for labels in pods.values() if selects(service["spec"]["selector"], labels)]
+        numeric = port if isinstance(port, int) else next(
+            c["containerPort"] for d, spec in pod_specs(docs) for cont in spec["containers"]
+            for c in cont.get("ports", []) if c.get("name") == port)
+        for labels in targets:
+            covering = [p for p in policies if selects(p["spec"]["podSelector"], labels)]
+            assert any(_allows(p, prometheus_ns, numeric) for p in covering), ident(monitor)
+
+
+def _peer_matches(peer: dict, src_labels: dict, src_ns: str) -> bool:
+    ns_selector, pod_selector = peer.get("namespaceSelector"), peer.get("podSelector")
+    if ns_selector is None and src_ns != NAMESPACE:
+        return False  # a bare podSelector means pods of the policy's own namespace
+    if ns_selector is not None:
+        ns_labels = {"kubernetes.io/metadata.name": src_ns}
+        expressions_ok = all(e["operator"] == "In" and src_ns in e["values"]
+                             for e in ns_selector.get("matchExpressions", []))
+        if not (selects(ns_selector, ns_labels) and expressions_ok):
+            return False
+    return pod_selector is None or selects(pod_selector, src_labels)
+
+
+def ingress_allowed(docs, dest_unit: str, port: int, src_unit: str | None = None,
+                    src_ns: str = NAMESPACE) -> bool:
+    """Whether some NetworkPolicy admits src (a unit's pods, or any pod of src_ns) to dest:port."""
+    dest = next(pod_labels(d) for d, _ in pod_specs(docs)
+                if pod_labels(d).get("app.kubernetes.io/component") == dest_unit)
+    src = next((pod_labels(d) for d, _ in pod_specs(docs)
+                if pod_labels(d).get("app.kubernetes.io/component") == src_unit), {})
+    for policy in by_kind(docs, "NetworkPolicy"):
+        if not selects(policy["spec"]["podSelector"], dest):
+            continue
+        for rule in policy["spec"].get("ingress", []):
+            ports = {p["port"] for p in rule.get("ports", [])}
+            if (not ports or port in ports) and any(
+                    _peer_matches(peer, src, src_ns) for peer in rule.get("from", [])):
+                return True
+    return False
+
+
+def test_network_policies_admit_the_platform_flows(render):
+    docs = load_documents(render("default"))
+    flows = [("predictor", 8080, "consumer", NAMESPACE), ("predictor", 8080, "gateway", NAMESPACE),
+             ("predictor", 8080, None, "knative-serving"), ("predictor", 8080, None, "kubeflow"),
+             ("mlflow", 5000, "predictor", NAMESPACE), ("mlflow", 5000, "drift", NAMESPACE),
+             ("mlflow", 5000, None, "kubeflow"),
+             ("postgresql", 5432, "mlflow", NAMESPACE), ("postgresql", 5432, "consumer", NAMESPACE),
+             ("postgresql", 5432, "gateway", NAMESPACE), ("postgresql", 5432, "drift", NAMESPACE),
+             ("gateway", 8000, None, "ingress-nginx")]
+    blocked = [f for f in flows if not ingress_allowed(docs, f[0], f[1], f[2], f[3])]
+    assert blocked == []
+
+
+def test_network_policies_keep_other_traffic_out(render):
+    docs = load_documents(render("default"))
+    denied = [("postgresql", 5432, None, "kubeflow"), ("postgresql", 5432, "predictor", NAMESPACE),
+              ("consumer", 9100, "gateway", NAMESPACE), ("mlflow", 5000, None, "default"),
+              ("predictor", 8080, None, "default")]
+    assert [f for f in denied if ingress_allowed(docs, f[0], f[1], f[2], f[3])] == []
