@@ -33,8 +33,12 @@ from monitoring.window import ScoredWindow
 log = logging.getLogger(__name__)
 
 REFERENCE_ARTIFACT = "reference"
-DATA_PATH_KEYS = ("fraudops.data.path", "data_path", "data.path", "dataset_path")
-DATA_END_KEYS = ("fraudops.data.end", "data_end", "data.end", "train_end")
+#: Where the training run (fraudops.training.steps.register_step) records its data set and the
+#: window it trained on; the other spellings keep older or hand-made runs usable.
+DATA_PATH_KEYS = ("fraudops.data_path", "fraudops.data.path", "data_path", "data.data_path")
+DATA_END_KEYS = ("data.window_end", "fraudops.data.end", "data_end", "train_end")
+#: How an unset value reads back from MLflow params (str(None)).
+_UNSET = {"", "None", "null"}
 
 
 @dataclass(frozen=True)
@@ -48,7 +52,8 @@ class Champion:
     metrics: dict[str, float] = field(default_factory=dict)
 
     def lineage_value(self, keys: tuple[str, ...]) -> str | None:
-        return next((self.lineage[k] for k in keys if self.lineage.get(k)), None)
+        return next((self.lineage[k] for k in keys
+                     if self.lineage.get(k) is not None and self.lineage[k] not in _UNSET), None)
 
 
 def find_champion(client, name: str, alias: str) -> Champion:
@@ -84,7 +89,12 @@ def reference_data(champion: Champion | None, client, explicit_path: str = ""
             f"sample (artifact '{REFERENCE_ARTIFACT}/') and no data path "
             f"({', '.join(DATA_PATH_KEYS)}); pass --reference PATH")
     end = champion.lineage_value(DATA_END_KEYS)
-    return _read(data_path), (pd.Timestamp(end, tz="UTC") if end else None), data_path
+    return _read(data_path), (_utc(end) if end else None), data_path
+
+
+def _utc(value: str) -> pd.Timestamp:
+    stamp = pd.Timestamp(value)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
 def _logged_sample(client, run_id: str) -> pd.DataFrame | None:

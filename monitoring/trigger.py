@@ -12,6 +12,7 @@ calls ``module:function`` in this process.
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import subprocess
 from collections.abc import Callable
@@ -140,9 +141,16 @@ class EntrypointLauncher:
         return Launch("entrypoint", getattr(outcome, "run_id", None), _describe(outcome))
 
 
+#: Fields of a training outcome worth keeping in the decisions log (the rest is in MLflow).
+_OUTCOME_FIELDS = ("promoted", "versions", "decision")
+
+
 def _describe(outcome: Any) -> str:
-    if hasattr(outcome, "model_dump"):
-        return str(outcome.model_dump())
+    """A short JSON summary of what the entry point returned (its `to_dict()` if it has one)."""
+    if hasattr(outcome, "to_dict"):
+        body = outcome.to_dict()
+        body = {k: body[k] for k in _OUTCOME_FIELDS if k in body} or body
+        return json.dumps(body, default=str)[:4000]
     return str(outcome)[:2000]
 
 

@@ -21,7 +21,7 @@ from fraudops.data.generate import GeneratorConfig, generate
 from fraudops.features import build_spec, compute_batch, gather_sequences, sequence_index
 from fraudops.store import BatchWrite, DecisionRecord, Store
 
-SEQ_LEN = 4
+SEQ_LEN = 16  # the training default, so the promotion gate can compare the pair
 ROWS, DAYS = 60_000, 40
 DRIFT_DAY = 24
 
@@ -115,13 +115,14 @@ def build_platform(root: Path, drift: str) -> Platform:
     checkpoints = save_champion(train, root / "checkpoints")
     tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
     register_champion(tracking_uri, checkpoints,
-                      {"fraudops.data.path": str(train_path),
-                       "fraudops.data.end": pd.Timestamp(drift_start).isoformat()},
+                      {"fraudops.data_path": str(train_path),
+                       "data.window_end": pd.Timestamp(drift_start).isoformat()},
                       root / "mlartifacts")
     # The stream the consumer scored: everything after the first two weeks (so windows after
     # the drift point have their full week of history in the store too).
     stream = data[data["timestamp"] >= data["timestamp"].min() + timedelta(days=14)]
     stream = stream.reset_index(drop=True)
+    layout.write(data, root / "data" / "all.parquet")  # what retraining grows into
     store = Store.from_url(f"sqlite:///{root / 'fraudops.db'}")
     score_into_store(stream, checkpoints, store)
     return Platform(root, store, tracking_uri, train_path, drift_start, stream)
