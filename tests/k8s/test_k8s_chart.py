@@ -19,7 +19,7 @@ from manifests import containers, ident, long_running, pod_labels, pod_specs, se
 
 KUBERNETES_VALIDATE = [sys.executable, "-m", "kubernetes_validate"]
 # Kinds with no CRD available offline; rendered only when the feature is switched on.
-UNVALIDATED_KINDS = {"ScaledObject"}
+UNVALIDATED_KINDS = {"ScaledObject", "TriggerAuthentication"}
 # Environment variables not in the FRAUDOPS_ namespace, each required by a third-party program.
 FOREIGN_ENV = {"STORAGE_URI", "MLFLOW_BACKEND_STORE_URI", "MLFLOW_S3_ENDPOINT_URL",
                "MLFLOW_SERVER_ALLOWED_HOSTS", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "HOME",
@@ -241,6 +241,13 @@ def test_lag_autoscaler_capped_at_partition_count(render):
     assert scaled["spec"]["maxReplicaCount"] == 6
     consumer = [d for d in by_kind(docs, "Deployment") if d["metadata"]["name"].endswith("consumer")]
     assert "replicas" not in consumer[0]["spec"]
+    trigger = scaled["spec"]["triggers"][0]
+    assert trigger["metadata"]["sasl"] == "scram_sha512" and trigger["metadata"]["tls"] == "enable"
+    auth = by_kind(docs, "TriggerAuthentication")[0]
+    assert trigger["authenticationRef"]["name"] == auth["metadata"]["name"]
+    assert auth["spec"]["secretTargetRef"][0]["name"] == "fraudops-kafka"
+    env = consumer[0]["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert auth["spec"]["env"][0]["name"] in {e["name"] for e in env}
 
 
 @pytest.mark.parametrize("override, message", [
