@@ -15,6 +15,8 @@ from fraudops.training.dataset import featurize, load_frame
 from fraudops.training.evaluation import evaluate
 from fraudops.training.exceptions import RegistryError
 
+#: Sub-directory of a training run's work dir holding the final pair (policy included).
+TRAIN_MODELS_DIR = "models"
 _VERSION_URI = re.compile(r"^models:/([^/@]+)/(\d+)$")
 
 
@@ -26,6 +28,8 @@ def resolve_pair(model: str, autoencoder: str | None, names: ModelNames) -> tupl
     together with that sequence version (tag ``fraudops.partner_version``).
     """
     local = Path(model)
+    if (local / TRAIN_MODELS_DIR / workflow.SEQUENCE_DIR).is_dir():
+        local = local / TRAIN_MODELS_DIR  # a `fraudops train --out` directory: final models
     if local.is_dir() and (local / workflow.SEQUENCE_DIR).is_dir():
         return str(local / workflow.SEQUENCE_DIR), str(local / workflow.AUTOENCODER_DIR)
     if not model.startswith("models:/") and "://" not in model and not local.exists():

@@ -1,0 +1,121 @@
+"""Training pipeline benchmark: time, model quality, and a LightGBM baseline.
+
+    python benchmarks/bench_training.py --rows 200000 --threads 2 --out bench_training.json
+    python benchmarks/bench_training.py --kfp      # also time the kfp.local run of the pipeline
+
+Generates data with the default generator, runs the whole training flow (featurize, train both
+models, fit the policy, evaluate on the time-held-out test period, log + register in a
+throw-away MLflow store, gate), then trains LightGBM on the same current-row features and split.
+Prints a table and writes JSON. Targets: whole flow < 180 s on 2 CPU cores; LSTM-CNN test
+AUPRC >= 0.90 and recall >= 0.80 at 1% FPR.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+TARGET_SECONDS, TARGET_AUPRC, TARGET_RECALL = 180.0, 0.90, 0.80
+
+
+def run_flow(data_path: Path, work: Path, threads: int, seed: int):
+    from fraudops.training.config import TrainingConfig
+    from fraudops.training.retrain import TrainingJob, run_training
+    from fraudops.training.settings import TrackingTarget
+
+    target = TrackingTarget(f"sqlite:///{work / 'mlflow.db'}", (work / "mlruns").as_uri(),
+                            "bench")
+    config = TrainingConfig(threads=threads, seed=seed)
+    started = time.perf_counter()
+    outcome = run_training(TrainingJob(data_path, work / "run", target, config=config))
+    return outcome, time.perf_counter() - started, config
+
+
+def run_kfp(data_path: Path, work: Path, threads: int) -> float:
+    from pipelines.local import run_local
+
+    os.environ["FRAUDOPS_HOME"] = str(work / "kfp-home")
+    os.environ["FRAUDOPS_MLFLOW__TRACKING_URI"] = f"sqlite:///{work / 'kfp-mlflow.db'}"
+    started = time.perf_counter()
+    run_local({"data_path": str(data_path), "config_json": json.dumps({"threads": threads})},
+              work / "kfp")
+    return time.perf_counter() - started
+
+
+def baseline(work: Path, config) -> dict:
+    from fraudops.training.baseline import lightgbm_baseline
+    from fraudops.training.dataset import FeatureSet
+    from fraudops.training.workflow import split_for
+
+    data = FeatureSet.load(work / "run" / "features")
+    return lightgbm_baseline(data, split_for(data, config), config)
+
+
+def print_table(result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"Training benchmark ({result['rows']:,} rows)")
+    for column in ("metric", "LSTM-CNN", "autoencoder", "LightGBM (row features)"):
+        table.add_column(column, justify="right" if column != "metric" else "left")
+    seq, ae, lgb = result["lstm_cnn"], result["autoencoder"], result["lightgbm"]
+    for key in sorted(k for k in seq if k in lgb):
+        table.add_row(key, *(f"{m.get(key, float('nan')):.4f}" for m in (seq, ae, lgb)))
+    Console().print(table)
+    print(json.dumps({"seconds": result["seconds"], "targets": result["targets"]}, indent=2))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--kfp", action="store_true", help="Also time the kfp.local run.")
+    parser.add_argument("--out", type=Path, default=Path("bench_training.json"))
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from fraudops.data.generate import GeneratorConfig, generate
+
+    with tempfile.TemporaryDirectory(prefix="bench-training-") as tmp:
+        work = Path(tmp)
+        started = time.perf_counter()
+        data_path = work / "transactions.parquet"
+        generate(GeneratorConfig(rows=args.rows, seed=args.seed)).to_parquet(data_path)
+        generate_s = time.perf_counter() - started
+        outcome, flow_s, config = run_flow(data_path, work, args.threads, args.seed)
+        lgb = baseline(work, config)
+        kfp_s = run_kfp(data_path, work, args.threads) if args.kfp else None
+
+    metrics = outcome.metrics
+    pick = lambda prefix: {k[len(prefix):]: v for k, v in metrics.items()
+                           if k.startswith(prefix) and v is not None}
+    seq = pick("sequence.")
+    result = {
+        "rows": args.rows, "threads": args.threads, "cpu_count": os.cpu_count(),
+        "load_average": os.getloadavg(),
+        "seconds": {"generate": generate_s, "flow_total": flow_s, **outcome.seconds,
+                    "lightgbm": lgb["train_seconds"], "kfp_local_total": kfp_s},
+        "lstm_cnn": seq, "autoencoder": pick("autoencoder."), "policy": pick("policy."),
+        "lightgbm": lgb, "test_rows": metrics.get("rows"), "test_fraud_rate": metrics.get("fraud_rate"),
+        "gate": outcome.decision.to_dict() if outcome.decision else None,
+        "targets": {
+            "flow_under_180s": flow_s < TARGET_SECONDS,
+            "lstm_cnn_auprc_ge_0.90": seq.get("auprc", 0) >= TARGET_AUPRC,
+            "lstm_cnn_recall_at_1pct_fpr_ge_0.80": seq.get("recall_at_1pct_fpr", 0) >= TARGET_RECALL,
+        },
+    }
+    args.out.write_text(json.dumps(result, indent=2, default=str))
+    print_table(result)
+    print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
