@@ -22,7 +22,7 @@ STEP_ICONS = {StepStatus.PENDING: "[dim]·[/]", StepStatus.RUNNING: "[yellow]▶
               StepStatus.SKIPPED: "[dim]-[/]"}
 PROCESS_STYLES = {ProcessState.STARTING: "yellow", ProcessState.READY: "green",
                   ProcessState.EXITED: "dim", ProcessState.FAILED: "red",
-                  ProcessState.STOPPED: "dim"}
+                  ProcessState.STOPPED: "dim", ProcessState.PAUSED: "blue"}
 RECENT_EVENTS = 6
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from fraudops.local.platform import LocalPlatform
 from fraudops.local.summary import DriftOutcome
+from fraudops.local.supervisor import ManagedProcess
 
 
 @dataclass
@@ -49,8 +50,11 @@ class DriftWatch:
     """Turns the decisions log, the retraining process and the predictor into a `DriftOutcome`."""
 
     def __init__(self, platform: LocalPlatform, log_path: Path, stream_started_at: float,
-                 outcome: DriftOutcome) -> None:
+                 outcome: DriftOutcome, monitor: ManagedProcess | None = None) -> None:
         self._platform = platform
+        #: The drift job's process: paused while retraining runs (two cores are not enough for
+        #: both; its checks would only hit the cooldown), resumed afterwards.
+        self._monitor = monitor
         self._log = LogTail(log_path)
         self._t0 = stream_started_at
         self.outcome = outcome
@@ -104,9 +108,13 @@ class DriftWatch:
         self._retrain_pid, self._retrain_started = int(launch["run_id"]), now
         self._champion_before = self._platform.champion_versions()
         timeline.note(f"[red]drift detected[/]: retraining started (pid {self._retrain_pid})")
+        if self._monitor is not None:
+            self._platform.supervisor.pause(self._monitor)
 
     def _retraining_ended(self, now: float) -> None:
         self._retrain_pid = None
+        if self._monitor is not None:
+            self._platform.supervisor.resume(self._monitor)
         self.outcome.retrained = True
         self.outcome.retraining_s = now - (self._retrain_started or now)
         champion = self._platform.champion_versions()

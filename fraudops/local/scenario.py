@@ -188,7 +188,7 @@ class DemoRun:
         started = time.monotonic()
         self.status.stream, self.status.stream_started_at = producer.progress, started
         watch = DriftWatch(self.platform, services.decisions_log(layout), started,
-                           self.status.drift)
+                           self.status.drift, self._monitor)
         self._loop(data, producer, watch)
         return producer, watch
 

@@ -51,6 +51,7 @@ class ProcessState(StrEnum):
     EXITED = "exited"  # a job that finished with status 0
     FAILED = "failed"
     STOPPED = "stopped"
+    PAUSED = "paused"  # SIGSTOP'ed to give the CPU to something else for a while
 
 
 @dataclass
@@ -197,7 +198,8 @@ class Supervisor:
     def check_alive(self) -> None:
         """Raise `ProcessFailedError` if a service that was ready has exited on its own."""
         for process in list(self.processes):
-            if process.state is ProcessState.READY and not process.running:
+            if process.state in (ProcessState.READY, ProcessState.PAUSED) and \
+                    not process.running:
                 process.state = ProcessState.FAILED
                 raise ProcessFailedError(
                     process.name, f"exited unexpectedly with status {process.returncode}",
@@ -207,19 +209,31 @@ class Supervisor:
         """Process group ids of every process started (for orphan checks)."""
         return [process.pid for process in self.processes]
 
+    def pause(self, process: ManagedProcess) -> None:
+        """SIGSTOP a ready service's group (it keeps its state; `resume` continues it)."""
+        if process.state is ProcessState.READY and process.running:
+            _signal_group(process.pid, signal.SIGSTOP)
+            process.state = ProcessState.PAUSED
+
+    def resume(self, process: ManagedProcess) -> None:
+        if process.state is ProcessState.PAUSED:
+            _signal_group(process.pid, signal.SIGCONT)
+            process.state = ProcessState.READY
+
     # -- stopping ------------------------------------------------------------------------------
 
     def stop(self, process: ManagedProcess) -> None:
         """SIGTERM the process group, SIGKILL it after the spec's grace period, reap it."""
         if process.running:
             _signal_group(process.pid, signal.SIGTERM)
+            _signal_group(process.pid, signal.SIGCONT)  # a paused group gets it only now
             try:
                 process.popen.wait(timeout=process.spec.grace_s)
             except subprocess.TimeoutExpired:
                 _signal_group(process.pid, signal.SIGKILL)
                 process.popen.wait()
         self._reap_group(process, grace_s=process.spec.grace_s)
-        if process.state in (ProcessState.STARTING, ProcessState.READY):
+        if process.state in (ProcessState.STARTING, ProcessState.READY, ProcessState.PAUSED):
             process.state = ProcessState.STOPPED
         process.finished_at = process.finished_at or time.monotonic()
 

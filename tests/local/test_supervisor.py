@@ -105,3 +105,20 @@ def test_check_alive_notices_a_service_that_died(tmp_path: Path) -> None:
         web.popen.wait()
         with pytest.raises(ProcessFailedError, match="exited unexpectedly"):
             supervisor.check_alive()
+
+
+def test_paused_service_is_resumed_and_still_stops_cleanly(tmp_path: Path) -> None:
+    port = free_port()
+    supervisor = Supervisor(tmp_path / "logs")
+    web = supervisor.start(http_server(port))
+    supervisor.pause(web)
+    assert web.state is ProcessState.PAUSED
+    with pytest.raises(httpx.TimeoutException):
+        httpx.get(f"http://127.0.0.1:{port}/", timeout=0.5)
+    supervisor.resume(web)
+    assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).status_code == 200
+    supervisor.pause(web)
+    began = time.monotonic()
+    supervisor.stop_all()  # SIGTERM reaches a stopped process only with SIGCONT
+    assert time.monotonic() - began < web.spec.grace_s
+    assert web.state is ProcessState.STOPPED and not group_alive(web.pid)
