@@ -5,11 +5,13 @@ would silently fall back to a default), and the settings parse with the rendered
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
+import sys
 import typing
 
 import pytest
-from conftest import SCENARIOS
+from conftest import CHART_DIR, SCENARIOS
 from crd_validation import load_documents
 from manifests import containers, pod_specs
 from pydantic import BaseModel
@@ -20,12 +22,22 @@ UNIT_SETTINGS = {
     "kserve-container": "serving.settings:PredictorServiceSettings",
     "consumer": "consumers.settings:ConsumerSettings",
     "drift": "monitoring.settings:MonitoringSettings",
+    "compile": "pipelines.settings:PipelineSettings",
+    "upload": "pipelines.settings:PipelineSettings",
+    "schedule": "pipelines.settings:PipelineSettings",
+    "create-topics": f"{CHART_DIR / 'files' / 'create_topics.py'}:Settings",
 }
 SECRET_PLACEHOLDER = "from-a-secret"
 
 
 def settings_class(path: str) -> type[BaseModel]:
-    module, _, name = path.partition(":")
+    module, _, name = path.rpartition(":")
+    if module.endswith(".py"):  # a script shipped in the chart, loaded from its file
+        spec = importlib.util.spec_from_file_location("chart_script", module)
+        script = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = script  # pydantic resolves the annotations through it
+        spec.loader.exec_module(script)
+        return getattr(script, name)
     try:
         return getattr(importlib.import_module(module), name)
     except ImportError as error:  # the unit's extra is not installed here
@@ -82,7 +94,8 @@ def test_rendered_environment_parses(render, scenario, monkeypatch):
                 if name.startswith("FRAUDOPS_"):
                     patch.setenv(name, value)
             settings = model()
-        assert str(settings.home) == env["FRAUDOPS_HOME"]
+        if "FRAUDOPS_HOME" in env:
+            assert str(settings.home) == env["FRAUDOPS_HOME"]
 
 
 def test_field_lookup_rejects_a_typo():

@@ -222,6 +222,8 @@ fraudops/settings.py). Secrets are referenced with secretKeyRef, never copied in
   value: {{ include "fraudops.predictorName" . | quote }}
 - name: FRAUDOPS_KFP__PREDICTOR_NAMESPACE
   value: {{ .Release.Namespace | quote }}
+- name: FRAUDOPS_KFP__CANARY_PERCENT
+  value: {{ .Values.pipeline.canaryPercent | quote }}
 {{- end }}
 
 {{- define "fraudops.env.pipeline" -}}
