@@ -9,6 +9,8 @@
 2. ``GET /v2/models/fraud-scorer`` adds ``parameters`` (feature-spec version and fingerprint,
    served versions) to the standard metadata, which KServe's response model would drop.
 3. FastAPI's request-validation errors answer 400 (like every other malformed input), not 422.
+4. With request logging off (the default), KServe's timing middleware is left out (see
+   `_skip_timing_middleware`).
 
 The routes are added to KServe's module-level app before `ModelServer.start` registers its own,
 so they take precedence for the paths they share.
@@ -30,6 +32,7 @@ from kserve.protocol.infer_type import InferInput, InferRequest
 from kserve.protocol.rest.v2_datamodels import InferenceRequest
 from kserve.protocol.rest.v2_endpoints import V2Endpoints
 from pydantic import ValidationError
+from timing_asgi import TimingMiddleware
 
 from fraudops import protocol
 from fraudops.models import FeatureSpecMismatchError, load_scorer
@@ -157,6 +160,7 @@ def run(settings: PredictorServiceSettings) -> None:
     if not p.request_logging:  # after ModelServer(), which configures KServe's logging
         for name in ("kserve.trace", "uvicorn.access"):
             logging.getLogger(name).setLevel(logging.WARNING)
+        _skip_timing_middleware(app)
     install_routes(app, V2Endpoints(server.dataplane), predictor)
     watcher = _start_watcher(predictor, p, loader, tracking_uri, metrics)
     try:
@@ -164,6 +168,23 @@ def run(settings: PredictorServiceSettings) -> None:
     finally:
         if watcher is not None:
             watcher.stop()
+
+
+def _skip_timing_middleware(app: FastAPI) -> None:
+    """Keep KServe from adding its timing middleware, whose only output is the trace log.
+
+    It calls getrusage() twice per request (a sum over all threads: torch's, the executor's)
+    just to log CPU time; with request logging off that is pure overhead, and the Prometheus
+    histograms measure latency anyway. `RESTServer.create_application` adds it during
+    `ModelServer.start`, so the app's `add_middleware` filters it out.
+    """
+    add_middleware = app.add_middleware
+
+    def add_except_timing(middleware_class: Any, *args: Any, **kwargs: Any) -> None:
+        if middleware_class is not TimingMiddleware:
+            add_middleware(middleware_class, *args, **kwargs)
+
+    app.add_middleware = add_except_timing  # type: ignore[method-assign]
 
 
 def _start_watcher(predictor: FraudPredictor, p: PredictorSettings, loader: Any,
