@@ -59,6 +59,7 @@ def demo(
     from fraudops.local.settings import LocalSettings
     from fraudops.local.summary import render as render_summary
 
+    _quiet_libraries()
     console = Console()
     options = scenario.DemoOptions(duration_s=duration, rate=rate, rows=rows, drift=drift,
                                    seed=seed)
@@ -104,6 +105,7 @@ def up(
     from fraudops.local.settings import LocalSettings
     from fraudops.local.timeline import Timeline
 
+    _quiet_libraries()
     console = Console()
     state_dir = home or LocalSettings().home
     timeline = Timeline.of("platform", "training", "serving")
@@ -190,10 +192,17 @@ def _view(console: Console, status: LiveStatus, live: bool | None) -> Iterator[N
         yield
 
 
+def _quiet_libraries() -> None:
+    """The health checks poll over httpx; its per-request INFO lines would drown the view."""
+    import logging
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
 def _plain_printer(console: Console) -> Callable[[float, str], None]:
     def show(at: float, text: str) -> None:
         console.print(f"[dim]{time.strftime('%M:%S', time.gmtime(at))}[/] {text}",
-                      highlight=False)
+                      highlight=False, soft_wrap=True)
 
     return show
 

@@ -61,6 +61,7 @@ class DriftWatch:
         self._retrain_pid: int | None = None
         self._retrain_started: float | None = None
         self._champion_before: str | None = None
+        self._challenger_before: str | None = None
         self._checks_after_stream = 0
         self.stream_done = False
         self.problems: list[str] = []
@@ -74,7 +75,7 @@ class DriftWatch:
         """Nothing more to wait for: the switch happened, the gate kept the champion, or the
         stream is over and two more checks found no drift."""
         outcome = self.outcome
-        if outcome.switched_at_s is not None or outcome.promoted is False:
+        if outcome.switched_at_s is not None or (outcome.retrained and not outcome.promoted):
             return True
         return outcome.detected_at_s is None and self._checks_after_stream >= 2
 
@@ -107,6 +108,7 @@ class DriftWatch:
         self.outcome.detected_at_s = now - self._t0
         self._retrain_pid, self._retrain_started = int(launch["run_id"]), now
         self._champion_before = self._platform.champion_versions()
+        self._challenger_before = self._platform.alias_versions("challenger")
         timeline.note(f"[red]drift detected[/]: retraining started (pid {self._retrain_pid})")
         if self._monitor is not None:
             self._platform.supervisor.pause(self._monitor)
@@ -118,10 +120,15 @@ class DriftWatch:
         self.outcome.retrained = True
         self.outcome.retraining_s = now - (self._retrain_started or now)
         champion = self._platform.champion_versions()
+        challenger = self._platform.alias_versions("challenger")
+        # A run that reached the registry leaves a new challenger; a failed one leaves none.
+        registered = challenger not in (self._challenger_before, "?/?")
+        self.outcome.challenger = challenger if registered else None
         self.outcome.promoted = champion != self._champion_before
         self._platform.timeline.note(
-            f"retraining finished in {self.outcome.retraining_s:.0f} s; champion "
-            f"{self._champion_before} -> {champion}")
+            f"retraining finished in {self.outcome.retraining_s:.0f} s: "
+            + (f"challenger {challenger}, champion {self._champion_before} -> {champion}"
+               if registered else "[red]no model registered[/] (see the drift job's log)"))
 
     def _follow_switch(self, served: str | None, now: float) -> None:
         if served is None:

@@ -106,8 +106,12 @@ class LocalPlatform:
 
     def champion_versions(self) -> str:
         """``"<sequence>/<autoencoder>"`` versions holding the champion alias (``?`` = none)."""
+        return self.alias_versions(ModelNames().champion_alias)
+
+    def alias_versions(self, alias: str) -> str:
+        """``"<sequence>/<autoencoder>"`` versions holding `alias` (``?`` where none does)."""
         names = ModelNames()
-        return "/".join(self._alias_version(name, names.champion_alias) or "?"
+        return "/".join(self._alias_version(name, alias) or "?"
                         for name in (names.sequence, names.autoencoder))
 
     def links(self) -> dict[str, str]:

@@ -242,14 +242,21 @@ class DemoRun:
             or self.status.served
 
     def _close_drift_step(self, watch: DriftWatch) -> None:
-        outcome = watch.outcome
-        if outcome.switched_at_s is not None:
-            self.timeline.done("drift + retraining",
-                               f"{outcome.initial_versions} -> {outcome.final_versions}")
-        elif outcome.detected_at_s is None:
-            self.timeline.fail("drift + retraining", f"no drift found in {outcome.checks} checks")
+        """Done when drift was found and retraining reached the gate (whatever it decided)."""
+        o, step = watch.outcome, "drift + retraining"
+        if o.detected_at_s is None:
+            self.timeline.fail(step, f"no drift found in {o.checks} checks")
+        elif not o.retrained:
+            self.timeline.fail(step, "retraining did not finish in time")
+        elif o.challenger is None:
+            self.timeline.fail(step, "retraining registered no model")
+        elif o.switched_at_s is not None:
+            self.timeline.done(step, f"new champion {o.final_versions} live "
+                                     f"{o.switched_at_s:.0f} s into the stream")
+        elif o.promoted:
+            self.timeline.fail(step, f"champion {o.challenger} promoted but not served")
         else:
-            self.timeline.fail("drift + retraining", "retraining or switch did not complete")
+            self.timeline.done(step, f"challenger {o.challenger} not better: champion kept")
 
     def _summarize(self, data: DemoData, producer: StreamProducer, watch: DriftWatch) -> Summary:
         self.timeline.start("summary")

@@ -57,6 +57,8 @@ class DriftOutcome:
     checks: int = 0
     retraining_s: float | None = None
     retrained: bool = False
+    #: The registered challenger after retraining (None: the run registered nothing, it failed).
+    challenger: str | None = None
     promoted: bool | None = None
     initial_versions: str | None = None
     final_versions: str | None = None
@@ -186,9 +188,12 @@ def _drift_table(summary: Summary) -> Table:
     table.add_row("drift detected", _when(drift.detected_at_s))
     table.add_row("retraining", "not run" if not drift.retrained else
                   f"done in {drift.retraining_s:.0f} s" if drift.retraining_s else "ran")
-    if drift.promoted is not None:
-        table.add_row("promotion", "challenger promoted to champion" if drift.promoted
-                      else "challenger not better: champion kept")
+    if drift.retrained and drift.challenger is None:
+        table.add_row("promotion", "[red]retraining registered no model (see its log)[/]")
+    elif drift.promoted is not None:
+        table.add_row("promotion", f"challenger {drift.challenger} promoted to champion"
+                      if drift.promoted else
+                      f"challenger {drift.challenger} not better: champion kept")
     table.add_row("model versions (sequence/autoencoder)",
                   f"{drift.initial_versions or '?'} -> {drift.final_versions or '?'}")
     table.add_row("live model switch", _when(drift.switched_at_s))

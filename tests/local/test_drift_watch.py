@@ -35,10 +35,13 @@ class _Registry:
 
     def __init__(self) -> None:
         self.timeline = Timeline.of()
-        self.champion = "1/1"
+        self.aliases = {"champion": "1/1", "challenger": "1/1"}
 
     def champion_versions(self) -> str:
-        return self.champion
+        return self.aliases["champion"]
+
+    def alias_versions(self, alias: str) -> str:
+        return self.aliases[alias]
 
 
 def test_watch_follows_trigger_retraining_promotion_and_switch(tmp_path: Path) -> None:
@@ -58,10 +61,11 @@ def test_watch_follows_trigger_retraining_promotion_and_switch(tmp_path: Path) -
     watch.poll("1/1")
     assert watch.outcome.detected_at_s is not None and watch.retraining
     assert watch.outcome.report == "/r/2" and not watch.finished
-    platform.champion = "2/2"  # the pipeline's gate promoted the challenger
+    platform.aliases = {"champion": "2/2", "challenger": "2/2"}  # registered and promoted
     retraining.wait()
     watch.poll("1/1")
     assert watch.outcome.retrained and watch.outcome.promoted and not watch.retraining
+    assert watch.outcome.challenger == "2/2"
     assert not watch.finished  # the predictor has not switched yet
     watch.poll("2/2")
     assert watch.outcome.switched_at_s is not None and watch.finished
@@ -77,3 +81,16 @@ def test_no_drift_finishes_after_two_checks_past_the_stream(tmp_path: Path) -> N
         _append(path, json.dumps({"decision": "hold", "reason": "no_drift"}) + "\n")
         watch.poll(None)
     assert watch.finished and watch.outcome.detected_at_s is None
+
+
+def test_failed_retraining_is_told_apart_from_a_kept_champion(tmp_path: Path) -> None:
+    path = tmp_path / "decisions.jsonl"
+    watch = DriftWatch(_Registry(), path, time.monotonic(), DriftOutcome())
+    retraining = subprocess.Popen([sys.executable, "-c", "raise SystemExit(1)"])
+    retraining.wait()
+    _append(path, json.dumps({"decision": "trigger", "reason": "drift",
+                              "launch": {"run_id": str(retraining.pid)}}) + "\n")
+    watch.poll("1/1")  # the pipeline died before registering anything
+    watch.poll("1/1")
+    assert watch.outcome.retrained and watch.outcome.challenger is None
+    assert watch.finished and not watch.outcome.promoted
