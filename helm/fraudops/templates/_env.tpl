@@ -52,6 +52,9 @@ fraudops/settings.py). Secrets are referenced with secretKeyRef, never copied in
       key: {{ .key }}
 {{- end }}
 
+{{/* Referenced by name elsewhere (the KEDA TriggerAuthentication reads it from the consumer). */}}
+{{- define "fraudops.envName.saslUsername" -}}FRAUDOPS_KAFKA__SASL_USERNAME{{- end }}
+
 {{/* Kafka connection and topic names: gateway, consumer, topic creation. */}}
 {{- define "fraudops.env.kafka" -}}
 {{- $k := .Values.kafka -}}
@@ -62,7 +65,7 @@ fraudops/settings.py). Secrets are referenced with secretKeyRef, never copied in
 {{- if $k.saslMechanism }}
 - name: FRAUDOPS_KAFKA__SASL_MECHANISM
   value: {{ $k.saslMechanism | quote }}
-- name: FRAUDOPS_KAFKA__SASL_USERNAME
+- name: {{ include "fraudops.envName.saslUsername" . }}
   value: {{ $k.saslUsername | quote }}
 {{- end }}
 {{- if $k.saslPassword.existingSecret }}
