@@ -16,10 +16,13 @@ from fraudops.training.tracking import TrackingTarget
 NAMES = ModelNames()
 
 
-@pytest.fixture
-def sqlite_target(tmp_path) -> TrackingTarget:
-    return TrackingTarget(f"sqlite:///{tmp_path / 'mlflow.db'}",
-                          (tmp_path / "artifacts").as_uri(), "test")
+@pytest.fixture(scope="module")
+def registered(small_data_path, tiny_config, tmp_path_factory):
+    """One training run registered in a fresh SQLite store (shared by the tests below)."""
+    tmp = tmp_path_factory.mktemp("registry")
+    target = TrackingTarget(f"sqlite:///{tmp / 'mlflow.db'}", (tmp / "artifacts").as_uri(),
+                            "test")
+    return target, _train(small_data_path, tmp / "w1", target, tiny_config), tmp
 
 
 def _train(data_path, work, target, config):
@@ -46,10 +49,14 @@ def _check_first_run(outcome, target):
     assert "evaluation/pr_curve.png" in logged
 
 
-def test_register_gate_and_load_champion(small_data_path, tiny_config, sqlite_target, tmp_path):
-    first = _train(small_data_path, tmp_path / "w1", sqlite_target, tiny_config)
-    _check_first_run(first, sqlite_target)
+def test_first_run_is_registered_and_promoted(registered):
+    target, first, _ = registered
+    _check_first_run(first, target)
 
+
+def test_load_scorer_from_registry_and_local_dir(registered):
+    target, first, _ = registered
+    tracking.connect(target)
     scorer = load_scorer(f"models:/{NAMES.sequence}@champion",
                          f"models:/{NAMES.autoencoder}@champion", device="cpu")
     assert scorer.versions == {NAMES.sequence: first.versions.sequence,
@@ -62,21 +69,10 @@ def test_register_gate_and_load_champion(small_data_path, tiny_config, sqlite_ta
     np.testing.assert_allclose(from_registry.fraud_probability, from_dir.fraud_probability)
     assert list(from_registry.decision) == list(from_dir.decision)
 
-    # The same models again: equal score, not better by the margin -> champion stays.
-    strict = tiny_config.model_copy(update={"gate_margin": 0.05})
-    second = _train(small_data_path, tmp_path / "w2", sqlite_target, strict)
-    assert not second.promoted
-    assert second.champion_score == pytest.approx(first.challenger_score, abs=1e-6)
-    client = MlflowClient(sqlite_target.tracking_uri)
-    champion = client.get_model_version_by_alias(NAMES.sequence, NAMES.champion_alias)
-    challenger = client.get_model_version_by_alias(NAMES.sequence, NAMES.challenger_alias)
-    assert str(champion.version) == first.versions.sequence
-    assert str(challenger.version) == second.versions.sequence
-    assert challenger.tags[registry.TAG_DECISION] == "rejected"
 
-
-def test_pyfunc_flavour_predicts(small_data_path, tiny_config, sqlite_target, tmp_path):
-    outcome = _train(small_data_path, tmp_path / "w", sqlite_target, tiny_config)
+def test_pyfunc_flavour_predicts(registered, tiny_config):
+    target, outcome, _ = registered
+    tracking.connect(target)
     model = mlflow.pyfunc.load_model(f"models:/{NAMES.sequence}/{outcome.versions.sequence}")
     k, f = tiny_config.seq_len, model.metadata.get_input_schema().inputs[0].shape[-1]
     out = model.predict({"sequences": np.zeros((2, k, f), np.float32),
@@ -84,14 +80,28 @@ def test_pyfunc_flavour_predicts(small_data_path, tiny_config, sqlite_target, tm
     assert np.asarray(out).shape == (2,)
 
 
-def test_champion_with_other_features_is_not_comparable(small_data_path, tiny_config,
-                                                        sqlite_target, tmp_path):
-    first = _train(small_data_path, tmp_path / "w1", sqlite_target, tiny_config)
+def test_champion_with_other_features_is_not_comparable(registered, small_data_path,
+                                                        tiny_config):
+    target, _, tmp = registered
+    tracking.connect(target)
     longer = tiny_config.model_copy(update={"seq_len": 6})
-    features = tmp_path / "f6"
-    steps.featurize_step(small_data_path, features, 6)
-    assert steps.champion_score(features, longer, NAMES) is None
-    assert first.promoted
+    steps.featurize_step(small_data_path, tmp / "f6", 6)
+    assert steps.champion_score(tmp / "f6", longer, NAMES) is None
+
+
+def test_not_better_by_margin_keeps_champion(registered, small_data_path, tiny_config):
+    # The same data and seed again: an equal score is not better by the margin.
+    target, first, tmp = registered
+    strict = tiny_config.model_copy(update={"gate_margin": 0.05})
+    second = _train(small_data_path, tmp / "w2", target, strict)
+    assert not second.promoted
+    assert second.champion_score == pytest.approx(first.challenger_score, abs=1e-6)
+    client = MlflowClient(target.tracking_uri)
+    champion = client.get_model_version_by_alias(NAMES.sequence, NAMES.champion_alias)
+    challenger = client.get_model_version_by_alias(NAMES.sequence, NAMES.challenger_alias)
+    assert str(champion.version) == first.versions.sequence
+    assert str(challenger.version) == second.versions.sequence
+    assert challenger.tags[registry.TAG_DECISION] == "rejected"
 
 
 @pytest.mark.integration
