@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import tarfile
 
 import pytest
 import yaml
@@ -418,3 +419,13 @@ def test_network_policies_keep_other_traffic_out(render):
               ("consumer", 9100, "gateway", NAMESPACE), ("mlflow", 5000, None, "default"),
               ("predictor", 8080, None, "default")]
     assert [f for f in denied if ingress_allowed(docs, f[0], f[1], f[2], f[3])] == []
+
+
+def test_chart_packages_offline_without_ci_scenarios(helm, tmp_path):
+    result = run([helm, "package", str(CHART_DIR), "--destination", str(tmp_path)])
+    assert result.returncode == 0, result.stderr
+    with tarfile.open(tmp_path / "fraudops-0.1.0.tgz") as archive:
+        names = archive.getnames()
+    assert "fraudops/files/fraudops-dashboard.json" in names
+    assert "fraudops/values.schema.json" in names
+    assert not [n for n in names if n.startswith("fraudops/ci/")]
