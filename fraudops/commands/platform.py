@@ -193,10 +193,12 @@ def _view(console: Console, status: LiveStatus, live: bool | None) -> Iterator[N
 
 
 def _quiet_libraries() -> None:
-    """The health checks poll over httpx; its per-request INFO lines would drown the view."""
+    """Health checks (httpx) and the stream producer (kafka-python) log every request and
+    connection at INFO; those lines would drown the view (the units' logs are in files)."""
     import logging
 
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    for name in ("httpx", "kafka"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _plain_printer(console: Console) -> Callable[[float, str], None]:
