@@ -207,8 +207,9 @@ fraudops/settings.py). Secrets are referenced with secretKeyRef, never copied in
 {{- define "fraudops.env.kfp" -}}
 - name: FRAUDOPS_KFP__HOST
   value: {{ .Values.pipeline.kfpHost | quote }}
+{{- /* Empty for standalone (single-user) KFP, which refuses namespaced API calls. */}}
 - name: FRAUDOPS_KFP__NAMESPACE
-  value: {{ include "fraudops.kfpNamespace" . | quote }}
+  value: {{ .Values.pipeline.kfpNamespace | quote }}
 - name: FRAUDOPS_KFP__PIPELINE_NAME
   value: {{ .Values.pipeline.name | quote }}
 - name: FRAUDOPS_KFP__EXPERIMENT
