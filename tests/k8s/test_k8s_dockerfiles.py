@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import CHART_DIR, REPO_ROOT, require_tool, run
+from crd_validation import load_documents
+from manifests import containers, pod_specs
 
 DOCKERFILE = REPO_ROOT / "docker" / "Dockerfile"
 TARGETS = {"gateway", "predictor", "predictor-cuda", "consumer", "pipeline", "drift", "mlflow"}
@@ -114,3 +116,28 @@ def test_dockerignore_admits_only_package_sources():
     wanted = {p.rstrip("*") for p in packages} | {"pyproject.toml", "README.md"}
     assert wanted <= admitted
     assert not {".venv", "tests", ".tools", "data", ".git"} & admitted
+
+
+# Chart container name -> image target that runs it.
+CONTAINER_TARGET = {"gateway": "gateway", "consumer": "consumer", "kserve-container": "predictor",
+                    "drift": "drift", "compile": "pipeline", "upload": "pipeline",
+                    "schedule": "pipeline", "create-topics": "consumer", "mlflow": "mlflow"}
+
+
+def test_images_carry_the_database_driver_their_chart_urls_need(render, dockerfile_stages):
+    extras = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    missing = []
+    for _, spec in pod_specs(load_documents(render("default"))):
+        for c in containers(spec):
+            urls = [e.get("value", "") for e in c.get("env", [])]
+            if not any(u.startswith("postgresql+psycopg://") for u in urls):
+                continue
+            target = CONTAINER_TARGET[c["name"]]
+            if target in UNIT_EXTRA:
+                requirements = extras[UNIT_EXTRA[target]]
+            else:  # installed by name in its build stage
+                requirements = re.findall(r'"([^"]+)"', lineage(dockerfile_stages, target))
+            if not any(r.startswith("psycopg[binary]") for r in requirements):
+                missing.append(f"{c['name']} ({target})")
+    assert missing == []
