@@ -429,3 +429,28 @@ def test_chart_packages_offline_without_ci_scenarios(helm, tmp_path):
     assert "fraudops/files/fraudops-dashboard.json" in names
     assert "fraudops/values.schema.json" in names
     assert not [n for n in names if n.startswith("fraudops/ci/")]
+
+
+@pytest.mark.parametrize("overrides", [
+    "mlflow.enabled=false,mlflow.externalTrackingUri=http://mlflow.ml.svc:5000",
+    ("gateway.enabled=false,consumer.enabled=false,predictor.enabled=false,drift.enabled=false,"
+    "pipeline.enabled=false,mlflow.enabled=false,mlflow.externalTrackingUri=http://m:5000,"
+    "postgresql.enabled=false"),
+    ("networkPolicy.enabled=false,rbac.create=false,monitoring.serviceMonitor.enabled=false,"
+    "monitoring.prometheusRule.enabled=false,monitoring.grafanaDashboard.enabled=false"),
+    ("predictor.deploymentMode=Standard,predictor.challenger.enabled=true,"
+    "gateway.ingress.enabled=true,consumer.autoscaling.enabled=true"),
+    ("kafka.createTopicsJob.enabled=false,drift.triggerRetraining=false,"
+    "pipeline.runner.bindRole=false"),
+])
+def test_feature_toggles_render_valid_resources(render, crd_registry, overrides):
+    docs = load_documents(render("default", "--set", overrides))
+    assert docs and all(d["metadata"].get("namespace") for d in docs)
+    assert validate_custom_resources(crd_registry, docs) == []
+    names = [(d["kind"], d["metadata"]["name"]) for d in docs]
+    assert len(names) == len(set(names)), "duplicate resources"
+
+
+def test_disabled_mlflow_needs_an_external_tracking_uri(render):
+    with pytest.raises(RuntimeError, match="mlflow.externalTrackingUri is required"):
+        render("default", "--set", "mlflow.enabled=false")

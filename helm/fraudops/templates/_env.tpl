@@ -17,7 +17,7 @@ fraudops/settings.py). Secrets are referenced with secretKeyRef, never copied in
 
 {{- define "fraudops.mlflowTrackingUri" -}}
 {{- if .Values.mlflow.enabled }}{{ printf "http://%s.%s.svc:%v" (include "fraudops.unitName" (dict "ctx" . "unit" "mlflow")) .Release.Namespace .Values.mlflow.port }}
-{{- else }}{{ .Values.mlflow.externalTrackingUri }}
+{{- else }}{{ required "mlflow.externalTrackingUri is required when mlflow.enabled is false" .Values.mlflow.externalTrackingUri }}
 {{- end }}
 {{- end }}
 
