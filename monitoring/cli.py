@@ -45,7 +45,8 @@ def _job(settings):
     from monitoring.trigger import build_launcher
 
     store = Store.from_url(settings.database.resolved_url(settings.home))
-    registry = MlflowClient(settings.mlflow.resolved_tracking_uri(settings.home))
+    tracking_uri = settings.mlflow.resolved_tracking_uri(settings.home)
+    registry = MlflowClient(tracking_uri, registry_uri=tracking_uri)
     launcher = build_launcher(settings.retrain, settings.kfp)
     return DriftJob(settings, store, registry, launcher)
 

@@ -120,15 +120,27 @@ class DriftJob:
         return champion, window, spec
 
     def _load_from_registry(self, sequence_uri: str, autoencoder_uri: str) -> Scorer:
-        """Download both model versions, then load them from local directories."""
+        """Download both model versions through the job's registry client, load them locally."""
         import mlflow
 
         tracking_uri = self.settings.mlflow.resolved_tracking_uri(self.settings.home)
         scratch = tempfile.mkdtemp(prefix="fraudops-drift-models-")
-        local = [mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=f"{scratch}/{i}",
-                                                     tracking_uri=tracking_uri)
-                 for i, uri in enumerate((sequence_uri, autoencoder_uri))]
+        local = []
+        for i, uri in enumerate((sequence_uri, autoencoder_uri)):
+            name, version = self._registered_version(uri)
+            source = self.registry.get_model_version_download_uri(name, version)
+            local.append(mlflow.artifacts.download_artifacts(
+                artifact_uri=source, dst_path=f"{scratch}/{i}", tracking_uri=tracking_uri))
         return load_scorer(*local, device="cpu")
+
+    def _registered_version(self, uri: str) -> tuple[str, str]:
+        """(name, version) of ``models:/NAME/VERSION`` or ``models:/NAME@ALIAS``."""
+        ref = uri.removeprefix("models:/")
+        if "@" in ref:
+            name, alias = ref.split("@", 1)
+            return name, str(self.registry.get_model_version_by_alias(name, alias).version)
+        name, _, version = ref.partition("/")
+        return name, version
 
     def _current(self, end: datetime | None) -> ScoredWindow:
         drift = self.settings.drift

@@ -15,6 +15,7 @@ import importlib
 import json
 import logging
 import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -116,7 +117,8 @@ class CommandLauncher:
         argv = self.argv + [a for k, v in request.params.items() for a in ("--param", f"{k}={v}")]
         log.info("starting retraining: %s", " ".join(argv))
         try:
-            process = subprocess.Popen(argv, start_new_session=True)
+            # The child's stdout goes to our stderr: `drift check --json` keeps a clean stdout.
+            process = subprocess.Popen(argv, start_new_session=True, stdout=sys.stderr)
             if self.timeout > 0:
                 code = process.wait(self.timeout)
                 if code != 0:

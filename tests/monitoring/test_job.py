@@ -113,3 +113,38 @@ def test_window_with_too_few_rows_is_skipped_and_logged(drifted_platform, settin
     assert outcome.status == "skipped" and "min_rows" in outcome.detail
     assert job.metrics.registry.get_sample_value("fraud_drift_checks_total",
                                                  {"outcome": "skipped"}) == 1.0
+
+
+@pytest.mark.slow
+def test_cli_check_reads_the_environment_and_starts_the_command(drifted_platform, day, tmp_path):
+    """`fraudops drift check --json` as the CronJob runs it: settings from FRAUDOPS_* only."""
+    import os
+    import subprocess
+    import sys
+
+    marker = tmp_path / "retrain-argv.json"
+    env = {**os.environ,
+           "FRAUDOPS_HOME": str(tmp_path / "home"),
+           "FRAUDOPS_MLFLOW__TRACKING_URI": drifted_platform.tracking_uri,
+           "FRAUDOPS_DATABASE__URL": f"sqlite:///{drifted_platform.home / 'fraudops.db'}",
+           "FRAUDOPS_DRIFT__LOG_TO_MLFLOW": "false",
+           "FRAUDOPS_RETRAIN__CONSECUTIVE_WINDOWS": "1",
+           "FRAUDOPS_RETRAIN__LAUNCHER": "command",
+           "FRAUDOPS_RETRAIN__WAIT_TIMEOUT_S": "60",
+           "FRAUDOPS_RETRAIN__EXTRA_PARAMS": json.dumps({"data_path": "/data/grown.parquet"}),
+           "FRAUDOPS_RETRAIN__COMMAND": json.dumps([
+               sys.executable, "-c",
+               f"import json, sys; print('noise'); json.dump(sys.argv[1:], open({str(marker)!r}, 'w'))"])}
+    fraudops = Path(sys.executable).parent / "fraudops"
+    end = day(drifted_platform, 29).isoformat()
+    done = subprocess.run([str(fraudops), "drift", "check", "--json", "--end", end], env=env,
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    outcome = json.loads(done.stdout)
+    assert outcome["decision"]["decision"] == "trigger" and outcome["launch"]["launcher"] == "command"
+    argv = json.loads(marker.read_text())
+    assert "data_path=/data/grown.parquet" in argv and "trigger_reason=drift" in argv
+    assert (tmp_path / "home" / "drift-reports" / outcome["report_id"] / "report.html").is_file()
+    listed = subprocess.run([str(fraudops), "drift", "decisions", "--json"], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert json.loads(listed.stdout.splitlines()[-1])["report_id"] == outcome["report_id"]
