@@ -25,3 +25,11 @@ class PredictorUnavailableError(ServingError):
 
 class KafkaUnavailableError(ServingError):
     """The gateway could not get a produce acknowledgement from Kafka."""
+
+
+class StoreUnavailableError(ServingError):
+    """The gateway cannot reach the decision store."""
+
+
+class ReportNotFoundError(ServingError, LookupError):
+    """No drift report with this id (or not in the requested format)."""

@@ -22,8 +22,9 @@ from serving.exceptions import (
     ConfigurationError,
     KafkaUnavailableError,
     PredictorUnavailableError,
+    StoreUnavailableError,
 )
-from serving.gateway.deps import LazyStore, Services, StoreUnavailableError, require_api_key
+from serving.gateway.deps import LazyStore, Services, require_api_key
 from serving.gateway.kafka import AckedProducer
 from serving.gateway.predictor_client import PredictorClient
 from serving.gateway.reports import DriftReports

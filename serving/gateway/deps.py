@@ -16,7 +16,7 @@ from fastapi.security import APIKeyHeader
 from sqlalchemy.exc import SQLAlchemyError
 
 from fraudops.store import Store, StoreError
-from serving.exceptions import ServingError
+from serving.exceptions import StoreUnavailableError
 from serving.gateway.kafka import AckedProducer
 from serving.gateway.predictor_client import PredictorClient
 from serving.gateway.reports import DriftReports
@@ -26,10 +26,6 @@ from serving.settings import GatewayServiceSettings
 API_KEY_HEADER = "X-API-Key"
 #: Prefix of the versioned, authenticated API.
 V1 = "/v1"
-
-
-class StoreUnavailableError(ServingError):
-    """The decision store cannot be reached."""
 
 
 class LazyStore:

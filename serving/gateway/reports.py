@@ -21,15 +21,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from serving.exceptions import ReportNotFoundError
 from serving.gateway.schemas import DriftReportSummary
 
 REPORT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 HTML_FILE = "report.html"
 JSON_FILE = "report.json"
-
-
-class ReportNotFoundError(LookupError):
-    """No report with this id."""
 
 
 class DriftReports:

@@ -12,7 +12,8 @@ import pytest
 
 from fraudops.features import OnlineFeatureState, build_spec
 from fraudops.schema import Transaction
-from serving.gateway.reports import DriftReports, ReportNotFoundError
+from serving.exceptions import ReportNotFoundError
+from serving.gateway.reports import DriftReports
 from serving.gateway.scoring import build_sequence
 from serving.settings import GatewaySettings, parse_alias_uri
 

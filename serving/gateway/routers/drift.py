@@ -7,8 +7,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Path, Query, status
 from fastapi.responses import FileResponse, JSONResponse
 
+from serving.exceptions import ReportNotFoundError
 from serving.gateway.deps import V1, ServicesDep
-from serving.gateway.reports import ReportNotFoundError
 from serving.gateway.schemas import DriftReportPage
 
 router = APIRouter(prefix=V1, tags=["drift"])

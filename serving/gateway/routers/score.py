@@ -9,8 +9,9 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.exc import SQLAlchemyError
 
 from fraudops.schema import Transaction
+from serving.exceptions import StoreUnavailableError
 from serving.gateway import queries
-from serving.gateway.deps import V1, Services, ServicesDep, StoreUnavailableError
+from serving.gateway.deps import V1, Services, ServicesDep
 from serving.gateway.schemas import ScoreResponse
 from serving.gateway.scoring import build_sequence
 
