@@ -156,7 +156,7 @@ def _quality(ref: pd.DataFrame, cur: pd.DataFrame, policy: RetrainPolicySettings
     enough = (len(cur_l) >= policy.min_labelled
               and int(cur_l[LABEL_COLUMN].sum()) >= policy.min_labelled_fraud
               and 0 < int(ref_l[LABEL_COLUMN].sum()) < len(ref_l))
-    out: dict[str, Any] = {"labelled": int(len(cur_l)),
+    out: dict[str, Any] = {"labelled": len(cur_l),
                            "labelled_fraud": int(cur_l[LABEL_COLUMN].sum()), "evaluated": enough}
     if not enough:
         return out, None

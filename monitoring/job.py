@@ -193,7 +193,7 @@ class DriftJob:
                                   mlflow_settings.resolved_tracking_uri(home),
                                   f"{mlflow_settings.experiment}-monitoring",
                                   mlflow_settings.resolved_artifact_location(home) + "/monitoring")
-        except Exception as error:  # MLflow down must not lose the check: the report is saved
+        except Exception as error:  # noqa: BLE001 - MLflow down must not lose the check
             log.warning("drift check not logged to MLflow: %s", error)
 
     def _log_entry(self, comparison: Comparison, outcome: CheckOutcome) -> dict:

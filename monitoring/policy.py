@@ -122,6 +122,6 @@ def _rate_limit(history: list[PastDecision], now: datetime, settings: RetrainPol
                             f"{settings.cooldown} not over")
     recent = [t for t in runs if now - t < timedelta(days=1)]
     if len(recent) >= settings.max_per_day:
-        return "max_frequency", f"{len(recent)} retraining runs in the last 24 h (max " \
-                                f"{settings.max_per_day})"
+        return "max_frequency", (f"{len(recent)} retraining runs in the last 24 h (max "
+                                 f"{settings.max_per_day})")
     return None

@@ -49,8 +49,14 @@ def save_champion(train: pd.DataFrame, directory: Path):
     import torch
 
     from fraudops.models import (
-        LSTMCNN, Autoencoder, AutoencoderConfig, DecisionPolicy, LSTMCNNConfig, ModelBundle,
-        save_checkpoint, seed_everything,
+        LSTMCNN,
+        Autoencoder,
+        AutoencoderConfig,
+        DecisionPolicy,
+        LSTMCNNConfig,
+        ModelBundle,
+        save_checkpoint,
+        seed_everything,
     )
 
     seed_everything(0)

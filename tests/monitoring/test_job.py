@@ -138,7 +138,7 @@ def test_cli_check_reads_the_environment_and_starts_the_command(drifted_platform
     fraudops = Path(sys.executable).parent / "fraudops"
     end = day(drifted_platform, 29).isoformat()
     done = subprocess.run([str(fraudops), "drift", "check", "--json", "--end", end], env=env,
-                          capture_output=True, text=True, timeout=180)
+                          check=False, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
     outcome = json.loads(done.stdout)
     assert outcome["decision"]["decision"] == "trigger" and outcome["launch"]["launcher"] == "command"
@@ -146,5 +146,5 @@ def test_cli_check_reads_the_environment_and_starts_the_command(drifted_platform
     assert "data_path=/data/grown.parquet" in argv and "trigger_reason=drift" in argv
     assert (tmp_path / "home" / "drift-reports" / outcome["report_id"] / "report.html").is_file()
     listed = subprocess.run([str(fraudops), "drift", "decisions", "--json"], env=env,
-                            capture_output=True, text=True, timeout=120)
+                            check=False, capture_output=True, text=True, timeout=120)
     assert json.loads(listed.stdout.splitlines()[-1])["report_id"] == outcome["report_id"]
