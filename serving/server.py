@@ -36,7 +36,7 @@ from timing_asgi import TimingMiddleware
 
 from fraudops import protocol
 from fraudops.models import FeatureSpecMismatchError, load_scorer
-from serving.exceptions import IncompatibleModelError
+from serving.exceptions import ConfigurationError, IncompatibleModelError
 from serving.metrics import PredictorMetrics
 from serving.predictor import FraudPredictor, ServedModel
 from serving.settings import PredictorServiceSettings, PredictorSettings, parse_alias_uri
@@ -47,12 +47,24 @@ log = logging.getLogger(__name__)
 def load_served(sequence_uri: str, autoencoder_uri: str, settings: PredictorSettings
                 ) -> ServedModel:
     """Load both models (MLflow URI or local directory) and prepare them for serving."""
+    check_device(settings.device)
     try:
         scorer = load_scorer(sequence_uri, autoencoder_uri, device=settings.device)
     except FeatureSpecMismatchError as error:
         raise IncompatibleModelError(str(error)) from error
     return ServedModel.build(scorer, reason_codes=settings.reason_codes,
                              reason_min_z=settings.reason_min_z)
+
+
+def check_device(device: str) -> None:
+    """Refuse a device this machine does not have, before any model is downloaded."""
+    import torch
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigurationError(f"device {device!r} requested but CUDA is not available here "
+                                 "(use 'auto' to fall back to the CPU)")
+    if device not in ("auto", "cpu") and not device.startswith("cuda"):
+        raise ConfigurationError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
 
 
 def parse_v2_body(body: bytes, headers: Mapping[str, str], model_name: str) -> InferRequest:

@@ -13,9 +13,11 @@ from serving_helpers import ModelDirs, random_batch
 
 from fraudops.models import load_scorer
 from serving.batching import MicroBatcher
+from serving.exceptions import ConfigurationError
 from serving.metrics import PredictorMetrics
 from serving.predictor import FraudPredictor, ServedModel
 from serving.reasons import ReasonCoder
+from serving.server import check_device
 from serving.validation import check_arrays, decode_v1
 
 
@@ -128,3 +130,15 @@ def test_predictor_loads_once_and_swaps_atomically(tiny_models: ModelDirs) -> No
     scores = predictor._forward(x, mask)
     assert scores.served is predictor.served and len(scores.reason_codes) == 4
     predictor.stop()
+
+
+def test_device_checked_before_loading() -> None:
+    import torch
+
+    check_device("auto")
+    check_device("cpu")
+    with pytest.raises(ConfigurationError, match="unknown device"):
+        check_device("tpu")
+    if not torch.cuda.is_available():  # this check needs a machine without a GPU
+        with pytest.raises(ConfigurationError, match="CUDA is not available"):
+            check_device("cuda:0")
