@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Install Prometheus and promtool (Debian's `prometheus` package, 2.42 on bookworm) for the
-# monitoring tests: `promtool check rules`, promtool rule unit tests and the scrape integration
-# test. Idempotent; needs root (or sudo) and apt. Without them the tests skip with a message.
+# Install Prometheus, promtool and the Pushgateway (Debian packages `prometheus` 2.42 and
+# `prometheus-pushgateway` on bookworm) for the monitoring tests: `promtool check rules`,
+# promtool rule unit tests, the scrape integration test and the drift job's push test. Idempotent; needs root (or sudo) and apt. Without them the tests skip with a message.
 # Debian's package also installs a systemd unit; nothing is started here (no systemd in CI).
 # Usage: bash tools/install_prometheus.sh
 set -euo pipefail
 
-if command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1; then
-  echo "prometheus and promtool already installed: $(promtool --version 2>&1 | head -1)"
+if command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 \
+    && command -v prometheus-pushgateway >/dev/null 2>&1; then
+  echo "prometheus, promtool and pushgateway already installed: $(promtool --version 2>&1 | head -1)"
   exit 0
 fi
 
@@ -21,5 +22,5 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 # --no-install-recommends: skip the node exporter and friends; policy-rc.d keeps the
 # service from being started where an init system exists.
-$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+$SUDO apt-get install -y -qq --no-install-recommends prometheus prometheus-pushgateway >/dev/null
 echo "installed: $(promtool --version 2>&1 | head -1)"
