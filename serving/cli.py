@@ -23,6 +23,7 @@ def predictor(
     autoencoder_model_uri: Annotated[str | None, typer.Option(help="Autoencoder URI/dir.")] = None,
     poll_interval: Annotated[float | None, typer.Option(help="Alias poll seconds; 0 = off.")] = None,
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda[:N]")] = None,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI.")] = None,
 ) -> None:
     """Run the `fraud-scorer` KServe model server (V1 + V2 REST, hot-swaps the champion)."""
     from serving.settings import PredictorServiceSettings
@@ -33,7 +34,10 @@ def predictor(
                  "poll_interval_s": poll_interval, "device": device}
     section = settings.predictor.model_copy(
         update={k: v for k, v in overrides.items() if v is not None})
-    settings = settings.model_copy(update={"predictor": section})
+    mlflow = settings.mlflow
+    if tracking_uri is not None:
+        mlflow = mlflow.model_copy(update={"tracking_uri": tracking_uri})
+    settings = settings.model_copy(update={"predictor": section, "mlflow": mlflow})
     # kserve.model_server parses sys.argv when imported; our options are not its options.
     sys.argv = sys.argv[:1]
     from fraudops.models import ModelError
