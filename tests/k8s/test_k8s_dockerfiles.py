@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -141,3 +144,38 @@ def test_images_carry_the_database_driver_their_chart_urls_need(render, dockerfi
             if not any(r.startswith("psycopg[binary]") for r in requirements):
                 missing.append(f"{c['name']} ({target})")
     assert missing == []
+
+
+def docker_context(destination: Path) -> Path:
+    """Copy what .dockerignore admits (its shape: '*', then '!entry' lines, then exclusions)."""
+    lines = [ln.strip() for ln in (REPO_ROOT / ".dockerignore").read_text().splitlines()
+             if ln.strip() and not ln.startswith("#")]
+    excluded = [ln.removeprefix("**/") for ln in lines if ln != "*" and not ln.startswith("!")]
+    for entry in (ln[1:].rstrip("/") for ln in lines if ln.startswith("!")):
+        source = REPO_ROOT / entry
+        if source.is_dir():
+            shutil.copytree(source, destination / entry, ignore=shutil.ignore_patterns(*excluded))
+        elif source.exists():
+            shutil.copy2(source, destination / entry)
+    return destination
+
+
+@pytest.mark.integration
+def test_build_context_builds_a_wheel_with_every_unit(tmp_path):
+    """The `pip install "/src[extra]"` step, minus the network: the filtered context builds a
+    wheel holding the shared package, every unit and the CLI entry points."""
+    (tmp_path / "src").mkdir()
+    context = docker_context(tmp_path / "src")
+    result = run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                  "--wheel-dir", str(tmp_path / "wheels"), str(context)])
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    wheel = next((tmp_path / "wheels").glob("fraudops-*.whl"))
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        entry_points = next(archive.read(n).decode() for n in names
+                            if n.endswith("entry_points.txt"))
+    for module in ("fraudops/cli.py", "serving/cli.py", "consumers/cli.py", "monitoring/cli.py",
+                   "pipelines/cli.py"):
+        assert module in names, module
+    assert not [n for n in names if "__pycache__" in n or n.startswith("tests/")]
+    assert "[fraudops.cli]" in entry_points
