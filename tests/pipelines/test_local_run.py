@@ -35,4 +35,6 @@ def test_pipeline_runs_locally_and_promotes_first_model(tmp_path, monkeypatch):
     assert str(champion.version) == outcome.versions.sequence
     run_dir = next(root.iterdir())
     assert (run_dir / "deploy").is_dir()  # the dsl.If branch ran because the gate promoted
-    assert (run_dir / "evaluate" / "curves").exists()
+    evaluated = json.loads((run_dir / "evaluate" / "executor_output.json").read_text())
+    curves = evaluated["artifacts"]["curves"]["artifacts"][0]["metadata"]
+    assert curves["confidenceMetrics"] and curves["confusionMatrix"]  # what the UI draws
