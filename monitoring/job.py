@@ -22,7 +22,7 @@ from fraudops.models import Scorer, load_scorer
 from fraudops.store import Store
 from monitoring import reports
 from monitoring.decisions import DecisionLog
-from monitoring.drift import Comparison, compare
+from monitoring.drift import Comparison, DriftResult, compare
 from monitoring.exceptions import EmptyWindowError, RetrainLaunchError
 from monitoring.metrics import DriftMetrics
 from monitoring.policy import PolicyDecision, WindowSignal, decide
@@ -158,19 +158,22 @@ class DriftJob:
         if outcome.decision.triggered and not self.settings.drift.trigger_retraining:
             outcome.detail = "retraining disabled (FRAUDOPS_DRIFT__TRIGGER_RETRAINING=false)"
         elif outcome.decision.triggered:
-            self._launch(outcome, result.report_id, signal, champion)
+            self._launch(outcome, result, champion)
         log.info("drift %.2f (%s): %s - %s", result.drift_share,
                  ", ".join(result.drifted_features) or "none", outcome.decision.decision,
                  outcome.decision.detail)
         return outcome
 
-    def _launch(self, outcome: CheckOutcome, report_id: str, signal: WindowSignal,
-                champion: Champion) -> None:
-        params = {"trigger_reason": outcome.decision.reason, "drift_report_id": report_id,
-                  "window_end": signal.window_end, "champion_version": champion.version,
-                  **self.settings.retrain.extra_params}
+    def _launch(self, outcome: CheckOutcome, result: DriftResult, champion: Champion) -> None:
+        retrain = self.settings.retrain
+        context = {"window_start": result.current["start"], "window_end": result.current["end"],
+                   "trigger_reason": outcome.decision.reason,
+                   "drift_report_id": result.report_id, "champion_version": champion.version}
+        params = {k: v for k, v in context.items() if k in retrain.context_params}
+        request = RetrainRequest(f"retrain-{outcome.decision.reason}-{result.report_id}",
+                                 {**params, **retrain.extra_params})
         try:
-            outcome.launch = self.launcher.launch(RetrainRequest(f"retrain-{report_id}", params))
+            outcome.launch = self.launcher.launch(request)
         except RetrainLaunchError as error:
             outcome.launch_error = str(error)
             self.metrics.launch_failures.inc()

@@ -98,6 +98,10 @@ class RetrainPolicySettings(BaseModel):
     wait_timeout_s: float = Field(default=0.0, ge=0)
     #: Fixed parameters added to every retraining request (e.g. the data set to grow).
     extra_params: dict[str, str] = Field(default_factory=dict)
+    #: Which facts of the check become parameters of the run (the pipeline refuses parameters
+    #: it does not declare): any of window_start, window_end, trigger_reason, drift_report_id,
+    #: champion_version. All of them are in the run name and the decisions log anyway.
+    context_params: tuple[str, ...] = ("window_end",)
 
 
 class KfpSettings(BaseModel):

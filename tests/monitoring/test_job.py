@@ -45,8 +45,11 @@ def test_drift_detected_twice_in_a_row_triggers_retraining(drifted_platform, set
     second = job.check(day(drifted_platform, 29))
     assert second.decision.decision == "trigger" and second.decision.reason == "drift"
     assert len(launcher.requests) == 1
-    params = launcher.requests[0].params
-    assert params["trigger_reason"] == "drift" and params["champion_version"] == "1"
+    request = launcher.requests[0]
+    assert request.params == {"window_end": second.report_location and
+                              json.loads((Path(second.report_location) / "report.json")
+                                         .read_text())["summary"]["current"]["end"]}
+    assert request.run_name == f"retrain-drift-{second.report_id}"
     # After a run the count starts again (and the cool-down holds further runs).
     third = job.check(day(drifted_platform, 30))
     assert third.decision.drifted and third.decision.decision == "hold"
@@ -115,6 +118,11 @@ def test_window_with_too_few_rows_is_skipped_and_logged(drifted_platform, settin
                                                  {"outcome": "skipped"}) == 1.0
 
 
+def outcome_window_end(outcome: dict) -> str:
+    report = Path(outcome["report_location"]) / "report.json"
+    return json.loads(report.read_text())["summary"]["current"]["end"]
+
+
 @pytest.mark.slow
 def test_cli_check_reads_the_environment_and_starts_the_command(drifted_platform, day, tmp_path):
     """`fraudops drift check --json` as the CronJob runs it: settings from FRAUDOPS_* only."""
@@ -143,7 +151,8 @@ def test_cli_check_reads_the_environment_and_starts_the_command(drifted_platform
     outcome = json.loads(done.stdout)
     assert outcome["decision"]["decision"] == "trigger" and outcome["launch"]["launcher"] == "command"
     argv = json.loads(marker.read_text())
-    assert "data_path=/data/grown.parquet" in argv and "trigger_reason=drift" in argv
+    assert argv[-4:-2] == ["--param", "window_end=" + outcome_window_end(outcome)]
+    assert argv[-2:] == ["--param", "data_path=/data/grown.parquet"]
     assert (tmp_path / "home" / "drift-reports" / outcome["report_id"] / "report.html").is_file()
     listed = subprocess.run([str(fraudops), "drift", "decisions", "--json"], env=env,
                             check=False, capture_output=True, text=True, timeout=120)
