@@ -21,7 +21,7 @@ WindowOption = Annotated[float | None, typer.Option(help="Window length in hours
 EndOption = Annotated[datetime | None, typer.Option(
     help="Window end (event time, UTC); default: the newest scored event.")]
 ReferenceOption = Annotated[str | None, typer.Option(
-    help="Reference data set (Parquet/CSV) instead of the champion's logged lineage.")]
+    help="Fallback reference data set (Parquet/CSV) for a champion without usable lineage.")]
 TriggerOption = Annotated[bool | None, typer.Option(
     "--trigger/--no-trigger", help="Start retraining when the policy says so.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")]

@@ -8,8 +8,9 @@ from, in order of preference:
 2. a run param or tag naming the data set (`DATA_PATH_KEYS`), plus the end of the training
    window (`DATA_END_KEYS`) when the data set extends beyond it.
 
-An explicit path (``--reference`` / ``FRAUDOPS_DRIFT__REFERENCE_PATH``) is taken instead when
-given, and is the fallback for runs that logged neither.
+A path option (``--reference`` / ``FRAUDOPS_DRIFT__REFERENCE_PATH``) is the fallback for runs that
+logged neither (or whose data set is not reachable from here). Lineage comes first so that after
+a promotion the reference follows the new champion's data.
 """
 
 from __future__ import annotations
@@ -73,23 +74,29 @@ def find_champion(client, name: str, alias: str) -> Champion:
     return Champion(name, str(version.version), version.run_id, lineage, metrics)
 
 
-def reference_data(champion: Champion | None, client, explicit_path: str = ""
+def reference_data(champion: Champion, client, fallback_path: str = ""
                    ) -> tuple[pd.DataFrame, datetime | None, str]:
     """(normalized time-sorted data, end of the training window or None, where it came from)."""
-    if explicit_path:
-        return _read(explicit_path), None, explicit_path
-    if champion is None:
-        raise ReferenceNotFoundError("no champion and no reference path given")
     if champion.run_id and (sample := _logged_sample(client, champion.run_id)) is not None:
         return sample, None, f"runs:/{champion.run_id}/{REFERENCE_ARTIFACT}"
     data_path = champion.lineage_value(DATA_PATH_KEYS)
-    if not data_path:
-        raise ReferenceNotFoundError(
-            f"the training run of {champion.name} v{champion.version} logged no reference "
-            f"sample (artifact '{REFERENCE_ARTIFACT}/') and no data path "
-            f"({', '.join(DATA_PATH_KEYS)}); pass --reference PATH")
-    end = champion.lineage_value(DATA_END_KEYS)
-    return _read(data_path), (_utc(end) if end else None), data_path
+    if data_path and _reachable(data_path):
+        end = champion.lineage_value(DATA_END_KEYS)
+        return _read(data_path), (_utc(end) if end else None), data_path
+    if fallback_path:
+        log.info("%s v%s: no usable lineage (data path %s); reference from %s", champion.name,
+                 champion.version, data_path, fallback_path)
+        return _read(fallback_path), None, fallback_path
+    raise ReferenceNotFoundError(
+        f"the training run of {champion.name} v{champion.version} logged no reference sample "
+        f"(artifact '{REFERENCE_ARTIFACT}/') and no reachable data path ({', '.join(DATA_PATH_KEYS)}"
+        f": {data_path}); pass --reference PATH")
+
+
+def _reachable(path: str) -> bool:
+    if "://" in path and not path.startswith("file://"):
+        return True  # object storage: let the read say what is wrong
+    return Path(path.removeprefix("file://")).exists()
 
 
 def _utc(value: str) -> pd.Timestamp:
