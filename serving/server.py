@@ -1,11 +1,12 @@
-"""Run the predictor under `kserve.ModelServer`, with three adjustments to KServe 0.21's REST app.
+"""Run the predictor under `kserve.ModelServer`, with four adjustments to KServe 0.21's REST app.
 
-1. ``POST /v2/models/{name}/infer`` is decoded here, then handed to KServe's own V2 handler
-   (which accepts an already decoded `InferRequest`). KServe's decoder turns binary tensors into
-   Python lists (`InferRequest.from_bytes` -> `set_data_from_numpy(binary_data=False)`), which
-   makes the binary extension slower than JSON, and answers some malformed bodies with 500
-   (a missing ``inputs`` key is a KeyError). Ours keeps binary tensors as bytes (read later with
-   `np.frombuffer`) and refuses every malformed body with a precise 400.
+1. ``POST /v2/models/{name}/infer`` is decoded here, then run through KServe's data plane
+   (`DataPlane.infer` and `DataPlane.encode`, as KServe's own handler does). KServe's decoder
+   turns binary tensors into Python lists (`InferRequest.from_bytes` ->
+   `set_data_from_numpy(binary_data=False)`), which makes the binary extension slower than
+   JSON, and answers some malformed bodies with 500 (a missing ``inputs`` key is a KeyError).
+   Ours keeps binary tensors as bytes (read later with `np.frombuffer`) and refuses every
+   malformed body with a precise 400.
 2. ``GET /v2/models/fraud-scorer`` adds ``parameters`` (feature-spec version and fingerprint,
    served versions) to the standard metadata, which KServe's response model would drop.
 3. FastAPI's request-validation errors answer 400 (like every other malformed input), not 422.
@@ -26,8 +27,9 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, ORJSONResponse
 from kserve.errors import InvalidInput, ModelNotReady
+from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.infer_type import InferInput, InferRequest
 from kserve.protocol.rest.v2_datamodels import InferenceRequest
 from kserve.protocol.rest.v2_endpoints import V2Endpoints
@@ -124,13 +126,25 @@ def _summary(error: ValidationError) -> str:
                      for e in error.errors()[:5])
 
 
-def install_routes(app: FastAPI, endpoints: V2Endpoints, predictor: FraudPredictor) -> None:
-    """Add the fast V2 decoder, the extended metadata and 400-on-validation-error to `app`."""
+def install_routes(app: FastAPI, dataplane: DataPlane, predictor: FraudPredictor) -> None:
+    """Add the fast V2 infer route, the extended metadata and 400-on-validation-error to `app`."""
+    endpoints = V2Endpoints(dataplane)
 
-    async def infer(model_name: str, raw_request: Request, raw_response: Response) -> Any:
-        body = await raw_request.body()
-        request = parse_v2_body(body, raw_request.headers, model_name)
-        return await endpoints.infer(raw_request, raw_response, model_name, request)
+    async def infer(raw_request: Request) -> Response:
+        # KServe's V2 handler minus FastAPI's dependency solving and the pydantic re-validation
+        # of the response: decode, run the model through the data plane, encode.
+        model_name = raw_request.path_params["model_name"]
+        if not await dataplane.model_ready(model_name, True):
+            raise ModelNotReady(model_name)
+        request = parse_v2_body(await raw_request.body(), raw_request.headers, model_name)
+        headers = dict(raw_request.headers)
+        result, result_headers = await dataplane.infer(model_name, request, headers)
+        body, encode_headers = dataplane.encode(model_name, result, headers, {})
+        out = {k: v for k, v in {**result_headers, **encode_headers}.items()
+               if k.lower() not in ("content-length", "content-type")}
+        if isinstance(body, bytes):
+            return Response(body, headers=out, media_type="application/octet-stream")
+        return ORJSONResponse(body, headers=out)
 
     async def metadata(model_name: str) -> Any:
         if model_name != predictor.name:
@@ -142,8 +156,8 @@ def install_routes(app: FastAPI, endpoints: V2Endpoints, predictor: FraudPredict
     async def validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
         return JSONResponse(status_code=400, content={"error": f"invalid request: {error}"})
 
-    app.add_api_route("/v2/models/{model_name}/infer", infer, methods=["POST"],
-                      response_model=None, tags=["V2"])
+    app.add_route("/v2/models/{model_name}/infer", infer, methods=["POST"],
+                  include_in_schema=False)
     app.add_api_route("/v2/models/{model_name}", metadata, methods=["GET"], tags=["V2"])
     app.add_exception_handler(RequestValidationError, validation_error)
 
@@ -173,7 +187,7 @@ def run(settings: PredictorServiceSettings) -> None:
         for name in ("kserve.trace", "uvicorn.access"):
             logging.getLogger(name).setLevel(logging.WARNING)
         _skip_timing_middleware(app)
-    install_routes(app, V2Endpoints(server.dataplane), predictor)
+    install_routes(app, server.dataplane, predictor)
     watcher = _start_watcher(predictor, p, loader, tracking_uri, metrics)
     try:
         server.start([predictor])
