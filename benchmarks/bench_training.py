@@ -1,6 +1,6 @@
 """Training pipeline benchmark: time, model quality, and a LightGBM baseline.
 
-    python benchmarks/bench_training.py --rows 200000 --threads 2 --out bench_training.json
+    python benchmarks/bench_training.py --rows 200000 --threads 1 --out bench_training.json
     python benchmarks/bench_training.py --kfp      # also time the kfp.local run of the pipeline
 
 Generates data with the default generator, runs the whole training flow (featurize, train both
@@ -84,7 +84,7 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (see config)")
     parser.add_argument("--kfp", action="store_true", help="Also time the kfp.local run.")
     parser.add_argument("--out", type=Path, default=Path("bench_training.json"))
     args = parser.parse_args()
