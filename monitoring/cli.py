@@ -93,19 +93,25 @@ def check(window: WindowOption = None, end: EndOption = None, reference: Referen
 def watch(interval: Annotated[float, typer.Option(help="Seconds between checks.")] = 300.0,
           metrics_port: Annotated[int, typer.Option(help="Port of /metrics; 0 = none.")] = 9108,
           window: WindowOption = None, reference: ReferenceOption = None,
-          trigger: TriggerOption = None) -> None:
+          trigger: TriggerOption = None,
+          max_checks: Annotated[int, typer.Option(help="Stop after this many; 0 = never.")] = 0,
+          ) -> None:
     """Check repeatedly (local platform) and serve the drift metrics on /metrics."""
     from monitoring.exceptions import MonitoringError
 
     job = _job(_settings(window, reference, trigger))
     if metrics_port:
         job.metrics.serve(metrics_port)
+    done = 0
     while True:
         try:
             _print(job.check(), as_json=False)
         except MonitoringError as error:  # e.g. no champion yet: keep watching
             job.metrics.checks.labels("failed").inc()
             typer.secho(f"drift check: {error}", fg="yellow", err=True)
+        done += 1
+        if max_checks and done >= max_checks:
+            return
         time.sleep(interval)
 
 

@@ -157,3 +157,27 @@ def test_cli_check_reads_the_environment_and_starts_the_command(drifted_platform
     listed = subprocess.run([str(fraudops), "drift", "decisions", "--json"], env=env,
                             check=False, capture_output=True, text=True, timeout=120)
     assert json.loads(listed.stdout.splitlines()[-1])["report_id"] == outcome["report_id"]
+
+
+def test_watch_serves_the_drift_metrics(drifted_platform, tmp_path):
+    """`fraudops drift watch` (in-process through typer): checks, then /metrics has the figures."""
+    import socket
+
+    import httpx
+    from typer.testing import CliRunner
+
+    from monitoring.cli import app
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {"FRAUDOPS_HOME": str(tmp_path),
+           "FRAUDOPS_MLFLOW__TRACKING_URI": drifted_platform.tracking_uri,
+           "FRAUDOPS_DATABASE__URL": f"sqlite:///{drifted_platform.home / 'fraudops.db'}",
+           "FRAUDOPS_DRIFT__LOG_TO_MLFLOW": "false", "FRAUDOPS_RETRAIN__LAUNCHER": "none"}
+    result = CliRunner().invoke(app, ["watch", "--max-checks", "1", "--metrics-port", str(port)],
+                                env=env)
+    assert result.exit_code == 0, result.output
+    assert "drift share" in result.output
+    body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    assert "fraud_drift_share " in body and 'fraud_drift_checks_total{outcome="checked"} 1.0' in body
