@@ -88,8 +88,9 @@ class RetrainPolicySettings(BaseModel):
     #: At most this many triggered runs per rolling 24 hours.
     max_per_day: int = Field(default=2, ge=1)
     #: How retraining starts: ``kfp`` (a run of the uploaded pipeline in Kubeflow), ``command``
-    #: (a process, e.g. the local kfp runner), ``entrypoint`` (a Python callable), ``none``.
-    launcher: Literal["kfp", "command", "entrypoint", "none"] = "command"
+    #: (a process, e.g. the local kfp runner), ``entrypoint`` (a Python callable), ``none``;
+    #: ``auto`` is ``kfp`` when FRAUDOPS_KFP__HOST is set (a cluster), else ``command``.
+    launcher: Literal["auto", "kfp", "command", "entrypoint", "none"] = "auto"
     #: argv of the ``command`` launcher; the request's parameters follow as ``--param k=v``.
     command: tuple[str, ...] = ("fraudops", "pipeline", "run", "--local")
     #: ``module:function`` of the ``entrypoint`` launcher, called with the parameters as kwargs.

@@ -168,11 +168,14 @@ def _import(target: str) -> Callable[..., Any]:
 def build_launcher(policy: RetrainPolicySettings, kfp: KfpSettings,
                    client_factory: Callable[[KfpSettings], Any] | None = None) -> Launcher:
     """The launcher the settings name (the KFP client is created lazily, from `client_factory`)."""
-    if policy.launcher == "kfp":
+    kind = policy.launcher
+    if kind == "auto":
+        kind = "kfp" if kfp.host else "command"
+    if kind == "kfp":
         return KfpLauncher((client_factory or kfp_client)(kfp), kfp)
-    if policy.launcher == "command":
+    if kind == "command":
         return CommandLauncher(policy.command, policy.wait_timeout_s)
-    if policy.launcher == "entrypoint":
+    if kind == "entrypoint":
         if not policy.entrypoint:
             raise RetrainLaunchError("FRAUDOPS_RETRAIN__ENTRYPOINT (module:function) is not set")
         return EntrypointLauncher(policy.entrypoint)

@@ -94,6 +94,15 @@ def test_build_launcher_uses_the_client_factory_for_kfp():
                       NoLauncher)
 
 
+def test_auto_picks_kfp_in_a_cluster_and_the_command_locally():
+    auto = RetrainPolicySettings()
+    assert auto.launcher == "auto"
+    assert isinstance(build_launcher(auto, KfpSettings(host="http://kfp:8888"),
+                                     client_factory=lambda s: FakeKfpClient()), KfpLauncher)
+    local = build_launcher(auto, KfpSettings())
+    assert isinstance(local, CommandLauncher) and local.argv[:3] == ["fraudops", "pipeline", "run"]
+
+
 def test_kfp_without_host_is_refused():
     with pytest.raises(RetrainLaunchError, match="FRAUDOPS_KFP__HOST"):
         build_launcher(RetrainPolicySettings(launcher="kfp"), KfpSettings())
