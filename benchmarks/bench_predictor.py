@@ -6,6 +6,8 @@ architecture (untrained weights: timing does not depend on their values; pass
 
 * single transaction per V2 request (binary and JSON), sequential keep-alive requests with a
   minimal stdlib client (http.client) so the client adds as little as possible: p50/p90/p99;
+* many concurrent single-transaction clients: throughput and how many sequences the
+  micro-batcher merged into each forward pass;
 * batch throughput (sequences/s) at the given batch sizes, JSON vs binary tensor encoding.
 
     python benchmarks/bench_predictor.py --out predictor.json
@@ -23,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -145,6 +148,35 @@ def measure(pid: int, port: int, body: bytes, headers: dict[str, str], count: in
     return _summary(timings, batch) | {"server_cpu_ms_per_request": round(cpu_ms, 3)}
 
 
+def concurrent_singles(port: int, body: bytes, headers: dict[str, str], clients: int,
+                       per_client: int) -> dict[str, float]:
+    """Many clients sending one transaction each, back to back: shows the micro-batcher."""
+    before = _forward_passes(port)
+    with ThreadPoolExecutor(clients) as pool:
+        started = time.perf_counter()
+        parts = list(pool.map(lambda _: time_requests(port, body, headers, per_client, 5),
+                              range(clients)))
+        wall = time.perf_counter() - started
+    timings = np.concatenate(parts)
+    passes, rows = (a - b for a, b in zip(_forward_passes(port), before, strict=True))
+    return _summary(timings, 1) | {"clients": clients,
+                                   "sequences_per_s": round(len(timings) / wall, 1),
+                                   "mean_sequences_per_forward_pass": round(rows / passes, 2)}
+
+
+def _forward_passes(port: int) -> tuple[float, float]:
+    """(count, sum) of the predictor's forward-batch-size histogram."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    connection.request("GET", "/metrics")
+    text = connection.getresponse().read().decode()
+    values = {}
+    for line in text.splitlines():
+        for suffix in ("count", "sum"):
+            if line.startswith(f"fraud_predictor_forward_batch_size_{suffix} "):
+                values[suffix] = float(line.split()[-1])
+    return values["count"], values["sum"]
+
+
 def run(args: argparse.Namespace, pid: int, port: int) -> dict:
     dim = build_spec().dim
     results: dict = {"single": {}, "batch": {}}
@@ -152,6 +184,9 @@ def run(args: argparse.Namespace, pid: int, port: int) -> dict:
         body, headers = protocol.encode_request(*_batch(1, args.seq_len, dim), binary=binary)
         results["single"]["binary" if binary else "json"] = measure(
             pid, port, body, headers, args.single_requests, 200, 1)
+    body, headers = protocol.encode_request(*_batch(1, args.seq_len, dim), binary=True)
+    results["concurrent_single_binary"] = concurrent_singles(
+        port, body, headers, args.clients, max(50, args.single_requests // args.clients))
     for size in args.batch_sizes:
         for binary in (True, False):
             body, headers = protocol.encode_request(*_batch(size, args.seq_len, dim),
@@ -169,6 +204,8 @@ def main() -> None:
     parser.add_argument("--single-requests", type=int, default=2000)
     parser.add_argument("--batch-requests", type=int, default=20)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[256, 1024])
+    parser.add_argument("--clients", type=int, default=16,
+                        help="concurrent single-transaction clients (micro-batching figure)")
     parser.add_argument("--torch-threads", type=int, default=0, help="0 = torch default")
     parser.add_argument("--sequence-model-uri")
     parser.add_argument("--autoencoder-model-uri")
