@@ -30,10 +30,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, ORJSONResponse
 from kserve.errors import InvalidInput, ModelNotReady
 from kserve.protocol.dataplane import DataPlane
-from kserve.protocol.infer_type import InferInput, InferRequest
-from kserve.protocol.rest.v2_datamodels import InferenceRequest
+from kserve.protocol.infer_type import InferInput, InferRequest, RequestedOutput
 from kserve.protocol.rest.v2_endpoints import V2Endpoints
-from pydantic import ValidationError
 from timing_asgi import TimingMiddleware
 
 from fraudops import protocol
@@ -70,41 +68,52 @@ def check_device(device: str) -> None:
 
 
 def parse_v2_body(body: bytes, headers: Mapping[str, str], model_name: str) -> InferRequest:
-    """A V2 request (JSON, or JSON header + binary tensors) as a KServe `InferRequest`."""
+    """A V2 request (JSON, or JSON header + binary tensors) as a KServe `InferRequest`.
+
+    One parser for both encodings (orjson, no pydantic pass over the tensor data): with the
+    binary extension the JSON header ends where `Inference-Header-Content-Length` says and the
+    raw tensors follow in input order.
+    """
     length = headers.get(protocol.HEADER_CONTENT_LENGTH.lower())
-    if length is None:
-        try:
-            parsed = InferenceRequest.model_validate_json(body)
-        except ValidationError as error:
-            raise InvalidInput(f"invalid V2 inference request: {_summary(error)}") from None
-        return InferRequest.from_inference_request(parsed, model_name)
-    return _parse_binary(body, length, model_name)
-
-
-def _parse_binary(body: bytes, length: str, model_name: str) -> InferRequest:
-    if not length.isdigit() or int(length) > len(body):
-        raise InvalidInput(f"{protocol.HEADER_CONTENT_LENGTH} must be the JSON header's byte "
-                           f"length (at most {len(body)}), got {length!r}")
-    split = int(length)
+    split = len(body) if length is None else _header_length(length, len(body))
     try:
         doc = orjson.loads(body[:split])
     except orjson.JSONDecodeError as error:
-        raise InvalidInput(f"binary request header is not JSON: {error}") from None
+        hint = ""
+        if any(token in body[:split] for token in (b"NaN", b"Infinity")):
+            hint = " (NaN and Infinity are not JSON numbers, and not valid inputs either)"
+        raise InvalidInput(f"request is not valid JSON: {error}{hint}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("inputs"), list):
         raise InvalidInput("V2 request must be an object with an 'inputs' list")
     inputs, offset = [], split
     for item in doc["inputs"]:
-        infer_input, offset = _binary_input(item, body, offset)
+        infer_input, offset = _input(item, body, offset)
         inputs.append(infer_input)
     if offset != len(body):
         raise InvalidInput(f"{len(body) - offset} bytes after the declared binary tensors")
-    request_id = doc.get("id")
+    request_id, parameters = doc.get("id"), doc.get("parameters")
     return InferRequest(model_name, inputs, request_id=str(request_id) if request_id else None,
-                        parameters=doc.get("parameters") if isinstance(
-                            doc.get("parameters"), dict) else None)
+                        parameters=parameters if isinstance(parameters, dict) else None,
+                        request_outputs=_requested_outputs(doc.get("outputs")))
 
 
-def _binary_input(item: Any, body: bytes, offset: int) -> tuple[InferInput, int]:
+def _header_length(length: str, body_length: int) -> int:
+    if not length.isdigit() or int(length) > body_length:
+        raise InvalidInput(f"{protocol.HEADER_CONTENT_LENGTH} must be the JSON header's byte "
+                           f"length (at most {body_length}), got {length!r}")
+    return int(length)
+
+
+def _requested_outputs(outputs: Any) -> list[RequestedOutput] | None:
+    if outputs is None:
+        return None
+    if not isinstance(outputs, list) or not all(
+            isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs):
+        raise InvalidInput("'outputs' must be a list of objects with a 'name'")
+    return [RequestedOutput(o["name"], o.get("parameters") or {}) for o in outputs]
+
+
+def _input(item: Any, body: bytes, offset: int) -> tuple[InferInput, int]:
     if not isinstance(item, dict) or not {"name", "shape", "datatype"} <= item.keys():
         raise InvalidInput("each input needs 'name', 'shape' and 'datatype'")
     params = item.get("parameters") or {}
@@ -119,11 +128,6 @@ def _binary_input(item: Any, body: bytes, offset: int) -> tuple[InferInput, int]
                            f"the body ({len(body) - offset} bytes left)")
     infer_input._raw_data = body[offset:offset + size]
     return infer_input, offset + size
-
-
-def _summary(error: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}"
-                     for e in error.errors()[:5])
 
 
 def install_routes(app: FastAPI, dataplane: DataPlane, predictor: FraudPredictor) -> None:

@@ -95,14 +95,20 @@ def _mask(shape: list[int], data: list | None = None) -> dict:
 
 K, F = 8, build_spec().dim
 BAD_JSON = {
-    "not json": (b"{", "Invalid JSON"),
-    "no inputs": (b'{"id": "1"}', "inputs: Field required"),
+    "not json": (b"{", "request is not valid JSON"),
+    "no inputs": (b'{"id": "1"}', "an 'inputs' list"),
+    "input without data": (json.dumps({"inputs": [{"name": "mask", "datatype": "BOOL",
+                                                   "shape": [1, K]}]}).encode(),
+                           "needs 'data'"),
+    "outputs not a list": (json.dumps({"inputs": [], "outputs": 3}).encode(), "'outputs'"),
+    "unknown output": (json.dumps({"inputs": [_seq([1, K, F]), _mask([1, K])],
+                                   "outputs": [{"name": "nope"}]}).encode(), "nope"),
     "wrong sequence length": (_json_request([_seq([1, 4, F]), _mask([1, 4])]),
                               f"shape [B, {K}, {F}]"),
     "wrong dtype": (_json_request([_seq([1, K, F], "FP64"), _mask([1, K])]),
                     "must have datatype FP32, got FP64"),
     "NaN": (_json_request([_seq([1, K, F], data=[float("nan")] + [0.0] * (K * F - 1)),
-                           _mask([1, K])]), "NaN or infinite"),
+                           _mask([1, K])]), "NaN and Infinity are not JSON numbers"),
     "missing mask": (_json_request([_seq([1, K, F])]), "missing input 'mask'"),
     "too few elements": (_json_request([_seq([1, K, F], data=[0.0] * 3), _mask([1, K])]),
                          "has 3 elements"),
@@ -134,7 +140,7 @@ def _binary(header: dict, raw: bytes, declared: str | None = None) -> tuple[byte
 
 
 @pytest.mark.parametrize("case", ["short tensor", "bad header length", "trailing bytes",
-                                  "no size", "header not json"])
+                                  "no size", "header not json", "NaN"])
 def test_malformed_binary_requests_get_400(predictor: RunningService, case: str) -> None:
     seq = np.zeros((1, K, F), np.float32).tobytes()
     mask = np.ones((1, K), bool).tobytes()
@@ -155,9 +161,15 @@ def test_malformed_binary_requests_get_400(predictor: RunningService, case: str)
         body, headers = _binary({"inputs": inputs}, seq + mask)
     elif case == "header not json":
         body, headers = b"nope" + seq + mask, {protocol.HEADER_CONTENT_LENGTH: "4"}
+    elif case == "NaN":
+        x = np.zeros((1, K, F), np.float32)
+        x[0, 3, 5] = np.nan
+        body, headers = protocol.encode_request(x, np.ones((1, K), bool), binary=True)
     response = httpx.post(predictor.url + protocol.infer_path(), content=body, headers=headers)
     assert response.status_code == 400, response.text
     assert response.json()["error"]
+    if case == "NaN":
+        assert "NaN or infinite values (rows [0])" in response.json()["error"]
 
 
 def test_v1_malformed_gets_400(predictor: RunningService) -> None:
@@ -199,3 +211,15 @@ def test_refuses_a_model_of_another_feature_spec_version(tmp_path: Path) -> None
     assert result.returncode == 2, result.stderr[-2000:]
     assert "feature-spec version '0.0.1'" in result.stderr
     assert FEATURE_SPEC_VERSION in result.stderr
+
+
+def test_requested_outputs_subset(predictor: RunningService, tiny_models: ModelDirs) -> None:
+    x, mask = random_batch(2, tiny_models.seq_len, tiny_models.dim)
+    body = {"id": "sub", "inputs": [_seq(list(x.shape), data=x.reshape(-1).tolist()),
+                                    _mask(list(mask.shape), data=mask.reshape(-1).tolist())],
+            "outputs": [{"name": protocol.OUTPUT_DECISION}]}
+    response = httpx.post(predictor.url + protocol.infer_path(), json=body)
+    assert response.status_code == 200, response.text
+    outputs = response.json()["outputs"]
+    assert [o["name"] for o in outputs] == [protocol.OUTPUT_DECISION]
+    assert set(outputs[0]["data"]) <= set(protocol.DECISIONS)
