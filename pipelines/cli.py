@@ -33,6 +33,16 @@ def parse_params(items: list[str] | None) -> dict[str, str]:
     return out
 
 
+def declared_only(params: dict[str, str]) -> dict[str, str]:
+    """The parameters the pipeline declares; others (a trigger's context such as
+    ``trigger_reason``) are logged and dropped instead of failing the run."""
+    declared = set(build_pipeline().component_spec.inputs or {})
+    ignored = sorted(set(params) - declared)
+    if ignored:
+        log.info("ignoring parameters the pipeline does not declare: %s", ", ".join(ignored))
+    return {k: v for k, v in params.items() if k in declared}
+
+
 def compile_pipeline(out: Path, image: str = DEFAULT_IMAGE,
                      env: dict[str, str] | None = None) -> Path:
     """Write the pipeline's IR YAML (what the Kubeflow UI uploads)."""
@@ -75,7 +85,7 @@ def run_command(
     from pipelines.local import run_local
 
     settings = _settings()
-    values = parse_params(params)
+    values = declared_only(parse_params(params))
     if "data_path" not in values:
         raise typer.BadParameter("--param data_path=PATH is required", param_hint="--param")
     try:
@@ -120,7 +130,7 @@ def submit_command(
     client, settings = _client(host)
     run = client.create_run_from_pipeline_func(
         build_pipeline(settings.kfp.image, settings.task_env()),
-        arguments=cluster_arguments(settings, parse_params(params)),
+        arguments=cluster_arguments(settings, declared_only(parse_params(params))),
         run_name=run_name, experiment_name=settings.kfp.experiment,
         namespace=settings.kfp.namespace or None)
     typer.echo(json.dumps({"run_id": run.run_id}))
@@ -170,5 +180,6 @@ def schedule_command(
         experiment.experiment_id, f"{settings.kfp.pipeline_name}-scheduled",
         cron_expression=cron or settings.kfp.cron, pipeline_id=pipeline_id,
         version_id=versions.pipeline_versions[0].pipeline_version_id,
-        params=cluster_arguments(settings, parse_params(params)), enable_caching=False)
+        params=cluster_arguments(settings, declared_only(parse_params(params))),
+        enable_caching=False)
     typer.echo(json.dumps({"recurring_run_id": job.recurring_run_id}))

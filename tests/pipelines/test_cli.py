@@ -21,6 +21,12 @@ def test_parse_params():
         cli.parse_params(["nonsense"])
 
 
+def test_undeclared_parameters_are_dropped():
+    kept = cli.declared_only({"data_path": "x", "window_start": "2026-01-01",
+                              "trigger_reason": "drift", "champion_version": "3"})
+    assert kept == {"data_path": "x", "window_start": "2026-01-01"}
+
+
 def test_run_requires_local_and_data_path():
     assert runner.invoke(cli.app, ["run", "--param", "data_path=x"]).exit_code != 0
     result = runner.invoke(cli.app, ["run", "--local"])
