@@ -74,7 +74,7 @@ def gateway(
         typer.secho(f"gateway: {error}", fg="red", err=True)
         raise typer.Exit(2) from error
     uvicorn.run(application, host=settings.gateway.host, port=settings.gateway.port,
-                log_level=settings.log_level.lower())
+                log_level=settings.log_level.lower(), access_log=settings.gateway.access_log)
 
 
 if __name__ == "__main__":  # `python -m serving.cli predictor` (what the container runs)

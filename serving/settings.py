@@ -81,6 +81,8 @@ class GatewaySettings(BaseModel):
     reports_dir: str = ""
     #: Allowed CORS origins; empty disables CORS entirely.
     cors_origins: list[str] = Field(default_factory=list)
+    #: uvicorn's access log (one line per request); the request histograms carry the same.
+    access_log: bool = False
     #: Page size limits of list endpoints.
     max_page_size: int = Field(default=500, ge=1)
 
