@@ -83,7 +83,10 @@ class PredictorClient:
             self._served = None  # the model may have changed under us: re-read its metadata
             raise PredictorUnavailableError(
                 f"predictor answered {response.status_code}: {response.text[:300]}")
-        batch = protocol.decode_response(response.content, response.headers)
+        try:
+            batch = protocol.decode_response(response.content, response.headers)
+        except protocol.ProtocolError as error:
+            raise PredictorUnavailableError(f"unusable predictor answer: {error}") from error
         served = self._served
         if served is not None and batch.model_version and batch.model_version != served.label:
             self._served = None
