@@ -42,6 +42,8 @@ from sqlalchemy import create_engine, text
 
 FRAUDOPS = Path(sys.executable).parent / "fraudops"
 SCORED = re.compile(r"^fraud_consumer_transactions_scored_total\{[^}]*\} (\S+)$", re.MULTILINE)
+STAGE_SUM = re.compile(r'^fraud_consumer_stage_seconds_sum\{stage="(\w+)"\} (\S+)$', re.M)
+STAGE_COUNT = re.compile(r'^fraud_consumer_stage_seconds_count\{stage="(\w+)"\} (\S+)$', re.M)
 
 
 def free_port() -> int:
@@ -244,6 +246,14 @@ class Consumer:
         body = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
         return sum(float(v) for v in SCORED.findall(body))
 
+    def stage_means(self) -> dict[str, float]:
+        """Mean milliseconds per micro-batch in each loop stage (from the consumer's metrics)."""
+        body = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
+        sums = dict(STAGE_SUM.findall(body))
+        counts = dict(STAGE_COUNT.findall(body))
+        return {stage: round(1000 * float(sums[stage]) / max(float(counts[stage]), 1), 2)
+                for stage in sums}
+
     def wait_scored(self, n: int, timeout: float) -> float:
         deadline = time.monotonic() + timeout
         while (count := self.scored()) < n and time.monotonic() < deadline:
@@ -319,11 +329,13 @@ class Bench:
             done = consumer.wait_scored(len(self.docs), timeout=self.args.timeout)
             elapsed = time.monotonic() - start
             cpu = meter.stop()
+            stages = consumer.stage_means()
         finally:
             consumer.stop()
         return {"transactions": len(self.docs), "decided": int(done),
                 "throughput_tx_s": round((done - first) / elapsed, 1),
                 "elapsed_s": round(elapsed, 2), "cpu_cores": cpu,
+                "mean_stage_ms_per_batch": stages,
                 "backlog_produce_msg_s": round(produce_rate, 1)}
 
     def latency(self, rate: float, label: str) -> dict:

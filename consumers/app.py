@@ -13,6 +13,8 @@ import signal
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from consumers.exceptions import PredictorError, ShutdownRequested
@@ -137,18 +139,22 @@ class Loop:
     settings: ConsumerSettings
     metrics: ConsumerMetrics
     _next_lag: float = 0.0
+    #: Every position made durable so far: committed to Kafka synchronously on the way out.
+    _positions: dict = field(default_factory=dict)
 
     def run(self) -> int:
         c = self.settings.consumer
         while not self.stop.is_set():
-            records = self.source.poll_batch(c.batch_size, c.batch_max_wait_ms / 1000, self.stop)
+            with self._stage("poll"):
+                records = self.source.poll_batch(c.batch_size, c.batch_max_wait_ms / 1000,
+                                                 self.stop)
             self._update_lag()
             if not records:
                 continue
             for topic, count in Counter(r.topic for r in records).items():
                 self.metrics.consumed.labels(topic=topic).inc(count)
             try:
-                self.handle(records)
+                self.handle(records, final=self.stop.is_set())
             except ShutdownRequested:
                 log.info("stopped while the predictor was away; the batch stays uncommitted")
                 return EXIT_OK
@@ -156,24 +162,39 @@ class Loop:
                 self.metrics.errors.labels(kind="predictor").inc()
                 log.error("predictor refused a batch (not committed): %s", error)
                 return EXIT_FATAL
+        self.source.commit(self._positions, wait=True)
         log.info("stopped")
         return EXIT_OK
 
-    def handle(self, records: list) -> None:
-        """Process, ship and make durable one micro-batch."""
-        outcome = self.processor.process(records)
-        self.sink.send_all(outcome.outgoing)
+    def handle(self, records: list, *, final: bool = False) -> None:
+        """Process, ship and make durable one micro-batch (`final`: wait for the commit)."""
+        with self._stage("process"):
+            outcome = self.processor.process(records)
+        with self._stage("produce"):
+            self.sink.send_all(outcome.outgoing)
         try:
-            self.processor.persist(outcome)
+            with self._stage("persist"):
+                self.processor.persist(outcome)
         except StaleCheckpointError as error:
             self.metrics.errors.labels(kind="stale_checkpoint").inc()
             log.warning("lost a partition to another consumer, re-synchronising: %s", error)
             self._resync(outcome.offsets)
             return
-        if not self.source.commit(outcome.offsets):
+        self._positions.update(outcome.offsets)
+        with self._stage("commit"):
+            committed = self.source.commit(outcome.offsets, wait=final)
+        if not committed:
             self.metrics.errors.labels(kind="commit").inc()
         if outcome.writes.notifications:
             self.dispatcher.wake()
+
+    @contextmanager
+    def _stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.metrics.stage_latency.labels(stage=name).observe(time.perf_counter() - start)
 
     def _resync(self, offsets: dict[tuple[str, int], int]) -> None:
         topic = self.settings.kafka.topics.transactions

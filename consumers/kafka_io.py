@@ -105,13 +105,20 @@ class KafkaSource:
     def seek(self, topic: str, partition: int, offset: int) -> None:
         self._consumer.seek(TopicPartition(topic, partition), offset)
 
-    def commit(self, offsets: dict[tuple[str, int], int]) -> bool:
-        """Commit positions to Kafka (informational: the store holds the real positions)."""
+    def commit(self, offsets: dict[tuple[str, int], int], *, wait: bool = False) -> bool:
+        """Commit positions to Kafka (informational: the store holds the real positions).
+
+        Asynchronous unless `wait`: the loop does not pay a broker round trip per batch.
+        """
         if not offsets:
             return True
+        request = {TopicPartition(t, p): OffsetAndMetadata(o, "", -1)
+                   for (t, p), o in offsets.items()}
         try:
-            self._consumer.commit({TopicPartition(t, p): OffsetAndMetadata(o, "", -1)
-                                   for (t, p), o in offsets.items()})
+            if wait:
+                self._consumer.commit(request)
+            else:
+                self._consumer.commit_async(request, callback=_log_commit_failure)
         except KafkaError as error:  # e.g. a rebalance in progress; the store is authoritative
             log.warning("Kafka offset commit failed: %s", error)
             return False
@@ -128,6 +135,11 @@ class KafkaSource:
 
     def close(self) -> None:
         self._consumer.close()
+
+
+def _log_commit_failure(offsets: object, response: object) -> None:
+    if isinstance(response, Exception):
+        log.warning("Kafka offset commit failed: %s", response)
 
 
 class KafkaSink:

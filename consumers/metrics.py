@@ -42,6 +42,10 @@ class ConsumerMetrics:
         self.predictor_latency = Histogram("fraud_consumer_predictor_request_seconds",
                                            "Predictor call latency (one micro-batch).",
                                            buckets=_LATENCY_BUCKETS, registry=r)
+        self.stage_latency = Histogram(
+            "fraud_consumer_stage_seconds",
+            "Time per micro-batch in each stage (poll, process incl. predictor, produce, "
+            "persist, commit).", ["stage"], buckets=_LATENCY_BUCKETS, registry=r)
         self.lag = Gauge("fraud_consumer_lag_messages",
                          "Approximate lag (broker end offsets are approximate on some brokers).",
                          ["topic", "partition"], registry=r)

@@ -7,14 +7,17 @@ its `BatchOutcome`; tests drive it directly with an injected scoring function. S
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 
 import numpy as np
 
-from consumers.exceptions import PoisonMessageError
+from consumers.exceptions import PoisonMessageError, PredictorError
 from consumers.messages import (
     Incoming,
     Outgoing,
@@ -31,7 +34,7 @@ from fraudops.features import OnlineFeatureState
 from fraudops.protocol import ScoreBatch
 from fraudops.schema import Transaction
 from fraudops.settings import TopicSettings
-from fraudops.store import BatchWrite, DecisionRecord, Store
+from fraudops.store import ALERT_DECISIONS, BatchWrite, DecisionRecord, Store
 
 log = logging.getLogger(__name__)
 
@@ -163,8 +166,12 @@ class StreamProcessor:
         self.metrics.dead_letters.labels(reason=error.reason).inc()
 
     def _decide(self, pending: _Pending, result: ScoreBatch, outcome: BatchOutcome) -> None:
-        now = self.clock()
+        if not (np.isfinite(result.fraud_probability).all()
+                and np.isfinite(result.anomaly_score).all()):
+            raise PredictorError("predictor returned non-finite scores; batch not committed")
+        decided_at = datetime.fromtimestamp(self.clock(), UTC).isoformat()
         version = result.model_version or self.config.model_version
+        version_json = json.dumps(version)
         probabilities = result.fraud_probability.tolist()
         anomalies = result.anomaly_score.tolist()
         topics = self.config.topics
@@ -177,15 +184,17 @@ class StreamProcessor:
                 transaction_json=record.value.decode(), reason_codes=",".join(codes),
                 model_version=version)
             outcome.writes.decisions.append(decision)
-            outcome.outgoing.append(decision_message(decision, now, codes, topics.decisions))
+            message = decision_message(decision, decided_at, codes, topics.decisions,
+                                       version_json)
+            outcome.outgoing.append(message)
             if decision.is_alert:
-                outcome.outgoing.append(decision_message(decision, now, codes, topics.alerts))
+                outcome.outgoing.append(replace(message, topic=topics.alerts))
             outcome.event_times.append(tx.epoch_seconds)
         if self.planner is not None:
             outcome.writes.notifications = self.planner.plan(outcome.writes.decisions)
 
     def _checkpoint(self, outcome: BatchOutcome) -> None:
-        now = time.monotonic()
+        start = now = time.monotonic()
         topic = self.config.topics.transactions
         for (record_topic, partition), next_offset in outcome.offsets.items():
             state = self.partitions.get(partition)
@@ -194,6 +203,8 @@ class StreamProcessor:
             outcome.writes.checkpoints.append(checkpoint_for(
                 state, group_id=self.config.group_id, topic=topic, next_offset=next_offset,
                 now=now, snapshot_interval_s=self.config.snapshot_interval_s))
+        if any(c.snapshot is not None for c in outcome.writes.checkpoints):
+            self.metrics.stage_latency.labels(stage="snapshot").observe(time.monotonic() - start)
 
     # -- durability ---------------------------------------------------------------------------
 
@@ -218,10 +229,10 @@ class StreamProcessor:
         now = self.clock()
         for event_time in outcome.event_times:
             m.event_to_decision.observe(max(0.0, now - event_time))
-        for decision in outcome.writes.decisions:
-            m.scored.labels(decision=decision.decision).inc()
-            if decision.is_alert:
-                m.alerts.labels(decision=decision.decision).inc()
+        for decision, count in Counter(d.decision for d in outcome.writes.decisions).items():
+            m.scored.labels(decision=decision).inc(count)
+            if decision in ALERT_DECISIONS:
+                m.alerts.labels(decision=decision).inc(count)
         if outcome.scored:
             m.batch_size.observe(outcome.scored)
         if outcome.replayed:

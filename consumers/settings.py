@@ -20,8 +20,9 @@ class ConsumerSection(BaseModel):
     batch_max_wait_ms: int = Field(default=5, ge=0, le=60_000)
     metrics_port: int = Field(default=9102, ge=0, le=65535, description="0 = no metrics server.")
     max_message_bytes: int = Field(default=64 * 1024, ge=256)
-    # Snapshots of the per-partition feature state; between two, a restart replays the events.
-    snapshot_interval_s: float = Field(default=10.0, gt=0)
+    # Snapshots of the per-partition feature state (whole-state pickles: they pause the loop);
+    # a restart replays the events since the last one into the state, without re-scoring.
+    snapshot_interval_s: float = Field(default=30.0, gt=0)
     predictor_timeout_s: float = Field(default=5.0, gt=0)
     backoff_initial_s: float = Field(default=0.1, gt=0)
     backoff_max_s: float = Field(default=5.0, gt=0)
