@@ -50,8 +50,14 @@ def _champion(train, directory: Path):
 
     from fraudops.features import build_spec, compute_batch
     from fraudops.models import (
-        LSTMCNN, Autoencoder, AutoencoderConfig, DecisionPolicy, LSTMCNNConfig, ModelBundle,
-        save_checkpoint, seed_everything,
+        LSTMCNN,
+        Autoencoder,
+        AutoencoderConfig,
+        DecisionPolicy,
+        LSTMCNNConfig,
+        ModelBundle,
+        save_checkpoint,
+        seed_everything,
     )
 
     seed_everything(0)
