@@ -69,7 +69,13 @@ class PredictorClient:
         if response.status_code != 200:
             raise PredictorUnavailableError(
                 f"predictor answered {response.status_code} to GET {path}: {response.text[:200]}")
-        return response.json()
+        try:
+            doc = response.json()
+        except ValueError as error:
+            raise PredictorUnavailableError(f"predictor metadata is not JSON: {error}") from error
+        if not isinstance(doc, dict):
+            raise PredictorUnavailableError("predictor metadata is not a JSON object")
+        return doc
 
     async def score(self, x: np.ndarray, mask: np.ndarray) -> protocol.ScoreBatch:
         """Score sequences; a changed model version invalidates the cached description."""
