@@ -32,6 +32,8 @@ class DemoData:
     stream: pd.DataFrame
     drift: str
     drift_start: datetime
+    #: Stream rows planned (duration x rate); the rest is a reserve of drifted traffic.
+    planned_rows: int = 0
 
     @property
     def train_rows(self) -> int:
@@ -49,10 +51,14 @@ class DemoData:
         return self.stream["timestamp"] >= pd.Timestamp(self.drift_start)
 
 
-def prepare(out_dir: Path, train_rows: int, stream_rows: int, *, drift: str = "spending_shift",
-            seed: int = 7, fraud_rate: float = 0.02) -> DemoData:
-    """Generate the timeline, write the training Parquet under `out_dir`, return both parts."""
-    total = train_rows + stream_rows
+def prepare(out_dir: Path, train_rows: int, stream_rows: int, *, reserve_rows: int = 0,
+            drift: str = "spending_shift", seed: int = 7, fraud_rate: float = 0.02) -> DemoData:
+    """Generate the timeline, write the training Parquet under `out_dir`, return both parts.
+
+    The stream holds `stream_rows` planned rows (drift from half-way) and then `reserve_rows`
+    more of the drifted traffic, streamed only if the demo needs to keep traffic flowing.
+    """
+    total = train_rows + stream_rows + reserve_rows
     days = int(min(MAX_DAYS, max(MIN_DAYS, round(total / 10_000 * DAYS_PER_10K_ROWS))))
     train_share = train_rows / total
     drift_share = (train_rows + stream_rows / 2) / total
@@ -65,7 +71,8 @@ def prepare(out_dir: Path, train_rows: int, stream_rows: int, *, drift: str = "s
     stream = frame[frame["timestamp"] >= split].reset_index(drop=True)
     train_path = frame_layout.write(train, out_dir / "transactions.parquet")
     return DemoData(train_path=train_path, train=train, stream=stream, drift=drift,
-                    drift_start=config.drift_start_datetime())
+                    drift_start=config.drift_start_datetime(),
+                    planned_rows=min(len(stream), max(0, len(stream) - reserve_rows)))
 
 
 def write_labelled(data: DemoData, streamed: int, path: Path) -> Path:

@@ -71,10 +71,20 @@ class DriftWatch:
         return self._retrain_pid is not None
 
     @property
+    def awaiting_new_model(self) -> bool:
+        """Drift was found and a new model may still go live (retraining or promotion pending)."""
+        outcome = self.outcome
+        if outcome.detected_at_s is None or outcome.switched_at_s is not None:
+            return False
+        return self.retraining or bool(outcome.promoted)
+
+    @property
     def finished(self) -> bool:
         """Nothing more to wait for: the switch happened, the gate kept the champion, or the
         stream is over and two more checks found no drift."""
         outcome = self.outcome
+        if self.retraining:
+            return False
         if outcome.switched_at_s is not None or (outcome.retrained and not outcome.promoted):
             return True
         return outcome.detected_at_s is None and self._checks_after_stream >= 2

@@ -37,10 +37,12 @@ LABELLED_EVERY_S = 10.0
 class DemoOptions:
     """What the demo does; the defaults finish in a few minutes on a 2-core machine."""
 
-    duration_s: float = 240.0
+    duration_s: float = 180.0
     rate: float = 250.0
-    rows: int = 150_000
-    drift: str = "spending_shift"
+    rows: int = 100_000
+    #: A fraud pattern absent from training appears half-way: recall drops, the drift job sees
+    #: the quality drop (the stream carries labels), retraining learns it, the gate promotes.
+    drift: str = "new_fraud_pattern"
     seed: int = 7
     training_timeout_s: float = 900.0
     #: After the stream ends, how long to wait for a running check / retraining / switch.
@@ -48,6 +50,10 @@ class DemoOptions:
     #: Seconds to wait for the consumer to catch up with the stream at the end.
     drain_timeout_s: float = 60.0
 
+    #: When the planned stream ends while a new model is on its way, keep drifted traffic
+    #: flowing until it has served this long, for at most `max_extension_s` more.
+    max_extension_s: float = 180.0
+    after_switch_s: float = 20.0
     #: Share of the training rows (their tail, at most `warmup_max_rows`) replayed before the
     #: stream, so the consumer starts with per-account history as a running platform would.
     warmup_share: float = 0.4
@@ -61,6 +67,10 @@ class DemoOptions:
     @property
     def stream_rows(self) -> int:
         return max(1000, int(self.duration_s * self.rate))
+
+    @property
+    def reserve_rows(self) -> int:
+        return int(self.max_extension_s * self.rate)
 
 
 def timeline() -> Timeline:
@@ -81,6 +91,7 @@ class DemoRun:
         self._labelled_path = platform.layout.data / "labelled.parquet"
         self._labelled_at: float | None = None
         self._baseline = StoreSnapshot()
+        self._extended = False
 
     def run(self) -> Summary:
         """Every step in order; a failing step raises (the caller stops the platform)."""
@@ -121,13 +132,13 @@ class DemoRun:
     def _data(self) -> DemoData:
         """Generate the timeline, write the training part, version it with DVC."""
         options, layout = self.options, self.platform.layout
-        data = prepare(layout.data, options.rows, options.stream_rows, drift=options.drift,
-                       seed=options.seed)
+        data = prepare(layout.data, options.rows, options.stream_rows,
+                       reserve_rows=options.reserve_rows, drift=options.drift, seed=options.seed)
         job = self.platform.run_job(services.version_data(layout, data.train_path), 120)
         lines = job.stdout_path.read_text().split() if job.stdout_path else []
         md5 = lines[-1] if lines else "?"  # DVC may print its own lines first
         self.timeline.steps["data"].detail = (
-            f"{data.train_rows:,} training rows (DVC md5 {md5[:8]}), {len(data.stream):,} to "
+            f"{data.train_rows:,} training rows (DVC md5 {md5[:8]}), {data.planned_rows:,} to "
             f"stream, drift '{data.drift}' from {data.drift_start:%Y-%m-%d %H:%M}")
         return data
 
@@ -173,15 +184,17 @@ class DemoRun:
         self.timeline.done("warm-up", f"{len(frame):,} recent training rows replayed: the "
                                       "consumer's account state and the store have history")
 
-    def _producer(self, frame, rate: float, drift_mask=None) -> StreamProducer:
+    def _producer(self, frame, rate: float, drift_mask=None, limit=None) -> StreamProducer:
         layout = self.platform.layout
         return StreamProducer(functools.partial(kafka_producer, layout.kafka_bootstrap),
-                              TopicSettings().transactions, frame, rate, drift_mask)
+                              TopicSettings().transactions, frame, rate, drift_mask, limit)
 
     def _stream(self, data: DemoData) -> tuple[StreamProducer, DriftWatch]:
         layout, options = self.platform.layout, self.options
-        producer = self._producer(data.stream, options.rate, data.after_drift())
-        self.timeline.start("streaming", f"{len(data.stream):,} transactions at {options.rate:g}/s")
+        producer = self._producer(data.stream, options.rate, data.after_drift(),
+                                  limit=data.planned_rows)
+        self.timeline.start("streaming",
+                            f"{data.planned_rows:,} transactions at {options.rate:g}/s")
         self.timeline.start("drift + retraining", "waiting for drifted traffic")
         write_labelled(data, 0, self._labelled_path)  # retraining data, grown as we stream
         producer.start()
@@ -201,6 +214,7 @@ class DemoRun:
             self._refresh()
             self._grow_labelled(data, producer)
             watch.poll(self.status.served)
+            self._pace_stream(producer, watch)
             if producer.done and self.timeline.steps["streaming"].status is StepStatus.RUNNING:
                 self.timeline.done("streaming", f"{producer.progress.sent:,} sent")
                 watch.stream_done = True
@@ -212,6 +226,23 @@ class DemoRun:
                 break
             time.sleep(LOOP_S)
         self._close_drift_step(watch)
+
+    def _pace_stream(self, producer: StreamProducer, watch: DriftWatch) -> None:
+        """Keep drifted traffic flowing past the plan while a new model is on its way, so that
+        the switch happens under load; stop once it has served a while (or will not come)."""
+        progress, options = producer.progress, self.options
+        if not self._extended and watch.awaiting_new_model and not producer.done and \
+                progress.sent >= 0.9 * progress.total and producer.extend():
+            self._extended = True
+            self.timeline.note("a new model is on its way: the stream goes on (at most "
+                               f"{options.max_extension_s:.0f} s more)")
+        if not self._extended or producer.done:
+            return
+        switched = watch.outcome.switched_at_s
+        served_long_enough = switched is not None and \
+            time.monotonic() - self.status.stream_started_at >= switched + options.after_switch_s
+        if served_long_enough or watch.finished:
+            producer.stop()
 
     def _grow_labelled(self, data: DemoData, producer: StreamProducer) -> None:
         """Once drifted events flow, append what was streamed to the retraining data set."""
@@ -244,15 +275,15 @@ class DemoRun:
     def _close_drift_step(self, watch: DriftWatch) -> None:
         """Done when drift was found and retraining reached the gate (whatever it decided)."""
         o, step = watch.outcome, "drift + retraining"
-        if o.detected_at_s is None:
+        if o.switched_at_s is not None:
+            self.timeline.done(step, f"new champion {o.final_versions} live "
+                                     f"{o.switched_at_s:.0f} s into the stream")
+        elif o.detected_at_s is None:
             self.timeline.fail(step, f"no drift found in {o.checks} checks")
         elif not o.retrained:
             self.timeline.fail(step, "retraining did not finish in time")
         elif o.challenger is None:
             self.timeline.fail(step, "retraining registered no model")
-        elif o.switched_at_s is not None:
-            self.timeline.done(step, f"new champion {o.final_versions} live "
-                                     f"{o.switched_at_s:.0f} s into the stream")
         elif o.promoted:
             self.timeline.fail(step, f"champion {o.challenger} promoted but not served")
         else:

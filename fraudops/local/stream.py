@@ -50,7 +50,8 @@ class StreamProducer:
     """Produces `frame`'s rows to `topic` at `rate` events per second until done or stopped."""
 
     def __init__(self, producer_factory: Callable[[], KafkaProducer], topic: str,
-                 frame: pd.DataFrame, rate: float, drift_mask: pd.Series | None = None) -> None:
+                 frame: pd.DataFrame, rate: float, drift_mask: pd.Series | None = None,
+                 limit: int | None = None) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
         self._factory = producer_factory
@@ -59,7 +60,8 @@ class StreamProducer:
         self._rate = rate
         self._drift = (drift_mask.to_numpy() if drift_mask is not None
                        else [False] * len(frame))
-        self.progress = StreamProgress(total=len(frame))
+        #: Rows to send unless `extend` raises it (at most the frame's length).
+        self.progress = StreamProgress(total=min(len(frame), limit or len(frame)))
         #: Wall-clock time (epoch seconds) each row was handed to Kafka; NaN if never sent.
         self.sent_at = np.full(len(frame), np.nan)
         self._stop = threading.Event()
@@ -67,6 +69,13 @@ class StreamProducer:
 
     def start(self) -> None:
         self._thread.start()
+
+    def extend(self) -> bool:
+        """Allow the whole frame (the reserve too); False if nothing is left to extend to."""
+        if self.progress.total >= len(self._frame) or self.done:
+            return False
+        self.progress.total = len(self._frame)
+        return True
 
     def stop(self) -> None:
         """Stop producing (what is in flight is still flushed)."""
@@ -100,7 +109,7 @@ class StreamProducer:
         for index, record in enumerate(records):
             while not self._stop.is_set() and index >= self._due():
                 time.sleep(TICK_S)
-            if self._stop.is_set():
+            if self._stop.is_set() or index >= progress.total:
                 return
             tx = Transaction.model_validate(record)
             future = producer.send(self._topic, key=tx.account_id.encode(),

@@ -6,6 +6,7 @@ import functools
 import os
 import subprocess
 import sys
+import time
 
 import httpx
 import pytest
@@ -31,6 +32,14 @@ def test_broker_and_topics_then_stream_and_clean_stop(tmp_path) -> None:
                                   data.stream.head(300), rate=1000)
         producer.start()
         assert producer.join(timeout=30)
+        # A planned stream of 100 rows, extended into its reserve while it runs.
+        extended = StreamProducer(functools.partial(kafka_producer, bootstrap), "labels",
+                                  data.stream.iloc[300:500], rate=400, limit=100)
+        extended.start()
+        time.sleep(0.1)
+        assert extended.extend()
+        assert extended.join(timeout=30) and extended.progress.sent == 200
+        assert not extended.extend()  # done: nothing left to extend to
         consumer = KafkaConsumer("transactions", bootstrap_servers=[bootstrap], group_id=None,
                                  auto_offset_reset="earliest", consumer_timeout_ms=3000)
         received = {message.value for message in consumer}
