@@ -199,8 +199,8 @@ def _quiet_libraries() -> None:
     connection at INFO; those lines would drown the view (the units' logs are in files)."""
     import logging
 
-    for name in ("httpx", "kafka"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("kafka").setLevel(logging.ERROR)  # slow-poll warnings under load too
 
 
 def _plain_printer(console: Console) -> Callable[[float, str], None]:
