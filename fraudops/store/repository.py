@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func, select, update
+from sqlalchemy import Engine, create_engine, event, func, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -167,16 +167,48 @@ class Store:
         return alert
 
     def list_alerts(self, *, status: AlertStatus | str | None = None,
-                    account_id: str | None = None, limit: int = 50,
-                    offset: int = 0) -> list[Alert]:
-        """Alerts, newest event first, optionally filtered by status and account."""
+                    account_id: str | None = None, decision: str | None = None,
+                    since: datetime | None = None, until: datetime | None = None,
+                    limit: int = 50, offset: int = 0) -> list[Alert]:
+        """Alerts, newest event first, filtered by status, account, decision and event time
+        (``since <= event_time < until``)."""
         query = select(Alert).order_by(Alert.event_time.desc(), Alert.transaction_id)
-        if status is not None:
-            query = query.where(Alert.status == AlertStatus(status).value)
-        if account_id is not None:
-            query = query.where(Alert.account_id == account_id)
+        filters = {"status": (Alert.status, AlertStatus(status).value if status else None),
+                   "account": (Alert.account_id, account_id),
+                   "decision": (Alert.decision, decision)}
+        for column, value in filters.values():
+            if value is not None:
+                query = query.where(column == value)
+        if since is not None:
+            query = query.where(Alert.event_time >= since)
+        if until is not None:
+            query = query.where(Alert.event_time < until)
         with self._sessions() as session:
             return list(session.scalars(query.limit(limit).offset(offset)))
+
+    def get_label(self, transaction_id: str) -> Label | None:
+        """The latest analyst label of a transaction, if any."""
+        with self._sessions() as session:
+            return session.get(Label, transaction_id)
+
+    def account_history(self, account_id: str, *, before: datetime, limit: int,
+                        exclude: str | None = None) -> list[Decision]:
+        """The account's last `limit` decisions with ``event_time <= before``, oldest first."""
+        if limit <= 0:
+            return []
+        query = (select(Decision)
+                 .where(Decision.account_id == account_id, Decision.event_time <= before)
+                 .order_by(Decision.event_time.desc(), Decision.transaction_id.desc())
+                 .limit(limit))
+        if exclude is not None:
+            query = query.where(Decision.transaction_id != exclude)
+        with self._sessions() as session:
+            return list(reversed(session.scalars(query).all()))
+
+    def ping(self) -> None:
+        """Raise (an SQLAlchemy error) unless the database answers."""
+        with self.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
 
     def scored_window(self, start: datetime | None = None, end: datetime | None = None,
                       limit: int | None = None) -> list[Decision]:

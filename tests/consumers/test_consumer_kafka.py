@@ -25,6 +25,7 @@ from consumer_helpers import (
 
 from consumers.app import ConsumerApp, Model
 from fraudops.store import Store
+from fraudops.store.models import Base
 
 pytestmark = pytest.mark.integration
 
@@ -96,11 +97,16 @@ def test_stream_with_poison_and_labels(kafka_broker, tmp_path, group_id_factory)
     assert (labelled.transaction_id, labelled.decision) == ("tx-5", "block")
 
 
-def test_restart_resumes_state(kafka_broker, tmp_path, group_id_factory) -> None:
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_restart_resumes_state(kafka_broker, tmp_path, group_id_factory, request,
+                               database: str) -> None:
     topics = make_topics(kafka_broker)
-    store = Store.from_url(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    settings = consumer_settings(kafka_broker, topics, str(store.engine.url),
-                                 group_id_factory("restart"))
+    url = (f"sqlite:///{tmp_path / 'db.sqlite'}" if database == "sqlite"
+           else request.getfixturevalue("postgres_url"))
+    store = Store.from_url(url)
+    if database == "postgresql":  # the session's PostgreSQL database is shared: leave it empty
+        request.addfinalizer(lambda: Base.metadata.drop_all(store.engine))
+    settings = consumer_settings(kafka_broker, topics, url, group_id_factory("restart"))
     docs = stream(400)
     produce(kafka_broker, topics.transactions, docs[:200])
     first = Running(settings)

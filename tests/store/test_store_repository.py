@@ -142,3 +142,20 @@ def test_scored_window(store: Store) -> None:
 def test_unsupported_database() -> None:
     with pytest.raises(UnsupportedDatabaseError):
         Store.from_url("mysql://localhost/x")
+
+
+def test_alert_filters_history_label_ping(store: Store) -> None:
+    store.write_batch(BatchWrite(decisions=[
+        decision("a", "review", minutes=1), decision("b", "block", minutes=2),
+        decision("c", "approve", minutes=3), decision("d", "block", "acc-2", minutes=4)]))
+    assert [a.transaction_id for a in store.list_alerts(decision="block")] == ["d", "b"]
+    assert [a.transaction_id for a in store.list_alerts(
+        since=T0 + timedelta(minutes=2), until=T0 + timedelta(minutes=4))] == ["b"]
+    history = store.account_history("acc-1", before=T0 + timedelta(minutes=3), limit=2,
+                                    exclude="c")
+    assert [d.transaction_id for d in history] == ["a", "b"]
+    assert store.account_history("acc-1", before=T0, limit=0) == []
+    assert store.get_label("a") is None
+    store.add_labels([LabelRecord("a", 1, analyst="ana")])
+    assert store.get_label("a").analyst == "ana"
+    store.ping()
