@@ -21,3 +21,7 @@ class ReportStorageError(MonitoringError):
 
 class RetrainLaunchError(MonitoringError):
     """The retraining pipeline could not be started (the decision is still logged)."""
+
+
+class DriftConfigError(MonitoringError, ValueError):
+    """The drift settings name something the champion's features cannot provide."""

@@ -23,7 +23,8 @@ from fraudops.store import Store
 from monitoring import reports
 from monitoring.decisions import DecisionLog
 from monitoring.drift import Comparison, DriftResult, compare
-from monitoring.exceptions import EmptyWindowError, RetrainLaunchError
+from monitoring.exceptions import DriftConfigError, EmptyWindowError, RetrainLaunchError
+from monitoring.features import check_columns
 from monitoring.metrics import DriftMetrics
 from monitoring.policy import PolicyDecision, WindowSignal, decide
 from monitoring.reference import Champion, find_champion, reference_data, reference_window
@@ -109,6 +110,11 @@ class DriftJob:
         scorer = self.scorer_loader(f"models:/{names.sequence}/{champion.version}",
                                     f"models:/{names.autoencoder}@{names.champion_alias}")
         spec = FeatureSpec.from_dict(scorer.feature_spec)
+        try:
+            check_columns(spec, self.settings.drift.numeric_features,
+                          self.settings.drift.categorical_features)
+        except ValueError as error:
+            raise DriftConfigError(str(error)) from error
         data, data_end, source = reference_data(champion, self.registry,
                                                 self.settings.drift.reference_path)
         drift = self.settings.drift

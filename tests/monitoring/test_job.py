@@ -110,6 +110,14 @@ def test_gateway_lists_the_report(drifted_platform, settings_for, day):
     assert listed[outcome.report_id].drift_share == pytest.approx(outcome.drift_share)
 
 
+def test_unknown_drift_feature_is_a_clear_error(drifted_platform, settings_for, day):
+    from monitoring.exceptions import DriftConfigError
+
+    job = _job(drifted_platform, settings_for(drifted_platform, numeric_features=("amount_cubed",)))
+    with pytest.raises(DriftConfigError, match="amount_cubed"):
+        job.check(day(drifted_platform, 30))
+
+
 def test_window_with_too_few_rows_is_skipped_and_logged(drifted_platform, settings_for, day):
     job = _job(drifted_platform, settings_for(drifted_platform, min_rows=10_000))
     outcome = job.check(day(drifted_platform, 30))
