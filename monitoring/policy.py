@@ -107,11 +107,14 @@ def decide(signal: WindowSignal, history: list[PastDecision], now: datetime,
     if blocked:
         return outcome(HOLD, *blocked)
     reason = "drift_and_quality" if confirmed and degraded else ("drift" if confirmed else "quality")
-    return outcome(TRIGGER, reason, f"{share} for {streak} window(s); quality {_drop_text(drop)}")
+    windows = f" for {streak} window(s)" if confirmed else ""
+    return outcome(TRIGGER, reason, f"{share}{windows}; quality {_drop_text(drop)}")
 
 
 def _drop_text(drop: float | None) -> str:
-    return "not evaluated (too few labels)" if drop is None else f"{drop:+.0%} vs reference"
+    if drop is None:
+        return "not evaluated (too few labels)"
+    return f"{abs(drop):.0%} {'below' if drop > 0 else 'above'} the reference"
 
 
 def _rate_limit(history: list[PastDecision], now: datetime, settings: RetrainPolicySettings

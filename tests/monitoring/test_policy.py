@@ -78,6 +78,8 @@ def test_quality_drop_triggers_without_feature_drift(current, expected):
                       POLICY)
     assert decision.reason == expected
     assert decision.quality_degraded == (expected == "quality")
+    below = f"{(0.8 - current) / 0.8:.0%} below the reference"
+    assert below in decision.detail
 
 
 def test_drift_and_quality_together():
