@@ -36,11 +36,11 @@ EXIT_INCOMPLETE, EXIT_FAILED, EXIT_INTERRUPTED = 1, 2, 130
 
 
 def demo(
-    duration: float = typer.Option(180.0, "--duration", help="Seconds of streaming planned "
+    duration: float = typer.Option(120.0, "--duration", help="Seconds of streaming planned "
                                    "(more while a new model is on its way).", min=10),
-    rate: float = typer.Option(250.0, "--rate", help="Transactions per second.", min=1),
-    rows: int = typer.Option(100_000, "--rows", help="Training rows to generate.", min=2000),
-    drift: str = typer.Option("new_fraud_pattern", help="Drift switched on half-way: "
+    rate: float = typer.Option(200.0, "--rate", help="Transactions per second.", min=1),
+    rows: int = typer.Option(60_000, "--rows", help="Training rows to generate.", min=2000),
+    drift: str = typer.Option("spending_shift", help="Drift switched on half-way: "
                               f"{', '.join(DRIFTS)}."),
     seed: int = typer.Option(7, help="Random seed of the generated data."),
     keep_running: bool = typer.Option(
