@@ -77,6 +77,14 @@ def restore_partition(partition: int, checkpoint: StreamCheckpoint | None,
         stored = checkpoint.next_offset if checkpoint is not None else None
         return PartitionState(partition, new_state(), stored_offset=stored), None
     features = OnlineFeatureState.restore(checkpoint.snapshot)
+    fresh = new_state()
+    if features.spec.fingerprint != fresh.spec.fingerprint or features.seq_len != fresh.seq_len:
+        # The served model now expects other features: the old state cannot feed it. Start
+        # empty from the stored position (history features rebuild as events arrive).
+        log.warning("partition %d: snapshot was taken under another feature spec; starting with "
+                    "empty state at offset %d", partition, checkpoint.next_offset)
+        return PartitionState(partition, fresh, stored_offset=checkpoint.next_offset,
+                              position=checkpoint.next_offset), checkpoint.next_offset
     start = checkpoint.snapshot_offset or 0
     state = PartitionState(partition, features, stored_offset=checkpoint.next_offset,
                            replay_until=checkpoint.next_offset, position=start,

@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 
 import pytest
-from consumer_helpers import record, rule_score, tx_doc
+from consumer_helpers import SEQ_LEN, record, rule_score, tx_doc
 
 from consumers.notifications import NotificationPlanner
 from consumers.processor import ProcessorConfig, StreamProcessor
 from consumers.settings import NotifySection
+from fraudops.features import OnlineFeatureState, build_spec
 from fraudops.store import StaleCheckpointError, Store
 
 BIG = 50_000.0  # rule_score blocks it
@@ -138,3 +139,12 @@ def test_notifications_rate_limited_per_account(store: Store, new_state) -> None
     statuses = {n.transaction_id: n.status for n in store.notifications()}
     assert statuses == {"tx-0": "pending", "tx-1": "pending", "tx-2": "rate_limited",
                         "tx-3": "rate_limited", "tx-100": "pending", "tx-5": "pending"}
+
+
+def test_snapshot_of_another_feature_spec_is_not_restored(store: Store, new_state) -> None:
+    p = processor(store, new_state)
+    run(p, stream(10))
+    other = StreamProcessor(ProcessorConfig(group_id="g"), store=store, score=rule_score,
+                            new_state=lambda: OnlineFeatureState(build_spec(("V1",)), SEQ_LEN))
+    assert other.assign([0]) == {0: 10}
+    assert other.partitions[0].features.accounts == {}
