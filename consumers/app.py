@@ -178,7 +178,7 @@ class Loop:
         except StaleCheckpointError as error:
             self.metrics.errors.labels(kind="stale_checkpoint").inc()
             log.warning("lost a partition to another consumer, re-synchronising: %s", error)
-            self._resync(outcome.offsets)
+            self._resync(records)
             return
         self._positions.update(outcome.offsets)
         with self._stage("commit"):
@@ -196,12 +196,21 @@ class Loop:
         finally:
             self.metrics.stage_latency.labels(stage=name).observe(time.perf_counter() - start)
 
-    def _resync(self, offsets: dict[tuple[str, int], int]) -> None:
+    def _resync(self, records: list) -> None:
+        """After a rolled-back batch: restore its transaction partitions from the store and
+        rewind every other partition of the batch (labels) to its first record."""
         topic = self.settings.kafka.topics.transactions
-        partitions = [p for (t, p) in offsets if t == topic and p in self.processor.partitions]
-        for partition, offset in self.processor.resync(partitions).items():
+        firsts: dict[tuple[str, int], int] = {}
+        for record in records:
+            key = (record.topic, record.partition)
+            firsts[key] = min(firsts.get(key, record.offset), record.offset)
+        owned = [p for (t, p) in firsts if t == topic and p in self.processor.partitions]
+        for partition, offset in self.processor.resync(owned).items():
             if offset is not None:
                 self.source.seek(topic, partition, offset)
+        for (other, partition), offset in firsts.items():
+            if other != topic:
+                self.source.seek(other, partition, offset)
 
     def _update_lag(self) -> None:
         now = time.monotonic()

@@ -125,3 +125,8 @@ def wait_until(predicate, timeout: float = 30.0, interval: float = 0.1) -> None:
             return
         time.sleep(interval)
     raise TimeoutError(f"condition not met after {timeout}s")
+
+
+def stream_records(n: int, accounts: int = 3) -> list[Incoming]:
+    """n transaction records on partition 0 (offsets 0..n-1) over a few accounts."""
+    return [record(tx_doc(i, f"acc-{i % accounts}", 10.0 + i), i) for i in range(n)]
