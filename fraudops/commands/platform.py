@@ -93,7 +93,7 @@ def demo(
 
 
 def up(
-    rows: int = typer.Option(100_000, "--rows", help="Training rows if no champion exists yet."),
+    rows: int = typer.Option(60_000, "--rows", help="Training rows if no champion exists yet."),
     home: HomeOption = None,
 ) -> None:
     """Start the local platform (no scenario) and keep it running until Ctrl-C.
@@ -115,7 +115,8 @@ def up(
     with _signals_interrupt():
         try:
             with LocalPlatform(state_dir, clean=False, timeline=timeline) as platform:
-                platform.layout.store_db.unlink(missing_ok=True)
+                for suffix in ("", "-wal", "-shm"):  # SQLite keeps a journal beside the file
+                    Path(f"{platform.layout.store_db}{suffix}").unlink(missing_ok=True)
                 _bring_up(platform, rows)
                 _serve_forever(console, platform)
         except KeyboardInterrupt:
