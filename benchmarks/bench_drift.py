@@ -78,7 +78,7 @@ def _champion(train, directory: Path):
 def _register(tracking_uri: str, checkpoints, artifacts: Path, data_path: str, end: str) -> None:
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri)
+    client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
     experiment = client.create_experiment("bench", artifact_location=artifacts.as_uri())
     run = client.create_run(experiment)
     client.set_tag(run.info.run_id, "fraudops.data_path", data_path)
@@ -125,7 +125,7 @@ def check(root: Path, built: dict, window_rows: int, sample_rows: int) -> dict:
         drift=DriftSettings(window=timedelta(days=DAYS), window_max_rows=window_rows,
                             sample_rows=sample_rows, trigger_retraining=False))
     store = Store.from_url(settings.database.resolved_url(root))
-    job = DriftJob(settings, store, MlflowClient(built["tracking_uri"]))
+    job = DriftJob(settings, store, MlflowClient(built["tracking_uri"], registry_uri=built["tracking_uri"]))
     started = time.perf_counter()
     outcome = job.check()
     total = time.perf_counter() - started

@@ -1,6 +1,6 @@
 """One drift check, end to end: windows, comparison, report, metrics, policy, retraining.
 
-    job = DriftJob(settings, store, registry=MlflowClient(uri), launcher=build_launcher(...))
+    job = DriftJob(settings, store, registry=MlflowClient(uri, registry_uri=uri), launcher=build_launcher(...))
     outcome = job.check()
 
 Dependencies come in through the constructor (the CLI builds them from the settings), so tests

@@ -37,7 +37,7 @@ class ChampionWatcher:
         self._aliases = {"sequence": sequence, "autoencoder": autoencoder}
         self._predictor = predictor
         self._loader = loader
-        self._client = MlflowClient(tracking_uri=tracking_uri)
+        self._client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         self._interval_s = interval_s
         self._metrics = metrics
         self._refused: set[tuple[str, str]] = set()  # incompatible pairs are not retried

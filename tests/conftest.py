@@ -91,9 +91,10 @@ def group_id_factory() -> Callable[[str], str]:
     return lambda prefix="g": f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def postgres_url() -> str:
-    """SQLAlchemy URL of a fresh database on the local PostgreSQL server (skips if absent)."""
+    """SQLAlchemy URL of a fresh database on the local PostgreSQL server, one per test (skips
+    if absent): tests never see each other's rows."""
     host = os.environ.get("FRAUDOPS_TEST_PG_HOST", "127.0.0.1")
     port = int(os.environ.get("FRAUDOPS_TEST_PG_PORT", "5432"))
     with socket.socket() as sock:

@@ -80,7 +80,7 @@ def register_champion(tracking_uri: str, checkpoints, lineage: dict[str, str],
     import mlflow
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri)
+    client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
     experiment = client.create_experiment("train", artifact_location=artifact_root.as_uri())
     run = client.create_run(experiment, tags={"fraudops.kind": "training"})
     for key, value in lineage.items():

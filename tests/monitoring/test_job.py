@@ -31,7 +31,7 @@ class RecordingLauncher:
 
 
 def _job(platform, settings, launcher=None):
-    return DriftJob(settings, platform.store, MlflowClient(platform.tracking_uri),
+    return DriftJob(settings, platform.store, MlflowClient(platform.tracking_uri, registry_uri=platform.tracking_uri),
                     launcher or RecordingLauncher(), DriftMetrics())
 
 
@@ -92,8 +92,10 @@ def test_report_files_decision_log_and_metrics(drifted_platform, settings_for, d
     assert registry.get_sample_value("fraud_drift_share") == pytest.approx(outcome.drift_share)
     assert registry.get_sample_value("fraud_drift_feature_drifted",
                                      {"feature": "amount_log"}) == 1.0
-    runs = MlflowClient(drifted_platform.tracking_uri).search_runs(
-        [MlflowClient(drifted_platform.tracking_uri)
+    runs = MlflowClient(drifted_platform.tracking_uri,
+                              registry_uri=drifted_platform.tracking_uri).search_runs(
+        [MlflowClient(drifted_platform.tracking_uri,
+                              registry_uri=drifted_platform.tracking_uri)
          .get_experiment_by_name("fraudops-monitoring").experiment_id],
         filter_string=f"tags.`fraudops.report_id` = '{outcome.report_id}'")
     assert len(runs) == 1 and runs[0].data.metrics["drift_share"] == pytest.approx(

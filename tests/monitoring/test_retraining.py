@@ -55,7 +55,7 @@ def test_drift_retrains_registers_and_the_gate_decides(drifted_platform, setting
     settings = settings.model_copy(update={"retrain": settings.retrain.model_copy(update={
         "launcher": "entrypoint",
         "extra_params": {"data_path": str(platform.home / "data" / "all.parquet")}})})
-    client = MlflowClient(platform.tracking_uri)
+    client = MlflowClient(platform.tracking_uri, registry_uri=platform.tracking_uri)
     job = DriftJob(settings, platform.store, client, EntrypointLauncher(retrain))
 
     assert job.check(day(platform, 27)).decision.decision == "hold"

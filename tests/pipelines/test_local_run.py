@@ -31,7 +31,7 @@ def test_pipeline_runs_locally_and_promotes_first_model(tmp_path, monkeypatch):
     assert outcome.promoted and outcome.versions.sequence == "1"
     assert 0.0 <= outcome.metrics["sequence.auprc"] <= 1.0
     names = ModelNames()
-    champion = MlflowClient(tracking_uri).get_model_version_by_alias(names.sequence, "champion")
+    champion = MlflowClient(tracking_uri, tracking_uri).get_model_version_by_alias(names.sequence, "champion")
     assert str(champion.version) == outcome.versions.sequence
     run_dir = next(root.iterdir())
     assert (run_dir / "deploy").is_dir()  # the dsl.If branch ran because the gate promoted

@@ -29,7 +29,7 @@ class Registry:
 
     def __init__(self, tmp_path: Path) -> None:
         self.uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-        self.client = MlflowClient(self.uri)
+        self.client = MlflowClient(self.uri, registry_uri=self.uri)
         self.experiment = self.client.create_experiment(
             "serving-test", artifact_location=(tmp_path / "artifacts").as_uri())
         for name in (SEQ, AE):

@@ -96,7 +96,7 @@ def test_not_better_by_margin_keeps_champion(registered, small_data_path, tiny_c
     second = _train(small_data_path, tmp / "w2", target, strict)
     assert not second.promoted
     assert second.champion_score == pytest.approx(first.challenger_score, abs=1e-6)
-    client = MlflowClient(target.tracking_uri)
+    client = MlflowClient(target.tracking_uri, target.tracking_uri)
     champion = client.get_model_version_by_alias(NAMES.sequence, NAMES.champion_alias)
     challenger = client.get_model_version_by_alias(NAMES.sequence, NAMES.challenger_alias)
     assert str(champion.version) == first.versions.sequence
