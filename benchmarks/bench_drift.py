@@ -46,33 +46,17 @@ def build(root: Path, window_rows: int) -> dict:
 
 
 def _champion(train, directory: Path):
-    import torch
-
     from fraudops.features import build_spec, compute_batch
-    from fraudops.models import (
-        LSTMCNN,
-        Autoencoder,
-        AutoencoderConfig,
-        DecisionPolicy,
-        LSTMCNNConfig,
-        ModelBundle,
-        save_checkpoint,
-        seed_everything,
-    )
+    from fraudops.models import DecisionPolicy
+    from fraudops.models.untrained import write_untrained_pair
 
-    seed_everything(0)
     spec = build_spec()
     features = compute_batch(train, spec)
     spec_dict = {**spec.to_dict(), "names": list(spec.names)}
-    seq = LSTMCNN(LSTMCNNConfig(spec.dim, conv_channels=16, hidden_size=16, head_size=16))
-    ae = Autoencoder(AutoencoderConfig(spec.dim, 16, 8))
-    with torch.no_grad():
-        seq.normalize.fit(features)
-        ae.normalize.fit(features)
-    policy = DecisionPolicy(0.9, 0.6).to_dict()
-    return (save_checkpoint(ModelBundle(seq, "lstm_cnn", spec_dict, SEQ_LEN, {"policy": policy}),
-                            directory / "seq"),
-            save_checkpoint(ModelBundle(ae, "autoencoder", spec_dict, SEQ_LEN), directory / "ae"))
+    return write_untrained_pair(
+        directory, spec_dict, features, SEQ_LEN, policy=DecisionPolicy(0.9, 0.6),
+        sequence_size={"conv_channels": 16, "hidden_size": 16, "head_size": 16},
+        autoencoder_size={"hidden_size": 16, "bottleneck": 8})
 
 
 def _register(tracking_uri: str, checkpoints, artifacts: Path, data_path: str, end: str) -> None:

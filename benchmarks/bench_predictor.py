@@ -41,32 +41,12 @@ def _free_port() -> int:
 
 
 def write_default_models(directory: Path, seq_len: int) -> tuple[Path, Path]:
-    """Default-architecture models (fitted normalisation on random rows) in checkpoint format."""
-    import torch
-
-    from fraudops.models import (
-        LSTMCNN,
-        Autoencoder,
-        AutoencoderConfig,
-        DecisionPolicy,
-        LSTMCNNConfig,
-        ModelBundle,
-        save_checkpoint,
-    )
+    """Default-architecture models with fitted normalisation (weights untrained)."""
+    from fraudops.models.untrained import write_untrained_pair
 
     spec = build_spec()
-    torch.manual_seed(0)
     rows = np.random.default_rng(0).normal(size=(1024, spec.dim)).astype(np.float32)
-    sequence = LSTMCNN(LSTMCNNConfig(input_dim=spec.dim)).eval()
-    sequence.normalize.fit(rows)
-    autoencoder = Autoencoder(AutoencoderConfig(input_dim=spec.dim)).eval()
-    autoencoder.normalize.fit(rows)
-    autoencoder.calibrate(torch.from_numpy(rows), target_fpr=0.01)
-    policy = {"policy": DecisionPolicy().to_dict()}
-    return (save_checkpoint(ModelBundle(sequence, "lstm_cnn", spec.to_dict(), seq_len, policy),
-                            directory / "sequence"),
-            save_checkpoint(ModelBundle(autoencoder, "autoencoder", spec.to_dict(), seq_len),
-                            directory / "autoencoder"))
+    return write_untrained_pair(directory, spec, rows, seq_len, calibrate_fpr=0.01)
 
 
 def start_predictor(sequence: str, autoencoder: str, port: int, threads: int,

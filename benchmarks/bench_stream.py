@@ -105,33 +105,14 @@ class Broker:
 
 def write_default_models(directory: Path, seq_len: int = 16) -> tuple[str, str]:
     """Default-architecture models with fitted normalisation (weights untrained)."""
-    import torch
-
     from fraudops.features import build_spec
-    from fraudops.models import (
-        LSTMCNN,
-        Autoencoder,
-        AutoencoderConfig,
-        DecisionPolicy,
-        LSTMCNNConfig,
-        ModelBundle,
-        save_checkpoint,
-    )
+    from fraudops.models.untrained import write_untrained_pair
 
     spec = build_spec()
-    torch.manual_seed(0)
     rows = np.random.default_rng(0).normal(size=(1024, spec.dim)).astype(np.float32)
-    sequence = LSTMCNN(LSTMCNNConfig(input_dim=spec.dim)).eval()
-    sequence.normalize.fit(rows)
-    autoencoder = Autoencoder(AutoencoderConfig(input_dim=spec.dim)).eval()
-    autoencoder.normalize.fit(rows)
-    autoencoder.calibrate(torch.from_numpy(rows), target_fpr=0.01)
-    policy = {"policy": DecisionPolicy().to_dict()}
-    seq = save_checkpoint(ModelBundle(sequence, "lstm_cnn", spec.to_dict(), seq_len, policy),
-                          directory / "sequence")
-    ae = save_checkpoint(ModelBundle(autoencoder, "autoencoder", spec.to_dict(), seq_len),
-                         directory / "autoencoder")
-    return str(seq), str(ae)
+    sequence, autoencoder = write_untrained_pair(directory, spec, rows, seq_len,
+                                                 calibrate_fpr=0.01)
+    return str(sequence), str(autoencoder)
 
 
 def transaction_docs(n: int, seed: int) -> list[dict]:

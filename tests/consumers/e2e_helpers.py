@@ -16,19 +16,18 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import torch
 from consumer_helpers import T0
 
 from fraudops.features import OnlineFeatureState, build_spec
 from fraudops.models import (
-    LSTMCNN,
-    Autoencoder,
-    AutoencoderConfig,
     DecisionPolicy,
-    LSTMCNNConfig,
-    ModelBundle,
     load_scorer,
-    save_checkpoint,
+)
+from fraudops.models.untrained import (
+    TINY_AUTOENCODER,
+    TINY_SEQUENCE,
+    build_untrained_pair,
+    save_pair,
 )
 from fraudops.schema import Transaction
 from fraudops.settings import TopicSettings
@@ -69,30 +68,16 @@ def write_models(directory: Path, sample: list[dict]) -> Models:
     Seeded: the same directory content every run.
     """
     spec = build_spec()
-    torch.manual_seed(0)
     rows = np.stack([f for f, _, _ in _features(sample, spec)])
-    sequence = LSTMCNN(LSTMCNNConfig(input_dim=spec.dim, conv_channels=8, hidden_size=8,
-                                     head_size=8))
-    sequence.normalize.fit(rows)
-    autoencoder = Autoencoder(AutoencoderConfig(input_dim=spec.dim, hidden_size=8, bottleneck=4))
-    autoencoder.normalize.fit(rows)
-    autoencoder.eval()
-    autoencoder.calibrate(torch.from_numpy(rows), target_fpr=0.05)
-    models = _save(directory, spec, sequence.eval(), autoencoder, DecisionPolicy())
+    sequence, autoencoder = build_untrained_pair(
+        rows, sequence_size=TINY_SEQUENCE, autoencoder_size=TINY_AUTOENCODER, calibrate_fpr=0.05)
+    models = Models(*save_pair(directory, spec, SEQ_LEN, sequence, autoencoder))
     scores = reference_scores(models, {d["transaction_id"]: (0, i) for i, d in enumerate(sample)},
                               sample)
     probabilities = np.array([p for p, _ in scores.values()])
     review, block = np.quantile(probabilities, [0.92, 0.98])
-    return _save(directory, spec, sequence, autoencoder,
-                 DecisionPolicy(block_probability=float(block), review_probability=float(review)))
-
-
-def _save(directory: Path, spec, sequence, autoencoder, policy: DecisionPolicy) -> Models:
-    seq_dir = save_checkpoint(ModelBundle(sequence, "lstm_cnn", spec.to_dict(), SEQ_LEN,
-                                          {"policy": policy.to_dict()}), directory / "sequence")
-    ae_dir = save_checkpoint(ModelBundle(autoencoder, "autoencoder", spec.to_dict(), SEQ_LEN),
-                             directory / "autoencoder")
-    return Models(seq_dir, ae_dir)
+    policy = DecisionPolicy(block_probability=float(block), review_probability=float(review))
+    return Models(*save_pair(directory, spec, SEQ_LEN, sequence, autoencoder, policy))
 
 
 def _features(docs: list[dict], spec) -> list:

@@ -46,32 +46,16 @@ def make_data(drift: str, seed: int = 5) -> tuple[pd.DataFrame, datetime]:
 
 def save_champion(train: pd.DataFrame, directory: Path):
     """Checkpoints of a small model pair whose normalisation is fitted on `train`."""
-    import torch
+    from fraudops.models import DecisionPolicy
+    from fraudops.models.untrained import TINY_SEQUENCE, write_untrained_pair
 
-    from fraudops.models import (
-        LSTMCNN,
-        Autoencoder,
-        AutoencoderConfig,
-        DecisionPolicy,
-        LSTMCNNConfig,
-        ModelBundle,
-        save_checkpoint,
-        seed_everything,
-    )
-
-    seed_everything(0)
     spec = build_spec()
     features = compute_batch(train, spec)
     spec_dict = {**spec.to_dict(), "names": list(spec.names)}
-    seq = LSTMCNN(LSTMCNNConfig(spec.dim, conv_channels=8, hidden_size=8, head_size=8))
-    ae = Autoencoder(AutoencoderConfig(spec.dim, 8, 4))
-    with torch.no_grad():
-        seq.normalize.fit(features)
-        ae.normalize.fit(features)
-    policy = DecisionPolicy(0.9, 0.6, float("inf"))
-    return (save_checkpoint(ModelBundle(seq, "lstm_cnn", spec_dict, SEQ_LEN,
-                                        {"policy": policy.to_dict()}), directory / "seq"),
-            save_checkpoint(ModelBundle(ae, "autoencoder", spec_dict, SEQ_LEN), directory / "ae"))
+    return write_untrained_pair(directory, spec_dict, features, SEQ_LEN,
+                                policy=DecisionPolicy(0.9, 0.6, float("inf")),
+                                sequence_size=TINY_SEQUENCE, autoencoder_size={"hidden_size": 8,
+                                                                               "bottleneck": 4})
 
 
 def register_champion(tracking_uri: str, checkpoints, lineage: dict[str, str],

@@ -12,18 +12,10 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import torch
 
 from fraudops.features import build_spec
-from fraudops.models import (
-    LSTMCNN,
-    Autoencoder,
-    AutoencoderConfig,
-    DecisionPolicy,
-    LSTMCNNConfig,
-    ModelBundle,
-    save_checkpoint,
-)
+from fraudops.models import DecisionPolicy
+from fraudops.models.untrained import TINY_AUTOENCODER, TINY_SEQUENCE, write_untrained_pair
 
 SEQ_LEN = 8
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -51,20 +43,11 @@ def write_tiny_models(directory: Path, *, seed: int = 0, seq_len: int = SEQ_LEN,
                       passthrough: tuple[str, ...] = ()) -> ModelDirs:
     """Save an untrained-but-valid sequence model and autoencoder (real classes, real format)."""
     spec = build_spec(passthrough)
-    torch.manual_seed(seed)
     rows = np.random.default_rng(seed).normal(1.0, 2.0, size=(512, spec.dim)).astype(np.float32)
-    sequence = LSTMCNN(LSTMCNNConfig(input_dim=spec.dim, conv_channels=8, hidden_size=8,
-                                     head_size=8))
-    sequence.normalize.fit(rows)
-    autoencoder = Autoencoder(AutoencoderConfig(input_dim=spec.dim, hidden_size=8, bottleneck=4))
-    autoencoder.normalize.fit(rows)
-    autoencoder.eval()
-    autoencoder.calibrate(torch.from_numpy(rows), target_fpr=0.05)
     policy = DecisionPolicy(block_probability=0.6, review_probability=0.45, review_anomaly=2.0)
-    seq_dir = save_checkpoint(ModelBundle(sequence.eval(), "lstm_cnn", spec.to_dict(), seq_len,
-                                          {"policy": policy.to_dict()}), directory / "sequence")
-    ae_dir = save_checkpoint(ModelBundle(autoencoder, "autoencoder", spec.to_dict(), seq_len),
-                             directory / "autoencoder")
+    seq_dir, ae_dir = write_untrained_pair(
+        directory, spec, rows, seq_len, policy=policy, seed=seed, sequence_size=TINY_SEQUENCE,
+        autoencoder_size=TINY_AUTOENCODER, calibrate_fpr=0.05)
     return ModelDirs(seq_dir, ae_dir, seq_len, spec.dim)
 
 
