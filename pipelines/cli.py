@@ -167,7 +167,11 @@ def schedule_command(
     host: Annotated[str | None, typer.Option(help="KFP endpoint (FRAUDOPS_KFP__HOST).")] = None,
     cron: Annotated[str | None, typer.Option(help="6-field cron (FRAUDOPS_KFP__CRON).")] = None,
 ) -> None:
-    """Create a recurring run of the uploaded pipeline's latest version."""
+    """Create (or replace) the recurring run of the uploaded pipeline's latest version.
+
+    Idempotent: an earlier recurring run of the same name is deleted first, so running this on
+    every install or upgrade (the chart does) keeps exactly one schedule.
+    """
     client, settings = _client(host)
     pipeline_id = client.get_pipeline_id(settings.kfp.pipeline_name)
     if pipeline_id is None:
@@ -176,10 +180,27 @@ def schedule_command(
     versions = client.list_pipeline_versions(pipeline_id, sort_by="created_at desc", page_size=1)
     experiment = client.create_experiment(settings.kfp.experiment,
                                           namespace=settings.kfp.namespace or None)
+    name = f"{settings.kfp.pipeline_name}-scheduled"
+    replaced = _delete_recurring_runs(client, experiment.experiment_id, name)
     job = client.create_recurring_run(
-        experiment.experiment_id, f"{settings.kfp.pipeline_name}-scheduled",
+        experiment.experiment_id, name,
         cron_expression=cron or settings.kfp.cron, pipeline_id=pipeline_id,
         version_id=versions.pipeline_versions[0].pipeline_version_id,
         params=cluster_arguments(settings, declared_only(parse_params(params))),
         enable_caching=False)
-    typer.echo(json.dumps({"recurring_run_id": job.recurring_run_id}))
+    typer.echo(json.dumps({"recurring_run_id": job.recurring_run_id, "replaced": replaced}))
+
+
+def _delete_recurring_runs(client, experiment_id: str, name: str) -> list[str]:
+    """Delete the experiment's recurring runs called `name`; return their ids."""
+    deleted, token = [], ""
+    while True:
+        page = client.list_recurring_runs(page_token=token, page_size=100,
+                                          experiment_id=experiment_id)
+        for job in page.recurring_runs or []:
+            if job.display_name == name:
+                client.delete_recurring_run(job.recurring_run_id)
+                deleted.append(job.recurring_run_id)
+        token = page.next_page_token
+        if not token:
+            return deleted

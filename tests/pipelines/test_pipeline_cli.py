@@ -53,3 +53,26 @@ def test_submit_sends_cluster_arguments(monkeypatch):
     assert arguments["data_path"] == "s3://b/t.parquet"
     assert arguments["deploy_mode"] == "kserve" and arguments["predictor_name"] == "isvc"
     assert "run-42" in result.output
+
+
+def test_schedule_replaces_the_previous_recurring_run(monkeypatch):
+    """MOCKED kfp.Client: a rerun (chart upgrade) must leave one schedule, not two."""
+    monkeypatch.setenv("FRAUDOPS_KFP__PIPELINE_NAME", "fraud-training")
+    client = mock.Mock()
+    client.get_pipeline_id.return_value = "p-1"
+    client.list_pipeline_versions.return_value.pipeline_versions = [
+        mock.Mock(pipeline_version_id="v-9")]
+    client.create_experiment.return_value.experiment_id = "e-1"
+    old, other = mock.Mock(recurring_run_id="r-old"), mock.Mock(recurring_run_id="r-keep")
+    old.display_name, other.display_name = "fraud-training-scheduled", "someone-else"
+    client.list_recurring_runs.return_value = mock.Mock(recurring_runs=[old, other],
+                                                         next_page_token="")
+    client.create_recurring_run.return_value.recurring_run_id = "r-new"
+    with mock.patch("kfp.Client", return_value=client):
+        result = runner.invoke(cli.app, ["schedule", "--host", "http://kfp:8888",
+                                         "--param", "data_path=s3://b/t.parquet"])
+    assert result.exit_code == 0, result.output
+    client.delete_recurring_run.assert_called_once_with("r-old")
+    assert client.create_recurring_run.call_args.args[1] == "fraud-training-scheduled"
+    assert client.create_recurring_run.call_args.kwargs["version_id"] == "v-9"
+    assert '"replaced": ["r-old"]' in result.output
