@@ -214,13 +214,16 @@ def _plain_printer(console: Console) -> Callable[[float, str], None]:
 
 @contextmanager
 def _signals_interrupt() -> Iterator[None]:
-    """SIGTERM (a supervisor, `kill`) stops the platform the same way Ctrl-C does."""
+    """SIGTERM (a supervisor, `kill`) stops the platform the same way Ctrl-C does; SIGINT is
+    handled even when the launching shell left it ignored (background jobs of a script)."""
 
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous_term = signal.signal(signal.SIGTERM, interrupt)
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, previous_term)
+        signal.signal(signal.SIGINT, previous_int)
