@@ -76,8 +76,10 @@ class RetrainPolicySettings(BaseModel):
     consecutive_windows: int = Field(default=2, ge=1)
     #: Also count a drifted fraud-probability distribution as a drifted window.
     score_drift_triggers: bool = False
-    #: Metric compared between the champion's reference and the labelled current window.
-    quality_metric: str = "auprc"
+    #: Metric compared between the champion's reference and the labelled current window. Recall at
+    #: a fixed false-positive rate by default: unlike AUPRC it does not rise just because a window
+    #: holds more fraud (a new fraud pattern raised AUPRC while recall fell).
+    quality_metric: str = "recall_at_1pct_fpr"
     #: Relative drop of `quality_metric` that triggers (0.2 = 20% below the reference).
     max_quality_drop: float = Field(default=0.2, gt=0, lt=1)
     #: Labels needed before quality counts (and fraud labels among them).

@@ -93,3 +93,27 @@ def test_score_drift_counts_only_when_enabled():
     assert decide(drifted, [], NOW, POLICY).reason == "no_drift"
     policy = POLICY.model_copy(update={"score_drift_triggers": True, "consecutive_windows": 1})
     assert decide(drifted, [], NOW, policy).decision == "trigger"
+
+
+def test_default_quality_metric_sees_a_hidden_fraud_pattern_that_auprc_misses():
+    """More fraud in a window lifts AUPRC even when the model misses a new pattern; the default
+    quality metric (recall at a fixed FPR) must fall instead."""
+    import numpy as np
+
+    from fraudops.training.metrics import score_metrics
+
+    rng = np.random.default_rng(3)
+    legit = rng.uniform(0.0, 0.5, 4000)
+    reference = (np.r_[np.zeros(4000), np.ones(40)], np.r_[legit, rng.uniform(0.9, 1.0, 40)])
+    # Current: fifty times the fraud; half of it a new pattern that scores like busy legit traffic.
+    caught, hidden = rng.uniform(0.9, 1.0, 1000), rng.uniform(0.47, 0.5, 1000)
+    current = (np.r_[np.zeros(4000), np.ones(2000)], np.r_[legit, caught, hidden])
+    ref, cur = score_metrics(*reference), score_metrics(*current)
+    policy = RetrainPolicySettings()
+
+    def drop(metric: str) -> float:
+        return WindowSignal("w", 0.0, quality_current=cur[metric],
+                            quality_reference=ref[metric]).quality_drop()
+
+    assert drop("auprc") < policy.max_quality_drop  # AUPRC would not call this a drop...
+    assert drop(policy.quality_metric) > policy.max_quality_drop  # ...the default metric does
