@@ -165,9 +165,8 @@ def drift_watch(layout: Layout, *, reference_path: Path | None, window_s: float 
     appends a line to ``<drift-reports>/decisions.jsonl``; when the policy triggers, the job
     starts the training pipeline itself (command launcher) and logs that process's pid.
     """
-    # Through the adapter: the pipeline refuses the request's descriptive parameters.
-    retrain_command = [sys.executable, "-m", "fraudops.local.retrain", *fraudops_command(),
-                       "pipeline", "run", "--local"]
+    # `pipeline run` logs and drops the request's descriptive parameters (trigger_reason, ...).
+    retrain_command = [*fraudops_command(), "pipeline", "run", "--local"]
     env = {
         **_pipeline_env(layout),
         "FRAUDOPS_DRIFT__REPORTS_DIR": str(layout.drift_reports.resolve()),

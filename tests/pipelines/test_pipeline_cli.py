@@ -76,3 +76,20 @@ def test_schedule_replaces_the_previous_recurring_run(monkeypatch):
     assert client.create_recurring_run.call_args.args[1] == "fraud-training-scheduled"
     assert client.create_recurring_run.call_args.kwargs["version_id"] == "v-9"
     assert '"replaced": ["r-old"]' in result.output
+
+
+def test_run_drops_the_drift_jobs_trigger_metadata(monkeypatch):
+    """The drift job's command launcher appends descriptive parameters; `run` must not fail."""
+    seen = {}
+
+    def fake_run_local(values, root, image):  # kfp.local itself is exercised in test_local_run
+        seen.update(values)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr("pipelines.local.run_local", fake_run_local)
+    result = runner.invoke(cli.app, ["run", "--local", "--param", "data_path=/d.parquet",
+                                     "--param", "trigger_reason=drift",
+                                     "--param", "drift_report_id=r1",
+                                     "--param", "champion_version=3"])
+    assert seen == {"data_path": "/d.parquet"}
+    assert "pipeline failed" in result.output
