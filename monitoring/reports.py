@@ -79,6 +79,7 @@ def log_to_mlflow(comparison: Comparison, report_location: str, tracking_uri: st
 
     result = comparison.result
     mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
     client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
     if client.get_experiment_by_name(experiment) is None:
         client.create_experiment(experiment, artifact_location=artifact_location)

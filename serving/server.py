@@ -175,7 +175,10 @@ def run(settings: PredictorServiceSettings) -> None:
 
     p = settings.predictor
     tracking_uri = settings.mlflow.resolved_tracking_uri(settings.home)
+    # Both: `models:/` URIs resolve through the registry URI, which MLflow otherwise takes from
+    # an inherited MLFLOW_REGISTRY_URI (mlflow.set_registry_uri exports it to child processes).
     mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
     if p.torch_threads:
         torch.set_num_threads(p.torch_threads)
     metrics = PredictorMetrics()

@@ -64,6 +64,25 @@ class KafkaBroker:
         return self.create_topic(f"{prefix}-{uuid.uuid4().hex[:8]}", partitions)
 
 
+@pytest.fixture(autouse=True)
+def _isolate_mlflow_globals() -> Iterator[None]:
+    """MLflow's set_tracking_uri / set_registry_uri write process globals AND environment
+    variables that every later subprocess inherits: undo them after each test."""
+    import mlflow.tracking._model_registry.utils as registry_utils
+    import mlflow.tracking._tracking_service.utils as tracking_utils
+
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    saved_env = {name: os.environ.get(name) for name in names}
+    saved = (tracking_utils._tracking_uri, registry_utils._registry_uri)
+    yield
+    tracking_utils._tracking_uri, registry_utils._registry_uri = saved
+    for name, value in saved_env.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 @pytest.fixture(scope="session")
 def kafka_broker() -> Iterator[KafkaBroker]:
     """One real Kafka-compatible broker per test session (tansu, in-memory storage)."""
