@@ -10,11 +10,11 @@ was promoted, and watches the predictor until it serves the new champion.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fraudops.local.layout import pid_alive
 from fraudops.local.platform import LocalPlatform
 from fraudops.local.summary import DriftOutcome
 from fraudops.local.supervisor import ManagedProcess
@@ -94,7 +94,7 @@ class DriftWatch:
         now = time.monotonic()
         for entry in self._log.read():
             self._judge(entry, now)
-        if self._retrain_pid is not None and not _alive(self._retrain_pid):
+        if self._retrain_pid is not None and not pid_alive(self._retrain_pid):
             self._retraining_ended(now)
         self._follow_switch(served_versions, now)
 
@@ -150,17 +150,3 @@ class DriftWatch:
             self.outcome.switched_at_s = now - self._t0
             self._platform.timeline.note(f"[green]predictor switched to {served}[/] (live)")
 
-
-def _alive(pid: int) -> bool:
-    """True while `pid` runs (not our child: the drift job started it, so poll /proc)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat[stat.rfind(")") + 2:].split()[0] != "Z"

@@ -142,7 +142,7 @@ def claim(layout: Layout, *, clean: bool) -> RunRecord:
     """
     previous = RunRecord.load(layout.run_file)
     if previous is not None and previous.pid != os.getpid():
-        if _pid_alive(previous.pid):
+        if pid_alive(previous.pid):
             raise LocalPlatformError(
                 f"{layout.home} is in use by a running fraudops process (pid {previous.pid}); "
                 "stop it or choose another FRAUDOPS_HOME")
@@ -204,7 +204,8 @@ def run_members(run_id: str) -> list[int]:
     return members
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True while `pid` runs and is not a zombie (works for processes that are not our children)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
