@@ -61,7 +61,7 @@ class _Velocity:
     hot path allocates no per-event containers for the garbage collector to chase.
     """
 
-    __slots__ = ("times", "cents", "base", "heads", "sums", "maxima")
+    __slots__ = ("base", "cents", "heads", "maxima", "sums", "times")
 
     def __init__(self) -> None:
         self.times: list[int] = []
