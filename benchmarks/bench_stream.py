@@ -41,6 +41,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from sqlalchemy import create_engine, text
 
 FRAUDOPS = Path(sys.executable).parent / "fraudops"
+PHASES = ("sustained", "naive", "fixed", "saturation")
 SCORED = re.compile(r"^fraud_consumer_transactions_scored_total\{[^}]*\} (\S+)$", re.MULTILINE)
 STAGE_SUM = re.compile(r'^fraud_consumer_stage_seconds_sum\{stage="(\w+)"\} (\S+)$', re.MULTILINE)
 STAGE_COUNT = re.compile(r'^fraud_consumer_stage_seconds_count\{stage="(\w+)"\} (\S+)$', re.MULTILINE)
@@ -232,12 +233,20 @@ class Consumer:
         return sum(float(v) for v in SCORED.findall(body))
 
     def stage_means(self) -> dict[str, float]:
-        """Mean milliseconds per micro-batch in each loop stage (from the consumer's metrics)."""
+        """Mean milliseconds per micro-batch in each loop stage, the predictor call and the
+        mean batch size (from the consumer's metrics)."""
         body = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
         sums = dict(STAGE_SUM.findall(body))
         counts = dict(STAGE_COUNT.findall(body))
-        return {stage: round(1000 * float(sums[stage]) / max(float(counts[stage]), 1), 2)
-                for stage in sums}
+        means = {stage: round(1000 * float(sums[stage]) / max(float(counts[stage]), 1), 2)
+                 for stage in sums}
+        for name, metric, scale in (("predictor_call", "predictor_request_seconds", 1000),
+                                    ("batch_size", "batch_size", 1)):
+            total = re.search(rf"^fraud_consumer_{metric}_sum (\S+)$", body, re.MULTILINE)
+            count = re.search(rf"^fraud_consumer_{metric}_count (\S+)$", body, re.MULTILINE)
+            if total and count and float(count.group(1)):
+                means[name] = round(scale * float(total.group(1)) / float(count.group(1)), 2)
+        return means
 
     def wait_scored(self, n: int, timeout: float) -> float:
         deadline = time.monotonic() + timeout
@@ -343,12 +352,14 @@ class Bench:
             done = consumer.wait_scored(warm + sent, timeout=self.args.timeout) - warm
             elapsed = time.monotonic() - start
             cpu = meter.stop()
+            stages = consumer.stage_means()
         finally:
             consumer.stop()
         latencies = _measured(consumer, "warm")
         return {"offered_tx_s": round(rate, 1), "sent": sent, "decided": int(done),
                 "achieved_tx_s": round(done / elapsed, 1),
                 "latency": percentiles(latencies), "cpu_cores": cpu,
+                "mean_stage_ms_per_batch": stages,
                 "load_average_after": os.getloadavg()}
 
     def naive(self) -> dict:
@@ -398,24 +409,35 @@ def run(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-stream-") as tmp:
         bench = Bench(args, Path(tmp))
         try:
-            results: dict = {"sustained": bench.sustained()}
-            results["raw_consume_ceiling"] = raw_consume_ceiling(
-                bench.broker.bootstrap, bench.backlog_topic, len(bench.docs))
-            results["naive_one_call_per_tx"] = bench.naive()
-            results["latency_fixed_rate"] = bench.latency(args.rate, "fixed")
-            saturation = args.saturation_rate or results["sustained"]["throughput_tx_s"]
-            results["latency_saturation"] = bench.latency(saturation, "saturation")
+            results: dict = {}
+            if "sustained" in args.phases:
+                results["sustained"] = bench.sustained()
+                results["raw_consume_ceiling"] = raw_consume_ceiling(
+                    bench.broker.bootstrap, bench.backlog_topic, len(bench.docs))
+            if "naive" in args.phases:
+                results["naive_one_call_per_tx"] = bench.naive()
+            if "fixed" in args.phases:
+                results["latency_fixed_rate"] = bench.latency(args.rate, "fixed")
+            if "saturation" in args.phases:
+                saturation = args.saturation_rate or results.get("sustained", {}).get(
+                    "throughput_tx_s") or 5000.0
+                results["latency_saturation"] = bench.latency(saturation, "saturation")
         finally:
             bench.close()
+    results["environment_after"] = {"load_average": os.getloadavg()}
+    if "sustained" in results and "naive_one_call_per_tx" in results:
+        results["ratios"] = ratios(results)
+    return results
+
+
+def ratios(results: dict) -> dict:
     ours, raw = results["sustained"], results["raw_consume_ceiling"]
     naive = results["naive_one_call_per_tx"]
-    results["environment_after"] = {"load_average": os.getloadavg()}
-    results["ratios"] = {
+    return {
         "vs_raw_consume_ceiling": round(ours["throughput_tx_s"] / raw["msg_s"], 3),
         "vs_raw_consume_ceiling_per_cpu": round(
             ours["tx_per_consumer_cpu_second"] / raw["msg_per_cpu_second"], 3),
         "vs_naive": round(ours["throughput_tx_s"] / max(naive["throughput_tx_s"], 1e-9), 1)}
-    return results
 
 
 def environment(args: argparse.Namespace) -> dict:
@@ -427,26 +449,33 @@ def environment(args: argparse.Namespace) -> dict:
 
 
 def report(results: dict) -> None:
-    s = results["sustained"]
-    print(f"sustained throughput     {s['throughput_tx_s']:>10,.0f} tx/s "
-          f"({s['decided']:,} tx in {s['elapsed_s']} s)  cpu {s['cpu_cores']}  "
-          f"= {s['tx_per_consumer_cpu_second']:,.0f} tx per consumer CPU-second; "
-          f"stages ms/batch {s['mean_stage_ms_per_batch']}")
-    raw, ratios = results["raw_consume_ceiling"], results["ratios"]
-    print(f"raw kafka-python ceiling {raw['msg_s']:>10,.0f} msg/s "
-          f"({raw['msg_per_cpu_second']:,.0f} per CPU-second) -> ours = "
-          f"{ratios['vs_raw_consume_ceiling']:.2f} x (per CPU: "
-          f"{ratios['vs_raw_consume_ceiling_per_cpu']:.2f} x)")
-    n = results["naive_one_call_per_tx"]
-    print(f"naive (1 call per tx)    {n['throughput_tx_s']:>10,.0f} tx/s "
-          f"-> ours = {results['ratios']['vs_naive']:.1f} x  "
-          f"({n['tx_per_consumer_cpu_second']:,.0f} tx per consumer CPU-second)")
+    if "sustained" in results:
+        s = results["sustained"]
+        print(f"sustained throughput     {s['throughput_tx_s']:>10,.0f} tx/s "
+              f"({s['decided']:,} tx in {s['elapsed_s']} s)  cpu {s['cpu_cores']}  "
+              f"= {s['tx_per_consumer_cpu_second']:,.0f} tx per consumer CPU-second; "
+              f"stages ms/batch {s['mean_stage_ms_per_batch']}")
+        raw = results["raw_consume_ceiling"]
+        print(f"raw kafka-python ceiling {raw['msg_s']:>10,.0f} msg/s "
+              f"({raw['msg_per_cpu_second']:,.0f} per CPU-second)")
+    if "ratios" in results:
+        ratios = results["ratios"]
+        print(f"ours / raw ceiling       {ratios['vs_raw_consume_ceiling']:.2f} x "
+              f"(per CPU: {ratios['vs_raw_consume_ceiling_per_cpu']:.2f} x); "
+              f"ours / naive {ratios['vs_naive']:.1f} x")
+    if "naive_one_call_per_tx" in results:
+        n = results["naive_one_call_per_tx"]
+        print(f"naive (1 call per tx)    {n['throughput_tx_s']:>10,.0f} tx/s "
+              f"({n['tx_per_consumer_cpu_second']:,.0f} tx per consumer CPU-second)")
     for key in ("latency_fixed_rate", "latency_saturation"):
+        if key not in results:
+            continue
         r = results[key]
         lat = r["latency"]
         print(f"{key:<24} offered {r['offered_tx_s']:,.0f} tx/s achieved "
               f"{r['achieved_tx_s']:,.0f}: p50 {lat['p50_ms']} ms p95 {lat['p95_ms']} ms "
-              f"p99 {lat['p99_ms']} ms  cpu {r['cpu_cores']}")
+              f"p99 {lat['p99_ms']} ms max {lat['max_ms']} ms  cpu {r['cpu_cores']}; "
+              f"stages ms/batch {r['mean_stage_ms_per_batch']}")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -465,6 +494,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sequence-model-uri", default="")
     parser.add_argument("--autoencoder-model-uri", default="")
+    parser.add_argument("--phases", nargs="+", choices=PHASES, default=list(PHASES),
+                        help="which measurements to run (default: all)")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     return parser.parse_args(argv)
 

@@ -1,9 +1,11 @@
 """The consumer process: wiring (settings -> store, predictor, Kafka, notifier) and the loop.
 
-One iteration: poll a micro-batch -> `StreamProcessor.process` (state, one predictor call,
-decisions) -> produce decisions/alerts/dead letters and wait for the acks -> one database
-transaction with decisions, alerts, notification outbox and partition checkpoints -> commit the
-Kafka offsets -> wake the notifier. SIGTERM/SIGINT finish the batch in flight, then exit 0.
+One iteration: poll a micro-batch (whatever is buffered: batches grow with the load, so a quiet
+stream is not held back) -> `StreamProcessor.process` (state, one predictor call, decisions) ->
+hand decisions/alerts/dead letters to the producer -> one database transaction with decisions,
+alerts, notification outbox and partition checkpoints, committed only once the broker has
+acknowledged every produced record (the round trip overlaps the inserts) -> commit the Kafka
+offsets -> wake the notifier. SIGTERM/SIGINT finish the batch in flight, then exit 0.
 """
 
 from __future__ import annotations
@@ -21,14 +23,17 @@ from consumers.exceptions import PredictorError, ShutdownRequested
 from consumers.kafka_io import KafkaSink, KafkaSource
 from consumers.metrics import ConsumerMetrics
 from consumers.notifications import Dispatcher, NotificationPlanner, senders_for
+from consumers.pipeline import InFlight, Pipeline
 from consumers.predictor import PredictorClient, ScoreFn, spec_from_metadata, timed, with_backoff
-from consumers.processor import ProcessorConfig, StreamProcessor
+from consumers.processor import BatchOutcome, ProcessorConfig, StreamProcessor
 from consumers.settings import ConsumerSettings
 from fraudops.features import FeatureSpec, OnlineFeatureState
 from fraudops.store import StaleCheckpointError, Store
 
 log = logging.getLogger(__name__)
 _LAG_INTERVAL_S = 5.0
+_IDLE_POLL_S = 0.1
+_BUSY_POLL_S = 0.02
 EXIT_OK, EXIT_FATAL = 0, 1
 
 
@@ -104,13 +109,19 @@ class ConsumerApp:
                                 metrics=self.metrics)
         sink = KafkaSink(s.kafka, s.consumer.producer_linger_ms)
         subscribed = [topics.transactions] + ([topics.labels] if s.consumer.consume_labels else [])
+
+        def revoked(topic: str, partitions: list[int]) -> None:
+            if topic == topics.transactions:
+                loop.on_revoked(partitions)
+
         source = KafkaSource(
             s.kafka, s.consumer, subscribed,
             on_assigned=lambda t, ps: processor.assign(ps) if t == topics.transactions else {},
-            on_revoked=lambda t, ps: processor.revoke(ps) if t == topics.transactions else None)
+            on_revoked=revoked)
+        loop = Loop(source, sink, processor, dispatcher, self.stop, s, self.metrics)
         dispatcher.start()
         try:
-            return Loop(source, sink, processor, dispatcher, self.stop, s, self.metrics).run()
+            return loop.run()
         finally:
             dispatcher.stop()
             source.close()
@@ -127,9 +138,16 @@ class ConsumerApp:
         signal.signal(signal.SIGINT, handler)
 
 
+class _Exit(Exception):
+    """Leave the loop with an exit code."""
+
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+
 @dataclass
 class Loop:
-    """The poll -> process -> produce -> persist -> commit cycle."""
+    """Polls and ingests on this thread; scoring and writing run in the `Pipeline`."""
 
     source: KafkaSource
     sink: KafkaSink
@@ -141,50 +159,106 @@ class Loop:
     _next_lag: float = 0.0
     #: Every position made durable so far: committed to Kafka synchronously on the way out.
     _positions: dict = field(default_factory=dict)
+    _paused: bool = False
+
+    def __post_init__(self) -> None:
+        self.pipeline = Pipeline(self.processor, self.sink, self.metrics,
+                                 on_written=self._written)
 
     def run(self) -> int:
+        try:
+            while not self.stop.is_set():
+                self._settle()
+                self._step()
+            # Finish what is in flight; records ingested but not handed over stay uncommitted.
+            self.pipeline.drain()
+            self._settle(final=True)
+            log.info("stopped")
+            return EXIT_OK
+        except _Exit as exit_:
+            return exit_.code
+        finally:
+            self.pipeline.close()
+
+    def handle(self, records: list) -> None:
+        """Ingest, score and make durable one micro-batch, waiting for the result."""
+        self.processor.ingest(records)
+        self.pipeline.submit(self.processor.take())
+        self.pipeline.drain()
+        self._settle()
+
+    def on_revoked(self, partitions: list[int]) -> None:
+        """Before partitions go: finish the batches in flight, drop the ones not handed over."""
+        self.pipeline.drain()
+        self._settle()
+        dropped = self.processor.discard_pending()
+        self.processor.revoke(partitions)
+        self._resync(dropped)  # partitions kept (cooperative rebalancing) restart from the store
+
+    def _step(self) -> None:
         c = self.settings.consumer
-        while not self.stop.is_set():
-            with self._stage("poll"):
-                records = self.source.poll_batch(c.batch_size, c.batch_max_wait_ms / 1000,
-                                                 self.stop)
-            self._update_lag()
-            if not records:
-                continue
+        room = c.batch_size - self.processor.pending
+        self._flow_control(paused=room <= 0)
+        # While the pipeline works, poll briefly: the scorer may be idle again any moment.
+        idle_s = _BUSY_POLL_S if self.pipeline.busy else _IDLE_POLL_S
+        with self._stage("poll"):
+            records = self.source.poll_batch(max(room, 1), c.batch_max_wait_ms / 1000,
+                                             self.stop, idle_s=idle_s)
+        self._update_lag()
+        if records:
             for topic, count in Counter(r.topic for r in records).items():
                 self.metrics.consumed.labels(topic=topic).inc(count)
+            with self._stage("ingest"):
+                self.processor.ingest(records)
+        if self.processor.pending and self.pipeline.scorer_idle:
+            with self._stage("take"):
+                batch = self.processor.take()
+            self.pipeline.submit(batch)
+            if not c.pipelined:
+                self.pipeline.drain()
+
+    def _flow_control(self, *, paused: bool) -> None:
+        """Stop fetching while a full batch waits (the predictor is slow or away)."""
+        if paused != self._paused:
+            self.source.pause_all() if paused else self.source.resume_all()
+            self._paused = paused
+
+    def _settle(self, *, final: bool = False) -> None:
+        """Commit the positions of written batches; deal with a failed one."""
+        for inflight in self.pipeline.completed():
             try:
-                self.handle(records, final=self.stop.is_set())
+                outcome = inflight.outcome()
+            except StaleCheckpointError as error:
+                self._fenced(inflight, error)
+                return
             except ShutdownRequested:
                 log.info("stopped while the predictor was away; the batch stays uncommitted")
-                return EXIT_OK
+                raise _Exit(EXIT_OK) from None
             except PredictorError as error:
                 self.metrics.errors.labels(kind="predictor").inc()
                 log.error("predictor refused a batch (not committed): %s", error)
-                return EXIT_FATAL
-        self.source.commit(self._positions, wait=True)
-        log.info("stopped")
-        return EXIT_OK
+                raise _Exit(EXIT_FATAL) from None
+            self._positions.update(outcome.offsets)
+            with self._stage("commit"):
+                committed = self.source.commit(outcome.offsets, wait=False)
+            if not committed:
+                self.metrics.errors.labels(kind="commit").inc()
+        if final:
+            self.source.commit(self._positions, wait=True)
 
-    def handle(self, records: list, *, final: bool = False) -> None:
-        """Process, ship and make durable one micro-batch (`final`: wait for the commit)."""
-        with self._stage("process"):
-            outcome = self.processor.process(records)
-        with self._stage("produce"):
-            self.sink.send_all(outcome.outgoing)
-        try:
-            with self._stage("persist"):
-                self.processor.persist(outcome)
-        except StaleCheckpointError as error:
-            self.metrics.errors.labels(kind="stale_checkpoint").inc()
-            log.warning("lost a partition to another consumer, re-synchronising: %s", error)
-            self._resync(records)
-            return
-        self._positions.update(outcome.offsets)
-        with self._stage("commit"):
-            committed = self.source.commit(outcome.offsets, wait=final)
-        if not committed:
-            self.metrics.errors.labels(kind="commit").inc()
+    def _fenced(self, failed: InFlight, error: StaleCheckpointError) -> None:
+        """Another member took a partition over: rewind everything not yet durable."""
+        self.metrics.errors.labels(kind="stale_checkpoint").inc()
+        log.warning("lost a partition to another consumer, re-synchronising: %s", error)
+        records = list(failed.batch.records)
+        self.pipeline.drain()
+        for skipped in self.pipeline.completed():  # every later batch was skipped
+            records.extend(skipped.batch.records)
+        records.extend(self.processor.discard_pending())
+        self.pipeline.reset()
+        self._resync(records)
+
+    def _written(self, outcome: BatchOutcome) -> None:
         if outcome.writes.notifications:
             self.dispatcher.wake()
 
@@ -197,8 +271,8 @@ class Loop:
             self.metrics.stage_latency.labels(stage=name).observe(time.perf_counter() - start)
 
     def _resync(self, records: list) -> None:
-        """After a rolled-back batch: restore its transaction partitions from the store and
-        rewind every other partition of the batch (labels) to its first record."""
+        """After lost records: restore their transaction partitions from the store and
+        rewind every other partition they came from (labels) to its first record."""
         topic = self.settings.kafka.topics.transactions
         firsts: dict[tuple[str, int], int] = {}
         for record in records:

@@ -24,7 +24,6 @@ log = logging.getLogger(__name__)
 #: Called with the partitions of a topic; `on_assigned` returns {partition: offset to seek}.
 AssignHook = Callable[[str, list[int]], dict[int, int | None]]
 RevokeHook = Callable[[str, list[int]], None]
-_IDLE_POLL_MS = 100
 
 
 class _Listener(ConsumerRebalanceListener):
@@ -76,18 +75,19 @@ class KafkaSource:
             log.info("revoked %s %s", topic, partitions)
             self.on_revoked(topic, partitions)
 
-    def poll_batch(self, max_records: int, max_wait_s: float,
-                   stop: threading.Event) -> list[Incoming]:
+    def poll_batch(self, max_records: int, max_wait_s: float, stop: threading.Event,
+                   idle_s: float = 0.1) -> list[Incoming]:
         """Up to `max_records` records, waiting at most `max_wait_s` after the first one.
 
-        Returns an empty list after an idle poll (so the caller can look at `stop`). Records
-        fetched before a rebalance are discarded: the new assignment re-seeks every partition.
+        Returns an empty list after `idle_s` without records (so the caller can look at
+        `stop`). Records fetched before a rebalance are discarded: the new assignment re-seeks
+        every partition.
         """
         out: list[Incoming] = []
         generation = self.generation
         deadline = None
         while len(out) < max_records and not stop.is_set():
-            wait_ms = _IDLE_POLL_MS if deadline is None else \
+            wait_ms = max(1, int(idle_s * 1000)) if deadline is None else \
                 max(0, int((deadline - time.monotonic()) * 1000))
             fetched = self._consumer.poll(timeout_ms=wait_ms, max_records=max_records - len(out))
             if self.generation != generation:
@@ -104,6 +104,13 @@ class KafkaSource:
 
     def seek(self, topic: str, partition: int, offset: int) -> None:
         self._consumer.seek(TopicPartition(topic, partition), offset)
+
+    def pause_all(self) -> None:
+        """Stop fetching (the group membership stays: keep calling `poll_batch`)."""
+        self._consumer.pause(*self._consumer.assignment())
+
+    def resume_all(self) -> None:
+        self._consumer.resume(*self._consumer.paused())
 
     def commit(self, offsets: dict[tuple[str, int], int], *, wait: bool = False) -> bool:
         """Commit positions to Kafka (informational: the store holds the real positions).
@@ -142,24 +149,39 @@ def _log_commit_failure(offsets: object, response: object) -> None:
         log.warning("Kafka offset commit failed: %s", response)
 
 
-class KafkaSink:
-    """Produces outgoing records; `send_all` returns once the broker acknowledged all of them."""
+class PendingSends:
+    """Records handed to the producer; `wait` returns once the broker acknowledged all."""
 
-    def __init__(self, kafka: KafkaSettings, linger_ms: int = 2) -> None:
-        self._producer = KafkaProducer(**kafka.client_options(), acks="all", linger_ms=linger_ms,
-                                       batch_size=1024 * 1024, max_request_size=8 * 1024 * 1024)
+    def __init__(self, producer: KafkaProducer | None, futures: list, timeout_s: float) -> None:
+        self._producer = producer
+        self._futures = futures
+        self._timeout_s = timeout_s
 
-    def send_all(self, messages: Sequence[Outgoing], timeout_s: float = 30.0) -> None:
-        """Send and wait for every acknowledgement; raises `ConsumerError` if any failed."""
-        if not messages:
+    def wait(self) -> None:
+        """Block until every record is acknowledged; raises `ConsumerError` if any failed."""
+        if not self._futures:
             return
-        futures = [self._producer.send(m.topic, key=m.key, value=m.value,
-                                       headers=list(m.headers) or None) for m in messages]
-        self._producer.flush(timeout=timeout_s)
-        failed = [f for f in futures if not f.succeeded()]
+        self._producer.flush(timeout=self._timeout_s)
+        failed = [f for f in self._futures if not f.succeeded()]
         if failed:
             error = failed[0].exception if failed[0].is_done else "not acknowledged in time"
-            raise ConsumerError(f"{len(failed)} of {len(futures)} records not produced: {error}")
+            raise ConsumerError(f"{len(failed)} of {len(self._futures)} records not produced: "
+                                f"{error}")
+
+
+class KafkaSink:
+    """Produces outgoing records (acks=all); `send` returns at once, `PendingSends.wait` blocks."""
+
+    def __init__(self, kafka: KafkaSettings, linger_ms: int = 0, timeout_s: float = 30.0) -> None:
+        self._producer = KafkaProducer(**kafka.client_options(), acks="all", linger_ms=linger_ms,
+                                       batch_size=1024 * 1024, max_request_size=8 * 1024 * 1024)
+        self._timeout_s = timeout_s
+
+    def send(self, messages: Sequence[Outgoing]) -> PendingSends:
+        """Hand `messages` to the producer's I/O thread; wait for the acks with the result."""
+        futures = [self._producer.send(m.topic, key=m.key, value=m.value,
+                                       headers=list(m.headers) or None) for m in messages]
+        return PendingSends(self._producer, futures, self._timeout_s)
 
     def close(self) -> None:
         self._producer.close()

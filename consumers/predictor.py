@@ -94,6 +94,12 @@ def with_backoff(call: Callable[..., Any], stop: threading.Event, *, initial_s: 
                     state.outcome.exception())
 
     def wrapped(*args: Any, **kwargs: Any) -> Any:
+        try:  # the common case, without building a retry controller per call
+            return call(*args, **kwargs)
+        except PredictorUnavailableError as error:
+            if metrics is not None:
+                metrics.errors.labels(kind="predictor_unavailable").inc()
+            log.warning("predictor unavailable: %s; retrying", error)
         retrying = Retrying(retry=retry_if_exception_type(PredictorUnavailableError),
                             wait=wait_exponential_jitter(initial=initial_s, max=max_s),
                             stop=stop_when_event_set(stop), before_sleep=before_sleep,

@@ -1,8 +1,17 @@
-"""The stream processor: a micro-batch of records in, decisions and durable effects out.
+"""The stream processor: records in, decisions and durable effects out, in three steps.
 
-Plain Python, no broker: the Kafka loop (`consumers.app`) feeds it `Incoming` records and ships
-its `BatchOutcome`; tests drive it directly with an injected scoring function. See
-`consumers.state` for how state, positions and effects stay consistent across crashes.
+1. `ingest` (the polling thread): decode, dead-letter poison, update the per-partition feature
+   state and queue each transaction's sequence. `take` closes the queued records into a
+   `PreparedBatch` with its partition checkpoints (and state snapshots when due).
+2. `decide` (the scoring thread): one predictor call for the batch, decisions and messages.
+3. `persist` (the writing thread): notifications planned against what is already stored, then
+   one database transaction with everything.
+
+Batches are persisted in the order they were taken, so each checkpoint's fencing token is the
+offset its predecessor writes. `process` runs the three steps back to back on one thread.
+Plain Python, no broker: the Kafka loop (`consumers.app`) drives it; tests drive it directly
+with an injected scoring function. See `consumers.state` for how state, positions and effects
+stay consistent across crashes.
 """
 
 from __future__ import annotations
@@ -68,13 +77,20 @@ class BatchOutcome:
 
 
 @dataclass
-class _Pending:
-    """Transactions of the batch waiting for the predictor."""
+class PreparedBatch:
+    """Ingested records waiting for the predictor, with what they already produced."""
 
+    #: Every record ingested into the batch (rewound if the batch is lost).
     records: list[Incoming] = field(default_factory=list)
+    #: The records to score, their transactions and model inputs.
+    scored: list[Incoming] = field(default_factory=list)
     transactions: list[Transaction] = field(default_factory=list)
     sequences: list[np.ndarray] = field(default_factory=list)
     masks: list[np.ndarray] = field(default_factory=list)
+    outcome: BatchOutcome = field(default_factory=BatchOutcome)
+
+    def __len__(self) -> int:
+        return len(self.records)
 
 
 class StreamProcessor:
@@ -93,6 +109,7 @@ class StreamProcessor:
         self.metrics = metrics or ConsumerMetrics()
         self.clock = clock
         self.partitions: dict[int, PartitionState] = {}
+        self._pending = PreparedBatch()
 
     # -- assignment ---------------------------------------------------------------------------
 
@@ -115,19 +132,35 @@ class StreamProcessor:
     # -- processing ---------------------------------------------------------------------------
 
     def process(self, records: Sequence[Incoming]) -> BatchOutcome:
-        """Handle one micro-batch: state updates, one predictor call, decisions and effects."""
-        outcome = BatchOutcome()
-        pending = _Pending()
+        """Ingest, take and decide one micro-batch on the calling thread."""
+        self.ingest(records)
+        return self.decide(self.take())
+
+    def ingest(self, records: Sequence[Incoming]) -> None:
+        """Apply records to the state and queue them for the next batch."""
+        batch = self._pending
+        batch.records.extend(records)
         for record in records:
             if record.topic == self.config.topics.labels:
-                self._label(record, outcome)
+                self._label(record, batch.outcome)
             else:
-                self._transaction(record, outcome, pending)
-        if pending.records:
-            self._decide(pending, self.score(np.stack(pending.sequences),
-                                             np.stack(pending.masks)), outcome)
-        self._checkpoint(outcome)
-        return outcome
+                self._transaction(record, batch)
+
+    @property
+    def pending(self) -> int:
+        """Records ingested since the last `take`."""
+        return len(self._pending)
+
+    def take(self) -> PreparedBatch:
+        """Close the queued records into a batch, with checkpoints matching the state now."""
+        batch, self._pending = self._pending, PreparedBatch()
+        self._checkpoint(batch.outcome)
+        return batch
+
+    def discard_pending(self) -> list[Incoming]:
+        """Drop the queued records (their partitions must be re-synchronised); returns them."""
+        batch, self._pending = self._pending, PreparedBatch()
+        return batch.records
 
     def _label(self, record: Incoming, outcome: BatchOutcome) -> None:
         outcome.offsets[(record.topic, record.partition)] = record.offset + 1
@@ -136,10 +169,11 @@ class StreamProcessor:
         except PoisonMessageError as error:
             self._dead_letter(record, error, outcome)
 
-    def _transaction(self, record: Incoming, outcome: BatchOutcome, pending: _Pending) -> None:
+    def _transaction(self, record: Incoming, batch: PreparedBatch) -> None:
         state = self.partitions.get(record.partition)
         if state is None or not state.accepts(record.offset):
             return  # revoked, or already applied (a re-fetch after a seek)
+        outcome = batch.outcome
         state.position = record.offset + 1
         outcome.offsets[(record.topic, record.partition)] = record.offset + 1
         replay = record.offset < state.replay_until
@@ -153,10 +187,17 @@ class StreamProcessor:
         if replay:
             outcome.replayed += 1
             return
-        pending.records.append(record)
-        pending.transactions.append(tx)
-        pending.sequences.append(sequence)
-        pending.masks.append(mask)
+        batch.scored.append(record)
+        batch.transactions.append(tx)
+        batch.sequences.append(sequence)
+        batch.masks.append(mask)
+
+    def decide(self, batch: PreparedBatch) -> BatchOutcome:
+        """Score the batch (one predictor call) and turn the scores into decisions."""
+        if batch.scored:
+            scores = self.score(np.stack(batch.sequences), np.stack(batch.masks))
+            self._decide(batch, scores, batch.outcome)
+        return batch.outcome
 
     def _dead_letter(self, record: Incoming, error: PoisonMessageError,
                      outcome: BatchOutcome) -> None:
@@ -165,7 +206,7 @@ class StreamProcessor:
         outcome.outgoing.append(dead_letter(record, error, self.config.topics.dead_letter))
         self.metrics.dead_letters.labels(reason=error.reason).inc()
 
-    def _decide(self, pending: _Pending, result: ScoreBatch, outcome: BatchOutcome) -> None:
+    def _decide(self, batch: PreparedBatch, result: ScoreBatch, outcome: BatchOutcome) -> None:
         if not (np.isfinite(result.fraud_probability).all()
                 and np.isfinite(result.anomaly_score).all()):
             raise PredictorError("predictor returned non-finite scores; batch not committed")
@@ -175,7 +216,7 @@ class StreamProcessor:
         probabilities = result.fraud_probability.tolist()
         anomalies = result.anomaly_score.tolist()
         topics = self.config.topics
-        for i, (record, tx) in enumerate(zip(pending.records, pending.transactions, strict=True)):
+        for i, (record, tx) in enumerate(zip(batch.scored, batch.transactions, strict=True)):
             codes = result.reason_codes[i] if i < len(result.reason_codes) else ()
             decision = DecisionRecord(
                 transaction_id=tx.transaction_id, account_id=tx.account_id,
@@ -190,8 +231,6 @@ class StreamProcessor:
             if decision.is_alert:
                 outcome.outgoing.append(replace(message, topic=topics.alerts))
             outcome.event_times.append(tx.epoch_seconds)
-        if self.planner is not None:
-            outcome.writes.notifications = self.planner.plan(outcome.writes.decisions)
 
     def _checkpoint(self, outcome: BatchOutcome) -> None:
         start = now = time.monotonic()
@@ -200,28 +239,33 @@ class StreamProcessor:
             state = self.partitions.get(partition)
             if record_topic != topic or state is None:
                 continue
-            outcome.writes.checkpoints.append(checkpoint_for(
+            checkpoint = checkpoint_for(
                 state, group_id=self.config.group_id, topic=topic, next_offset=next_offset,
-                now=now, snapshot_interval_s=self.config.snapshot_interval_s))
+                now=now, snapshot_interval_s=self.config.snapshot_interval_s)
+            outcome.writes.checkpoints.append(checkpoint)
+            # The next batch is fenced on this one's position: batches are persisted in
+            # order, and a failed write re-synchronises the partition from the store.
+            state.stored_offset = checkpoint.next_offset
+            if checkpoint.snapshot is not None:
+                state.last_snapshot = now
         if any(c.snapshot is not None for c in outcome.writes.checkpoints):
             self.metrics.stage_latency.labels(stage="snapshot").observe(time.monotonic() - start)
 
     # -- durability ---------------------------------------------------------------------------
 
-    def persist(self, outcome: BatchOutcome) -> None:
+    def persist(self, outcome: BatchOutcome,
+                before_commit: Callable[[], None] | None = None) -> None:
         """Write the batch's effects and positions in one transaction, then count them.
 
+        Notifications are planned here, against the notifications already stored (earlier
+        batches are durable by now), so the per-account rate limit holds across batches.
+        `before_commit` runs inside the transaction (what it raises rolls the batch back).
         Raises `StaleCheckpointError` when another consumer took a partition over: nothing
         was written and the caller must re-synchronise (`resync`).
         """
-        self.store.write_batch(outcome.writes)
-        now = time.monotonic()
-        for checkpoint in outcome.writes.checkpoints:
-            state = self.partitions.get(checkpoint.partition)
-            if state is not None:
-                state.stored_offset = checkpoint.next_offset
-                if checkpoint.snapshot is not None:
-                    state.last_snapshot = now
+        if self.planner is not None and outcome.writes.decisions:
+            outcome.writes.notifications = self.planner.plan(outcome.writes.decisions)
+        self.store.write_batch(outcome.writes, before_commit=before_commit)
         self._observe(outcome)
 
     def _observe(self, outcome: BatchOutcome) -> None:

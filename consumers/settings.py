@@ -17,7 +17,14 @@ class ConsumerSection(BaseModel):
     predictor_url: str = "http://127.0.0.1:8080"
     group_id: str = "fraud-consumer"
     batch_size: int = Field(default=500, ge=1, le=10_000)
-    batch_max_wait_ms: int = Field(default=5, ge=0, le=60_000)
+    # 0: a batch is whatever the fetcher holds when the loop comes round (it grows with the
+    # load on its own); > 0 waits that long after the first record for more (fewer, larger
+    # predictor calls at the cost of latency).
+    batch_max_wait_ms: int = Field(default=0, ge=0, le=60_000)
+    # True: poll and ingest the next batch while the previous one is scored and written (worth
+    # it when the consumer has cores to spare or the predictor is far away); False: one batch
+    # at a time, which costs the least CPU (the GIL serialises the threads' Python work).
+    pipelined: bool = False
     metrics_port: int = Field(default=9102, ge=0, le=65535, description="0 = no metrics server.")
     max_message_bytes: int = Field(default=64 * 1024, ge=256)
     # Snapshots of the per-partition feature state (whole-state pickles: they pause the loop);
@@ -31,7 +38,8 @@ class ConsumerSection(BaseModel):
     max_partition_fetch_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     fetch_max_wait_ms: int = Field(default=5, ge=0)
     max_poll_interval_ms: int = Field(default=300_000, ge=1000)
-    producer_linger_ms: int = Field(default=2, ge=0)
+    # 0: a batch's records leave at once (the loop waits for their acks before its commit).
+    producer_linger_ms: int = Field(default=0, ge=0)
     consume_labels: bool = True
 
 

@@ -7,15 +7,15 @@ notification. SQLite (the zero-setup default) and PostgreSQL (in a cluster) are 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func, select, text, update
+from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import sessionmaker
 
 from fraudops.store.exceptions import (
     NotFoundError,
@@ -80,6 +80,9 @@ class Store:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._dialect = engine.dialect.name
+        #: Prepared once: the consumer writes a batch every few milliseconds.
+        self._ignore = {model: self._insert_ignore(model)
+                        for model in (Decision, Alert, Notification)}
 
     @classmethod
     def from_url(cls, url: str, *, create: bool = True, **engine_options: Any) -> Store:
@@ -98,35 +101,47 @@ class Store:
 
     # -- writes -------------------------------------------------------------------------------
 
-    def write_batch(self, batch: BatchWrite) -> None:
+    def write_batch(self, batch: BatchWrite,
+                    before_commit: Callable[[], None] | None = None) -> None:
         """Make a processed batch durable in ONE transaction; existing keys are left untouched.
 
         Alerts are derived from the decisions (review/block). A checkpoint without a snapshot
         keeps the partition's previous snapshot. Raises `StaleCheckpointError` (and writes
         nothing) when a checkpoint's `expected_offset` no longer matches the stored row.
+        `before_commit` runs after the writes, inside the transaction: whatever it raises rolls
+        the batch back (the consumer waits there for Kafka's acknowledgements, so that the
+        broker round trip overlaps the inserts).
         """
         try:
-            self._write_batch(batch)
+            with self.engine.begin() as connection:
+                self._write_rows(connection, batch)
+                if before_commit is not None:
+                    before_commit()
         except IntegrityError as error:  # a concurrent writer inserted the checkpoint first
             raise StaleCheckpointError(f"checkpoint created concurrently: {error.orig}") from error
 
-    def _write_batch(self, batch: BatchWrite) -> None:
-        with self._sessions.begin() as session:
-            self._insert_ignore(session, Decision, "transaction_id",
-                                [vars(d) for d in batch.decisions])
-            self._insert_ignore(session, Alert, "transaction_id",
-                                [_alert_row(d) for d in batch.decisions if d.is_alert])
-            self._insert_ignore(session, Notification, "dedupe_key",
-                                [vars(n) for n in batch.notifications])
-            self._upsert_labels(session, batch.labels)
-            for checkpoint in batch.checkpoints:
-                self._upsert_checkpoint(session, checkpoint)
+    def _write_rows(self, connection: Connection, batch: BatchWrite) -> None:
+        # Core statements on plain dicts: the ORM's bulk path costs more than the database here.
+        now = utcnow()
+        if batch.decisions:
+            connection.execute(self._ignore[Decision],
+                               [vars(d) | {"scored_at": now} for d in batch.decisions])
+            alerts = [_alert_row(d, now) for d in batch.decisions if d.is_alert]
+            if alerts:
+                connection.execute(self._ignore[Alert], alerts)
+        if batch.notifications:
+            connection.execute(self._ignore[Notification],
+                               [vars(n) | {"created_at": now} for n in batch.notifications])
+        if batch.labels:
+            self._upsert_labels(connection, batch.labels)
+        for checkpoint in batch.checkpoints:
+            self._upsert_checkpoint(connection, checkpoint, now)
 
     def add_labels(self, labels: Iterable[LabelRecord]) -> int:
         """Store analyst labels (the latest label of a transaction wins); returns how many."""
         labels = list(labels)
-        with self._sessions.begin() as session:
-            self._upsert_labels(session, labels)
+        with self.engine.begin() as connection:
+            self._upsert_labels(connection, labels)
         return len(labels)
 
     def set_alert_status(self, transaction_id: str, status: AlertStatus | str) -> Alert:
@@ -266,16 +281,13 @@ class Store:
             from sqlalchemy.dialects.postgresql import insert
         else:
             from sqlalchemy.dialects.sqlite import insert
-        return insert(model)
+        return insert(model.__table__)
 
-    def _insert_ignore(self, session: Session, model: type[Base], key: str,
-                       rows: list[dict[str, Any]]) -> None:
-        if rows:
-            session.execute(self._insert(model).on_conflict_do_nothing(index_elements=[key]), rows)
+    def _insert_ignore(self, model: type[Base]) -> Any:
+        key = [column.name for column in model.__table__.primary_key]
+        return self._insert(model).on_conflict_do_nothing(index_elements=key)
 
-    def _upsert_labels(self, session: Session, labels: Sequence[LabelRecord]) -> None:
-        if not labels:
-            return
+    def _upsert_labels(self, connection: Connection, labels: Sequence[LabelRecord]) -> None:
         latest = {label.transaction_id: vars(label) | {"labelled_at": utcnow()} for label in labels}
         statement = self._insert(Label)
         statement = statement.on_conflict_do_update(
@@ -283,33 +295,36 @@ class Store:
             set_={name: statement.excluded[name]
                   for name in ("label", "source", "analyst", "note", "labelled_at")},
         )
-        session.execute(statement, list(latest.values()))
+        connection.execute(statement, list(latest.values()))
 
-    def _upsert_checkpoint(self, session: Session, checkpoint: CheckpointRecord) -> None:
-        values: dict[str, Any] = {"next_offset": checkpoint.next_offset, "updated_at": utcnow()}
+    def _upsert_checkpoint(self, connection: Connection, checkpoint: CheckpointRecord,
+                           now: datetime) -> None:
+        values: dict[str, Any] = {"next_offset": checkpoint.next_offset, "updated_at": now}
         if checkpoint.snapshot is not None:
             values |= {"snapshot": checkpoint.snapshot,
                        "snapshot_offset": checkpoint.snapshot_offset}
-        key = (checkpoint.group_id, checkpoint.topic, checkpoint.partition)
+        key = {"group_id": checkpoint.group_id, "topic": checkpoint.topic,
+               "partition": checkpoint.partition}
         if checkpoint.expected_offset is None:
-            session.add(StreamCheckpoint(group_id=key[0], topic=key[1], partition=key[2],
-                                         **values))
-            session.flush()  # a concurrent insert fails here, inside the transaction
+            # A concurrent insert of the same key fails here (IntegrityError), rolling back.
+            connection.execute(insert(_CHECKPOINTS), key | values)
             return
-        result = session.execute(
-            update(StreamCheckpoint)
-            .where(StreamCheckpoint.group_id == key[0], StreamCheckpoint.topic == key[1],
-                   StreamCheckpoint.partition == key[2],
-                   StreamCheckpoint.next_offset == checkpoint.expected_offset)
-            .values(**values))
-        if result.rowcount != 1:
+        statement = update(_CHECKPOINTS).where(
+            _CHECKPOINTS.c.group_id == key["group_id"], _CHECKPOINTS.c.topic == key["topic"],
+            _CHECKPOINTS.c.partition == key["partition"],
+            _CHECKPOINTS.c.next_offset == checkpoint.expected_offset)
+        if connection.execute(statement.values(**values)).rowcount != 1:
             raise StaleCheckpointError(
-                f"checkpoint {key} moved past offset {checkpoint.expected_offset}: "
-                "another consumer owns the partition now")
+                f"checkpoint {tuple(key.values())} moved past offset "
+                f"{checkpoint.expected_offset}: another consumer owns the partition now")
 
 
-def _alert_row(decision: DecisionRecord) -> dict[str, Any]:
-    return {name: getattr(decision, name) for name in _ALERT_FIELDS}
+_CHECKPOINTS = StreamCheckpoint.__table__
+
+
+def _alert_row(decision: DecisionRecord, now: datetime) -> dict[str, Any]:
+    return {name: getattr(decision, name) for name in _ALERT_FIELDS} | {
+        "status": AlertStatus.OPEN.value, "created_at": now, "updated_at": now}
 
 
 def _labelled(decision: Decision, label: Label) -> LabelledTransaction:

@@ -135,10 +135,12 @@ class Scenario:
         return expected
 
 
+@pytest.mark.parametrize("pipelined", ["false", "true"])
 def test_kill_9_mid_stream_then_restart(kafka_broker, tmp_path, group_id_factory, models,
-                                        predictor, inbox) -> None:
+                                        predictor, inbox, pipelined: str) -> None:
     smtp_port, mailbox = inbox
     scenario = Scenario(kafka_broker, tmp_path, group_id_factory("kill9"), predictor, smtp_port)
+    scenario.env["FRAUDOPS_CONSUMER__PIPELINED"] = pipelined
     docs = transactions(2000, seed=11)
     try:
         first = scenario.consumer()
@@ -221,9 +223,11 @@ def test_poison_mix_and_graceful_sigterm(kafka_broker, tmp_path, group_id_factor
         b"invalid_json": 2, b"schema_violation": 2, b"absurd_value": 2, b"oversized": 1}
 
 
+@pytest.mark.parametrize("pipelined", ["false", "true"])
 def test_two_consumers_rebalance(kafka_broker, tmp_path, group_id_factory, models,
-                                 predictor) -> None:
+                                 predictor, pipelined: str) -> None:
     scenario = Scenario(kafka_broker, tmp_path, group_id_factory("rebalance"), predictor)
+    scenario.env["FRAUDOPS_CONSUMER__PIPELINED"] = pipelined
     docs = transactions(3000, seed=14)
     try:
         first = scenario.consumer()

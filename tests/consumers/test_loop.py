@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 from consumer_helpers import record, rule_score, stream_records
 
 from consumers.app import Loop
+from consumers.exceptions import ConsumerError
 from consumers.metrics import ConsumerMetrics
 from consumers.processor import ProcessorConfig, StreamProcessor
 from consumers.settings import ConsumerSettings
@@ -29,11 +31,21 @@ class RecordingSource:
 
 
 class RecordingSink:
-    def __init__(self) -> None:
-        self.sent: list = []
+    """Records what is sent; `fail` makes the acknowledgement wait raise, like a broker error."""
 
-    def send_all(self, messages: list) -> None:
+    def __init__(self, fail: bool = False) -> None:
+        self.sent: list = []
+        self.fail = fail
+        self.waited = 0
+
+    def send(self, messages: list) -> RecordingSink:
         self.sent.extend(messages)
+        return self
+
+    def wait(self) -> None:
+        self.waited += 1
+        if self.fail:
+            raise ConsumerError("1 of 1 records not produced: broker unavailable")
 
 
 class Dispatcher:
@@ -41,14 +53,32 @@ class Dispatcher:
         pass
 
 
-def make_loop(store: Store, new_state) -> tuple[Loop, RecordingSource]:
+def make_loop(store: Store, new_state, sink: RecordingSink | None = None
+              ) -> tuple[Loop, RecordingSource]:
     processor = StreamProcessor(ProcessorConfig(group_id="g"), store=store, score=rule_score,
                                 new_state=new_state)
     processor.assign([0])
     source = RecordingSource()
-    loop = Loop(source, RecordingSink(), processor, Dispatcher(), threading.Event(),
+    loop = Loop(source, sink or RecordingSink(), processor, Dispatcher(), threading.Event(),
                 ConsumerSettings(), ConsumerMetrics())
     return loop, source
+
+
+def test_batch_is_durable_only_after_its_records_are_acknowledged(store: Store,
+                                                                  new_state) -> None:
+    sink = RecordingSink(fail=True)
+    loop, source = make_loop(store, new_state, sink)
+    with pytest.raises(ConsumerError, match="not produced"):
+        loop.handle(stream_records(4))
+    assert sink.waited == 1 and len(sink.sent) >= 4  # the decisions were handed over
+    assert store.counts()["decisions"] == 0 and source.commits == []  # rolled back
+    assert store.load_checkpoints("g", "transactions") == {}
+
+    sink.fail = False
+    retry, retry_source = make_loop(store, new_state, sink)  # the restarted process
+    retry.handle(stream_records(4))
+    assert store.counts()["decisions"] == 4
+    assert retry_source.commits == [{("transactions", 0): 4}]
 
 
 def test_fenced_batch_rewinds_every_partition(store: Store, new_state) -> None:
@@ -62,3 +92,59 @@ def test_fenced_batch_rewinds_every_partition(store: Store, new_state) -> None:
     assert zombie_source.commits == []
     assert sorted(zombie_source.seeks) == [("labels", 0, 3), ("transactions", 0, 5)]
     assert store.counts()["decisions"] == 5 and store.counts()["labels"] == 0
+
+
+def test_pipelined_batches_after_a_fenced_one_are_skipped_and_rewound(store: Store,
+                                                                      new_state) -> None:
+    owner, _ = make_loop(store, new_state)
+    zombie, zombie_source = make_loop(store, new_state)
+    transactions = stream_records(12)
+    owner.handle(transactions[:5])
+    # Two batches in flight at once (pipelined): the first is fenced, so the second, whose
+    # checkpoint follows the first, must not be written either, and a pending third is dropped.
+    for chunk in (transactions[:3], transactions[3:7]):
+        zombie.processor.ingest(chunk)
+        zombie.pipeline.submit(zombie.processor.take())
+    zombie.processor.ingest(transactions[7:9])
+    zombie.pipeline.drain()
+    zombie._settle()
+    assert zombie_source.commits == []
+    assert zombie_source.seeks == [("transactions", 0, 5)]  # where the owner's store says
+    assert store.counts()["decisions"] == 5 and zombie.processor.pending == 0
+    zombie.handle(transactions[5:12])  # re-synchronised: continues after the owner
+    assert store.counts()["decisions"] == 12
+    assert zombie_source.commits == [{("transactions", 0): 12}]
+
+
+def test_pipelined_batches_are_written_in_order(store: Store, new_state) -> None:
+    loop, source = make_loop(store, new_state)
+    transactions = stream_records(30)
+    for start in range(0, 30, 5):
+        loop.processor.ingest(transactions[start:start + 5])
+        loop.pipeline.submit(loop.processor.take())
+    loop.pipeline.drain()
+    loop._settle()
+    assert [c[("transactions", 0)] for c in source.commits] == [5, 10, 15, 20, 25, 30]
+    assert store.counts()["decisions"] == 30
+    assert store.load_checkpoints("g", "transactions")[0].next_offset == 30
+
+
+def test_pipelined_batch_after_a_failed_write_is_not_written(store: Store, new_state) -> None:
+    class FailsOnce(RecordingSink):
+        def wait(self) -> None:
+            self.waited += 1
+            if self.waited == 1:
+                raise ConsumerError("1 of 5 records not produced: broker unavailable")
+
+    loop, source = make_loop(store, new_state, FailsOnce())
+    transactions = stream_records(10)
+    for chunk in (transactions[:5], transactions[5:]):
+        loop.processor.ingest(chunk)
+        loop.pipeline.submit(loop.processor.take())
+    loop.pipeline.drain()
+    with pytest.raises(ConsumerError, match="not produced"):
+        loop._settle()
+    # The second batch would have committed fine, and its checkpoint would then have skipped
+    # the first batch's transactions for good.
+    assert store.counts()["decisions"] == 0 and source.commits == []
+    assert store.load_checkpoints("g", "transactions") == {}

@@ -118,6 +118,25 @@ def test_stale_checkpoint_rolls_back_the_batch(store: Store, expected: int | Non
     assert store.load_checkpoints("g", "tx")[0].next_offset == 25
 
 
+def test_before_commit_failure_rolls_the_batch_back(store: Store) -> None:
+    calls = []
+
+    def broker_refused() -> None:
+        calls.append(store.counts()["decisions"])  # another session: nothing visible yet
+        raise RuntimeError("records not acknowledged")
+
+    batch = BatchWrite(decisions=[decision("t1", "block")], notifications=[notification("t1")],
+                       checkpoints=[CheckpointRecord("g", "tx", 0, 1)])
+    with pytest.raises(RuntimeError, match="not acknowledged"):
+        store.write_batch(batch, before_commit=broker_refused)
+    assert calls == [0]
+    assert store.counts() == {"decisions": 0, "alerts": 0, "notifications": 0, "labels": 0}
+    assert store.load_checkpoints("g", "tx") == {}
+    store.write_batch(batch, before_commit=lambda: calls.append("acked"))
+    assert calls[-1] == "acked" and store.counts()["alerts"] == 1
+    assert store.get_alert("t1").status == AlertStatus.OPEN
+
+
 def test_notification_outbox(store: Store) -> None:
     store.write_batch(BatchWrite(decisions=[decision("t1", "block")],
                                  notifications=[notification("t1"),
