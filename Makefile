@@ -2,17 +2,22 @@
 VENV ?= .venv
 PYTEST_ARGS ?=
 
-.PHONY: setup demo up test test-fast lint compile
+.PHONY: setup setup-core demo up test test-fast lint compile
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed  ## everything, with the tools the tests use (helm, checkov, prometheus)
 
 $(VENV)/.installed: pyproject.toml scripts/bootstrap.sh
 	VENV=$(VENV) scripts/bootstrap.sh
 
-demo: setup  ## set up, then run the whole platform loop locally
+setup-core: $(VENV)/.installed-core  ## the platform alone (what demo and up need)
+
+$(VENV)/.installed-core: pyproject.toml scripts/bootstrap.sh
+	VENV=$(VENV) TEST_TOOLS=0 scripts/bootstrap.sh
+
+demo: setup-core  ## set up, then run the whole platform loop locally
 	$(VENV)/bin/fraudops demo
 
-up: setup  ## start the local platform without the scripted scenario
+up: setup-core  ## start the local platform without the scripted scenario
 	$(VENV)/bin/fraudops up
 
 test: setup  ## set up, then run the whole test suite
