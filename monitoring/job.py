@@ -150,7 +150,8 @@ class DriftJob:
 
     def _current(self, end: datetime | None) -> ScoredWindow:
         drift = self.settings.drift
-        start, end = window_bounds(self.store, drift.window, end, drift.window_max_rows)
+        start, end = window_bounds(self.store, drift.window, end, drift.window_max_rows,
+                                   drift.lookback)
         return load_store_window(self.store, start, end, drift.lookback, drift.event_labels)
 
     # -- policy and retraining ----------------------------------------------------------------

@@ -55,6 +55,13 @@ def latest_event_time(store: Store) -> datetime | None:
     return None if value is None else _utc(value)
 
 
+def earliest_event_time(store: Store) -> datetime | None:
+    """Event time of the oldest scored transaction (None for an empty store)."""
+    with store.engine.connect() as connection:
+        value = connection.execute(select(func.min(Decision.event_time))).scalar()
+    return None if value is None else _utc(value)
+
+
 def _utc(value: datetime) -> datetime:
     stamp = pd.Timestamp(value)
     stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
@@ -62,11 +69,14 @@ def _utc(value: datetime) -> datetime:
 
 
 def window_bounds(store: Store, length: timedelta, end: datetime | None = None,
-                  max_rows: int = 0) -> tuple[datetime, datetime]:
+                  max_rows: int = 0, lookback: timedelta = timedelta(0)
+                  ) -> tuple[datetime, datetime]:
     """[start, end) of the current window; `end` defaults to just after the newest event.
 
     Event time, not wall-clock time, anchors the window: a replayed or delayed stream is judged
-    on the events it carries.
+    on the events it carries. The window starts no earlier than `lookback` after the oldest
+    stored event: before that, per-account features would be computed from a truncated
+    history (every account looks new) while the reference's are not, a drift that is not there.
     """
     if end is None:
         latest = latest_event_time(store)
@@ -74,6 +84,15 @@ def window_bounds(store: Store, length: timedelta, end: datetime | None = None,
             raise EmptyWindowError("the decision store holds no scored transactions yet")
         end = latest + timedelta(microseconds=1)
     start = end - length
+    if lookback:
+        covered = earliest_event_time(store)
+        if covered is not None and covered + lookback > start:
+            start = covered + lookback
+            if start >= end:
+                raise EmptyWindowError(
+                    f"the store's history starts at {covered:%Y-%m-%d %H:%M}: windows are "
+                    f"checked from {start:%Y-%m-%d %H:%M} on, once the {lookback} of history "
+                    "the features look back on is stored")
     if max_rows:
         start = max(start, _nth_latest_time(store, end, max_rows) or start)
     return start, end
