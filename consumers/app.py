@@ -15,8 +15,6 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from consumers.exceptions import PredictorError, ShutdownRequested
@@ -201,17 +199,17 @@ class Loop:
         self._flow_control(paused=room <= 0)
         # While the pipeline works, poll briefly: the scorer may be idle again any moment.
         idle_s = _BUSY_POLL_S if self.pipeline.busy else _IDLE_POLL_S
-        with self._stage("poll"):
+        with self.metrics.stage("poll"):
             records = self.source.poll_batch(max(room, 1), c.batch_max_wait_ms / 1000,
                                              self.stop, idle_s=idle_s)
         self._update_lag()
         if records:
             for topic, count in Counter(r.topic for r in records).items():
                 self.metrics.consumed.labels(topic=topic).inc(count)
-            with self._stage("ingest"):
+            with self.metrics.stage("ingest"):
                 self.processor.ingest(records)
         if self.processor.pending and self.pipeline.scorer_idle:
-            with self._stage("take"):
+            with self.metrics.stage("take"):
                 batch = self.processor.take()
             self.pipeline.submit(batch)
             if not c.pipelined:
@@ -239,7 +237,7 @@ class Loop:
                 log.error("predictor refused a batch (not committed): %s", error)
                 raise _Exit(EXIT_FATAL) from None
             self._positions.update(outcome.offsets)
-            with self._stage("commit"):
+            with self.metrics.stage("commit"):
                 committed = self.source.commit(outcome.offsets, wait=False)
             if not committed:
                 self.metrics.errors.labels(kind="commit").inc()
@@ -261,14 +259,6 @@ class Loop:
     def _written(self, outcome: BatchOutcome) -> None:
         if outcome.writes.notifications:
             self.dispatcher.wake()
-
-    @contextmanager
-    def _stage(self, name: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.metrics.stage_latency.labels(stage=name).observe(time.perf_counter() - start)
 
     def _resync(self, records: list) -> None:
         """After lost records: restore their transaction partitions from the store and

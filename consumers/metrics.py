@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -52,6 +56,15 @@ class ConsumerMetrics:
         self.lag = Gauge("fraud_consumer_lag_messages",
                          "Approximate lag (broker end offsets are approximate on some brokers).",
                          ["topic", "partition"], registry=r)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time a block as one micro-batch's `name` stage."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stage_latency.labels(stage=name).observe(time.perf_counter() - start)
 
     def serve(self, port: int) -> None:
         """Expose /metrics on `port` (a daemon thread)."""

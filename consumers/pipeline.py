@@ -13,7 +13,6 @@ never be stored past a batch that was not.
 from __future__ import annotations
 
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -103,7 +102,7 @@ class Pipeline:
     # -- the two threads ----------------------------------------------------------------------
 
     def _score(self, batch: PreparedBatch) -> Future:
-        with self._guard(), self._stage("decide"):
+        with self._guard(), self.metrics.stage("decide"):
             outcome = self.processor.decide(batch)
         self._write_slots.acquire()
         return self._writer.submit(self._write, outcome)
@@ -111,9 +110,9 @@ class Pipeline:
     def _write(self, outcome: BatchOutcome) -> BatchOutcome:
         try:
             with self._guard():
-                with self._stage("produce"):
+                with self.metrics.stage("produce"):
                     sent = self.sink.send(outcome.outgoing)
-                with self._stage("persist"):
+                with self.metrics.stage("persist"):
                     # The acks are awaited inside the database transaction, before its commit:
                     # a decision is on the topic before it is durable in the store, never after.
                     self.processor.persist(outcome, before_commit=sent.wait)
@@ -131,11 +130,3 @@ class Pipeline:
         except BaseException as error:
             self._failure = self._failure or error
             raise
-
-    @contextmanager
-    def _stage(self, name: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.metrics.stage_latency.labels(stage=name).observe(time.perf_counter() - start)
