@@ -74,9 +74,10 @@ def window_bounds(store: Store, length: timedelta, end: datetime | None = None,
     """[start, end) of the current window; `end` defaults to just after the newest event.
 
     Event time, not wall-clock time, anchors the window: a replayed or delayed stream is judged
-    on the events it carries. The window starts no earlier than `lookback` after the oldest
-    stored event: before that, per-account features would be computed from a truncated
-    history (every account looks new) while the reference's are not, a drift that is not there.
+    on the events it carries. Until the store holds `lookback` of history before a whole window,
+    there is no window (`EmptyWindowError`): per-account features would be computed from a
+    truncated history (every account looks new) while the reference's are not, a drift that
+    is not there; and a shortened window would miss part of the daily cycle.
     """
     if end is None:
         latest = latest_event_time(store)
@@ -87,12 +88,10 @@ def window_bounds(store: Store, length: timedelta, end: datetime | None = None,
     if lookback:
         covered = earliest_event_time(store)
         if covered is not None and covered + lookback > start:
-            start = covered + lookback
-            if start >= end:
-                raise EmptyWindowError(
-                    f"the store's history starts at {covered:%Y-%m-%d %H:%M}: windows are "
-                    f"checked from {start:%Y-%m-%d %H:%M} on, once the {lookback} of history "
-                    "the features look back on is stored")
+            raise EmptyWindowError(
+                f"the store's history starts at {covered:%Y-%m-%d %H:%M}: the first window is "
+                f"checked once events reach {covered + lookback + length:%Y-%m-%d %H:%M} (the "
+                f"{lookback} of history the features look back on, then a whole window)")
     if max_rows:
         start = max(start, _nth_latest_time(store, end, max_rows) or start)
     return start, end

@@ -43,14 +43,13 @@ def store(tmp_path):
     store.close()
 
 
-def test_window_starts_once_the_lookback_history_is_stored(store):
-    # events every hour from T0 to T0+47h
-    start, end = window_bounds(store, timedelta(hours=10), lookback=timedelta(hours=40))
-    assert (start, end) == (T0 + timedelta(hours=40), T0 + timedelta(hours=47, microseconds=1))
-    start, _ = window_bounds(store, timedelta(hours=10), lookback=timedelta(hours=30))
-    assert start == T0 + timedelta(hours=37, microseconds=1)  # history covers it: unchanged
-    with pytest.raises(EmptyWindowError, match="once the 2 days"):
-        window_bounds(store, timedelta(hours=10), lookback=timedelta(days=2))
+def test_window_needs_the_lookback_history_stored_before_it(store):
+    # events every hour from T0 to T0+47h: the newest window starts at T0+37h
+    start, end = window_bounds(store, timedelta(hours=10), lookback=timedelta(hours=37))
+    assert (start, end) == (T0 + timedelta(hours=37, microseconds=1),
+                            T0 + timedelta(hours=47, microseconds=1))
+    with pytest.raises(EmptyWindowError, match="2026-03-03 00:00"):  # T0 + 38h + 10h
+        window_bounds(store, timedelta(hours=10), lookback=timedelta(hours=38))
 
 
 def test_window_ends_after_the_newest_event_and_loads_lookback(store):
