@@ -9,8 +9,9 @@ whose policy starts retraining, promotion and the predictor's live switch; summa
 from __future__ import annotations
 
 import functools
+import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fraudops.local import services
@@ -29,6 +30,7 @@ STEPS = ("platform", "data", "training", "serving", "warm-up", "streaming", "dri
          "summary")
 LOOP_S = 0.5
 MIN_DRIFT_WINDOW_S = 86_400.0
+MAX_LOOKBACK_S = 7 * 86_400.0
 #: How often the labelled data set (what retraining learns from) is extended during the stream.
 LABELLED_EVERY_S = 10.0
 
@@ -62,6 +64,10 @@ class DemoOptions:
     warmup_rate: float = 3000.0
     #: Retrain on the recent past only (the warm-up's tail and the stream) instead of all of it.
     retrain_recent_only: bool = True
+    #: Training-config overrides of the retraining run (pipeline parameter ``config_json``).
+    retrain_config: dict = field(default_factory=dict)
+    #: Drifted windows in a row before the drift job retrains.
+    drift_consecutive_windows: int = 1
     #: Seconds between two drift checks (the drift job sleeps this long after each).
     drift_interval_s: float = 10.0
     #: The drift check's current window, as a share of the stream's event-time span.
@@ -159,9 +165,20 @@ class DemoRun:
         window_s = max(MIN_DRIFT_WINDOW_S, span_s * self.options.drift_window_share)
         drift = services.drift_watch(
             self.platform.layout, reference_path=data.train_path, window_s=window_s,
-            interval_s=self.options.drift_interval_s,
-            retrain_params=self._retrain_params(data))
+            interval_s=self.options.drift_interval_s, lookback_s=self._lookback_s(data),
+            retrain_params=self._retrain_params(data),
+            consecutive_windows=self.options.drift_consecutive_windows)
         return self.platform.start_units(drift)
+
+    def _lookback_s(self, data: DemoData) -> float:
+        """The drift job's per-account lookback: half of the replayed warm-up's event time, at
+        most a week (its default). A window is checked only once the store holds the lookback
+        before it, and the store starts with the warm-up: a small demo needs a shorter one."""
+        recent = data.warmup(self.options.warmup_share, self.options.warmup_max_rows)
+        if recent.empty:
+            return MAX_LOOKBACK_S
+        span_s = (recent["timestamp"].iloc[-1] - recent["timestamp"].iloc[0]).total_seconds()
+        return min(MAX_LOOKBACK_S, span_s / 2)
 
     def _retrain_params(self, data: DemoData) -> dict[str, str]:
         """Retraining learns from the training data plus the stream so far (`recent_only`:
@@ -170,6 +187,8 @@ class DemoRun:
         recent = data.warmup(self.options.warmup_share, self.options.warmup_max_rows)
         if self.options.retrain_recent_only and not recent.empty:
             params["window_start"] = recent["timestamp"].iloc[0].isoformat()
+        if self.options.retrain_config:
+            params["config_json"] = json.dumps(self.options.retrain_config)
         return params
 
     def _warm_up(self, data: DemoData) -> None:

@@ -158,7 +158,8 @@ def _pipeline_env(layout: Layout) -> dict[str, str]:
 
 def drift_watch(layout: Layout, *, reference_path: Path | None, window_s: float | None = None,
                 interval_s: float = 300.0, sample_rows: int = 5000,
-                retrain_params: Mapping[str, str] | None = None) -> ProcessSpec:
+                retrain_params: Mapping[str, str] | None = None,
+                consecutive_windows: int = 1, lookback_s: float | None = None) -> ProcessSpec:
     """`fraudops drift watch`: the drift job in a loop (one warm process, reference cached).
 
     Each check compares the latest `window_s` of event time with the champion's reference and
@@ -174,7 +175,7 @@ def drift_watch(layout: Layout, *, reference_path: Path | None, window_s: float 
         # Synthetic streams carry their ground truth, so quality can be judged right away.
         "FRAUDOPS_DRIFT__EVENT_LABELS": "true",
         "FRAUDOPS_DRIFT__TRIGGER_RETRAINING": "true",
-        "FRAUDOPS_RETRAIN__CONSECUTIVE_WINDOWS": "1",
+        "FRAUDOPS_RETRAIN__CONSECUTIVE_WINDOWS": str(consecutive_windows),
         # One retraining per run of the demo: the next may come after this long.
         "FRAUDOPS_RETRAIN__COOLDOWN": "PT10M",
         "FRAUDOPS_RETRAIN__LAUNCHER": "command",
@@ -183,6 +184,8 @@ def drift_watch(layout: Layout, *, reference_path: Path | None, window_s: float 
     }
     if window_s is not None:
         env["FRAUDOPS_DRIFT__WINDOW"] = f"PT{int(max(60.0, window_s))}S"
+    if lookback_s is not None:
+        env["FRAUDOPS_DRIFT__LOOKBACK"] = f"PT{int(max(3600.0, lookback_s))}S"
     if reference_path is not None:
         # Used only when the champion's training run did not log where its data came from.
         env["FRAUDOPS_DRIFT__REFERENCE_PATH"] = str(reference_path.resolve())
