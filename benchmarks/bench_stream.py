@@ -256,14 +256,22 @@ class Consumer:
                 means[name] = round(scale * float(total.group(1)) / float(count.group(1)), 2)
         return means
 
-    def durable_latency(self) -> dict[str, float]:
-        """Event-to-durable-decision percentiles from the consumer's own histogram (observed
-        after each batch's commit; linear interpolation inside the buckets)."""
+    def event_histogram(self) -> tuple[list[tuple[float, float]], float]:
+        """The consumer's event-to-decision histogram: cumulative (bound, count) and total."""
         body = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
         buckets = [(float(le), float(count)) for le, count in EVENT_BUCKET.findall(body)
                    if le != "+Inf"]
-        total = float(EVENT_COUNT.search(body).group(1))
-        return {f"p{q}_ms": round(1000 * histogram_quantile(buckets, total, q / 100), 2)
+        return buckets, float(EVENT_COUNT.search(body).group(1))
+
+    def durable_latency(self, since: tuple[list, float]) -> dict[str, float]:
+        """Event-to-durable-decision percentiles from the consumer's own histogram (observed
+        after each batch's commit) for what was decided after `since` (an `event_histogram`
+        taken earlier); linear interpolation inside the buckets."""
+        (now, total), (before, total_before) = self.event_histogram(), since
+        buckets = [(bound, count - old) for (bound, count), (_, old) in zip(now, before,
+                                                                          strict=True)]
+        return {f"p{q}_ms": round(1000 * histogram_quantile(buckets, total - total_before,
+                                                            q / 100), 2)
                 for q in (50, 95, 99)}
 
     def wait_scored(self, n: int, timeout: float) -> float:
@@ -373,6 +381,7 @@ class Bench:
         try:
             warm = produce_at_rate(self.broker.bootstrap, topic, self.docs[:2000], 200, 2, "warm")
             consumer.wait_scored(warm, timeout=120)  # assigned, connections warm
+            after_warmup = consumer.event_histogram()
             meter = self.meter(consumer, producer=True)
             meter.start()
             start = time.monotonic()
@@ -382,14 +391,14 @@ class Bench:
             elapsed = time.monotonic() - start
             cpu = meter.stop()
             stages = consumer.stage_means()
-            durable = consumer.durable_latency()
+            durable = consumer.durable_latency(after_warmup)
         finally:
             consumer.stop()
         latencies = _measured(consumer, "warm")
         return {"offered_tx_s": round(rate, 1), "sent": sent, "decided": int(done),
                 "achieved_tx_s": round(done / elapsed, 1),
                 "latency": percentiles(latencies), "cpu_cores": cpu,
-                # incl. the broker's acks and the commit (warm-up included, from buckets)
+                # incl. the broker's acks and the commit (from the histogram's buckets)
                 "latency_to_durable_histogram": durable,
                 "mean_stage_ms_per_batch": stages,
                 "load_average_after": os.getloadavg()}
