@@ -1,11 +1,14 @@
 """The consumer process: wiring (settings -> store, predictor, Kafka, notifier) and the loop.
 
-One iteration: poll a micro-batch (whatever is buffered: batches grow with the load, so a quiet
-stream is not held back) -> `StreamProcessor.process` (state, one predictor call, decisions) ->
-hand decisions/alerts/dead letters to the producer -> one database transaction with decisions,
+One iteration: poll (whatever is buffered: batches grow with the load, so a quiet stream is not
+held back) -> `StreamProcessor.ingest` (state, features) -> when the scoring thread is free,
+`take` a batch and hand it to the `Pipeline`: one predictor call and the decisions, then the
+decisions/alerts/dead letters go to the producer and one database transaction writes decisions,
 alerts, notification outbox and partition checkpoints, committed only once the broker has
 acknowledged every produced record (the round trip overlaps the inserts) -> commit the Kafka
-offsets -> wake the notifier. SIGTERM/SIGINT finish the batch in flight, then exit 0.
+offsets of written batches -> wake the notifier. By default the loop waits for each batch
+(least CPU); `consumer.pipelined` lets it poll and ingest meanwhile. SIGTERM/SIGINT finish the
+batches in flight, then exit 0.
 """
 
 from __future__ import annotations
