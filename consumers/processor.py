@@ -196,7 +196,7 @@ class StreamProcessor:
         """Score the batch (one predictor call) and turn the scores into decisions."""
         if batch.scored:
             scores = self.score(np.stack(batch.sequences), np.stack(batch.masks))
-            self._decide(batch, scores, batch.outcome)
+            self._decide(batch, scores)
         return batch.outcome
 
     def _dead_letter(self, record: Incoming, error: PoisonMessageError,
@@ -206,10 +206,11 @@ class StreamProcessor:
         outcome.outgoing.append(dead_letter(record, error, self.config.topics.dead_letter))
         self.metrics.dead_letters.labels(reason=error.reason).inc()
 
-    def _decide(self, batch: PreparedBatch, result: ScoreBatch, outcome: BatchOutcome) -> None:
+    def _decide(self, batch: PreparedBatch, result: ScoreBatch) -> None:
         if not (np.isfinite(result.fraud_probability).all()
                 and np.isfinite(result.anomaly_score).all()):
             raise PredictorError("predictor returned non-finite scores; batch not committed")
+        outcome = batch.outcome
         decided_at = datetime.fromtimestamp(self.clock(), UTC).isoformat()
         version = result.model_version or self.config.model_version
         version_json = json.dumps(version)

@@ -52,8 +52,7 @@ class DemoData:
 
 
 def prepare(out_dir: Path, train_rows: int, stream_rows: int, *, reserve_rows: int = 0,
-            drift: str = "spending_shift", seed: int = 7, fraud_rate: float = 0.02
-            ) -> DemoData:
+            drift: str = "spending_shift", seed: int = 7, fraud_rate: float = 0.02) -> DemoData:
     """Generate the timeline, write the training Parquet under `out_dir`, return both parts.
 
     The stream holds `stream_rows` planned rows (drift from half-way) and then `reserve_rows`

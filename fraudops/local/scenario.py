@@ -9,9 +9,8 @@ whose policy starts retraining, promotion and the predictor's live switch; summa
 from __future__ import annotations
 
 import functools
-import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from fraudops.local import services
@@ -62,12 +61,6 @@ class DemoOptions:
     warmup_share: float = 0.4
     warmup_max_rows: int = 30_000
     warmup_rate: float = 3000.0
-    #: Retrain on the recent past only (the warm-up's tail and the stream) instead of all of it.
-    retrain_recent_only: bool = True
-    #: Training-config overrides of the retraining run (pipeline parameter ``config_json``).
-    retrain_config: dict = field(default_factory=dict)
-    #: Drifted windows in a row before the drift job retrains.
-    drift_consecutive_windows: int = 1
     #: Seconds between two drift checks (the drift job sleeps this long after each).
     drift_interval_s: float = 10.0
     #: The drift check's current window, as a share of the stream's event-time span.
@@ -166,8 +159,7 @@ class DemoRun:
         drift = services.drift_watch(
             self.platform.layout, reference_path=data.train_path, window_s=window_s,
             interval_s=self.options.drift_interval_s, lookback_s=self._lookback_s(data),
-            retrain_params=self._retrain_params(data),
-            consecutive_windows=self.options.drift_consecutive_windows)
+            retrain_params=self._retrain_params(data))
         return self.platform.start_units(drift)
 
     def _lookback_s(self, data: DemoData) -> float:
@@ -181,14 +173,12 @@ class DemoRun:
         return min(MAX_LOOKBACK_S, span_s / 2)
 
     def _retrain_params(self, data: DemoData) -> dict[str, str]:
-        """Retraining learns from the training data plus the stream so far (`recent_only`:
-        from the replayed tail of the training period on, quicker but weaker)."""
+        """Retraining learns from the recent past (the replayed tail of the training period)
+        and the stream so far: quicker than the whole history, and drift weighs more in it."""
         params = {"data_path": str(self._labelled_path.resolve())}
         recent = data.warmup(self.options.warmup_share, self.options.warmup_max_rows)
-        if self.options.retrain_recent_only and not recent.empty:
+        if not recent.empty:
             params["window_start"] = recent["timestamp"].iloc[0].isoformat()
-        if self.options.retrain_config:
-            params["config_json"] = json.dumps(self.options.retrain_config)
         return params
 
     def _warm_up(self, data: DemoData) -> None:

@@ -159,7 +159,7 @@ def _pipeline_env(layout: Layout) -> dict[str, str]:
 def drift_watch(layout: Layout, *, reference_path: Path | None, window_s: float | None = None,
                 interval_s: float = 300.0, sample_rows: int = 5000,
                 retrain_params: Mapping[str, str] | None = None,
-                consecutive_windows: int = 1, lookback_s: float | None = None) -> ProcessSpec:
+                lookback_s: float | None = None) -> ProcessSpec:
     """`fraudops drift watch`: the drift job in a loop (one warm process, reference cached).
 
     Each check compares the latest `window_s` of event time with the champion's reference and
@@ -175,7 +175,7 @@ def drift_watch(layout: Layout, *, reference_path: Path | None, window_s: float 
         # Synthetic streams carry their ground truth, so quality can be judged right away.
         "FRAUDOPS_DRIFT__EVENT_LABELS": "true",
         "FRAUDOPS_DRIFT__TRIGGER_RETRAINING": "true",
-        "FRAUDOPS_RETRAIN__CONSECUTIVE_WINDOWS": str(consecutive_windows),
+        "FRAUDOPS_RETRAIN__CONSECUTIVE_WINDOWS": "1",
         # One retraining per run of the demo: the next may come after this long.
         "FRAUDOPS_RETRAIN__COOLDOWN": "PT10M",
         "FRAUDOPS_RETRAIN__LAUNCHER": "command",

@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select, text, update
+from sqlalchemy import Connection, Engine, create_engine, event, func, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
@@ -307,7 +307,7 @@ class Store:
                "partition": checkpoint.partition}
         if checkpoint.expected_offset is None:
             # A concurrent insert of the same key fails here (IntegrityError), rolling back.
-            connection.execute(insert(_CHECKPOINTS), key | values)
+            connection.execute(self._insert(StreamCheckpoint), key | values)
             return
         statement = update(_CHECKPOINTS).where(
             _CHECKPOINTS.c.group_id == key["group_id"], _CHECKPOINTS.c.topic == key["topic"],
@@ -324,7 +324,7 @@ _CHECKPOINTS = StreamCheckpoint.__table__
 
 def _alert_row(decision: DecisionRecord, now: datetime) -> dict[str, Any]:
     return {name: getattr(decision, name) for name in _ALERT_FIELDS} | {
-        "status": AlertStatus.OPEN.value, "created_at": now, "updated_at": now}
+        "created_at": now, "updated_at": now}
 
 
 def _labelled(decision: Decision, label: Label) -> LabelledTransaction:
