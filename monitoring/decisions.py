@@ -45,7 +45,8 @@ class DecisionLog:
     def history(self) -> list[PastDecision]:
         """The entries the policy needs (checks that reached a decision)."""
         return [PastDecision(datetime.fromisoformat(e["decided_at"]), e["window_end"],
-                             bool(e["drifted"]), bool(e["triggered"]))
+                             bool(e["drifted"]), bool(e["triggered"]),
+                             bool(e.get("quality_degraded")))
                 for e in self.entries() if e.get("decision") in ("trigger", "hold")]
 
     def _read_text(self) -> str:

@@ -100,14 +100,20 @@ def _sample(frame: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:
 
 def compare(reference: ScoredWindow, current: ScoredWindow, spec: FeatureSpec,
             settings: DriftSettings, policy: RetrainPolicySettings,
-            champion: dict | None = None) -> Comparison:
-    """Run the drift (and, with enough labels, the quality) comparison of two windows."""
+            champion: dict | None = None, holdout: dict[str, float] | None = None
+            ) -> Comparison:
+    """Run the drift (and, with enough labels, the quality) comparison of two windows.
+
+    `holdout`: the champion's figures on its training run's holdout (out of sample), the
+    quality reference when given; otherwise the reference window's figures serve, which are
+    optimistic (the champion trained on those rows).
+    """
     ref = side_frame(reference, spec, settings)
     cur = side_frame(current, spec, settings)
     snapshot = _drift_report(_sample(ref, settings.sample_rows, settings.seed),
                              _sample(cur, settings.sample_rows, settings.seed), settings)
     features, scores = _column_results(snapshot.dict(), settings)
-    quality, quality_snapshot = _quality(ref, cur, policy)
+    quality, quality_snapshot = _quality(ref, cur, policy, holdout)
     result = DriftResult(new_report_id(), datetime.now(UTC).isoformat(), current.describe(),
                          reference.describe(), features, scores, quality, champion or {})
     return Comparison(result, snapshot, quality_snapshot)
@@ -149,8 +155,8 @@ def _column_results(report: dict, settings: DriftSettings
     return features, [seen[c] for c in SCORE_COLUMNS if c in seen]
 
 
-def _quality(ref: pd.DataFrame, cur: pd.DataFrame, policy: RetrainPolicySettings
-             ) -> tuple[dict[str, Any], Any | None]:
+def _quality(ref: pd.DataFrame, cur: pd.DataFrame, policy: RetrainPolicySettings,
+             holdout: dict[str, float] | None = None) -> tuple[dict[str, Any], Any | None]:
     """Champion quality on labelled rows of both sides, when enough labels have arrived."""
     ref_l, cur_l = ref[ref[LABEL_COLUMN] >= 0], cur[cur[LABEL_COLUMN] >= 0]
     enough = (len(cur_l) >= policy.min_labelled
@@ -160,9 +166,12 @@ def _quality(ref: pd.DataFrame, cur: pd.DataFrame, policy: RetrainPolicySettings
                            "labelled_fraud": int(cur_l[LABEL_COLUMN].sum()), "evaluated": enough}
     if not enough:
         return out, None
-    for side, rows in (("reference", ref_l), ("current", cur_l)):
+    for side, rows in (("reference_window", ref_l), ("current", cur_l)):
         figures = score_metrics(rows[LABEL_COLUMN].to_numpy(), rows["fraud_probability"].to_numpy())
         out[side] = {k: (None if np.isnan(v) else float(v)) for k, v in figures.items()}
+    logged = bool(holdout) and policy.quality_metric in holdout
+    out["reference"] = dict(holdout) if logged else out["reference_window"]
+    out["reference_source"] = "champion holdout" if logged else "reference window (in sample)"
     return out, _quality_report(ref_l, cur_l)
 
 

@@ -83,7 +83,7 @@ class DriftJob:
                               f"{self.settings.drift.min_rows})", started)
         comparison = self._timed(timings, "compare", compare, reference, current, spec,
                                  self.settings.drift, self.settings.retrain,
-                                 _champion_dict(champion))
+                                 _champion_dict(champion), champion.holdout_metrics())
         outcome = self._decide(comparison, champion)
         self._timed(timings, "report", self._record, comparison, outcome)
         outcome.seconds = time.perf_counter() - started

@@ -3,7 +3,9 @@
 Retrain when the drift share reaches the threshold in N consecutive windows (windows, not checks:
 two checks of the same window count once), or when the champion's quality on labelled rows drops
 by more than the allowed share; never within the cool-down after the last run, and never more
-than `max_per_day` runs in 24 hours. Every outcome carries a reason code (low cardinality, for
+than `max_per_day` runs in 24 hours. With `new_regime_wait` set, a confirmed alarm also waits
+until the windows have moved that far (event time) past the first alarmed one: a run started at
+once would train on the old regime only (its training period ends where the new one begins). Every outcome carries a reason code (low cardinality, for
 the metric) and a sentence (for the log).
 """
 
@@ -43,6 +45,8 @@ class PastDecision:
     window_end: str
     drifted: bool
     triggered: bool
+    #: The champion's quality had dropped past the allowed share.
+    degraded: bool = False
 
 
 @dataclass(frozen=True)
@@ -106,9 +110,31 @@ def decide(signal: WindowSignal, history: list[PastDecision], now: datetime,
     blocked = _rate_limit(history, now, settings)
     if blocked:
         return outcome(HOLD, *blocked)
+    if settings.new_regime_wait:
+        onset = alarm_onset(signal, history)
+        waited = _event_time(signal.window_end) - _event_time(onset)
+        if waited < settings.new_regime_wait:
+            return outcome(HOLD, "awaiting_data", (
+                f"{share}; quality {_drop_text(drop)}: first alarm in the window ending {onset};"
+                f" waiting for {settings.new_regime_wait} of the new regime ({waited} so far)"))
     reason = "drift_and_quality" if confirmed and degraded else ("drift" if confirmed else "quality")
     windows = f" for {streak} window(s)" if confirmed else ""
     return outcome(TRIGGER, reason, f"{share}{windows}; quality {_drop_text(drop)}")
+
+
+def alarm_onset(signal: WindowSignal, history: list[PastDecision]) -> str:
+    """End of the first window of the current run of alarmed windows (this one if it starts it),
+    counted since the last triggered run."""
+    onset = signal.window_end
+    for past in sorted(history, key=lambda p: p.decided_at, reverse=True):
+        if past.triggered or not (past.drifted or past.degraded):
+            break
+        onset = min(onset, past.window_end, key=_event_time)
+    return onset
+
+
+def _event_time(window_end: str) -> datetime:
+    return datetime.fromisoformat(window_end)
 
 
 def _drop_text(drop: float | None) -> str:

@@ -38,6 +38,8 @@ REFERENCE_ARTIFACT = "reference"
 #: window it trained on; the other spellings keep older or hand-made runs usable.
 DATA_PATH_KEYS = ("fraudops.data_path", "fraudops.data.path", "data_path", "data.data_path")
 DATA_END_KEYS = ("data.window_end", "fraudops.data.end", "data_end", "train_end")
+#: Run metrics of the sequence model on the training run's holdout (see `training.evaluation`).
+HOLDOUT_PREFIX = "sequence."
 #: How an unset value reads back from MLflow params (str(None)).
 _UNSET = {"", "None", "null"}
 
@@ -51,6 +53,11 @@ class Champion:
     run_id: str | None
     lineage: dict[str, str] = field(default_factory=dict)  # run params + tags
     metrics: dict[str, float] = field(default_factory=dict)
+
+    def holdout_metrics(self) -> dict[str, float]:
+        """The sequence model's figures on its training run's holdout (``sequence.*`` metrics)."""
+        return {key.removeprefix(HOLDOUT_PREFIX): value for key, value in self.metrics.items()
+                if key.startswith(HOLDOUT_PREFIX)}
 
     def lineage_value(self, keys: tuple[str, ...]) -> str | None:
         return next((self.lineage[k] for k in keys

@@ -85,6 +85,9 @@ class RetrainPolicySettings(BaseModel):
     #: Labels needed before quality counts (and fraud labels among them).
     min_labelled: int = Field(default=200, ge=1)
     min_labelled_fraud: int = Field(default=10, ge=1)
+    #: After the first alarmed window, wait until the checked windows end this much later (event
+    #: time) before retraining, so that its data holds the new regime (0: retrain at once).
+    new_regime_wait: timedelta = Field(default=timedelta(0), ge=timedelta(0))
     #: No new run within this long after the last triggered one.
     cooldown: timedelta = Field(default=timedelta(hours=6), ge=timedelta(0))
     #: At most this many triggered runs per rolling 24 hours.

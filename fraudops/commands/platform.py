@@ -40,7 +40,7 @@ def demo(
                                    "(more while a new model is on its way).", min=10),
     rate: float = typer.Option(200.0, "--rate", help="Transactions per second.", min=1),
     rows: int = typer.Option(60_000, "--rows", help="Training rows to generate.", min=2000),
-    drift: str = typer.Option("spending_shift", help="Drift switched on half-way: "
+    drift: str = typer.Option("bust_out_wave", help="Drift switched on half-way: "
                               f"{', '.join(DRIFTS)}."),
     seed: int = typer.Option(7, help="Random seed of the generated data."),
     keep_running: bool = typer.Option(

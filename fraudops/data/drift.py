@@ -10,6 +10,11 @@ so a drifted data set and an undrifted one with the same seed agree on every ear
 - ``spending_shift``: legitimate amounts rise (~1.6x) and a third of in-store spend moves online.
 - ``merchant_mix``: new merchants open with a different category mix (digital goods,
   entertainment, travel, electronics) and take ~45% of legitimate purchases.
+- ``bust_out_wave``: both at once, a data drift and a concept drift: legitimate spending shifts
+  (as ``spending_shift``) while a wave of bust-out fraud doubles the fraud rate (the pattern of
+  ``new_fraud_pattern``, adding the whole configured rate). The drift job sees the shift in the
+  data; a champion trained before the wave misses most of it, a model retrained on the new
+  regime does not.
 """
 
 from __future__ import annotations
@@ -35,9 +40,11 @@ from fraudops.data.population import (
 from fraudops.data.scenarios import Context, scenario_rows
 from fraudops.schema import Channel, MerchantCategory
 
-DRIFTS = ("none", "new_fraud_pattern", "spending_shift", "merchant_mix")
+DRIFTS = ("none", "new_fraud_pattern", "spending_shift", "merchant_mix", "bust_out_wave")
 #: Share of the configured fraud rate that the new pattern adds after the drift point.
 NEW_PATTERN_SHARE = 0.6
+#: ... and what the `bust_out_wave` adds.
+WAVE_SHARE = 1.0
 SPEND_FACTOR = 1.6
 ONLINE_SHIFT = 0.35
 NEW_MERCHANT_SHARE = 0.45
@@ -84,9 +91,9 @@ def bust_out(ctx: Context, rng: np.random.Generator) -> Rows:
 DRIFT_INCIDENTS = {"bust_out": bust_out}
 
 
-def _new_fraud_pattern(rng, pop, rows, start, fraud_rate):
+def _new_fraud_pattern(rng, pop, rows, start, fraud_rate, share=NEW_PATTERN_SHARE):
     candidates = np.flatnonzero(_post_legit(rows, start))
-    budget = min(len(candidates), round(len(candidates) * fraud_rate * NEW_PATTERN_SHARE))
+    budget = min(len(candidates), round(len(candidates) * fraud_rate * share))
     if budget == 0:
         return rows, pop
     earliest = min(start, pop.span_seconds - 4 * 3600.0)
@@ -109,6 +116,11 @@ def _spending_shift(rng, pop, rows, start, fraud_rate):
     rows["merchant"][moved] = idx[rng.choice(len(idx), len(moved), p=p)]
     _go_online(pop, rows, moved)
     return rows, pop
+
+
+def _bust_out_wave(rng, pop, rows, start, fraud_rate):
+    rows, pop = _spending_shift(rng, pop, rows, start, fraud_rate)
+    return _new_fraud_pattern(rng, pop, rows, start, fraud_rate, WAVE_SHARE)
 
 
 def _go_online(pop: Population, rows: Rows, moved: np.ndarray) -> None:
@@ -178,4 +190,5 @@ _DRIFT_FUNCS: dict[str, DriftFn] = {
     "new_fraud_pattern": _new_fraud_pattern,
     "spending_shift": _spending_shift,
     "merchant_mix": _merchant_mix,
+    "bust_out_wave": _bust_out_wave,
 }

@@ -76,7 +76,7 @@ class DriftWatch:
         outcome = self.outcome
         if outcome.detected_at_s is None or outcome.switched_at_s is not None:
             return False
-        return self.retraining or bool(outcome.promoted)
+        return not outcome.retrained or bool(outcome.promoted)
 
     @property
     def finished(self) -> bool:
@@ -113,13 +113,18 @@ class DriftWatch:
         launch = entry.get("launch")
         if entry.get("launch_error"):
             self.problems.append(f"retraining not started: {entry['launch_error']}")
-        if not launch or self.outcome.detected_at_s is not None:
+        if self.outcome.detected_at_s is None and (
+                launch or entry.get("drifted") or entry.get("quality_degraded")):
+            self.outcome.detected_at_s = now - self._t0
+            timeline.note("[red]drift detected[/]" + ("" if launch else
+                          ": retraining waits for data of the new regime"))
+        if not launch or self.outcome.retraining_started_at_s is not None:
             return
-        self.outcome.detected_at_s = now - self._t0
+        self.outcome.retraining_started_at_s = now - self._t0
         self._retrain_pid, self._retrain_started = int(launch["run_id"]), now
         self._champion_before = self._platform.champion_versions()
         self._challenger_before = self._platform.alias_versions("challenger")
-        timeline.note(f"[red]drift detected[/]: retraining started (pid {self._retrain_pid})")
+        timeline.note(f"retraining started (pid {self._retrain_pid})")
         if self._monitor is not None:
             self._platform.supervisor.pause(self._monitor)
 

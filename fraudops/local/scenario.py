@@ -41,10 +41,10 @@ class DemoOptions:
     duration_s: float = 120.0
     rate: float = 200.0
     rows: int = 60_000
-    #: Legitimate spending shifts half-way (amounts up, in-store moves online): a data drift the
-    #: drift job finds within a couple of minutes on this scale. The gate decides on the merits:
-    #: measured here, the challenger did not beat the champion (see README).
-    drift: str = "spending_shift"
+    #: Half-way, legitimate spending shifts (a data drift the drift job finds in well under a
+    #: minute) while a bust-out fraud wave the champion never saw doubles the fraud rate (a
+    #: concept drift a retrained model learns): the gate has a real reason to promote.
+    drift: str = "bust_out_wave"
     seed: int = 7
     training_timeout_s: float = 900.0
     #: After the stream ends, how long to wait for a running check / retraining / switch.
@@ -58,13 +58,18 @@ class DemoOptions:
     after_switch_s: float = 20.0
     #: Share of the training rows (their tail, at most `warmup_max_rows`) replayed before the
     #: stream, so the consumer starts with per-account history as a running platform would.
-    warmup_share: float = 0.4
-    warmup_max_rows: int = 30_000
+    #: All of it by default: with 40% replayed, accounts' older merchants and devices looked
+    #: new to the consumer, and the live recall at 1% FPR fell from 0.87 (offline) to 0.79.
+    warmup_share: float = 1.0
+    warmup_max_rows: int = 100_000
     warmup_rate: float = 3000.0
     #: Seconds between two drift checks (the drift job sleeps this long after each).
     drift_interval_s: float = 10.0
     #: The drift check's current window, as a share of the stream's event-time span.
     drift_window_share: float = 0.15
+    #: After drift is first seen, retraining waits for this many seconds of the stream (as
+    #: event time: the policy's `new_regime_wait`), so that it learns from the new regime.
+    retrain_wait_s: float = 40.0
 
     @property
     def stream_rows(self) -> int:
@@ -156,10 +161,12 @@ class DemoRun:
         span_s = (stamps.iloc[-1] - stamps.iloc[0]).total_seconds()
         # At least a day: a shorter window sees only part of the daily cycle and drifts on it.
         window_s = max(MIN_DRIFT_WINDOW_S, span_s * self.options.drift_window_share)
+        event_s_per_s = span_s / len(stamps) * self.options.rate
         drift = services.drift_watch(
             self.platform.layout, reference_path=data.train_path, window_s=window_s,
             interval_s=self.options.drift_interval_s, lookback_s=self._lookback_s(data),
-            retrain_params=self._retrain_params(data))
+            retrain_params=self._retrain_params(data),
+            new_regime_wait_s=self.options.retrain_wait_s * event_s_per_s)
         return self.platform.start_units(drift)
 
     def _lookback_s(self, data: DemoData) -> float:
@@ -173,13 +180,13 @@ class DemoRun:
         return min(MAX_LOOKBACK_S, span_s / 2)
 
     def _retrain_params(self, data: DemoData) -> dict[str, str]:
-        """Retraining learns from the recent past (the replayed tail of the training period)
-        and the stream so far: quicker than the whole history, and drift weighs more in it."""
-        params = {"data_path": str(self._labelled_path.resolve())}
-        recent = data.warmup(self.options.warmup_share, self.options.warmup_max_rows)
-        if not recent.empty:
-            params["window_start"] = recent["timestamp"].iloc[0].isoformat()
-        return params
+        """Retraining learns from the stream so far: the pipeline splits by time (training,
+        then validation, then the test period the gate compares on), so the new regime must be
+        a good part of its data to reach the training period at all. With the champion's
+        training data in, it fell in the validation and test periods only, and the challenger,
+        never trained on it, lost the gate."""
+        return {"data_path": str(self._labelled_path.resolve()),
+                "window_start": data.stream["timestamp"].iloc[0].isoformat()}
 
     def _warm_up(self, data: DemoData) -> None:
         """Replay the training period's tail and wait until the consumer has decided it."""
@@ -301,6 +308,8 @@ class DemoRun:
                                      f"{o.switched_at_s:.0f} s into the stream")
         elif o.detected_at_s is None:
             self.timeline.fail(step, f"no drift found in {o.checks} checks")
+        elif o.retraining_started_at_s is None:
+            self.timeline.fail(step, "retraining did not start in time (waiting for data)")
         elif not o.retrained:
             self.timeline.fail(step, "retraining did not finish in time")
         elif o.challenger is None:

@@ -52,9 +52,11 @@ class Quality:
 class DriftOutcome:
     """What the monitoring loop did (all times in seconds since the stream started)."""
 
+    #: The first check that saw drift or a quality drop (retraining may wait for data).
     detected_at_s: float | None = None
     report: str | None = None
     checks: int = 0
+    retraining_started_at_s: float | None = None
     retraining_s: float | None = None
     retrained: bool = False
     #: The registered challenger after retraining (None: the run registered nothing, it failed).
@@ -186,6 +188,7 @@ def _drift_table(summary: Summary) -> Table:
     table.add_column("value")
     table.add_row("drift checks run", str(drift.checks))
     table.add_row("drift detected", _when(drift.detected_at_s))
+    table.add_row("retraining started", _when(drift.retraining_started_at_s))
     table.add_row("retraining", "not run" if not drift.retrained else
                   f"done in {drift.retraining_s:.0f} s" if drift.retraining_s else "ran")
     if drift.retrained and drift.challenger is None:

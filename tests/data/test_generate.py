@@ -206,6 +206,16 @@ def test_spending_shift_raises_amounts_and_moves_spend_online():
     assert online > (legit_base["channel"] == "online").mean() + 0.1
 
 
+def test_bust_out_wave_shifts_spending_and_doubles_fraud():
+    before, after, _ = _halves("bust_out_wave")
+    _, base_after, _ = _halves("none")
+    assert after["label"].mean() > 1.8 * before["label"].mean()
+    bust = after["fraud_scenario"] == "bust_out"
+    assert bust.sum() > 0.4 * after["label"].sum()  # about half of the fraud after the start
+    legit, legit_base = after[after["label"] == 0], base_after[base_after["label"] == 0]
+    assert legit["amount"].median() > 1.4 * legit_base["amount"].median()
+
+
 def test_merchant_mix_brings_new_merchants_and_categories():
     before, after, _ = _halves("merchant_mix")
     _, base_after, _ = _halves("none")

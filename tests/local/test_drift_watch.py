@@ -53,13 +53,23 @@ def test_watch_follows_trigger_retraining_promotion_and_switch(tmp_path: Path) -
                               "drifted_features": [], "report_location": "/r/1"}) + "\n")
     watch.poll("1/1")
     assert watch.outcome.checks == 1 and watch.outcome.detected_at_s is None
+    assert not watch.awaiting_new_model
+    # Drift found; the policy waits for data of the new regime before retraining.
+    _append(path, json.dumps({"decision": "hold", "reason": "awaiting_data", "drifted": True,
+                              "drift_share": 0.6, "drifted_features": ["amount_log"],
+                              "report_location": "/r/2"}) + "\n")
+    watch.poll("1/1")
+    assert watch.outcome.detected_at_s is not None and not watch.retraining
+    assert watch.outcome.retraining_started_at_s is None
+    assert watch.awaiting_new_model and not watch.finished
     retraining = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1)"])
     _append(path, json.dumps({"decision": "trigger", "reason": "drift", "drift_share": 0.6,
-                              "drifted_features": ["amount_log"], "report_location": "/r/2",
+                              "drifted_features": ["amount_log"], "report_location": "/r/3",
                               "launch": {"launcher": "command", "run_id": str(retraining.pid)}})
             + "\n")
     watch.poll("1/1")
-    assert watch.outcome.detected_at_s is not None and watch.retraining
+    assert watch.outcome.retraining_started_at_s >= watch.outcome.detected_at_s
+    assert watch.retraining and watch.awaiting_new_model
     assert watch.outcome.report == "/r/2" and not watch.finished
     platform.aliases = {"champion": "2/2", "challenger": "2/2"}  # registered and promoted
     retraining.wait()

@@ -77,6 +77,26 @@ def test_few_labels_skip_quality(comparison):
     assert quality["evaluated"] is False and snapshot is None
 
 
+def test_quality_reference_is_the_champion_holdout_when_logged():
+    from monitoring.drift import _quality
+
+    rng = np.random.default_rng(1)
+    labels = (rng.random(3000) < 0.05).astype(int)
+    frame = pd.DataFrame({"label": labels,
+                          "fraud_probability": np.clip(rng.random(3000) * 0.5 + 0.4 * labels, 0, 1)})
+    window, _ = _quality(frame, frame, POLICY)
+    assert window["reference_source"].startswith("reference window")
+    assert window["reference"] == window["reference_window"]
+    holdout = {POLICY.quality_metric: 0.123, "auprc": 0.5}
+    logged, _ = _quality(frame, frame, POLICY, holdout)
+    assert logged["reference_source"] == "champion holdout"
+    assert logged["reference"] == holdout
+    assert logged["reference_window"] == window["reference_window"]  # still reported
+    # A holdout without the policy's metric (an older run) falls back to the window.
+    other, _ = _quality(frame, frame, POLICY, {"auprc": 0.5})
+    assert other["reference"] == window["reference_window"]
+
+
 def test_reports_and_log_go_to_an_fsspec_url(comparison, tmp_path):
     url = "memory://fraudops-test/drift"
     decision = {"decision": "hold", "drifted": True}

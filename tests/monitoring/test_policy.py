@@ -117,3 +117,22 @@ def test_default_quality_metric_sees_a_hidden_fraud_pattern_that_auprc_misses():
 
     assert drop("auprc") < policy.max_quality_drop  # AUPRC would not call this a drop...
     assert drop(policy.quality_metric) > policy.max_quality_drop  # ...the default metric does
+
+
+def test_new_regime_wait_holds_until_the_windows_move_past_the_first_alarm():
+    wait = POLICY.model_copy(update={"new_regime_wait": timedelta(days=2), "consecutive_windows": 1})
+    day = [f"2026-02-{d:02d}T00:00:00+00:00" for d in range(1, 10)]
+    # First alarm (a quality drop, not drift) in the window ending on day 3.
+    history = [past(5, day[1], drifted=False),
+               PastDecision(NOW - timedelta(hours=4), day[2], False, False, degraded=True)]
+    waiting = decide(signal(0.5, day[3]), history, NOW, wait)
+    assert (waiting.decision, waiting.reason) == ("hold", "awaiting_data")
+    assert day[2] in waiting.detail and "1 day" in waiting.detail
+    history.append(past(3, day[3], drifted=True))
+    assert decide(signal(0.5, day[4]), history, NOW, wait).decision == "trigger"
+    # A clean window in between restarts the wait from the next alarm.
+    history.append(past(2, day[4], drifted=False))
+    assert decide(signal(0.5, day[5]), history, NOW, wait).reason == "awaiting_data"
+    # Without a wait the same first alarm triggers at once.
+    assert decide(signal(0.5, day[5]), history, NOW, POLICY.model_copy(
+        update={"consecutive_windows": 1})).decision == "trigger"

@@ -78,3 +78,11 @@ def test_reference_window_takes_the_last_span_before_the_end(tmp_path):
     with pytest.raises(ReferenceNotFoundError, match="no rows"):
         reference_window(frame, ConstantScorer(), build_spec(), timedelta(days=1),
                          timedelta(0), pd.Timestamp("2027-01-01", tz="UTC"))
+
+
+def test_holdout_metrics_are_the_sequence_models_run_metrics():
+    champion = Champion("fraud-lstm-cnn", "2", "run", metrics={
+        "sequence.recall_at_1pct_fpr": 0.61, "sequence.auprc": 0.8, "autoencoder.auprc": 0.3,
+        "decision.flagged_recall": 0.7})
+    assert champion.holdout_metrics() == {"recall_at_1pct_fpr": 0.61, "auprc": 0.8}
+    assert Champion("m", "1", None).holdout_metrics() == {}
