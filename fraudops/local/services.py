@@ -180,10 +180,11 @@ def drift_watch(layout: Layout, *, reference_path: Path | None, window_s: float 
         "FRAUDOPS_DRIFT__EVENT_LABELS": "true",
         "FRAUDOPS_DRIFT__TRIGGER_RETRAINING": "true",
         "FRAUDOPS_RETRAIN__CONSECUTIVE_WINDOWS": "1",
-        # Against the champion's holdout figure, recall in windows of this small stream scatters
-        # 1-19% below it before any drift (few hundred fraud rows per window): a quarter keeps
-        # noise from starting the clock of `new_regime_wait` before the drift does.
-        "FRAUDOPS_RETRAIN__MAX_QUALITY_DROP": "0.25",
+        # Recall at 1% FPR of one champion scatters a lot between periods of this small stream
+        # (offline, 0.88-0.99 between 12k-row periods without any drift: fraud comes in
+        # incidents); measured against its holdout figure, windows fell 1-30% short before the
+        # drift began. A 30% drop keeps such noise from starting the `new_regime_wait` clock.
+        "FRAUDOPS_RETRAIN__MAX_QUALITY_DROP": "0.3",
         # One retraining per run of the demo: the next may come after this long.
         "FRAUDOPS_RETRAIN__COOLDOWN": "PT10M",
         "FRAUDOPS_RETRAIN__LAUNCHER": "command",

@@ -49,9 +49,9 @@ def processes_of(home: Path) -> list[str]:
 @pytest.mark.timeout(1500)
 def test_short_demo_runs_the_whole_loop(tmp_path: Path) -> None:
     home = tmp_path / "demo"
-    # spending_shift: a data drift the drift job finds reliably at this small scale.
+    # The default scenario (bust_out_wave), at a third of the default scale.
     command = [*fraudops_cli(), "demo", "--duration", "60", "--rate", "200", "--rows", "20000",
-               "--drift", "spending_shift", "--plain", "--home", str(home)]
+               "--plain", "--home", str(home)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=1200, check=False,
                             env={**os.environ, "COLUMNS": "160"})
     output = result.stdout + result.stderr
@@ -69,6 +69,15 @@ def test_short_demo_runs_the_whole_loop(tmp_path: Path) -> None:
     drift = summary["drift"]
     assert drift["detected_at_s"] is not None and drift["retrained"], drift
     assert drift["retraining_s"] > 0
+    # Retraining waited for data of the new regime (the policy's new_regime_wait) ...
+    assert drift["retraining_started_at_s"] > drift["detected_at_s"], drift
+    checks = [json.loads(line) for line in
+              (home / "drift-reports" / "decisions.jsonl").read_text().splitlines()]
+    reasons = [c.get("reason") for c in checks]
+    assert "awaiting_data" in reasons, reasons
+    # ... and started once (the first trigger), after the wait.
+    triggers = [c for c in checks if c.get("decision") == "trigger"]
+    assert len(triggers) == 1 and reasons.index("awaiting_data") < checks.index(triggers[0])
     assert drift["challenger"] is not None  # the retraining run reached the registry
     if drift["promoted"]:  # then the predictor switched while the demo ran
         assert drift["switched_at_s"] is not None and drift["final_versions"] != \
