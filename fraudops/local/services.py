@@ -38,6 +38,13 @@ def tansu_binary() -> Path:
     return path
 
 
+#: Batch work (the drift job, the retraining it starts) runs at a lower CPU priority: on two
+#: cores, at full priority, retraining and the drift checks after it starved the consumer
+#: (decisions seconds, once a minute, late); in a cluster they run on nodes of their own.
+#: `nice` execs the command, so pids and process groups stay those of the command.
+BATCH_PRIORITY = ("nice", "-n", "10")
+
+
 def fraudops_command() -> tuple[str, ...]:
     """How to run the `fraudops` CLI with the same interpreter as this process."""
     script = Path(sys.executable).with_name("fraudops")
@@ -168,10 +175,7 @@ def drift_watch(layout: Layout, *, reference_path: Path | None, window_s: float 
     starts the training pipeline itself (command launcher) and logs that process's pid.
     """
     # `pipeline run` logs and drops the request's descriptive parameters (trigger_reason, ...).
-    # At a lower CPU priority: on two cores a full-speed training run starved the consumer
-    # (decisions seconds late); in a cluster training runs on nodes of its own. `nice` execs the
-    # command, so the pid the launcher logs is the pipeline's.
-    retrain_command = ["nice", "-n", "10", *fraudops_command(), "pipeline", "run", "--local"]
+    retrain_command = [*BATCH_PRIORITY, *fraudops_command(), "pipeline", "run", "--local"]
     env = {
         **_pipeline_env(layout),
         "FRAUDOPS_DRIFT__REPORTS_DIR": str(layout.drift_reports.resolve()),
@@ -207,8 +211,8 @@ def drift_watch(layout: Layout, *, reference_path: Path | None, window_s: float 
         env["FRAUDOPS_RETRAIN__EXTRA_PARAMS"] = json.dumps(params)
     port = layout.ports.drift_metrics
     return ProcessSpec(
-        "drift", (*fraudops_command(), "drift", "watch", "--interval", f"{interval_s:g}",
-                  "--metrics-port", str(port)),
+        "drift", (*BATCH_PRIORITY, *fraudops_command(), "drift", "watch", "--interval",
+                  f"{interval_s:g}", "--metrics-port", str(port)),
         env=env, health=HttpCheck(f"http://127.0.0.1:{port}/metrics"), ready_timeout_s=120,
         grace_s=10, url=f"http://127.0.0.1:{port}/metrics")
 
