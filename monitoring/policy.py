@@ -5,8 +5,9 @@ two checks of the same window count once), or when the champion's quality on lab
 by more than the allowed share; never within the cool-down after the last run, and never more
 than `max_per_day` runs in 24 hours. With `new_regime_wait` set, a confirmed alarm also waits
 until the windows have moved that far (event time) past the first alarmed one: a run started at
-once would train on the old regime only (its training period ends where the new one begins). Every outcome carries a reason code (low cardinality, for
-the metric) and a sentence (for the log).
+once would train on the old regime only (its training period ends where the new one begins).
+Every outcome carries a reason code (low cardinality, for the metric) and a sentence (for the
+log).
 """
 
 from __future__ import annotations
