@@ -5,6 +5,10 @@ differs from what is served, it downloads and builds the new pair pinned to thos
 its own thread, off the request path), checks that clients can keep using it (same input shape
 and feature spec), and swaps it in with one reference assignment. A failed or refused load
 leaves the current model serving and is retried at the next poll.
+
+A new pair must be seen on two polls in a row before it is loaded: the registry moves the two
+aliases one after the other, and a poll in between once swapped in the new sequence model with
+the old autoencoder, a pair nobody trained or evaluated together.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ class ChampionWatcher:
         self._interval_s = interval_s
         self._metrics = metrics
         self._refused: set[tuple[str, str]] = set()  # incompatible pairs are not retried
+        self._seen: tuple[str, str] | None = None  # the new pair of the last poll
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="champion-watcher", daemon=True)
 
@@ -74,7 +79,13 @@ class ChampionWatcher:
         pair = (wanted["sequence"][1], wanted["autoencoder"][1])
         if pair == (current.sequence_version, current.autoencoder_version) or \
                 pair in self._refused:
+            self._seen = None
             return False
+        if pair != self._seen:  # the aliases may be mid-move: confirm on the next poll
+            self._seen = pair
+            log.info("champion moving to %s/%s; loading if it stays", *pair)
+            return False
+        self._seen = None
         return self._swap_to(wanted, current)
 
     def _swap_to(self, wanted: dict[str, tuple[str, str]], current: ServedModel) -> bool:
