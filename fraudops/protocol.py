@@ -45,6 +45,8 @@ PARAM_SPEC_FINGERPRINT = "feature_spec_fingerprint"
 PARAM_SEQUENCE_VERSION = "sequence_model_version"
 PARAM_AUTOENCODER_VERSION = "autoencoder_model_version"
 PARAM_FEATURE_NAMES = "feature_names"
+#: Where the models run (``cpu``, ``cuda:0``): tells an operator the GPU is really used.
+PARAM_DEVICE = "device"
 
 _NUMPY_TYPES = {"FP32": np.dtype("<f4"), "FP64": np.dtype("<f8"), "BOOL": np.dtype("bool"),
                 "INT64": np.dtype("<i8"), "INT32": np.dtype("<i4"), "UINT8": np.dtype("u1")}

@@ -84,6 +84,7 @@ class ServedModel:
             protocol.PARAM_SEQUENCE_VERSION: self.sequence_version or "local",
             protocol.PARAM_AUTOENCODER_VERSION: self.autoencoder_version or "local",
             protocol.PARAM_FEATURE_NAMES: ",".join(self.spec.names),
+            protocol.PARAM_DEVICE: str(self.scorer.device),
         }
 
     def score(self, x: np.ndarray, mask: np.ndarray) -> BatchScores:

@@ -78,11 +78,13 @@ def _gradient_importance(model: nn.Module, mean: np.ndarray, std: np.ndarray,
     was_training = model.training
     model.eval()
     try:
-        with torch.enable_grad():
-            model(x, mask).sum().backward()
+        # cuDNN computes an LSTM's backward pass in training mode only; this probe needs the
+        # eval-mode model (no dropout), so it takes the plain CUDA kernels instead.
+        with torch.enable_grad(), torch.backends.cudnn.flags(enabled=False):
+            (grad,) = torch.autograd.grad(model(x, mask).sum(), x)
     finally:
         model.train(was_training)
-    grad = (x.grad[:, -1, :].abs().mean(dim=0).cpu().numpy() * std).astype(np.float32)
+    grad = (grad[:, -1, :].abs().mean(dim=0).cpu().numpy() * std).astype(np.float32)
     top = float(grad.max()) if grad.size else 0.0
     if not np.isfinite(top) or top <= 0:
         return np.ones_like(mean)

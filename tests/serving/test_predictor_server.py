@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+import torch
 from serving_helpers import SERVE, ModelDirs, RunningService, random_batch, write_tiny_models
 
 from fraudops import protocol
@@ -36,6 +37,8 @@ def test_metadata_describes_inputs_spec_and_versions(predictor: RunningService,
                           spec_version=FEATURE_SPEC_VERSION)
     assert info.sequence_model_version == "local"
     assert doc["parameters"][protocol.PARAM_FEATURE_NAMES].split(",") == list(spec.names)
+    auto = "cuda" if torch.cuda.is_available() else "cpu"
+    assert doc["parameters"][protocol.PARAM_DEVICE] == auto
 
 
 @pytest.mark.parametrize("binary", [True, False])
