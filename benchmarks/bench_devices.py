@@ -6,7 +6,8 @@
 Generates data with the default generator and featurises it once, then per device: trains both
 models with the default configuration (what `fraudops train` runs), fits the policy, evaluates on
 the time-held-out test period, and times in-process scoring (`Scorer.score`) at several batch
-sizes. No MLflow here: `bench_training.py` times the whole tracked flow. Prints a table, writes JSON.
+sizes. No MLflow here: `bench_training.py` times the whole tracked flow. Prints a table and
+writes JSON.
 """
 
 from __future__ import annotations

@@ -13,7 +13,9 @@ ones: timing does not depend on weight values) and `fraudops consume` as subproc
    includes the broker's acks and the commit, the consumer's own event-to-decision histogram
    (observed after each commit, percentiles interpolated inside its buckets);
 3. CPU per process (consumer, predictor, broker, load producer) in each phase;
-4. baselines on the same broker: (a) the raw kafka-python consume ceiling (read + JSON decode
+4. the transport floor at the fixed rate: kafka-python + the broker alone (no processing), same
+   rate, duration and partitions, so that what the consumer adds shows;
+5. baselines on the same broker: (a) the raw kafka-python consume ceiling (read + JSON decode
    only), (b) a naive design: one synchronous predictor call (and one commit) per transaction,
    i.e. the same consumer with batch size 1.
 
@@ -34,6 +36,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -185,6 +188,47 @@ def raw_consume_ceiling(bootstrap: str, topic: str, n: int) -> dict[str, float]:
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     consumer.close()
     return {"msg_s": round(seen / elapsed, 1), "msg_per_cpu_second": round(seen / cpu, 1)}
+
+
+def transport_floor(bootstrap: str, topic: str, templates: list[dict], rate: float,
+                    seconds: float) -> dict:
+    """Event-to-receipt latency of kafka-python + the broker alone, no processing: the same
+    offered rate, duration, partition count and fetch settings as the consumer's phase. What
+    the consumer adds is its latency minus this floor."""
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"floor-{uuid.uuid4()}",
+                             auto_offset_reset="earliest", enable_auto_commit=False,
+                             fetch_max_wait_ms=5, max_poll_records=2000,
+                             session_timeout_ms=6000, heartbeat_interval_ms=2000)
+    while not consumer.assignment():
+        consumer.poll(timeout_ms=100)
+    stamps: list[tuple[float, float]] = []
+    done = threading.Event()
+
+    def receive() -> None:
+        parse = datetime.fromisoformat
+        while not done.is_set():
+            for records in consumer.poll(timeout_ms=50).values():
+                now = time.time()
+                stamps.extend((parse(json.loads(r.value)["timestamp"]).timestamp(), now)
+                              for r in records)
+
+    reader = threading.Thread(target=receive, daemon=True)
+    reader.start()
+    sent = produce_at_rate(bootstrap, topic, templates, rate, seconds, "floor")
+    deadline = time.monotonic() + 30
+    while len(stamps) < sent and time.monotonic() < deadline:
+        time.sleep(0.05)
+    done.set()
+    reader.join(5)
+    consumer.close()
+    events, received = np.array(stamps).T
+    latency = received - events
+    # The growth over the run shows the broker's own slowdown (tansu's memory engine fetch
+    # cost grows with the data kept in the topic).
+    elapsed = events - events.min()
+    by_5s = [round(float(np.median(latency[(elapsed >= t) & (elapsed < t + 5)])) * 1000, 1)
+             for t in range(0, int(seconds), 5) if ((elapsed >= t) & (elapsed < t + 5)).any()]
+    return percentiles(latency) | {"p50_ms_by_5s": by_5s}
 
 
 class CpuMeter:
@@ -403,6 +447,12 @@ class Bench:
                 "mean_stage_ms_per_batch": stages,
                 "load_average_after": os.getloadavg()}
 
+    def transport_floor(self, rate: float) -> dict:
+        """kafka-python + broker latency at `rate` on a fresh topic (see `transport_floor`)."""
+        topic = self.broker.topics(self.args.partitions)["FRAUDOPS_KAFKA__TOPICS__TRANSACTIONS"]
+        return transport_floor(self.broker.bootstrap, topic, self.docs, rate,
+                               self.args.latency_seconds)
+
     def naive(self) -> dict:
         """The same consumer with one predictor call and one commit per transaction."""
         topics = self.broker.topics(self.args.partitions)
@@ -459,6 +509,7 @@ def run(args: argparse.Namespace) -> dict:
                 results["naive_one_call_per_tx"] = bench.naive()
             if "fixed" in args.phases:
                 results["latency_fixed_rate"] = bench.latency(args.rate, "fixed")
+                results["transport_floor_fixed_rate"] = bench.transport_floor(args.rate)
             if "saturation" in args.phases:
                 saturation = args.saturation_rate or results.get("sustained", {}).get(
                     "throughput_tx_s") or 5000.0
@@ -518,6 +569,11 @@ def report(results: dict) -> None:
               f"p99 {lat['p99_ms']} ms max {lat['max_ms']} ms (to durable, from the consumer's "
               f"histogram: {r['latency_to_durable_histogram']})  cpu {r['cpu_cores']}; "
               f"stages ms/batch {r['mean_stage_ms_per_batch']}")
+        if key == "latency_fixed_rate" and "transport_floor_fixed_rate" in results:
+            f = results["transport_floor_fixed_rate"]
+            print(f"{'transport floor':<24} kafka-python + broker alone at the same rate: "
+                  f"p50 {f['p50_ms']} ms p95 {f['p95_ms']} ms p99 {f['p99_ms']} ms; "
+                  f"p50 by 5 s {f['p50_ms_by_5s']}")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

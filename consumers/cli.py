@@ -6,7 +6,7 @@ import logging
 
 import typer
 
-from consumers.app import ConsumerApp
+from consumers.app import ConsumerApp, HeapFreezer
 from consumers.settings import ConsumerSettings
 
 
@@ -28,7 +28,7 @@ def consume(
     if overrides:
         section = settings.consumer.model_copy(update=overrides)
         settings = settings.model_copy(update={"consumer": section})
-    app = ConsumerApp(settings)
+    app = ConsumerApp(settings, heap=HeapFreezer())
     if settings.consumer.metrics_port:
         app.metrics.serve(settings.consumer.metrics_port)
     app.install_signal_handlers()
