@@ -267,9 +267,12 @@ class DemoRun:
         if not self._extended or producer.done:
             return
         switched = watch.outcome.switched_at_s
-        served_long_enough = switched is not None and \
-            time.monotonic() - self.status.stream_started_at >= switched + options.after_switch_s
-        if served_long_enough or watch.finished:
+        if switched is None:
+            if watch.finished:  # the gate kept the champion: no switch to show
+                producer.stop()
+            return
+        # The new model scores drifted traffic for a while, so the summary can show how it does.
+        if time.monotonic() - self.status.stream_started_at >= switched + options.after_switch_s:
             producer.stop()
 
     def _grow_labelled(self, data: DemoData, producer: StreamProducer) -> None:

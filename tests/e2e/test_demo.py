@@ -79,9 +79,13 @@ def test_short_demo_runs_the_whole_loop(tmp_path: Path) -> None:
     triggers = [c for c in checks if c.get("decision") == "trigger"]
     assert len(triggers) == 1 and reasons.index("awaiting_data") < checks.index(triggers[0])
     assert drift["challenger"] is not None  # the retraining run reached the registry
-    if drift["promoted"]:  # then the predictor switched while the demo ran
+    if drift["promoted"]:  # then the predictor switched while the demo ran ...
         assert drift["switched_at_s"] is not None and drift["final_versions"] != \
             drift["initial_versions"]
+        # ... and the stream went on long enough for the new model to show how it does.
+        new_model = [label for label in summary["by_model"] if label.endswith(":2")]
+        assert new_model and summary["by_model"][new_model[0]]["transactions"] >= 1000, \
+            summary["by_model"]
     assert summary["throughput_tx_s"] > 0
     assert set(summary["latency_ms"]) == {"p50", "p95", "p99"}
     assert sum(summary["decisions"].values()) == summary["decided"]
