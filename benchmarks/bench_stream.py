@@ -195,10 +195,17 @@ def transport_floor(bootstrap: str, topic: str, templates: list[dict], rate: flo
     """Event-to-receipt latency of kafka-python + the broker alone, no processing: the same
     offered rate, duration, partition count and fetch settings as the consumer's phase. What
     the consumer adds is its latency minus this floor."""
+    from consumers.settings import ConsumerSettings
+
+    settings = ConsumerSettings()  # the environment's, as the consumer subprocess reads them
+    c, kafka = settings.consumer, settings.kafka
     consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"floor-{uuid.uuid4()}",
                              auto_offset_reset="earliest", enable_auto_commit=False,
-                             fetch_max_wait_ms=5, max_poll_records=2000,
-                             session_timeout_ms=6000, heartbeat_interval_ms=2000)
+                             fetch_max_wait_ms=c.fetch_max_wait_ms,
+                             max_poll_records=c.max_poll_records,
+                             max_partition_fetch_bytes=c.max_partition_fetch_bytes,
+                             session_timeout_ms=kafka.session_timeout_ms,
+                             heartbeat_interval_ms=kafka.heartbeat_interval_ms)
     while not consumer.assignment():
         consumer.poll(timeout_ms=100)
     stamps: list[tuple[float, float]] = []
@@ -225,9 +232,8 @@ def transport_floor(bootstrap: str, topic: str, templates: list[dict], rate: flo
     latency = received - events
     # The growth over the run shows the broker's own slowdown (tansu's memory engine fetch
     # cost grows with the data kept in the topic).
-    elapsed = events - events.min()
-    by_5s = [round(float(np.median(latency[(elapsed >= t) & (elapsed < t + 5)])) * 1000, 1)
-             for t in range(0, int(seconds), 5) if ((elapsed >= t) & (elapsed < t + 5)).any()]
+    window = ((events - events.min()) // 5).astype(int)
+    by_5s = [round(float(np.median(latency[window == w])) * 1000, 1) for w in np.unique(window)]
     return percentiles(latency) | {"p50_ms_by_5s": by_5s}
 
 
