@@ -229,12 +229,9 @@ def transport_floor(bootstrap: str, topic: str, templates: list[dict], rate: flo
     reader.join(5)
     consumer.close()
     events, received = np.array(stamps).T
-    latency = received - events
     # The growth over the run shows the broker's own slowdown (tansu's memory engine fetch
     # cost grows with the data kept in the topic).
-    window = ((events - events.min()) // 5).astype(int)
-    by_5s = [round(float(np.median(latency[window == w])) * 1000, 1) for w in np.unique(window)]
-    return percentiles(latency) | {"p50_ms_by_5s": by_5s}
+    return windowed_percentiles(events, received - events)
 
 
 class CpuMeter:
@@ -290,21 +287,26 @@ class Consumer:
         body = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
         return sum(float(v) for v in SCORED.findall(body))
 
-    def stage_means(self) -> dict[str, float]:
-        """Mean milliseconds per micro-batch in each loop stage, the predictor call and the
-        mean batch size (from the consumer's metrics)."""
+    def stage_totals(self) -> dict[str, tuple[float, float]]:
+        """(sum, count) so far of each loop stage's seconds, of the predictor call's seconds
+        and of the batch sizes (from the consumer's metrics)."""
         body = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
-        sums = dict(STAGE_SUM.findall(body))
         counts = dict(STAGE_COUNT.findall(body))
-        means = {stage: round(1000 * float(sums[stage]) / max(float(counts[stage]), 1), 2)
-                 for stage in sums}
-        for name, metric, scale in (("predictor_call", "predictor_request_seconds", 1000),
-                                    ("batch_size", "batch_size", 1)):
+        totals = {stage: (float(total), float(counts[stage]))
+                  for stage, total in STAGE_SUM.findall(body)}
+        for name, metric in (("predictor_call", "predictor_request_seconds"),
+                             ("batch_size", "batch_size")):
             total = re.search(rf"^fraud_consumer_{metric}_sum (\S+)$", body, re.MULTILINE)
             count = re.search(rf"^fraud_consumer_{metric}_count (\S+)$", body, re.MULTILINE)
-            if total and count and float(count.group(1)):
-                means[name] = round(scale * float(total.group(1)) / float(count.group(1)), 2)
-        return means
+            if total and count:
+                totals[name] = (float(total.group(1)), float(count.group(1)))
+        return totals
+
+    def stage_means(self, since: dict[str, tuple[float, float]] | None = None
+                    ) -> dict[str, float]:
+        """Mean milliseconds per micro-batch in each loop stage and the predictor call, and the
+        mean batch size, over everything or since an earlier `stage_totals`."""
+        return stage_means(self.stage_totals(), since or {})
 
     def event_histogram(self) -> tuple[list[tuple[float, float]], float]:
         """The consumer's event-to-decision histogram: cumulative (bound, count) and total."""
@@ -336,6 +338,41 @@ class Consumer:
         self.log.close()
 
 
+def stage_means(now: dict[str, tuple[float, float]],
+                before: dict[str, tuple[float, float]]) -> dict[str, float]:
+    """Mean per batch between two `Consumer.stage_totals` (milliseconds; batch size as is)."""
+    means = {}
+    for name, (total, count) in now.items():
+        total_before, count_before = before.get(name, (0.0, 0.0))
+        if count > count_before:
+            scale = 1 if name == "batch_size" else 1000
+            means[name] = round(scale * (total - total_before) / (count - count_before), 2)
+    return means
+
+
+class StageSampler(threading.Thread):
+    """`stage_means` of a consumer every `interval_s` while it runs (a stage that slows down
+    over the run, or one that spikes, shows here and not in the run's averages)."""
+
+    def __init__(self, consumer: Consumer, interval_s: float = 5.0) -> None:
+        super().__init__(daemon=True)
+        self.consumer, self.interval_s = consumer, interval_s
+        self.means: list[dict[str, float]] = []
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        last = self.consumer.stage_totals()
+        while not self._done.wait(self.interval_s):
+            now = self.consumer.stage_totals()
+            self.means.append(stage_means(now, last))
+            last = now
+
+    def stop(self) -> list[dict[str, float]]:
+        self._done.set()
+        self.join(10)
+        return self.means
+
+
 def histogram_quantile(buckets: list[tuple[float, float]], total: float, q: float) -> float:
     """The q-quantile of a cumulative histogram, as Prometheus' histogram_quantile computes it."""
     rank, lower, below = q * total, 0.0, 0.0
@@ -345,6 +382,16 @@ def histogram_quantile(buckets: list[tuple[float, float]], total: float, q: floa
             return lower + (upper - lower) * share
         lower, below = upper, count
     return lower
+
+
+def windowed_percentiles(events: np.ndarray, latency: np.ndarray,
+                         window_s: float = 5.0) -> dict:
+    """`percentiles` of the whole run, plus p50 and p99 per `window_s` of event time (a rising
+    series is the broker slowing down; a lone spike, a pause such as a state snapshot)."""
+    window = ((events - events.min()) // window_s).astype(int)
+    by = {q: [round(float(np.percentile(latency[window == w], q)) * 1000, 1)
+              for w in np.unique(window)] for q in (50, 99)}
+    return percentiles(latency) | {"p50_ms_by_5s": by[50], "p99_ms_by_5s": by[99]}
 
 
 def percentiles(seconds: np.ndarray) -> dict[str, float]:
@@ -434,23 +481,26 @@ class Bench:
             after_warmup = consumer.event_histogram()
             meter = self.meter(consumer, producer=True)
             meter.start()
+            sampler = StageSampler(consumer)
+            sampler.start()
             start = time.monotonic()
             sent = produce_at_rate(self.broker.bootstrap, topic, self.docs, rate,
                                    self.args.latency_seconds, label)
             done = consumer.wait_scored(warm + sent, timeout=self.args.timeout) - warm
             elapsed = time.monotonic() - start
             cpu = meter.stop()
-            stages = consumer.stage_means()
+            stages, stages_by_5s = consumer.stage_means(), sampler.stop()
             durable = consumer.durable_latency(after_warmup)
         finally:
             consumer.stop()
-        latencies = _measured(consumer, "warm")
+        events, latencies = _measured(consumer, "warm")
         return {"offered_tx_s": round(rate, 1), "sent": sent, "decided": int(done),
                 "achieved_tx_s": round(done / elapsed, 1),
-                "latency": percentiles(latencies), "cpu_cores": cpu,
+                "latency": windowed_percentiles(events, latencies), "cpu_cores": cpu,
                 # incl. the broker's acks and the commit (from the histogram's buckets)
                 "latency_to_durable_histogram": durable,
                 "mean_stage_ms_per_batch": stages,
+                "mean_stage_ms_per_batch_by_5s": stages_by_5s,
                 "load_average_after": os.getloadavg()}
 
     def transport_floor(self, rate: float) -> dict:
@@ -489,8 +539,9 @@ class Bench:
         self.broker.stop()
 
 
-def _measured(consumer: Consumer, warmup_prefix: str) -> np.ndarray:
-    """Latencies of the measured transactions (the warm-up ones excluded)."""
+def _measured(consumer: Consumer, warmup_prefix: str) -> tuple[np.ndarray, np.ndarray]:
+    """Event times (epoch seconds) and latencies of the measured transactions (the warm-up
+    ones excluded)."""
     engine = create_engine(consumer.db_url)
     with engine.connect() as connection:
         rows = connection.execute(text(
@@ -498,8 +549,9 @@ def _measured(consumer: Consumer, warmup_prefix: str) -> np.ndarray:
             {"p": f"{warmup_prefix}-%"}).all()
     engine.dispose()
     parse = datetime.fromisoformat
-    return np.array([(parse(str(s)).replace(tzinfo=UTC) - parse(str(e)).replace(tzinfo=UTC))
-                     .total_seconds() for e, s in rows])
+    pairs = np.array([(parse(str(e)).replace(tzinfo=UTC).timestamp(),
+                       parse(str(s)).replace(tzinfo=UTC).timestamp()) for e, s in rows])
+    return pairs[:, 0], pairs[:, 1] - pairs[:, 0]
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -575,11 +627,17 @@ def report(results: dict) -> None:
               f"p99 {lat['p99_ms']} ms max {lat['max_ms']} ms (to durable, from the consumer's "
               f"histogram: {r['latency_to_durable_histogram']})  cpu {r['cpu_cores']}; "
               f"stages ms/batch {r['mean_stage_ms_per_batch']}")
+        print(f"{'':<24} p50 by 5 s {lat['p50_ms_by_5s']}; p99 by 5 s {lat['p99_ms_by_5s']}")
+        by_5s = r["mean_stage_ms_per_batch_by_5s"]
+        slow = [stage for stage, ms in r["mean_stage_ms_per_batch"].items()
+                if stage != "batch_size" and ms >= 1.0]
+        print(f"{'':<24} ms/batch by 5 s: " + "; ".join(
+            f"{stage} {[w.get(stage) for w in by_5s]}" for stage in [*slow, "batch_size"]))
         if key == "latency_fixed_rate" and "transport_floor_fixed_rate" in results:
             f = results["transport_floor_fixed_rate"]
             print(f"{'transport floor':<24} kafka-python + broker alone at the same rate: "
                   f"p50 {f['p50_ms']} ms p95 {f['p95_ms']} ms p99 {f['p99_ms']} ms; "
-                  f"p50 by 5 s {f['p50_ms_by_5s']}")
+                  f"p50 by 5 s {f['p50_ms_by_5s']}; p99 by 5 s {f['p99_ms_by_5s']}")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -115,11 +115,13 @@ class StreamProcessor:
 
     def assign(self, partitions: Iterable[int]) -> dict[int, int | None]:
         """Restore the partitions' state; returns where to seek each (None: Kafka's position)."""
-        checkpoints = self.store.load_checkpoints(self.config.group_id,
-                                                  self.config.topics.transactions)
+        group, topic = self.config.group_id, self.config.topics.transactions
+        checkpoints = self.store.load_checkpoints(group, topic)
         seeks = {}
         for partition in partitions:
-            state, seek = restore_partition(partition, checkpoints.get(partition), self.new_state)
+            state, seek = restore_partition(
+                partition, checkpoints.get(partition), self.new_state,
+                lambda p=partition: self.store.load_state(group, topic, p))
             self.partitions[partition] = state
             seeks[partition] = seek
         return seeks

@@ -7,7 +7,7 @@
 """
 
 from fraudops.features.batch import compute_batch, gather_sequences, sequence_index
-from fraudops.features.online import OnlineFeatureState, epoch_micros
+from fraudops.features.online import OnlineFeatureState, StateDelta, epoch_micros
 from fraudops.features.spec import (
     BASE_FEATURES,
     DEFAULT_SEQ_LEN,
@@ -22,6 +22,7 @@ __all__ = [
     "FEATURE_SPEC_VERSION",
     "FeatureSpec",
     "OnlineFeatureState",
+    "StateDelta",
     "build_spec",
     "compute_batch",
     "epoch_micros",

@@ -2,17 +2,23 @@
 
 `OnlineFeatureState.update(tx)` returns exactly what `compute_batch` computes for the same row of
 the same stream (a parity test holds them to 1e-6). State is plain Python objects: cheap to
-update, and `snapshot()`/`restore()` turn it into bytes so a consumer survives restarts.
+update. A consumer survives restarts by storing it: `delta()` hands out the entries (one per
+account, and per account, merchant and device velocity) changed since the previous delta, so what
+a snapshot costs grows with the traffic since the last one, not with every account ever seen;
+`restore()` rebuilds the state from the stored header and entries.
 
-Snapshots use pickle: they are internal data written and read by the platform's own consumer,
+Entries use pickle: they are internal data written and read by the platform's own consumer,
 never accepted from outside.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import pickle
 from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
@@ -32,7 +38,9 @@ from fraudops.schema import Transaction
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _WIDTHS = tuple(WINDOWS.values())
-_SNAPSHOT_FORMAT = 1
+_SNAPSHOT_FORMAT = 2  # 1: the whole state in one pickle
+_ACCOUNT = "account"
+_VELOCITY = "velocity."  # + entity
 _TAU = 2.0 * math.pi
 
 
@@ -95,6 +103,21 @@ class _Velocity:
             vec[max_slot] = math.log1p(amounts[maxima[0] - base] / 100.0)
         self._compact()
 
+    def to_tuple(self) -> tuple:
+        """Plain containers (they pickle about 3x faster than the object itself), without the
+        events that left every window (`_compact` drops them only now and then)."""
+        first = min(self.heads) - self.base
+        return (self.times[first:], self.cents[first:], self.base + first, self.heads,
+                self.sums, [list(m) for m in self.maxima])
+
+    @classmethod
+    def from_tuple(cls, values: tuple) -> _Velocity:
+        times, cents, base, heads, sums, maxima = values
+        windows = cls.__new__(cls)
+        windows.times, windows.cents, windows.base, windows.heads = times, cents, base, heads
+        windows.sums, windows.maxima = sums, [deque(m) for m in maxima]
+        return windows
+
     def _compact(self) -> None:
         drop = min(self.heads) - self.base  # the widest window's head
         if drop > 256 and drop * 2 > len(self.times):
@@ -116,11 +139,39 @@ class _Account:
         self.history = np.zeros((seq_len, dim), dtype=np.float32)  # oldest first
         self.filled = 0
 
+    def to_tuple(self) -> tuple:
+        """Plain values: they pickle about 3x faster than the object itself."""
+        return (self.seen, self.last_ts, self.n, self.sum, self.sumsq, self.history.tobytes(),
+                self.history.shape, self.filled)
+
+    @classmethod
+    def from_tuple(cls, values: tuple) -> _Account:
+        seen, last_ts, n, total, total_sq, history, shape, filled = values
+        account = cls.__new__(cls)
+        account.seen, account.last_ts, account.n = seen, last_ts, n
+        account.sum, account.sumsq, account.filled = total, total_sq, filled
+        account.history = np.frombuffer(history, dtype=np.float32).reshape(shape).copy()
+        return account
+
     def push(self, features: np.ndarray) -> None:
         """Append to the last-K history (a rolling array: no per-event allocation)."""
         self.history[:-1] = self.history[1:]
         self.history[-1] = features
         self.filled = min(self.filled + 1, len(self.history))
+
+
+@dataclass(frozen=True)
+class StateDelta:
+    """The entries of a state changed since its previous delta, each pickled on its own.
+
+    Applied to a stored copy (upsert by (kind, key), after deleting everything when `full`),
+    it brings that copy level with the state; `header` names the format and feature spec.
+    """
+
+    header: bytes
+    entries: dict[tuple[str, str], bytes]
+    #: The entries are the whole state: the stored copy (of an earlier life) must go first.
+    full: bool
 
 
 class OnlineFeatureState:
@@ -131,6 +182,9 @@ class OnlineFeatureState:
         self.seq_len = seq_len
         self.accounts: dict[str, _Account] = {}
         self.velocity: dict[str, dict[str, _Velocity]] = {e: {} for e in VELOCITY_ENTITIES}
+        #: (kind, key) of the entries changed since the last `delta()`.
+        self._dirty: set[tuple[str, str]] = set()
+        self._full = True  # nothing stored matches this state yet
         self._index = {name: i for i, name in enumerate(spec.names)}
         self._novelty_slots = [self._index[f"account_new_{f.removesuffix('_id')}"]
                                for f in NOVELTY_FIELDS]
@@ -164,6 +218,7 @@ class OnlineFeatureState:
         account = self.accounts.get(tx.account_id)
         if account is None:
             account = self.accounts[tx.account_id] = _Account(self.seq_len, self.spec.dim)
+        self._dirty.add((_ACCOUNT, tx.account_id))
         self._account_features(vec, account, tx, ts, log_amount)
         for entity, key in VELOCITY_ENTITIES.items():
             entity_key = getattr(tx, key)
@@ -198,6 +253,7 @@ class OnlineFeatureState:
         windows = table.get(key)
         if windows is None:
             windows = table[key] = _Velocity()
+        self._dirty.add((_VELOCITY + entity, key))
         windows.add(ts, cents, vec, self._velocity_slots[entity])
 
     def sequence(self, account_id: str) -> tuple[np.ndarray, np.ndarray]:
@@ -209,21 +265,50 @@ class OnlineFeatureState:
         mask[self.seq_len - account.filled:] = True
         return account.history.copy(), mask
 
-    def snapshot(self) -> bytes:
-        """The whole state as bytes (see module docstring on trust)."""
-        payload = {"format": _SNAPSHOT_FORMAT, "spec": self.spec.to_dict(), "seq_len": self.seq_len,
-                   "accounts": self.accounts, "velocity": self.velocity}
-        return pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+    def delta(self) -> StateDelta:
+        """The entries changed since the previous delta (every entry the first time), pickled;
+        starts tracking afresh. Costs in proportion to the accounts, merchants and devices
+        seen since then (see `StateDelta`)."""
+        if self._full:
+            keys = [(_ACCOUNT, key) for key in self.accounts]
+            keys += [(_VELOCITY + entity, key) for entity, table in self.velocity.items()
+                     for key in table]
+        else:
+            keys = self._dirty
+        dumps, protocol = pickle.dumps, pickle.HIGHEST_PROTOCOL
+        entries = {(kind, key): dumps(self._entry(kind, key).to_tuple(), protocol)
+                   for kind, key in keys}
+        delta = StateDelta(self._header, entries, full=self._full)
+        self._dirty, self._full = set(), False
+        return delta
+
+    def _entry(self, kind: str, key: str) -> _Account | _Velocity:
+        if kind == _ACCOUNT:
+            return self.accounts[key]
+        return self.velocity[kind.removeprefix(_VELOCITY)][key]
+
+    @functools.cached_property
+    def _header(self) -> bytes:
+        return pickle.dumps({"format": _SNAPSHOT_FORMAT, "spec": self.spec.to_dict(),
+                             "seq_len": self.seq_len}, protocol=pickle.HIGHEST_PROTOCOL)
 
     @classmethod
-    def restore(cls, blob: bytes) -> OnlineFeatureState:
-        """Rebuild a state from `snapshot()` bytes; refuses another feature-spec version."""
-        payload = pickle.loads(blob)
+    def restore(cls, header: bytes,
+                entries: Iterable[tuple[str, str, bytes]]) -> OnlineFeatureState:
+        """Rebuild a state from a delta's header and the stored (kind, key, entry) rows;
+        refuses another format or feature-spec version (ValueError)."""
+        payload = pickle.loads(header)
         if payload.get("format") != _SNAPSHOT_FORMAT:
             raise ValueError(f"unsupported state snapshot format {payload.get('format')!r}")
         spec = FeatureSpec.from_dict(payload["spec"])
         state = cls(spec, payload["seq_len"])
         if spec.fingerprint != payload["spec"]["fingerprint"]:
             raise ValueError("state snapshot was written under a different feature spec")
-        state.accounts, state.velocity = payload["accounts"], payload["velocity"]
+        for kind, key, blob in entries:
+            if kind == _ACCOUNT:
+                state.accounts[key] = _Account.from_tuple(pickle.loads(blob))
+            else:
+                table = state.velocity[kind.removeprefix(_VELOCITY)]
+                table[key] = _Velocity.from_tuple(pickle.loads(blob))
+        state._full = False  # the stored copy is this state
         return state

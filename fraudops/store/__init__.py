@@ -23,6 +23,7 @@ from fraudops.store.models import (
     Notification,
     NotificationStatus,
     StreamCheckpoint,
+    StreamStateEntry,
 )
 from fraudops.store.records import (
     ALERT_DECISIONS,
@@ -54,6 +55,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StreamCheckpoint",
+    "StreamStateEntry",
     "UnsupportedDatabaseError",
     "create_store_engine",
 ]

@@ -132,8 +132,9 @@ class StreamCheckpoint(Base):
     """Per-partition position of a stream processor and its state snapshot.
 
     `next_offset` is the first offset not yet processed (written with the decisions of the batch
-    that reached it, in the same transaction); `snapshot` is the partition's serialised feature
-    state as it was just before `snapshot_offset`.
+    that reached it, in the same transaction). The partition's feature state as it was just
+    before `snapshot_offset` is `snapshot` (its header: format, feature spec) plus the partition's
+    `StreamStateEntry` rows.
     """
 
     __tablename__ = "stream_checkpoints"
@@ -145,3 +146,21 @@ class StreamCheckpoint(Base):
     snapshot_offset: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     snapshot: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class StreamStateEntry(Base):
+    """One entry of a partition's feature state (an account's history, a merchant's velocity
+    windows...), as of its checkpoint's `snapshot_offset`.
+
+    A snapshot rewrites only the entries that changed since the previous one, in the checkpoint's
+    transaction, so its cost follows the recent traffic rather than the number of accounts.
+    """
+
+    __tablename__ = "stream_state"
+
+    group_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    topic: Mapped[str] = mapped_column(String(255), primary_key=True)
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64), primary_key=True)
+    entity: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    value: Mapped[bytes] = mapped_column(LargeBinary)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -59,7 +60,9 @@ class LabelRecord:
 
 @dataclass(frozen=True)
 class CheckpointRecord:
-    """Position of one partition; `snapshot` (with `snapshot_offset`) only when one was taken.
+    """Position of one partition, with a snapshot of its feature state when one was taken:
+    `snapshot` (the state's header) at `snapshot_offset`, and `state`, the entries changed since
+    the previous snapshot ((kind, entity) -> bytes), all of them after `replace_state`.
 
     `expected_offset` fences concurrent writers: the write only succeeds if the stored
     ``next_offset`` still equals it (None: no row may exist yet), else `StaleCheckpointError`.
@@ -72,6 +75,9 @@ class CheckpointRecord:
     snapshot_offset: int | None = None
     snapshot: bytes | None = None
     expected_offset: int | None = None
+    state: Mapping[tuple[str, str], bytes] = field(default_factory=dict)
+    #: The partition's stored entries go first (a state that started anew).
+    replace_state: bool = False
 
 
 @dataclass

@@ -12,7 +12,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, func, select, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    create_engine,
+    delete,
+    event,
+    func,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
@@ -31,6 +41,7 @@ from fraudops.store.models import (
     Notification,
     NotificationStatus,
     StreamCheckpoint,
+    StreamStateEntry,
     utcnow,
 )
 from fraudops.store.records import (
@@ -266,6 +277,14 @@ class Store:
         with self._sessions() as session:
             return {row.partition: row for row in session.scalars(query)}
 
+    def load_state(self, group_id: str, topic: str, partition: int) -> list[tuple[str, str, bytes]]:
+        """The (kind, entity, value) entries of a partition's stored feature state."""
+        query = select(_STATE.c.kind, _STATE.c.entity, _STATE.c.value).where(
+            _STATE.c.group_id == group_id, _STATE.c.topic == topic,
+            _STATE.c.partition == partition)
+        with self.engine.connect() as connection:
+            return [tuple(row) for row in connection.execute(query)]
+
     def counts(self) -> dict[str, int]:
         """Row count of each table (for status pages and tests)."""
         tables = {"decisions": Decision, "alerts": Alert, "notifications": Notification,
@@ -308,18 +327,34 @@ class Store:
         if checkpoint.expected_offset is None:
             # A concurrent insert of the same key fails here (IntegrityError), rolling back.
             connection.execute(self._insert(StreamCheckpoint), key | values)
-            return
-        statement = update(_CHECKPOINTS).where(
-            _CHECKPOINTS.c.group_id == key["group_id"], _CHECKPOINTS.c.topic == key["topic"],
-            _CHECKPOINTS.c.partition == key["partition"],
-            _CHECKPOINTS.c.next_offset == checkpoint.expected_offset)
-        if connection.execute(statement.values(**values)).rowcount != 1:
-            raise StaleCheckpointError(
-                f"checkpoint {tuple(key.values())} moved past offset "
-                f"{checkpoint.expected_offset}: another consumer owns the partition now")
+        else:
+            statement = update(_CHECKPOINTS).where(
+                _CHECKPOINTS.c.group_id == key["group_id"], _CHECKPOINTS.c.topic == key["topic"],
+                _CHECKPOINTS.c.partition == key["partition"],
+                _CHECKPOINTS.c.next_offset == checkpoint.expected_offset)
+            if connection.execute(statement.values(**values)).rowcount != 1:
+                raise StaleCheckpointError(
+                    f"checkpoint {tuple(key.values())} moved past offset "
+                    f"{checkpoint.expected_offset}: another consumer owns the partition now")
+        self._write_state(connection, key, checkpoint)
+
+    def _write_state(self, connection: Connection, key: dict[str, Any],
+                     checkpoint: CheckpointRecord) -> None:
+        if checkpoint.replace_state:
+            connection.execute(delete(_STATE).where(
+                _STATE.c.group_id == key["group_id"], _STATE.c.topic == key["topic"],
+                _STATE.c.partition == key["partition"]))
+        if checkpoint.state:
+            statement = self._insert(StreamStateEntry)
+            statement = statement.on_conflict_do_update(
+                index_elements=[column.name for column in _STATE.primary_key],
+                set_={"value": statement.excluded.value})
+            connection.execute(statement, [key | {"kind": kind, "entity": entity, "value": value}
+                                           for (kind, entity), value in checkpoint.state.items()])
 
 
 _CHECKPOINTS = StreamCheckpoint.__table__
+_STATE = StreamStateEntry.__table__
 
 
 def _alert_row(decision: DecisionRecord, now: datetime) -> dict[str, Any]:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+import pickle
 
 import pytest
 from consumer_helpers import SEQ_LEN, record, rule_score, tx_doc
+from sqlalchemy import text
 
 from consumers.notifications import NotificationPlanner
 from consumers.processor import ProcessorConfig, StreamProcessor
@@ -148,3 +150,33 @@ def test_snapshot_of_another_feature_spec_is_not_restored(store: Store, new_stat
                             new_state=lambda: OnlineFeatureState(build_spec(("V1",)), SEQ_LEN))
     assert other.assign([0]) == {0: 10}
     assert other.partitions[0].features.accounts == {}
+    # its first snapshot replaces the old spec's entries instead of mixing with them
+    other.persist(other.process([record(tx_doc(10, "acc-new", 10.0), 10)]))
+    assert {(kind, key) for kind, key, _ in store.load_state("g", "transactions", 0)
+            if kind == "account"} == {("account", "acc-new")}
+
+
+def test_snapshot_of_an_unknown_format_is_not_restored(store: Store, new_state) -> None:
+    run(processor(store, new_state, snapshot_s=0.0), stream(10))
+    with store.engine.begin() as connection:
+        connection.execute(text("UPDATE stream_checkpoints SET snapshot = :s"),
+                           {"s": pickle.dumps({"format": 99})})
+    again = processor(store, new_state)
+    assert again.assign([0]) == {0: 10}  # empty state from the stored position, no crash
+    assert again.partitions[0].features.accounts == {}
+
+
+def test_snapshots_write_only_the_accounts_seen_since(store: Store, new_state) -> None:
+    p = processor(store, new_state, snapshot_s=0.0)
+    run(p, stream(30, accounts=6))
+    outcome = p.process([record(tx_doc(30, "acc-2", 10.0), 30)])
+    checkpoint, = outcome.writes.checkpoints
+    assert set(checkpoint.state) == {("account", "acc-2"), ("velocity.account", "acc-2"),
+                                     ("velocity.merchant", "m-0")}  # no device id in tx_doc
+    assert not checkpoint.replace_state
+    p.persist(outcome)
+    accounts = [key for kind, key, _ in store.load_state("g", "transactions", 0)
+                if kind == "account"]
+    assert sorted(accounts) == [f"acc-{i}" for i in range(6)]
+
+

@@ -108,24 +108,55 @@ def test_imported_data_without_accounts_has_sequences_of_one():
     assert (idx[:, :-1] == -1).all() and idx[:, -1].tolist() == [0, 1, 2, 3]
 
 
-def test_snapshot_restore_continues_exactly(stream):
+def _apply(stored: dict, delta) -> dict:
+    """What the store does with a delta: replace everything or upsert the changed entries."""
+    return dict(delta.entries) if delta.full else stored | delta.entries
+
+
+def test_restore_from_deltas_continues_exactly(stream):
     spec = build_spec(tabular.passthrough_names(stream))
     events = list(tabular.to_transactions(stream.head(600)))
     straight = OnlineFeatureState(spec, 4)
     expected = [straight.update(e)[1] for e in events]
-    first = OnlineFeatureState(spec, 4)
-    for e in events[:300]:
-        first.update(e)
-    resumed = OnlineFeatureState.restore(first.snapshot())
+    first, stored = OnlineFeatureState(spec, 4), {}
+    for cut in (0, 150, 300):  # three snapshots: the first holds nothing, the rest changes only
+        for e in events[cut - 150 if cut else 0:cut]:
+            first.update(e)
+        delta = first.delta()
+        stored = _apply(stored, delta)
+    assert len(stored) == len(first.accounts) + sum(map(len, first.velocity.values()))
+    rows = [(kind, key, blob) for (kind, key), blob in stored.items()]
+    resumed = OnlineFeatureState.restore(delta.header, rows)
     got = [resumed.update(e)[1] for e in events[300:]]
     np.testing.assert_array_equal(np.stack(got), np.stack(expected[300:]))
 
 
+def test_delta_holds_only_what_changed(stream):
+    spec = build_spec(tabular.passthrough_names(stream))
+    events = list(tabular.to_transactions(stream.head(400)))
+    state = OnlineFeatureState(spec, 4)
+    for e in events[:-1]:
+        state.update(e)
+    first = state.delta()
+    assert first.full and len(first.entries) > 100
+    last = events[-1]
+    state.update(last)
+    second = state.delta()
+    expected = {("account", last.account_id), ("velocity.account", last.account_id)}
+    expected |= {(f"velocity.{entity}", getattr(last, f"{entity}_id"))
+                 for entity in ("merchant", "device") if getattr(last, f"{entity}_id")}
+    assert not second.full and set(second.entries) == expected
+    assert state.delta().entries == {}
+    # a restored state's first delta holds changes only: its stored copy is complete
+    restored = OnlineFeatureState.restore(second.header, [(*k, v) for k, v in first.entries.items()])
+    assert restored.delta() == type(second)(second.header, {}, full=False)
+
+
 def test_restore_refuses_another_spec_version():
     state = OnlineFeatureState(build_spec(), 4)
-    blob = state.snapshot().replace(b"1.0.0", b"0.0.9")
+    header = state.delta().header.replace(b"1.0.0", b"0.0.9")
     with pytest.raises(ValueError, match="different feature spec"):
-        OnlineFeatureState.restore(blob)
+        OnlineFeatureState.restore(header, [])
 
 
 def test_spec_round_trip_and_fingerprint():

@@ -107,6 +107,27 @@ def test_checkpoint_keeps_snapshot_until_replaced(store: Store) -> None:
     assert store.load_checkpoints("other", "tx") == {}
 
 
+def state_checkpoint(next_offset: int, expected: int | None, state: dict,
+                     replace: bool = False) -> CheckpointRecord:
+    return CheckpointRecord("g", "tx", 0, next_offset, next_offset, b"header",
+                            expected_offset=expected, state=state, replace_state=replace)
+
+
+def test_state_entries_are_upserted_replaced_and_fenced(store: Store) -> None:
+    acc, dev = ("account", "acc-1"), ("velocity.device", "d-1")
+    store.write_batch(BatchWrite(checkpoints=[state_checkpoint(10, None, {acc: b"a1", dev: b"d1"})]))
+    store.write_batch(BatchWrite(checkpoints=[state_checkpoint(20, 10, {acc: b"a2"})]))
+    assert sorted(store.load_state("g", "tx", 0)) == [
+        ("account", "acc-1", b"a2"), ("velocity.device", "d-1", b"d1")]
+    with pytest.raises(StaleCheckpointError):  # a zombie's entries are not written either
+        store.write_batch(BatchWrite(checkpoints=[state_checkpoint(30, 10, {acc: b"zombie"})]))
+    assert {(k, e): v for k, e, v in store.load_state("g", "tx", 0)}[acc] == b"a2"
+    other = ("account", "acc-2")
+    store.write_batch(BatchWrite(checkpoints=[state_checkpoint(30, 20, {other: b"x"}, True)]))
+    assert store.load_state("g", "tx", 0) == [("account", "acc-2", b"x")]
+    assert store.load_state("g", "tx", 1) == [] and store.load_state("h", "tx", 0) == []
+
+
 @pytest.mark.parametrize("expected", [None, 10, 30])
 def test_stale_checkpoint_rolls_back_the_batch(store: Store, expected: int | None) -> None:
     store.write_batch(BatchWrite(checkpoints=[CheckpointRecord("g", "tx", 0, 25, 25, b"s")]))

@@ -1,0 +1,96 @@
+"""Cost of the consumer's state snapshots: a whole state against the changes since the last one.
+
+Builds one partition's online feature state from generated transactions (about one account per
+55 rows), then times, against a SQLite store in a temporary folder:
+
+1. the first snapshot, which holds every entry (what every snapshot cost before they became
+   incremental): pickling on the polling thread, and the database write (with SQLite's copy of
+   its write-ahead log into the database, which otherwise lands on a later commit);
+2. a later snapshot after `--recent` more events (10 s of traffic at 1,000 tx/s by default): only
+   the accounts, merchants and devices those events touched;
+3. a restore: loading the entries and rebuilding the state (a restart or a rebalance).
+
+    python benchmarks/bench_state.py --rows 1000000 --recent 10000 --out state.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from fraudops.data import frame as tabular
+from fraudops.features import OnlineFeatureState, StateDelta, build_spec
+from fraudops.store import BatchWrite, CheckpointRecord, Store
+
+
+def timed_snapshot(state: OnlineFeatureState, store: Store, offset: int,
+                   expected: int | None) -> tuple[dict, StateDelta]:
+    started = time.perf_counter()
+    delta = state.delta()
+    pickled = time.perf_counter() - started
+    checkpoint = CheckpointRecord("bench", "transactions", 0, offset, offset, delta.header,
+                                  expected_offset=expected, state=delta.entries,
+                                  replace_state=delta.full)
+    started = time.perf_counter()
+    store.write_batch(BatchWrite(checkpoints=[checkpoint]))
+    with store.engine.connect() as connection:  # SQLite copies the WAL into the database at
+        connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")  # some later commit
+    written = time.perf_counter() - started
+    return {"entries": len(delta.entries),
+            "megabytes": round(sum(map(len, delta.entries.values())) / 1e6, 2),
+            "pickle_ms": round(pickled * 1000, 1), "write_ms": round(written * 1000, 1)}, delta
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000, help="events in the state")
+    parser.add_argument("--recent", type=int, default=10_000,
+                        help="events between the two snapshots")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+
+    from fraudops.data.generate import GeneratorConfig, generate
+
+    frame = tabular.sort_by_time(generate(GeneratorConfig(rows=args.rows + args.recent,
+                                                          seed=args.seed)))
+    spec = build_spec(tabular.passthrough_names(frame))
+    events = list(tabular.to_transactions(frame))
+    state = OnlineFeatureState(spec)
+    for event in events[:args.rows]:
+        state.update(event)
+    gc.collect()
+    gc.freeze()  # as the consumer does (`consumers.app.HeapFreezer`)
+
+    with tempfile.TemporaryDirectory(prefix="bench-state-") as tmp:
+        store = Store.from_url(f"sqlite:///{Path(tmp) / 'store.db'}")
+        whole, _ = timed_snapshot(state, store, args.rows, None)
+        for event in events[args.rows:]:
+            state.update(event)
+        recent, delta = timed_snapshot(state, store, len(events), args.rows)
+        started = time.perf_counter()
+        rows = store.load_state("bench", "transactions", 0)
+        restored = OnlineFeatureState.restore(delta.header, rows)
+        restore_s = time.perf_counter() - started
+        store.close()
+
+    result = {
+        "events": len(events), "accounts": len(state.accounts),
+        "merchants": len(state.velocity["merchant"]), "devices": len(state.velocity["device"]),
+        "whole_state_snapshot": whole,
+        f"snapshot_after_{args.recent}_events": recent,
+        "restore_ms": round(restore_s * 1000, 1),
+        "restored_accounts": len(restored.accounts),
+    }
+    print(json.dumps(result, indent=2))
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
