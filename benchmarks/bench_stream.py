@@ -306,7 +306,7 @@ class Consumer:
                     ) -> dict[str, float]:
         """Mean milliseconds per micro-batch in each loop stage and the predictor call, and the
         mean batch size, over everything or since an earlier `stage_totals`."""
-        return stage_means(self.stage_totals(), since or {})
+        return means_per_batch(self.stage_totals(), since or {})
 
     def event_histogram(self) -> tuple[list[tuple[float, float]], float]:
         """The consumer's event-to-decision histogram: cumulative (bound, count) and total."""
@@ -338,7 +338,7 @@ class Consumer:
         self.log.close()
 
 
-def stage_means(now: dict[str, tuple[float, float]],
+def means_per_batch(now: dict[str, tuple[float, float]],
                 before: dict[str, tuple[float, float]]) -> dict[str, float]:
     """Mean per batch between two `Consumer.stage_totals` (milliseconds; batch size as is)."""
     means = {}
@@ -351,8 +351,8 @@ def stage_means(now: dict[str, tuple[float, float]],
 
 
 class StageSampler(threading.Thread):
-    """`stage_means` of a consumer every `interval_s` while it runs (a stage that slows down
-    over the run, or one that spikes, shows here and not in the run's averages)."""
+    """A consumer's `Consumer.stage_means` every `interval_s` while it runs (a stage that slows
+    down over the run, or one that spikes, shows here and not in the run's averages)."""
 
     def __init__(self, consumer: Consumer, interval_s: float = 5.0) -> None:
         super().__init__(daemon=True)
@@ -364,7 +364,7 @@ class StageSampler(threading.Thread):
         last = self.consumer.stage_totals()
         while not self._done.wait(self.interval_s):
             now = self.consumer.stage_totals()
-            self.means.append(stage_means(now, last))
+            self.means.append(means_per_batch(now, last))
             last = now
 
     def stop(self) -> list[dict[str, float]]:

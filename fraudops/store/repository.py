@@ -280,8 +280,7 @@ class Store:
     def load_state(self, group_id: str, topic: str, partition: int) -> list[tuple[str, str, bytes]]:
         """The (kind, entity, value) entries of a partition's stored feature state."""
         query = select(_STATE.c.kind, _STATE.c.entity, _STATE.c.value).where(
-            _STATE.c.group_id == group_id, _STATE.c.topic == topic,
-            _STATE.c.partition == partition)
+            *_of_partition(_STATE, group_id, topic, partition))
         with self.engine.connect() as connection:
             return [tuple(row) for row in connection.execute(query)]
 
@@ -329,8 +328,7 @@ class Store:
             connection.execute(self._insert(StreamCheckpoint), key | values)
         else:
             statement = update(_CHECKPOINTS).where(
-                _CHECKPOINTS.c.group_id == key["group_id"], _CHECKPOINTS.c.topic == key["topic"],
-                _CHECKPOINTS.c.partition == key["partition"],
+                *_of_partition(_CHECKPOINTS, **key),
                 _CHECKPOINTS.c.next_offset == checkpoint.expected_offset)
             if connection.execute(statement.values(**values)).rowcount != 1:
                 raise StaleCheckpointError(
@@ -341,9 +339,7 @@ class Store:
     def _write_state(self, connection: Connection, key: dict[str, Any],
                      checkpoint: CheckpointRecord) -> None:
         if checkpoint.replace_state:
-            connection.execute(delete(_STATE).where(
-                _STATE.c.group_id == key["group_id"], _STATE.c.topic == key["topic"],
-                _STATE.c.partition == key["partition"]))
+            connection.execute(delete(_STATE).where(*_of_partition(_STATE, **key)))
         if checkpoint.state:
             statement = self._insert(StreamStateEntry)
             statement = statement.on_conflict_do_update(
@@ -355,6 +351,11 @@ class Store:
 
 _CHECKPOINTS = StreamCheckpoint.__table__
 _STATE = StreamStateEntry.__table__
+
+
+def _of_partition(table: Any, group_id: str, topic: str, partition: int) -> tuple[Any, ...]:
+    """The conditions selecting one partition's rows of a stream-processor table."""
+    return (table.c.group_id == group_id, table.c.topic == topic, table.c.partition == partition)
 
 
 def _alert_row(decision: DecisionRecord, now: datetime) -> dict[str, Any]:
