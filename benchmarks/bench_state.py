@@ -22,27 +22,29 @@ import tempfile
 import time
 from pathlib import Path
 
+from consumers.state import PartitionState, checkpoint_for, restore_partition
 from fraudops.data import frame as tabular
-from fraudops.features import OnlineFeatureState, StateDelta, build_spec
-from fraudops.store import BatchWrite, CheckpointRecord, Store
+from fraudops.features import OnlineFeatureState, build_spec
+from fraudops.store import BatchWrite, Store
+
+GROUP, TOPIC = "bench", "transactions"
 
 
-def timed_snapshot(state: OnlineFeatureState, store: Store, offset: int,
-                   expected: int | None) -> tuple[dict, StateDelta]:
+def timed_snapshot(partition: PartitionState, store: Store, offset: int) -> dict:
+    """The consumer's snapshot of `partition` at `offset` (`checkpoint_for`), timed."""
     started = time.perf_counter()
-    delta = state.delta()
+    checkpoint = checkpoint_for(partition, group_id=GROUP, topic=TOPIC, next_offset=offset,
+                                now=time.monotonic(), snapshot_interval_s=0.0)
     pickled = time.perf_counter() - started
-    checkpoint = CheckpointRecord("bench", "transactions", 0, offset, offset, delta.header,
-                                  expected_offset=expected, state=delta.entries,
-                                  replace_state=delta.full)
     started = time.perf_counter()
     store.write_batch(BatchWrite(checkpoints=[checkpoint]))
     with store.engine.connect() as connection:  # SQLite copies the WAL into the database at
         connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")  # some later commit
     written = time.perf_counter() - started
-    return {"entries": len(delta.entries),
-            "megabytes": round(sum(map(len, delta.entries.values())) / 1e6, 2),
-            "pickle_ms": round(pickled * 1000, 1), "write_ms": round(written * 1000, 1)}, delta
+    partition.stored_offset = offset
+    return {"entries": len(checkpoint.state),
+            "megabytes": round(sum(map(len, checkpoint.state.values())) / 1e6, 2),
+            "pickle_ms": round(pickled * 1000, 1), "write_ms": round(written * 1000, 1)}
 
 
 def main() -> None:
@@ -69,13 +71,15 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-state-") as tmp:
         store = Store.from_url(f"sqlite:///{Path(tmp) / 'store.db'}")
-        whole, _ = timed_snapshot(state, store, args.rows, None)
+        partition = PartitionState(0, state)
+        whole = timed_snapshot(partition, store, args.rows)
         for event in events[args.rows:]:
             state.update(event)
-        recent, delta = timed_snapshot(state, store, len(events), args.rows)
+        recent = timed_snapshot(partition, store, len(events))
         started = time.perf_counter()
-        rows = store.load_state("bench", "transactions", 0)
-        restored = OnlineFeatureState.restore(delta.header, rows)
+        restored, _ = restore_partition(0, store.load_checkpoints(GROUP, TOPIC)[0],
+                                        lambda: OnlineFeatureState(spec),
+                                        lambda: store.load_state(GROUP, TOPIC, 0))
         restore_s = time.perf_counter() - started
         store.close()
 
@@ -85,7 +89,7 @@ def main() -> None:
         "whole_state_snapshot": whole,
         f"snapshot_after_{args.recent}_events": recent,
         "restore_ms": round(restore_s * 1000, 1),
-        "restored_accounts": len(restored.accounts),
+        "restored_accounts": len(restored.features.accounts),
     }
     print(json.dumps(result, indent=2))
     if args.out:
