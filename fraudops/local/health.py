@@ -1,4 +1,5 @@
-"""Readiness checks of supervised processes: a TCP port accepts, or an HTTP URL answers 2xx."""
+"""Readiness checks of supervised processes: a TCP port accepts, an HTTP URL answers 2xx, or a
+Kafka broker lists itself in the cluster's metadata."""
 
 from __future__ import annotations
 
@@ -41,7 +42,23 @@ class HttpCheck:
         return self.url
 
 
-HealthCheck = TcpCheck | HttpCheck
+@dataclass(frozen=True)
+class KafkaCheck:
+    """Ready when the broker at `bootstrap` answers a metadata request naming a broker (Apache
+    Kafka opens its port before it has registered with its controller)."""
+
+    bootstrap: str
+
+    def __call__(self) -> bool:
+        from fraudops.local.kafka import broker_serves
+
+        return broker_serves(self.bootstrap)
+
+    def describe(self) -> str:
+        return f"kafka://{self.bootstrap}"
+
+
+HealthCheck = TcpCheck | HttpCheck | KafkaCheck
 
 
 def free_port(host: str = "127.0.0.1") -> int:

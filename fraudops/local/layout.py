@@ -35,12 +35,14 @@ class Ports:
     gateway: int
     consumer_metrics: int
     drift_metrics: int
+    #: Apache Kafka's KRaft controller listener (unused with tansu).
+    kafka_controller: int
 
     @classmethod
     def pick(cls) -> Ports:
         """Distinct free ports (asked of the OS one after another)."""
         chosen: list[int] = []
-        while len(chosen) < 6:
+        while len(chosen) < 7:
             port = free_port()
             if port not in chosen:
                 chosen.append(port)

