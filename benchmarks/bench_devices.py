@@ -2,6 +2,7 @@
 
     python benchmarks/bench_devices.py --rows 200000 --out devices.json
     python benchmarks/bench_devices.py --devices cpu --threads 2     # a machine without a GPU
+    python benchmarks/bench_devices.py --smoke     # tiny sizes, CPU only: checks the script runs
 
 Generates data with the default generator and featurises it once, then per device: trains both
 models with the default configuration (what `fraudops train` runs), fits the policy, evaluates on
@@ -16,14 +17,21 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+#: What `--smoke` runs: tiny sizes, to check the script still works end to end (not a figure).
+#: The CPU only, so that it runs (and is tested) the same on a machine without a GPU.
+SMOKE = {"rows": 3_000, "devices": ["cpu"], "batch_sizes": [1, 64], "repeats": 3}
+#: ... and one epoch per model (the default configuration otherwise).
+SMOKE_TRAINING = {"sequence": {"epochs": 1}, "autoencoder": {"epochs": 1}}
 
-def fit_on(device: str, data, threads: int) -> dict:
+
+def fit_on(device: str, data, threads: int, overrides: dict) -> dict:
     from fraudops.training.config import TrainingConfig
     from fraudops.training.evaluation import evaluate
     from fraudops.training.workflow import (
@@ -33,7 +41,7 @@ def fit_on(device: str, data, threads: int) -> dict:
         holdout_rows,
     )
 
-    config = TrainingConfig(device=device, threads=threads)
+    config = TrainingConfig(device=device, threads=threads, **overrides)
     seconds = {}
     started = time.perf_counter()
     sequence = fit_sequence(data, config)
@@ -80,7 +88,14 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 64, 512, 4096])
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny sizes, one epoch per model, the CPU only: checks the script "
+                             "still runs (overrides --rows, --devices, --batch-sizes, --repeats)")
     args = parser.parse_args()
+    if args.smoke:
+        vars(args).update(SMOKE)
+        print("smoke run: tiny sizes on the CPU only (no CUDA), the figures are not measurements",
+              file=sys.stderr)
     devices = args.devices or ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
     from fraudops.data.generate import GeneratorConfig, generate
@@ -96,7 +111,7 @@ def main() -> None:
                     "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
                     "devices": {}}
     for device in devices:
-        fitted = fit_on(device, data, args.threads)
+        fitted = fit_on(device, data, args.threads, SMOKE_TRAINING if args.smoke else {})
         scorer = fitted.pop("scorer")
         fitted["scoring"] = [scoring_rate(scorer, data, size, args.repeats)
                              for size in args.batch_sizes]

@@ -1,17 +1,22 @@
 """Feature computation rates: batch (training) and online (streaming), on generated data.
 
     python benchmarks/bench_features.py --rows 1000000 --online-rows 100000 --out bench.json
+    python benchmarks/bench_features.py --smoke       # tiny sizes: checks the script still runs
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 from fraudops.data import frame as tabular
 from fraudops.features import OnlineFeatureState, build_spec, compute_batch
+
+#: What `--smoke` runs: tiny sizes, to check the script still works end to end (not a figure).
+SMOKE = {"rows": 2_000, "online_rows": 500}
 
 
 def main() -> None:
@@ -20,7 +25,13 @@ def main() -> None:
     parser.add_argument("--online-rows", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny sizes, to check the script still runs "
+                             "(overrides --rows, --online-rows)")
     args = parser.parse_args()
+    if args.smoke:
+        vars(args).update(SMOKE)
+        print("smoke run: tiny sizes, the figures are not measurements", file=sys.stderr)
 
     from fraudops.data.generate import GeneratorConfig, generate
 

@@ -8,6 +8,7 @@ the figures are a lower bound; the CPU time the gateway and broker processes spe
 request is reported too (it does not depend on how busy the machine is).
 
     python benchmarks/bench_gateway.py --requests 5000 --concurrency 32 --out gateway.json
+    python benchmarks/bench_gateway.py --smoke       # tiny sizes: checks the script still runs
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ import httpx
 import numpy as np
 
 API_KEY = "bench-key"
+#: What `--smoke` runs: tiny sizes, to check the script still works end to end (not a figure).
+SMOKE = {"requests": 100, "concurrency": [1, 4]}
 
 
 def _free_port() -> int:
@@ -139,7 +142,13 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny sizes, to check the script still runs "
+                             "(overrides --requests, --concurrency)")
     args = parser.parse_args()
+    if args.smoke:
+        vars(args).update(SMOKE)
+        print("smoke run: tiny sizes, the figures are not measurements", file=sys.stderr)
     results: dict = {}
     with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp:
         work = Path(tmp)

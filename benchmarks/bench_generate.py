@@ -1,6 +1,7 @@
 """Benchmark the synthetic generator: rows/s for generating (and writing) N transactions.
 
 Usage: python benchmarks/bench_generate.py [--rows 1000000] [--repeat 3] [--out bench.json]
+       python benchmarks/bench_generate.py --smoke       # tiny sizes: checks the script still runs
 """
 
 from __future__ import annotations
@@ -8,12 +9,16 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 from fraudops.data import frame as frame_layout
 from fraudops.data.generate import GeneratorConfig, generate
+
+#: What `--smoke` runs: tiny sizes, to check the script still works end to end (not a figure).
+SMOKE = {"rows": 2_000, "repeat": 1}
 
 
 def measure(rows: int, seed: int, drift: str) -> dict[str, float]:
@@ -35,7 +40,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--drift", default="none")
     parser.add_argument("--out", type=Path, default=None, help="Write the results as JSON here.")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny sizes, to check the script still runs "
+                             "(overrides --rows, --repeat)")
     args = parser.parse_args()
+    if args.smoke:
+        vars(args).update(SMOKE)
+        print("smoke run: tiny sizes, the figures are not measurements", file=sys.stderr)
     runs = [measure(args.rows, seed, args.drift) for seed in range(args.repeat)]
     best = min(runs, key=lambda r: r["total_s"])
     result = {

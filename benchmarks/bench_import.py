@@ -1,10 +1,13 @@
 """Import throughput and peak memory of `fraudops data import` on a large Kaggle-like CSV.
 
     .venv/bin/python benchmarks/bench_import.py --size-mb 200 --csv /tmp/fraudops-bench.csv
+    .venv/bin/python benchmarks/bench_import.py --smoke    # tiny sizes: checks the script runs
 
 Generates the CSV (Time, V1..V28, Amount, Class) once if it is missing, in bounded-memory
 pieces, then imports it in a fresh child process that reports its own peak RSS, so the figure
-is the importer's alone. Prints the figures and writes them as JSON (``--json``).
+is the importer's alone. Prints the figures and writes them as JSON (``--json``). A smoke run
+writes its own tiny CSV in a temporary folder (never reusing or leaving one at ``--csv``) and
+writes JSON only where ``--json`` says.
 """
 
 from __future__ import annotations
@@ -24,20 +27,25 @@ MAPPING = (
     Path(__file__).resolve().parent.parent / "examples" / "mappings" / "kaggle_creditcard.yaml"
 )
 PIECE_ROWS = 50_000
+DEFAULT_JSON = Path("benchmarks/results/import.json")
+#: What `--smoke` runs: tiny sizes, to check the script still works end to end (not a figure).
+#: Two pieces of 1,000 rows, imported in chunks of 500.
+SMOKE = {"size_mb": 0.4, "chunk_size": [500]}
+SMOKE_PIECE_ROWS = 1_000
 
 
-def write_csv(path: Path, size_mb: float, seed: int = 0) -> int:
+def write_csv(path: Path, size_mb: float, seed: int = 0, piece_rows: int = PIECE_ROWS) -> int:
     """Append Kaggle-like pieces until the file reaches `size_mb`; returns the row count."""
     rng, rows, start = np.random.default_rng(seed), 0, 0.0
     with path.open("w", encoding="utf-8") as handle:
         while handle.tell() < size_mb * 1e6:
-            piece = pd.DataFrame({"Time": start + np.sort(rng.integers(0, 3600, PIECE_ROWS))})
+            piece = pd.DataFrame({"Time": start + np.sort(rng.integers(0, 3600, piece_rows))})
             for i in range(1, 29):
-                piece[f"V{i}"] = rng.normal(size=PIECE_ROWS)
-            piece["Amount"] = rng.exponential(90, PIECE_ROWS).round(2)
-            piece["Class"] = (rng.random(PIECE_ROWS) < 0.0017).astype(int)
+                piece[f"V{i}"] = rng.normal(size=piece_rows)
+            piece["Amount"] = rng.exponential(90, piece_rows).round(2)
+            piece["Class"] = (rng.random(piece_rows) < 0.0017).astype(int)
             piece.to_csv(handle, index=False, header=rows == 0, float_format="%.6f")
-            rows, start = rows + PIECE_ROWS, start + 3600
+            rows, start = rows + piece_rows, start + 3600
     return rows
 
 
@@ -69,19 +77,37 @@ def main() -> None:
     )
     parser.add_argument("--size-mb", type=float, default=200)
     parser.add_argument("--chunk-size", type=int, nargs="+", default=[50_000])
-    parser.add_argument("--json", type=Path, default=Path("benchmarks/results/import.json"))
+    parser.add_argument("--json", type=Path, help=f"default: {DEFAULT_JSON} (none when --smoke)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny sizes, to check the script still runs "
+                             "(overrides --size-mb, --chunk-size, --csv)")
     args = parser.parse_args()
     if args.child:
         print(json.dumps(measure(args.csv, args.chunk_size[0])))
         return
+    if args.smoke:
+        vars(args).update(SMOKE)
+        print("smoke run: tiny sizes, the figures are not measurements", file=sys.stderr)
+        with tempfile.TemporaryDirectory(prefix="bench-import-") as tmp:
+            csv = Path(tmp) / "smoke.csv"
+            print(f"writing {csv} ({write_csv(csv, args.size_mb, piece_rows=SMOKE_PIECE_ROWS):,}"
+                  " rows)")
+            run_imports(csv, args.chunk_size, args.json)
+        return
     if not args.csv.exists():
         print(f"writing {args.csv} ({write_csv(args.csv, args.size_mb):,} rows)")
-    results = [_run_child(args.csv, size) for size in args.chunk_size]
+    run_imports(args.csv, args.chunk_size, args.json or DEFAULT_JSON)
+
+
+def run_imports(csv: Path, chunk_sizes: list[int], out: Path | None) -> None:
+    """Import `csv` once per chunk size (each in a child), print the figures, write the JSON."""
+    results = [_run_child(csv, size) for size in chunk_sizes]
     for result in results:
         print(json.dumps(result))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
 
 
 def _run_child(csv: Path, chunk_size: int) -> dict[str, object]:

@@ -11,6 +11,7 @@ architecture (untrained weights: timing does not depend on their values; pass
 * batch throughput (sequences/s) at the given batch sizes, JSON vs binary tensor encoding.
 
     python benchmarks/bench_predictor.py --out predictor.json
+    python benchmarks/bench_predictor.py --smoke     # tiny sizes, CPU: checks the script runs
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ import numpy as np
 
 from fraudops import protocol
 from fraudops.features import DEFAULT_SEQ_LEN, build_spec
+
+#: What `--smoke` runs: tiny sizes, to check the script still works end to end (not a figure).
+#: The CPU, so that it runs (and is tested) the same on a machine without a GPU.
+SMOKE = {"single_requests": 20, "batch_requests": 2, "batch_sizes": [16], "clients": 2,
+         "device": "cpu"}
 
 
 def _free_port() -> int:
@@ -192,7 +198,15 @@ def main() -> None:
     parser.add_argument("--sequence-model-uri")
     parser.add_argument("--autoencoder-model-uri")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny sizes on the CPU, to check the script still runs (overrides "
+                             "--single-requests, --batch-requests, --batch-sizes, --clients, "
+                             "--device)")
     args = parser.parse_args()
+    if args.smoke:
+        vars(args).update(SMOKE)
+        print("smoke run: tiny sizes on the CPU, the figures are not measurements",
+              file=sys.stderr)
 
     with tempfile.TemporaryDirectory(prefix="bench-predictor-") as tmp:
         work = Path(tmp)

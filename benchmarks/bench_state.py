@@ -11,6 +11,7 @@ Builds one partition's online feature state from generated transactions (about o
 3. a restore: loading the entries and rebuilding the state (a restart or a rebalance).
 
     python benchmarks/bench_state.py --rows 1000000 --recent 10000 --out state.json
+    python benchmarks/bench_state.py --smoke       # tiny sizes: checks the script still runs
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,6 +30,8 @@ from fraudops.features import OnlineFeatureState, build_spec
 from fraudops.store import BatchWrite, Store
 
 GROUP, TOPIC = "bench", "transactions"
+#: What `--smoke` runs: tiny sizes, to check the script still works end to end (not a figure).
+SMOKE = {"rows": 3_000, "recent": 300}
 
 
 def timed_snapshot(partition: PartitionState, store: Store, offset: int) -> dict:
@@ -55,7 +59,13 @@ def main() -> None:
                         help="events between the two snapshots")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny sizes, to check the script still runs "
+                             "(overrides --rows, --recent)")
     args = parser.parse_args()
+    if args.smoke:
+        vars(args).update(SMOKE)
+        print("smoke run: tiny sizes, the figures are not measurements", file=sys.stderr)
 
     from fraudops.data.generate import GeneratorConfig, generate
 

@@ -2,12 +2,13 @@
 
     python benchmarks/bench_training.py --rows 200000 --threads 1 --out bench_training.json
     python benchmarks/bench_training.py --kfp      # also time the kfp.local run of the pipeline
+    python benchmarks/bench_training.py --smoke    # tiny sizes: checks the script still runs
 
 Generates data with the default generator, runs the whole training flow (featurize, train both
 models, fit the policy, evaluate on the time-held-out test period, log + register in a
 throw-away MLflow store, gate), then trains LightGBM on the same current-row features and split.
-Prints a table and writes JSON. Targets: whole flow < 180 s on 2 CPU cores; LSTM-CNN test
-AUPRC >= 0.90 and recall >= 0.80 at 1% FPR.
+Prints a table and writes JSON (a smoke run only where --out says). Targets: whole flow < 180 s
+on 2 CPU cores; LSTM-CNN test AUPRC >= 0.90 and recall >= 0.80 at 1% FPR.
 """
 
 from __future__ import annotations
@@ -17,11 +18,17 @@ import json
 import logging
 import os
 import resource
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 TARGET_SECONDS, TARGET_AUPRC, TARGET_RECALL = 180.0, 0.90, 0.80
+DEFAULT_OUT = Path("bench_training.json")
+#: What `--smoke` runs: tiny sizes, to check the script still works end to end (not a figure).
+SMOKE = {"rows": 3_000}
+#: ... and one epoch per model (the default configuration otherwise).
+SMOKE_TRAINING = {"sequence": {"epochs": 1}, "autoencoder": {"epochs": 1}}
 
 
 def cpu_seconds() -> float:
@@ -31,28 +38,28 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def run_flow(data_path: Path, work: Path, threads: int, seed: int):
+def run_flow(data_path: Path, work: Path, threads: int, seed: int, overrides: dict):
     from fraudops.training.config import TrainingConfig
     from fraudops.training.retrain import TrainingJob, run_training
     from fraudops.training.settings import TrackingTarget
 
     target = TrackingTarget(f"sqlite:///{work / 'mlflow.db'}", (work / "mlruns").as_uri(),
                             "bench")
-    config = TrainingConfig(threads=threads, seed=seed)
+    config = TrainingConfig(threads=threads, seed=seed, **overrides)
     started = time.perf_counter()
     cpu = cpu_seconds()
     outcome = run_training(TrainingJob(data_path, work / "run", target, config=config))
     return outcome, time.perf_counter() - started, cpu_seconds() - cpu, config
 
 
-def run_kfp(data_path: Path, work: Path, threads: int) -> float:
+def run_kfp(data_path: Path, work: Path, threads: int, overrides: dict) -> float:
     from pipelines.local import run_local
 
     os.environ["FRAUDOPS_HOME"] = str(work / "kfp-home")
     os.environ["FRAUDOPS_MLFLOW__TRACKING_URI"] = f"sqlite:///{work / 'kfp-mlflow.db'}"
     started = time.perf_counter()
-    run_local({"data_path": str(data_path), "config_json": json.dumps({"threads": threads})},
-              work / "kfp")
+    run_local({"data_path": str(data_path),
+               "config_json": json.dumps({"threads": threads, **overrides})}, work / "kfp")
     return time.perf_counter() - started
 
 
@@ -86,8 +93,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (see config)")
     parser.add_argument("--kfp", action="store_true", help="Also time the kfp.local run.")
-    parser.add_argument("--out", type=Path, default=Path("bench_training.json"))
+    parser.add_argument("--out", type=Path, help=f"default: {DEFAULT_OUT} (none when --smoke)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny sizes and one epoch per model, to check the script still "
+                             "runs (overrides --rows)")
     args = parser.parse_args()
+    if args.smoke:
+        vars(args).update(SMOKE)
+        print("smoke run: tiny sizes, the figures are not measurements", file=sys.stderr)
+    out = args.out or (None if args.smoke else DEFAULT_OUT)
+    overrides = SMOKE_TRAINING if args.smoke else {}
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     import torch
@@ -101,10 +116,11 @@ def main() -> None:
         data_path = work / "transactions.parquet"
         generate(GeneratorConfig(rows=args.rows, seed=args.seed)).to_parquet(data_path)
         generate_s = time.perf_counter() - started
-        outcome, flow_s, flow_cpu_s, config = run_flow(data_path, work, args.threads, args.seed)
+        outcome, flow_s, flow_cpu_s, config = run_flow(data_path, work, args.threads, args.seed,
+                                                       overrides)
         lgb = baseline(work, config)
         kfp_cpu = cpu_seconds()
-        kfp_s = run_kfp(data_path, work, args.threads) if args.kfp else None
+        kfp_s = run_kfp(data_path, work, args.threads, overrides) if args.kfp else None
         kfp_cpu_s = cpu_seconds() - kfp_cpu if args.kfp else None
 
     metrics = outcome.metrics
@@ -128,9 +144,10 @@ def main() -> None:
             "lstm_cnn_recall_at_1pct_fpr_ge_0.80": seq.get("recall_at_1pct_fpr", 0) >= TARGET_RECALL,
         },
     }
-    args.out.write_text(json.dumps(result, indent=2, default=str))
     print_table(result)
-    print(f"written to {args.out}")
+    if out is not None:
+        out.write_text(json.dumps(result, indent=2, default=str))
+        print(f"written to {out}")
 
 
 if __name__ == "__main__":

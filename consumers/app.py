@@ -29,7 +29,7 @@ from consumers.pipeline import InFlight, Pipeline
 from consumers.predictor import PredictorClient, ScoreFn, spec_from_metadata, timed, with_backoff
 from consumers.processor import BatchOutcome, ProcessorConfig, StreamProcessor
 from consumers.settings import ConsumerSettings
-from fraudops.features import FeatureSpec, OnlineFeatureState
+from fraudops.features import EventTimePolicy, FeatureSpec, OnlineFeatureState
 from fraudops.store import StaleCheckpointError, Store
 
 log = logging.getLogger(__name__)
@@ -91,10 +91,14 @@ class ConsumerApp:
                      spec.fingerprint, version)
         if score is None:
             score = self._backoff(client.score)
-        config = ProcessorConfig(group_id=s.consumer.group_id, topics=s.kafka.topics,
-                                 max_message_bytes=s.consumer.max_message_bytes,
-                                 snapshot_interval_s=s.consumer.snapshot_interval_s,
-                                 model_version=model.version)
+        c = s.consumer
+        config = ProcessorConfig(group_id=c.group_id, topics=s.kafka.topics,
+                                 max_message_bytes=c.max_message_bytes,
+                                 snapshot_interval_s=c.snapshot_interval_s,
+                                 model_version=model.version,
+                                 event_time=EventTimePolicy(c.allowed_lateness_s),
+                                 breaker_window=c.dead_letter_breaker_window,
+                                 breaker_share=c.dead_letter_breaker_share)
         return StreamProcessor(
             config, store=store, score=timed(score, self.metrics),
             new_state=lambda: OnlineFeatureState(model.spec, model.seq_len),
@@ -220,6 +224,7 @@ class Loop:
     def handle(self, records: list) -> None:
         """Ingest, score and make durable one micro-batch, waiting for the result."""
         self.processor.ingest(records)
+        self._check_dead_letters()
         self.pipeline.submit(self.processor.take())
         self.pipeline.drain()
         self._settle()
@@ -247,6 +252,7 @@ class Loop:
                 self.metrics.consumed.labels(topic=topic).inc(count)
             with self.metrics.stage("ingest"):
                 self.processor.ingest(records)
+            self._check_dead_letters()
         if self.processor.pending and self.pipeline.scorer_idle:
             with self.metrics.stage("take"):
                 batch = self.processor.take()
@@ -257,6 +263,19 @@ class Loop:
         if self.heap is not None and self.heap.due(now):
             with self.metrics.stage("gc"):
                 self.heap.run(now)
+
+    def _check_dead_letters(self) -> None:
+        """Stop when most messages go to the dead-letter topic: a broken producer, not poison.
+        The batch being built is not committed, so a restart reads it again."""
+        breaker = self.processor.breaker
+        if breaker.tripped:
+            self.metrics.errors.labels(kind="dead_letter_breaker").inc()
+            log.error("stopping: %s. The producer looks broken; its messages are on the "
+                      "dead-letter topic with their reasons (headers dlq.reason, dlq.detail). "
+                      "The batch in progress is not committed: fix the producer, or raise "
+                      "FRAUDOPS_CONSUMER__DEAD_LETTER_BREAKER_SHARE, then restart.",
+                      breaker.describe())
+            raise _Exit(EXIT_FATAL)
 
     def _flow_control(self, *, paused: bool) -> None:
         """Stop fetching while a full batch waits (the predictor is slow or away)."""

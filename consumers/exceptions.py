@@ -8,11 +8,13 @@ class ConsumerError(Exception):
 
 
 class PoisonMessageError(ConsumerError):
-    """A message that can never be processed; it goes to the dead-letter topic with `reason`."""
+    """A message that can never be processed; it goes to the dead-letter topic with `reason`
+    (and `error_type`, the name of the exception that refused it, when there was one)."""
 
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: str, detail: str, error_type: str | None = None) -> None:
         self.reason = reason
         self.detail = detail
+        self.error_type = error_type
         super().__init__(f"{reason}: {detail}")
 
 

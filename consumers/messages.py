@@ -2,10 +2,13 @@
 
 `parse_transaction` turns raw bytes into a validated `Transaction` or raises
 `PoisonMessageError` with a short machine-readable reason (the dead-letter header).
+`stored_decision_message` rebuilds, byte for byte, the decision record a stored decision was
+published as (what a redelivered transaction gets again).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,6 +16,7 @@ from datetime import UTC, datetime
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from consumers.exceptions import PoisonMessageError
+from fraudops.features.policy import CONFLICTING_DUPLICATE, TOO_LATE
 from fraudops.schema import Identifier, Transaction
 from fraudops.store import DecisionRecord, LabelRecord
 
@@ -22,6 +26,12 @@ REASON_OVERSIZED = "oversized"
 REASON_INVALID_JSON = "invalid_json"
 REASON_SCHEMA = "schema_violation"
 REASON_ABSURD = "absurd_value"
+#: More than the allowed lateness behind its account's latest event (the event-time policy).
+REASON_TOO_LATE = TOO_LATE
+#: A transaction id already decided (or in flight) with another content.
+REASON_CONFLICTING = CONFLICTING_DUPLICATE
+#: An unexpected exception while handling the message (a bug): its type is in `dlq.error`.
+REASON_PROCESSING = "processing_error"
 # Pydantic error types that mean "well-formed but impossible" (negative or huge amount, NaN,
 # timestamps centuries away) rather than a malformed event.
 _ABSURD_ERRORS = frozenset({"greater_than_equal", "less_than_equal", "greater_than", "less_than",
@@ -71,6 +81,12 @@ def _check_size(value: bytes | None, max_bytes: int) -> bytes:
     return value
 
 
+def unexpected_error(error: Exception) -> PoisonMessageError:
+    """The dead-letter error of a message whose handling raised `error` unexpectedly."""
+    return PoisonMessageError(REASON_PROCESSING, str(error)[:_DETAIL_CHARS] or repr(error),
+                              error_type=type(error).__name__)
+
+
 def _poison_from(error: ValidationError) -> PoisonMessageError:
     kinds = {item["type"] for item in error.errors()}
     if kinds & {"json_invalid", "json_type"}:
@@ -81,7 +97,7 @@ def _poison_from(error: ValidationError) -> PoisonMessageError:
         reason = REASON_SCHEMA
     detail = "; ".join(f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}"
                        for e in error.errors(include_url=False))
-    return PoisonMessageError(reason, detail[:_DETAIL_CHARS])
+    return PoisonMessageError(reason, detail[:_DETAIL_CHARS], error_type=type(error).__name__)
 
 
 def _out_of_range_time(error: ValidationError) -> bool:
@@ -109,12 +125,15 @@ def parse_label(value: bytes | None, max_bytes: int) -> LabelRecord:
 
 
 def dead_letter(record: Incoming, error: PoisonMessageError, topic: str) -> Outgoing:
-    """The dead-letter record: original key and bytes, the reason and origin in headers."""
-    headers = (("dlq.reason", error.reason.encode()),
-               ("dlq.detail", error.detail.encode()),
+    """The dead-letter record: original key and bytes, the reason, the refusing exception's
+    type and the origin in headers."""
+    headers = [("dlq.reason", error.reason.encode()),
+               ("dlq.detail", error.detail.encode("utf-8", "backslashreplace")),
                ("dlq.source", f"{record.topic}/{record.partition}/{record.offset}".encode()),
-               ("dlq.time", datetime.now(UTC).isoformat().encode()))
-    return Outgoing(topic, record.key, record.value or b"", headers)
+               ("dlq.time", datetime.now(UTC).isoformat().encode())]
+    if error.error_type:
+        headers.append(("dlq.error", error.error_type.encode("utf-8", "backslashreplace")))
+    return Outgoing(topic, record.key, record.value or b"", tuple(headers))
 
 
 def decision_message(decision: DecisionRecord, decided_at: str, reason_codes: Sequence[str],
@@ -126,11 +145,21 @@ def decision_message(decision: DecisionRecord, decided_at: str, reason_codes: Se
     `model_version_json` are formatted once per batch.
     """
     codes = ",".join(f'"{code}"' for code in reason_codes)
+    # + 0.0 turns -0.0 into 0.0: SQLite stores no negative zero, and a decision published
+    # again from the store must be the same bytes.
     value = (f'{{"transaction_id":"{decision.transaction_id}",'
              f'"account_id":"{decision.account_id}",'
              f'"event_time":"{decision.event_time.isoformat()}","decided_at":"{decided_at}",'
-             f'"amount":{decision.amount!r},"decision":"{decision.decision}",'
-             f'"fraud_probability":{decision.fraud_probability!r},'
-             f'"anomaly_score":{decision.anomaly_score!r},"reason_codes":[{codes}],'
+             f'"amount":{decision.amount + 0.0!r},"decision":"{decision.decision}",'
+             f'"fraud_probability":{decision.fraud_probability + 0.0!r},'
+             f'"anomaly_score":{decision.anomaly_score + 0.0!r},"reason_codes":[{codes}],'
              f'"model_version":{model_version_json}}}')
     return Outgoing(topic, decision.account_id.encode(), value.encode())
+
+
+def stored_decision_message(decision: DecisionRecord, topic: str) -> Outgoing:
+    """The `fraud-decisions` record a stored decision was published as, byte for byte: the
+    store keeps its decision time (`scored_at`) and every field the record is built from."""
+    codes = decision.reason_codes.split(",") if decision.reason_codes else ()
+    return decision_message(decision, decision.scored_at.isoformat(), codes, topic,
+                            json.dumps(decision.model_version))

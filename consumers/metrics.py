@@ -14,6 +14,9 @@ _BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2000, 5000)
 #: Finer where the latency objective lies (tens of milliseconds).
 _EVENT_BUCKETS = (0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.075, 0.1,
                   0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+#: From sub-second reordering to a day-old offline upload.
+_LATENESS_BUCKETS = (0.01, 0.1, 1.0, 5.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0,
+                     86_400.0, 7 * 86_400.0)
 
 
 class ConsumerMetrics:
@@ -40,6 +43,26 @@ class ConsumerMetrics:
         self.notifications = Counter("fraud_consumer_notifications_total",
                                      "Notification outcomes.", ["channel", "status"], registry=r)
         self.labels = Counter("fraud_consumer_labels_total", "Analyst labels stored.", registry=r)
+        self.labels_unknown = Counter(
+            "fraud_consumer_labels_unknown_transaction_total",
+            "Labels for a transaction not decided (yet): stored, joined once it is.", registry=r)
+        self.late_events = Counter(
+            "fraud_consumer_late_events_total",
+            "Transactions older than their account's latest event: accepted (features clamped "
+            "to the watermark) or too_late (dead-lettered).", ["outcome"], registry=r)
+        self.lateness = Histogram(
+            "fraud_consumer_event_lateness_seconds",
+            "How far late transactions are behind their account's latest event.",
+            buckets=_LATENESS_BUCKETS, registry=r)
+        self.duplicates = Counter(
+            "fraud_consumer_duplicates_total",
+            "Transaction ids received again: republished (same content, the stored decision "
+            "published again) or conflicting (another content, dead-lettered).", ["outcome"],
+            registry=r)
+        self.dead_letter_ratio = Gauge(
+            "fraud_consumer_dead_letter_window_ratio",
+            "Share of the circuit breaker's window of messages that went to the dead-letter "
+            "topic (the consumer stops above its limit).", registry=r)
         self.event_to_decision = Histogram(
             "fraud_consumer_event_to_decision_seconds",
             "From the transaction's event time to its decision being durable.",

@@ -1,11 +1,20 @@
 """The stream processor: records in, decisions and durable effects out, in three steps.
 
-1. `ingest` (the polling thread): decode, dead-letter poison, update the per-partition feature
-   state and queue each transaction's sequence. `take` closes the queued records into a
-   `PreparedBatch` with its partition checkpoints (and state snapshots when due).
+1. `ingest` (the polling thread): decode, dead-letter poison, look the poll's transaction ids
+   up (one query: `consumers.idempotency`), publish again the decisions of redelivered ones,
+   dead-letter conflicting duplicates and events later than the event-time policy allows,
+   update the per-partition feature state and queue each new transaction's sequence. `take`
+   closes the queued records into a `PreparedBatch` with its partition checkpoints (and state
+   snapshots when due).
 2. `decide` (the scoring thread): one predictor call for the batch, decisions and messages.
 3. `persist` (the writing thread): notifications planned against what is already stored, then
    one database transaction with everything.
+
+No single message can stop the stream: whatever handling one message raises (parsing,
+validation, features, state) dead-letters that message (`processing_error`, with the
+exception's type) and the loop goes on. Only infrastructure failures (the store, the predictor,
+the broker) leave `ingest`, `decide` and `persist` as exceptions, and a `DeadLetterBreaker`
+tells the loop when most messages are dead-lettered (a broken producer).
 
 Batches are persisted in the order they were taken, so each checkpoint's fencing token is the
 offset its predecessor writes. `process` runs the three steps back to back on one thread.
@@ -26,24 +35,37 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from consumers.deadletters import DeadLetterBreaker, RateLimitedLog
 from consumers.exceptions import PoisonMessageError, PredictorError
+from consumers.idempotency import Known, Pending, PendingTransactions, Verdict, is_source, judge
 from consumers.messages import (
+    REASON_CONFLICTING,
+    REASON_TOO_LATE,
     Incoming,
     Outgoing,
     dead_letter,
     decision_message,
     parse_label,
     parse_transaction,
+    stored_decision_message,
+    unexpected_error,
 )
 from consumers.metrics import ConsumerMetrics
 from consumers.notifications import NotificationPlanner
 from consumers.predictor import ScoreFn
 from consumers.state import PartitionState, checkpoint_for, restore_partition
-from fraudops.features import OnlineFeatureState
+from fraudops.features import EventTimePolicy, OnlineFeatureState
 from fraudops.protocol import ScoreBatch
 from fraudops.schema import Transaction
 from fraudops.settings import TopicSettings
-from fraudops.store import ALERT_DECISIONS, BatchWrite, DecisionRecord, Store
+from fraudops.store import (
+    ALERT_DECISIONS,
+    BatchWrite,
+    DecisionRecord,
+    LabelRecord,
+    RecordSource,
+    Store,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +79,11 @@ class ProcessorConfig:
     max_message_bytes: int = 64 * 1024
     snapshot_interval_s: float = 10.0
     model_version: str = ""
+    event_time: EventTimePolicy = field(default_factory=EventTimePolicy)
+    #: Stop when more than `breaker_share` of the last `breaker_window` messages were
+    #: dead-lettered (0: never).
+    breaker_window: int = 1000
+    breaker_share: float = 0.5
 
 
 @dataclass
@@ -82,11 +109,16 @@ class PreparedBatch:
 
     #: Every record ingested into the batch (rewound if the batch is lost).
     records: list[Incoming] = field(default_factory=list)
-    #: The records to score, their transactions and model inputs.
+    #: The records to score, their transactions, raw JSON, pending entries and model inputs.
     scored: list[Incoming] = field(default_factory=list)
     transactions: list[Transaction] = field(default_factory=list)
+    payloads: list[str] = field(default_factory=list)
+    entries: list[Pending] = field(default_factory=list)
     sequences: list[np.ndarray] = field(default_factory=list)
     masks: list[np.ndarray] = field(default_factory=list)
+    #: Redeliveries of transactions still in flight: their decisions are published again once
+    #: decided (an earlier batch's, or this one's).
+    republish: list[Pending] = field(default_factory=list)
     outcome: BatchOutcome = field(default_factory=BatchOutcome)
 
     def __len__(self) -> int:
@@ -109,6 +141,10 @@ class StreamProcessor:
         self.metrics = metrics or ConsumerMetrics()
         self.clock = clock
         self.partitions: dict[int, PartitionState] = {}
+        #: Transactions applied and queued, not yet durable (see `consumers.idempotency`).
+        self.in_flight = PendingTransactions()
+        self.breaker = DeadLetterBreaker(config.breaker_window, config.breaker_share)
+        self._warnings = RateLimitedLog(log)
         self._pending = PreparedBatch()
 
     # -- assignment ---------------------------------------------------------------------------
@@ -127,9 +163,12 @@ class StreamProcessor:
         return seeks
 
     def revoke(self, partitions: Iterable[int]) -> None:
-        """Forget the partitions' state (the next owner restores it from the store)."""
+        """Forget the partitions' state and their transactions not yet durable (the next owner
+        restores the state from the store and reads those records again)."""
+        partitions = list(partitions)
         for partition in partitions:
             self.partitions.pop(partition, None)
+        self.in_flight.drop_partitions(partitions)
 
     # -- processing ---------------------------------------------------------------------------
 
@@ -139,14 +178,23 @@ class StreamProcessor:
         return self.decide(self.take())
 
     def ingest(self, records: Sequence[Incoming]) -> None:
-        """Apply records to the state and queue them for the next batch."""
+        """Apply records to the state and queue them for the next batch.
+
+        Raises only when the store cannot be read (the poll's one id lookup); a message that
+        cannot be handled is dead-lettered.
+        """
         batch = self._pending
         batch.records.extend(records)
-        for record in records:
-            if record.topic == self.config.topics.labels:
-                self._label(record, batch.outcome)
-            else:
-                self._transaction(record, batch)
+        parsed = [self._parse(record) for record in records]
+        known = self._lookup(parsed)
+        for record, item in zip(records, parsed, strict=True):
+            try:
+                if record.topic == self.config.topics.labels:
+                    self._label(record, item, batch.outcome, known)
+                else:
+                    self._transaction(record, item, batch, known)
+            except Exception as error:  # noqa: BLE001 - one message must not stop the stream
+                self._dead_letter(record, unexpected_error(error), batch.outcome, trace=True)
 
     @property
     def pending(self) -> int:
@@ -157,79 +205,187 @@ class StreamProcessor:
         """Close the queued records into a batch, with checkpoints matching the state now."""
         batch, self._pending = self._pending, PreparedBatch()
         self._checkpoint(batch.outcome)
+        self.metrics.dead_letter_ratio.set(self.breaker.share)
+        self._warnings.flush()
         return batch
 
     def discard_pending(self) -> list[Incoming]:
         """Drop the queued records (their partitions must be re-synchronised); returns them."""
         batch, self._pending = self._pending, PreparedBatch()
+        self.in_flight.settle(tx.transaction_id for tx in batch.transactions)
         return batch.records
 
-    def _label(self, record: Incoming, outcome: BatchOutcome) -> None:
-        outcome.offsets[(record.topic, record.partition)] = record.offset + 1
+    def _parse(self, record: Incoming) -> Transaction | LabelRecord | PoisonMessageError:
+        limit = self.config.max_message_bytes
         try:
-            outcome.writes.labels.append(parse_label(record.value, self.config.max_message_bytes))
+            if record.topic == self.config.topics.labels:
+                return parse_label(record.value, limit)
+            return parse_transaction(record.value, limit)
         except PoisonMessageError as error:
-            self._dead_letter(record, error, outcome)
+            return error
+        except Exception as error:  # noqa: BLE001 - a validator bug: still this message's
+            return unexpected_error(error)
 
-    def _transaction(self, record: Incoming, batch: PreparedBatch) -> None:
+    def _lookup(self, parsed: list) -> Known:
+        """What is decided or in flight among the poll's transaction ids (one store query)."""
+        ids = {item.transaction_id for item in parsed
+               if isinstance(item, (Transaction, LabelRecord))}
+        if not ids:
+            return Known()
+        # Pending entries settle only once their batch committed: taken first, an id missing
+        # from `pending` is either new or in the store already, where the query then sees it.
+        pending = self.in_flight.snapshot(ids)
+        return Known(self.store.decided(ids), pending)
+
+    def _label(self, record: Incoming, item, outcome: BatchOutcome, known: Known) -> None:
+        outcome.offsets[(record.topic, record.partition)] = record.offset + 1
+        if isinstance(item, PoisonMessageError):
+            self._dead_letter(record, item, outcome)
+            return
+        tx_id = item.transaction_id
+        if tx_id not in known and self.in_flight.get(tx_id) is None:
+            # Stored anyway (it joins the transaction once that is decided); counted.
+            self.metrics.labels_unknown.inc()
+        outcome.writes.labels.append(item)
+        self.breaker.record(False)
+
+    def _transaction(self, record: Incoming, item, batch: PreparedBatch, known: Known) -> None:
         state = self.partitions.get(record.partition)
         if state is None or not state.accepts(record.offset):
             return  # revoked, or already applied (a re-fetch after a seek)
         outcome = batch.outcome
         state.position = record.offset + 1
         outcome.offsets[(record.topic, record.partition)] = record.offset + 1
-        replay = record.offset < state.replay_until
-        try:
-            tx = parse_transaction(record.value, self.config.max_message_bytes)
-        except PoisonMessageError as error:
-            if not replay:  # its dead letter was produced in an earlier life
-                self._dead_letter(record, error, outcome)
+        if record.offset < state.replay_until:
+            self._replay(record, item, state, known, outcome)
+        elif isinstance(item, PoisonMessageError):
+            self._dead_letter(record, item, outcome)
+        else:
+            self._admit(record, item, state, batch, known)
+
+    def _admit(self, record: Incoming, tx: Transaction, state: PartitionState,
+               batch: PreparedBatch, known: Known) -> None:
+        tx_id = tx.transaction_id
+        pending = self.in_flight.get(tx_id) or known.pending.get(tx_id)
+        stored = known.stored.get(tx_id)
+        verdict = judge(tx, record, pending, stored)
+        if verdict is Verdict.CONFLICTING:
+            self.metrics.duplicates.labels(outcome="conflicting").inc()
+            self._dead_letter(record, PoisonMessageError(
+                REASON_CONFLICTING, f"transaction {tx_id} was already received with another "
+                                    "content"), batch.outcome)
+            return
+        if verdict is not Verdict.NEW:
+            self.metrics.duplicates.labels(outcome="republished").inc()
+            self._republish(record, tx, state, batch, pending, stored, verdict)
+            return
+        if self._too_late(record, tx, state, batch.outcome):
             return
         _, sequence, mask = state.features.update(tx)
-        if replay:
-            outcome.replayed += 1
-            return
+        entry = Pending(tx, record.value, record.partition)
+        payload = record.value.decode()
+        self.in_flight.add(tx_id, entry)
         batch.scored.append(record)
         batch.transactions.append(tx)
+        batch.payloads.append(payload)
+        batch.entries.append(entry)
         batch.sequences.append(sequence)
         batch.masks.append(mask)
+        self.breaker.record(False)
+
+    def _republish(self, record: Incoming, tx: Transaction, state: PartitionState,
+                   batch: PreparedBatch, pending: Pending | None, stored: DecisionRecord | None,
+                   verdict: Verdict) -> None:
+        """Publish the decision of a transaction decided before, exactly as it was."""
+        if pending is not None:  # decided by the scoring thread, in order, before this batch
+            batch.republish.append(pending)
+        else:
+            batch.outcome.outgoing.append(
+                stored_decision_message(stored, self.config.topics.decisions))
+        if verdict is Verdict.REREAD:  # its own record: the state has not seen it yet
+            state.features.update(tx)
+        self.breaker.record(False)
+
+    def _too_late(self, record: Incoming, tx: Transaction, state: PartitionState,
+                  outcome: BatchOutcome) -> bool:
+        late_by = state.features.lateness_us(tx)
+        if not late_by:
+            return False
+        policy = self.config.event_time
+        self.metrics.lateness.observe(late_by / 1e6)
+        if not policy.too_late(late_by):
+            self.metrics.late_events.labels(outcome="accepted").inc()
+            return False
+        self.metrics.late_events.labels(outcome="too_late").inc()
+        self._dead_letter(record, PoisonMessageError(
+            REASON_TOO_LATE, f"{late_by / 1e6:.3f} s behind the latest event of account "
+                             f"{tx.account_id} (allowed: {policy.allowed_lateness_s} s)"),
+            outcome)
+        return True
+
+    def _replay(self, record: Incoming, item, state: PartitionState, known: Known,
+                outcome: BatchOutcome) -> None:
+        """A record decided in an earlier life: apply it to the state again if, and only if,
+        it was applied then, that is if its decision came from this record (or from an
+        unknown record: a decision stored before sources were). Its dead letter or duplicate
+        decision was produced then."""
+        stored = known.stored.get(getattr(item, "transaction_id", None))
+        if stored is None or not (stored.source is None or is_source(stored, record)):
+            return
+        try:
+            state.features.update(item)
+        except Exception as error:  # noqa: BLE001 - dead-lettered in its first life
+            log.error("replaying %s/%d/%d: %r", record.topic, record.partition, record.offset,
+                      error)
+            return
+        outcome.replayed += 1
 
     def decide(self, batch: PreparedBatch) -> BatchOutcome:
         """Score the batch (one predictor call) and turn the scores into decisions."""
         if batch.scored:
             scores = self.score(np.stack(batch.sequences), np.stack(batch.masks))
             self._decide(batch, scores)
+        for entry in batch.republish:
+            if entry.message is None:  # its batch was never decided: cannot happen in order
+                log.error("no decision to publish again for %s", entry.transaction.transaction_id)
+            else:
+                batch.outcome.outgoing.append(entry.message)
         return batch.outcome
 
     def _dead_letter(self, record: Incoming, error: PoisonMessageError,
-                     outcome: BatchOutcome) -> None:
-        log.warning("dead-lettering %s/%d/%d: %s", record.topic, record.partition, record.offset,
-                    error)
+                     outcome: BatchOutcome, trace: bool = False) -> None:
+        self._warnings.warning(error.reason, "dead-lettering %s/%d/%d: %s", record.topic,
+                               record.partition, record.offset, error, exc_info=trace)
         outcome.outgoing.append(dead_letter(record, error, self.config.topics.dead_letter))
         self.metrics.dead_letters.labels(reason=error.reason).inc()
+        self.breaker.record(True)
 
     def _decide(self, batch: PreparedBatch, result: ScoreBatch) -> None:
         if not (np.isfinite(result.fraud_probability).all()
                 and np.isfinite(result.anomaly_score).all()):
             raise PredictorError("predictor returned non-finite scores; batch not committed")
         outcome = batch.outcome
-        decided_at = datetime.fromtimestamp(self.clock(), UTC).isoformat()
+        decided = datetime.fromtimestamp(self.clock(), UTC)
+        decided_at = decided.isoformat()
         version = result.model_version or self.config.model_version
         version_json = json.dumps(version)
         probabilities = result.fraud_probability.tolist()
         anomalies = result.anomaly_score.tolist()
         topics = self.config.topics
-        for i, (record, tx) in enumerate(zip(batch.scored, batch.transactions, strict=True)):
+        rows = zip(batch.scored, batch.transactions, batch.payloads, batch.entries, strict=True)
+        for i, (record, tx, payload, entry) in enumerate(rows):
             codes = result.reason_codes[i] if i < len(result.reason_codes) else ()
             decision = DecisionRecord(
                 transaction_id=tx.transaction_id, account_id=tx.account_id,
                 event_time=tx.timestamp, amount=tx.amount, fraud_probability=probabilities[i],
                 anomaly_score=anomalies[i], decision=result.decision[i],
-                transaction_json=record.value.decode(), reason_codes=",".join(codes),
-                model_version=version)
+                transaction_json=payload, reason_codes=",".join(codes),
+                model_version=version, scored_at=decided,
+                source=RecordSource(record.topic, record.partition, record.offset))
             outcome.writes.decisions.append(decision)
             message = decision_message(decision, decided_at, codes, topics.decisions,
                                        version_json)
+            entry.message = message
             outcome.outgoing.append(message)
             if decision.is_alert:
                 outcome.outgoing.append(replace(message, topic=topics.alerts))
@@ -269,6 +425,7 @@ class StreamProcessor:
         if self.planner is not None and outcome.writes.decisions:
             outcome.writes.notifications = self.planner.plan(outcome.writes.decisions)
         self.store.write_batch(outcome.writes, before_commit=before_commit)
+        self.in_flight.settle(d.transaction_id for d in outcome.writes.decisions)
         self._observe(outcome)
 
     def _observe(self, outcome: BatchOutcome) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field, SecretStr
 
+from fraudops.features.policy import DEFAULT_ALLOWED_LATENESS_S
 from fraudops.settings import CommonSettings, DatabaseSettings, KafkaSettings, settings_config
 
 
@@ -42,6 +43,16 @@ class ConsumerSection(BaseModel):
     # 0: a batch's records leave at once (the loop waits for their acks before its commit).
     producer_linger_ms: int = Field(default=0, ge=0)
     consume_labels: bool = True
+    # Event-time policy (fraudops.features.policy, the same in training's batch features): a
+    # late transaction is applied in arrival order with its times clamped to its account's,
+    # merchant's and device's latest; more than this behind its account's latest event, it is
+    # dead-lettered as too_late instead. inf: score every late transaction under the clamp.
+    allowed_lateness_s: float = Field(default=DEFAULT_ALLOWED_LATENESS_S, ge=0)
+    # Circuit breaker: stop (exit 1, batch not committed) when more than this share of the last
+    # `dead_letter_breaker_window` messages went to the dead-letter topic: a broken producer,
+    # not a poison message. Window 0: never stop.
+    dead_letter_breaker_window: int = Field(default=1000, ge=0)
+    dead_letter_breaker_share: float = Field(default=0.5, gt=0, le=1)
 
 
 class NotifySection(BaseModel):

@@ -92,12 +92,15 @@ class Transaction(BaseModel):
     def _utc_in_range(cls, value: datetime) -> datetime:
         if value.tzinfo is None:
             raise ValueError("timestamp must include a timezone (e.g. 2026-01-31T12:00:00Z)")
-        value = value.astimezone(UTC)
-        if not MIN_TIMESTAMP <= value < MAX_TIMESTAMP:
+        try:
+            utc = value.astimezone(UTC)
+        except OverflowError:  # 9999-12-31T23:30-05:00 is in year 10000 in UTC
+            utc = None
+        if utc is None or not MIN_TIMESTAMP <= utc < MAX_TIMESTAMP:
             raise ValueError(
                 f"timestamp {value.isoformat()} is outside {MIN_TIMESTAMP.year}-{MAX_TIMESTAMP.year}"
             )
-        return value
+        return utc
 
     @field_validator("extra")
     @classmethod

@@ -3,7 +3,10 @@
 Every per-entity computation works on the rows sorted by (entity, stream order): sliding-window
 aggregates become prefix sums and range-maximum queries, so one million rows take seconds.
 Semantics match `fraudops.features.online` exactly: windows are (t - w, t] over the entity's
-events up to and including the current one, in stream order.
+events up to and including the current one, in stream order. Training and drift frames are
+time-sorted; `arrival_order=True` computes the features of a stream as the consumer received it,
+out-of-order events included, under the event-time policy (`fraudops.features.policy`): each
+entity's times clamped to its running maximum, in row order.
 """
 
 from __future__ import annotations
@@ -28,10 +31,18 @@ def timestamps_us(frame: pd.DataFrame) -> np.ndarray:
     return frame["timestamp"].to_numpy(dtype="datetime64[us]").astype(np.int64)
 
 
-def compute_batch(frame: pd.DataFrame, spec: FeatureSpec) -> np.ndarray:
-    """Features of every row of a normalized, time-sorted frame: float32 [N, spec.dim]."""
+def compute_batch(frame: pd.DataFrame, spec: FeatureSpec, *,
+                  arrival_order: bool = False) -> np.ndarray:
+    """Features of every row of a normalized frame: float32 [N, spec.dim].
+
+    The rows are the stream in order: by default the frame must be time-sorted (ValueError
+    otherwise: a training set out of order is a mistake); with `arrival_order` they are the
+    order the consumer received them, and late rows follow the event-time policy (only the
+    admitted rows belong in the frame: see `fraudops.features.policy.admit_stream`).
+    """
     ts = timestamps_us(frame)
-    if len(ts) > 1 and np.any(np.diff(ts) < 0):
+    in_time_order = len(ts) < 2 or not np.any(np.diff(ts) < 0)
+    if not (in_time_order or arrival_order):
         raise ValueError("frame must be sorted by timestamp (use fraudops.data.frame.sort_by_time)")
     columns: dict[str, np.ndarray] = {}
     cents = encoding.to_cents(frame["amount"].to_numpy())
@@ -45,10 +56,11 @@ def compute_batch(frame: pd.DataFrame, spec: FeatureSpec) -> np.ndarray:
              encoding.OTHER_CATEGORY)
     account = pd.factorize(frame["account_id"])[0]
     columns.update(_novelty(frame))
-    columns.update(_account_history(account, ts, log_amount))
+    clamp = not in_time_order
+    columns.update(_account_history(account, ts, log_amount, clamp))
     for entity, key in VELOCITY_ENTITIES.items():
         codes = account if key == "account_id" else pd.factorize(frame[key])[0]
-        columns.update(_velocity(entity, codes, ts, cents))
+        columns.update(_velocity(entity, codes, ts, cents, clamp))
     for name in spec.passthrough:
         values = frame[EXTRA_PREFIX + name].to_numpy(dtype=np.float64, na_value=np.nan)
         columns[f"extra_{name}"] = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
@@ -85,9 +97,17 @@ def _group_order(codes: np.ndarray):
     return order, g, np.arange(n) - group_start
 
 
-def _account_history(account, ts, log_amount) -> dict[str, np.ndarray]:
-    order, _, pos = _group_order(account)
+def _watermarks(t: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """Running maximum of the times `t` within each group of `g` (rows sorted by group, stream
+    order kept within): each event's time clamped to its entity's watermark."""
+    return pd.Series(t).groupby(g, sort=False).cummax().to_numpy(dtype=np.int64)
+
+
+def _account_history(account, ts, log_amount, clamp: bool) -> dict[str, np.ndarray]:
+    order, g, pos = _group_order(account)
     t, x = ts[order], log_amount[order]
+    if clamp:
+        t = _watermarks(t, g)
     first = pos == 0
     gap = np.where(first, 0, t - np.roll(t, 1)) / 1e6
     # Exclusive prefix sums within each group, in extended precision (global sums are large).
@@ -108,9 +128,11 @@ def _account_history(account, ts, log_amount) -> dict[str, np.ndarray]:
     return {name: _unsort(values, order) for name, values in sorted_cols.items()}
 
 
-def _velocity(entity: str, codes, ts, cents) -> dict[str, np.ndarray]:
+def _velocity(entity: str, codes, ts, cents, clamp: bool) -> dict[str, np.ndarray]:
     order, g, _ = _group_order(codes)
     t, c = ts[order], cents[order]
+    if clamp:
+        t = _watermarks(t, g)
     unique_ts = np.unique(t)
     scale = np.int64(len(unique_ts) + 1)
     key = g.astype(np.int64) * scale + np.searchsorted(unique_ts, t, side="right")

@@ -1,8 +1,10 @@
 """Online execution of the feature spec, event by event, with per-entity state (the consumer).
 
 `OnlineFeatureState.update(tx)` returns exactly what `compute_batch` computes for the same row of
-the same stream (a parity test holds them to 1e-6). State is plain Python objects: cheap to
-update. A consumer survives restarts by storing it: `delta()` hands out the entries (one per
+the same stream (a parity test holds them to 1e-6), out-of-order events included: both follow
+the event-time policy of `fraudops.features.policy` (arrival order, each entity's time clamped
+to its watermark; `lateness_us` says how late an event is before the caller admits it). State
+is plain Python objects: cheap to update. A consumer survives restarts by storing it: `delta()` hands out the entries (one per
 account, and per account, merchant and device velocity) changed since the previous delta, so what
 a snapshot costs grows with the traffic since the last one, not with every account ever seen;
 `restore()` rebuilds the state from the stored header and entries.
@@ -80,8 +82,13 @@ class _Velocity:
         self.maxima: list[deque[int]] = [deque() for _ in _WIDTHS]
 
     def add(self, ts: int, cents: int, vec: list[float], slots) -> None:
-        """Record an event and write log1p(count, sum, max) per window into `vec` at `slots`."""
+        """Record an event and write log1p(count, sum, max) per window into `vec` at `slots`.
+
+        A late event is recorded at the entity's watermark (the event-time policy), which
+        keeps `times` sorted."""
         times, amounts, base = self.times, self.cents, self.base
+        if times and ts < times[-1]:
+            ts = times[-1]
         times.append(ts)
         amounts.append(cents)
         newest = base + len(times) - 1
@@ -195,11 +202,19 @@ class OnlineFeatureState:
         }
 
     def update(self, tx: Transaction) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Apply one event (in stream order): its features [F], the account's sequence [K, F]
-        including it, and the sequence mask [K]."""
+        """Apply one event (in arrival order, late or not): its features [F], the account's
+        sequence [K, F] including it, and the sequence mask [K]."""
         features = self.features(tx)
         self.accounts[tx.account_id].push(features)
         return (features, *self.sequence(tx.account_id))
+
+    def lateness_us(self, tx: Transaction) -> int:
+        """How far (microseconds) `tx` is behind its account's watermark, the latest event time
+        applied for the account (0: on time, or a new account). Changes nothing."""
+        account = self.accounts.get(tx.account_id)
+        if account is None or account.last_ts is None:
+            return 0
+        return max(0, account.last_ts - epoch_micros(tx.timestamp))
 
     def features(self, tx: Transaction) -> np.ndarray:
         """Compute one event's features and update the state (without the sequence)."""
@@ -238,6 +253,8 @@ class OnlineFeatureState:
                 seen.add(value)
                 vec[slot] = 1.0
         first = account.last_ts is None
+        if not first and ts < account.last_ts:
+            ts = account.last_ts  # a late event: its gap is zero, the watermark stays
         vec[at["account_first_seen"]] = float(first)
         vec[at["account_gap_log"]] = 0.0 if first else math.log1p((ts - account.last_ts) / 1e6)
         vec[at["account_history_log"]] = math.log1p(account.n)

@@ -19,6 +19,7 @@ from fraudops.store.models import (
     Alert,
     AlertStatus,
     Decision,
+    DecisionSource,
     Label,
     Notification,
     NotificationStatus,
@@ -33,6 +34,7 @@ from fraudops.store.records import (
     LabelledTransaction,
     LabelRecord,
     NotificationRecord,
+    RecordSource,
 )
 from fraudops.store.repository import Store, create_store_engine
 
@@ -44,6 +46,7 @@ __all__ = [
     "CheckpointRecord",
     "Decision",
     "DecisionRecord",
+    "DecisionSource",
     "Label",
     "LabelRecord",
     "LabelledTransaction",
@@ -51,6 +54,7 @@ __all__ = [
     "Notification",
     "NotificationRecord",
     "NotificationStatus",
+    "RecordSource",
     "StaleCheckpointError",
     "Store",
     "StoreError",

@@ -77,6 +77,23 @@ class Decision(Base):
     scored_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
+class DecisionSource(Base):
+    """The Kafka record a decision was taken from (one row per decision a consumer wrote).
+
+    A table of its own rather than columns of `decisions`, so that an existing store gains it
+    through `create_schema` (missing tables are created; columns are never added). A restarted
+    consumer replays the records since its snapshot: it applies to its state the record a
+    decision came from and not a redelivery of the same transaction id from another offset.
+    """
+
+    __tablename__ = "decision_sources"
+
+    transaction_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    topic: Mapped[str] = mapped_column(String(255))
+    partition: Mapped[int] = mapped_column(Integer)
+    record_offset: Mapped[int] = mapped_column(BigInteger)
+
+
 class Alert(Base):
     """A transaction decided `review` or `block`: the analysts' work queue."""
 

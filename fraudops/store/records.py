@@ -11,8 +11,22 @@ ALERT_DECISIONS = frozenset({"review", "block"})
 
 
 @dataclass(frozen=True)
+class RecordSource:
+    """Where a decided transaction was read: the Kafka record (topic, partition, offset)."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True)
 class DecisionRecord:
-    """One scored transaction. `transaction_json` is the event as received (for drift/retraining)."""
+    """One scored transaction. `transaction_json` is the event as received (for drift/retraining).
+
+    `scored_at` is when it was decided (None: when it is written); `source` is the record it
+    was decided from (a stream processor's; None for other writers), stored beside it so that a
+    restarted consumer can tell that record from a redelivery of the same transaction id.
+    """
 
     transaction_id: str
     account_id: str
@@ -24,6 +38,8 @@ class DecisionRecord:
     transaction_json: str
     reason_codes: str = ""
     model_version: str = ""
+    scored_at: datetime | None = None
+    source: RecordSource | None = None
 
     @property
     def is_alert(self) -> bool:

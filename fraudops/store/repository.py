@@ -7,7 +7,7 @@ notification. SQLite (the zero-setup default) and PostgreSQL (in a cluster) are 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from fraudops.store.models import (
     AlertStatus,
     Base,
     Decision,
+    DecisionSource,
     Label,
     Notification,
     NotificationStatus,
@@ -50,11 +51,14 @@ from fraudops.store.records import (
     DecisionRecord,
     LabelledTransaction,
     LabelRecord,
+    RecordSource,
 )
 
 SUPPORTED_DIALECTS = ("sqlite", "postgresql")
 _ALERT_FIELDS = ("transaction_id", "account_id", "event_time", "amount", "decision",
                  "fraud_probability", "anomaly_score", "reason_codes")
+#: Ids per `IN (...)` of a lookup (well under every backend's bound-parameter limit).
+_LOOKUP_CHUNK = 1000
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
@@ -93,7 +97,7 @@ class Store:
         self._dialect = engine.dialect.name
         #: Prepared once: the consumer writes a batch every few milliseconds.
         self._ignore = {model: self._insert_ignore(model)
-                        for model in (Decision, Alert, Notification)}
+                        for model in (Decision, DecisionSource, Alert, Notification)}
 
     @classmethod
     def from_url(cls, url: str, *, create: bool = True, **engine_options: Any) -> Store:
@@ -136,7 +140,10 @@ class Store:
         now = utcnow()
         if batch.decisions:
             connection.execute(self._ignore[Decision],
-                               [vars(d) | {"scored_at": now} for d in batch.decisions])
+                               [_decision_row(d, now) for d in batch.decisions])
+            sources = [_source_row(d) for d in batch.decisions if d.source is not None]
+            if sources:
+                connection.execute(self._ignore[DecisionSource], sources)
             alerts = [_alert_row(d, now) for d in batch.decisions if d.is_alert]
             if alerts:
                 connection.execute(self._ignore[Alert], alerts)
@@ -183,6 +190,21 @@ class Store:
     def get_decision(self, transaction_id: str) -> Decision | None:
         with self._sessions() as session:
             return session.get(Decision, transaction_id)
+
+    def decided(self, transaction_ids: Collection[str]) -> dict[str, DecisionRecord]:
+        """The stored decisions among `transaction_ids` (with their `source` where a consumer
+        recorded one), by id: one query per thousand ids, whatever the hits."""
+        ids = list(dict.fromkeys(transaction_ids))
+        found: dict[str, DecisionRecord] = {}
+        query = select(*_DECISIONS.c, _SOURCES.c.topic, _SOURCES.c.partition,
+                       _SOURCES.c.record_offset).select_from(
+            _DECISIONS.outerjoin(_SOURCES, _SOURCES.c.transaction_id == _DECISIONS.c.transaction_id))
+        with self.engine.connect() as connection:
+            for start in range(0, len(ids), _LOOKUP_CHUNK):
+                chunk = ids[start:start + _LOOKUP_CHUNK]
+                rows = connection.execute(query.where(_DECISIONS.c.transaction_id.in_(chunk)))
+                found.update((row.transaction_id, _decided(row)) for row in rows)
+        return found
 
     def get_alert(self, transaction_id: str) -> Alert:
         """The alert of `transaction_id`; raises `NotFoundError` if there is none."""
@@ -351,11 +373,41 @@ class Store:
 
 _CHECKPOINTS = StreamCheckpoint.__table__
 _STATE = StreamStateEntry.__table__
+_DECISIONS = Decision.__table__
+_SOURCES = DecisionSource.__table__
 
 
 def _of_partition(table: Any, group_id: str, topic: str, partition: int) -> tuple[Any, ...]:
     """The conditions selecting one partition's rows of a stream-processor table."""
     return (table.c.group_id == group_id, table.c.topic == topic, table.c.partition == partition)
+
+
+def _decision_row(decision: DecisionRecord, now: datetime) -> dict[str, Any]:
+    row = dict(vars(decision))
+    del row["source"]
+    if row["scored_at"] is None:
+        row["scored_at"] = now
+    return row
+
+
+def _source_row(decision: DecisionRecord) -> dict[str, Any]:
+    source = decision.source
+    return {"transaction_id": decision.transaction_id, "topic": source.topic,
+            "partition": source.partition, "record_offset": source.offset}
+
+
+def _decided(row: Any) -> DecisionRecord:
+    """A `decided` row (decision columns, then the source's, NULL when none) as a record."""
+    values = row._mapping
+    source = None if values["record_offset"] is None else RecordSource(
+        values["topic"], values["partition"], values["record_offset"])
+    return DecisionRecord(
+        transaction_id=values["transaction_id"], account_id=values["account_id"],
+        event_time=values["event_time"], amount=values["amount"],
+        fraud_probability=values["fraud_probability"], anomaly_score=values["anomaly_score"],
+        decision=values["decision"], transaction_json=values["transaction_json"],
+        reason_codes=values["reason_codes"], model_version=values["model_version"],
+        scored_at=values["scored_at"], source=source)
 
 
 def _alert_row(decision: DecisionRecord, now: datetime) -> dict[str, Any]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+from datetime import UTC, datetime
 
 import pytest
 from consumer_helpers import tx_doc
@@ -13,12 +15,17 @@ from consumers.messages import (
     REASON_EMPTY,
     REASON_INVALID_JSON,
     REASON_OVERSIZED,
+    REASON_PROCESSING,
     REASON_SCHEMA,
     Incoming,
     dead_letter,
+    decision_message,
     parse_label,
     parse_transaction,
+    stored_decision_message,
+    unexpected_error,
 )
+from fraudops.store import DecisionRecord
 
 
 def encoded(**changes: object) -> bytes:
@@ -45,6 +52,11 @@ def test_valid_transaction_parses() -> None:
     (encoded(amount=-5), REASON_ABSURD),
     (encoded(amount=1e12), REASON_ABSURD),
     (encoded(timestamp="2999-01-01T00:00:00Z"), REASON_ABSURD),
+    # at the edge of the calendar with an offset: UTC would be year 10000 or year 0
+    (encoded(timestamp="9999-12-31T23:30:00-05:00"), REASON_ABSURD),
+    (encoded(timestamp="0001-01-01T00:30:00+05:00"), REASON_ABSURD),
+    (encoded(timestamp="9999-12-31T23:59:59.999999-23:59"), REASON_ABSURD),
+    (encoded(timestamp="0001-01-01T00:00:00+23:59"), REASON_ABSURD),
     (b'{"transaction_id":"a","account_id":"b","timestamp":"2026-01-01T00:00:00Z","amount":NaN}',
      REASON_ABSURD),
 ])
@@ -65,9 +77,31 @@ def test_labels() -> None:
 
 def test_dead_letter_keeps_original_bytes_and_reason() -> None:
     original = Incoming("transactions", 2, 41, b"acc-9", b"\x00garbage")
-    error = PoisonMessageError(REASON_INVALID_JSON, "not JSON")
+    error = PoisonMessageError(REASON_INVALID_JSON, "not JSON", error_type="ValidationError")
     out = dead_letter(original, error, "transactions-dlq")
     headers = dict(out.headers)
     assert (out.topic, out.key, out.value) == ("transactions-dlq", b"acc-9", b"\x00garbage")
     assert headers["dlq.reason"] == b"invalid_json"
     assert headers["dlq.source"] == b"transactions/2/41"
+    assert headers["dlq.error"] == b"ValidationError"
+
+
+def test_unexpected_errors_are_dead_lettered_with_their_type() -> None:
+    error = unexpected_error(ZeroDivisionError("division by zero \udc80"))
+    assert (error.reason, error.error_type) == (REASON_PROCESSING, "ZeroDivisionError")
+    out = dead_letter(Incoming("transactions", 0, 1, None, None), error, "dlq")
+    headers = dict(out.headers)
+    assert headers["dlq.error"] == b"ZeroDivisionError" and out.value == b""
+    assert headers["dlq.detail"] == b"division by zero \\udc80"  # never a UnicodeEncodeError
+
+
+def test_stored_decision_republishes_the_same_bytes() -> None:
+    decided = datetime(2026, 3, 1, 9, 0, 1, 250, tzinfo=UTC)
+    decision = DecisionRecord("tx-1", "acc-1", datetime(2026, 3, 1, 9, tzinfo=UTC), 20.5,
+                              0.8125, 1.5, "review", "{}", "amount_log,account_gap_log",
+                              "lstm:3", scored_at=decided)
+    original = decision_message(decision, decided.isoformat(), ("amount_log", "account_gap_log"),
+                                "fraud-decisions", json.dumps("lstm:3"))
+    assert stored_decision_message(decision, "fraud-decisions") == original
+    without_codes = replace(decision, reason_codes="")
+    assert json.loads(stored_decision_message(without_codes, "d").value)["reason_codes"] == []

@@ -12,7 +12,9 @@ import pytest
 from fraudops.data import frame as tabular
 from fraudops.features import (
     BASE_FEATURES,
+    EventTimePolicy,
     OnlineFeatureState,
+    admit_stream,
     build_spec,
     compute_batch,
     sequence_index,
@@ -171,3 +173,76 @@ def test_frame_round_trip_keeps_events(stream):
     events = list(tabular.to_transactions(stream.head(50)))
     back = tabular.from_transactions(events)
     pd.testing.assert_frame_equal(back, stream.head(50).reset_index(drop=True), check_dtype=False)
+
+
+# -- the event-time policy ----------------------------------------------------------------------
+
+
+def online_of(events: list[Transaction], spec=None) -> np.ndarray:
+    state = OnlineFeatureState(spec or build_spec(), 4)
+    return np.stack([state.update(e)[0] for e in events])
+
+
+def test_a_late_event_has_a_zero_gap_and_counts_at_the_watermark():
+    # the 3rd event is 10 minutes older than the 2nd: it used to raise "math domain error"
+    events = [tx(0, 0, 5.0), tx(1, 30, 7.0), tx(2, 20, 11.0), tx(3, 95, 13.0)]
+    x = online_of(events)
+    spec = build_spec()
+    gaps = np.expm1(column(spec, x, "account_gap_log")) / 60
+    np.testing.assert_allclose(gaps, [0, 30, 0, 65], atol=1e-3)  # 65 = 95 - 30, the watermark
+    counts = np.expm1(column(spec, x, "account_count_1h_log")).round()
+    # at 95 min the window (35, 95] holds nothing before: the late event counted at 30 min
+    assert counts.tolist() == [1, 2, 3, 1]
+    # time of day is the event's own
+    assert column(spec, x, "hour_cos")[2] == pytest.approx(np.cos(2 * np.pi * (12 * 60 + 20)
+                                                                  / 1440), abs=1e-6)
+
+
+def test_a_late_event_at_a_merchant_is_clamped_to_the_merchants_watermark():
+    events = [tx(0, 60, 5.0, account="a", merchant_id="m"),
+              tx(1, 0, 7.0, account="b", merchant_id="m"),  # on time for b, late for m
+              tx(2, 61, 11.0, account="c", merchant_id="m")]
+    x = online_of(events)
+    spec = build_spec()
+    assert np.expm1(column(spec, x, "merchant_count_1h_log")).round().tolist() == [1, 2, 3]
+    assert column(spec, x, "account_first_seen").tolist() == [1, 1, 1]
+
+
+def test_lateness_is_measured_against_the_accounts_watermark():
+    state = OnlineFeatureState(build_spec(), 4)
+    assert state.lateness_us(tx(0, 10)) == 0  # a new account
+    state.update(tx(0, 10))
+    state.update(tx(1, 5))  # late: the watermark stays at 10 min
+    assert state.lateness_us(tx(2, 7)) == 3 * 60 * 1_000_000
+    assert state.lateness_us(tx(3, 12)) == 0
+    assert state.lateness_us(tx(4, 0, account="b")) == 0
+
+
+def test_batch_refuses_unsorted_rows_unless_told_they_arrived_so():
+    events = [tx(0, 0, 5.0), tx(1, 30, 7.0), tx(2, 20, 11.0), tx(3, 95, 13.0)]
+    frame = tabular.from_transactions(events)
+    with pytest.raises(ValueError, match="sorted by timestamp"):
+        compute_batch(frame, build_spec())
+    batch = compute_batch(frame, build_spec(), arrival_order=True)
+    np.testing.assert_allclose(batch, online_of(events), atol=1e-6)
+
+
+def test_policy_bounds_lateness():
+    policy = EventTimePolicy(allowed_lateness_s=60.0)
+    assert not policy.too_late(60_000_000) and policy.too_late(60_000_001)
+    assert not EventTimePolicy(float("inf")).too_late(10**18)
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(ValueError, match="allowed_lateness_s"):
+            EventTimePolicy(bad)
+
+
+def test_admission_replays_the_consumers_rules():
+    events = [tx(0, 0), tx(1, 120), tx(2, 70), tx(0, 0), tx(3, 10), tx(1, 120, amount=99.0),
+              tx(3, 119)]
+    admission = admit_stream(tabular.from_transactions(events), EventTimePolicy(3600.0))
+    # t3 at 10 min is 110 min late (too late), so id t3 is free again when it comes back
+    assert admission.outcome.tolist() == ["decided", "decided", "decided", "duplicate",
+                                          "too_late", "conflicting_duplicate", "decided"]
+    assert admission.late_by_us.tolist() == [0, 0, 50 * 60_000_000, 0, 110 * 60_000_000, 0,
+                                             60_000_000]
+    assert admission.frame["transaction_id"].tolist() == ["t0", "t1", "t2", "t3"]
