@@ -1,5 +1,5 @@
 """End to end: `fraudops consume` and `fraudops serve predictor` as real subprocesses, the real
-broker (tansu), SQLite store, a real SMTP server. Crashes, outages, poison and rebalances.
+broker (Apache Kafka by default), SQLite store, a real SMTP server. Crashes, outages, poison and rebalances.
 
 Every test checks the same invariants: each produced transaction has exactly one decision row,
 its stored fraud probability equals an independent reference computation (so per-account state

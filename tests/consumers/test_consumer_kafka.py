@@ -1,4 +1,4 @@
-"""The consumer loop in-process against the real broker (tansu), with the rule scorer injected.
+"""The consumer loop in-process against the real broker (Apache Kafka; tansu with FRAUDOPS_TEST_KAFKA=tansu), with the rule scorer injected.
 
 The end-to-end tests with the real predictor in subprocesses are in test_consumer_e2e.py.
 """

@@ -1,5 +1,5 @@
 """Files the chart embeds: monitoring copies in sync with their sources, and the topic-creation
-script run for real against a Kafka-compatible broker (tansu)."""
+script run for real against the session's Kafka broker (Apache Kafka by default)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """A real Prometheus (Debian's binary) scrapes the real predictor and consumer.
 
-Starts `fraudops serve predictor` (small untrained models from disk), `fraudops consume` (tansu
+Starts `fraudops serve predictor` (small untrained models from disk), `fraudops consume` (the session
 broker, SQLite store) and Prometheus with a temporary configuration that scrapes both every
 second and loads the platform's rule file; then checks through Prometheus' HTTP API that both
 targets are up, the units' metrics arrived, the rules loaded, and every dashboard query is valid
