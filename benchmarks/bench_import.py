@@ -91,8 +91,8 @@ def main() -> None:
         print("smoke run: tiny sizes, the figures are not measurements", file=sys.stderr)
         with tempfile.TemporaryDirectory(prefix="bench-import-") as tmp:
             csv = Path(tmp) / "smoke.csv"
-            print(f"writing {csv} ({write_csv(csv, args.size_mb, piece_rows=SMOKE_PIECE_ROWS):,}"
-                  " rows)")
+            rows = write_csv(csv, args.size_mb, piece_rows=SMOKE_PIECE_ROWS)
+            print(f"wrote {csv} ({rows:,} rows)")
             run_imports(csv, args.chunk_size, args.json)
         return
     if not args.csv.exists():

@@ -30,11 +30,12 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import numpy as np
 
+from consumers.batches import BatchOutcome, PreparedBatch, ProcessorConfig
 from consumers.deadletters import DeadLetterBreaker, RateLimitedLog
 from consumers.exceptions import PoisonMessageError, PredictorError
 from consumers.idempotency import Known, Pending, PendingTransactions, Verdict, is_source, judge
@@ -42,7 +43,6 @@ from consumers.messages import (
     REASON_CONFLICTING,
     REASON_TOO_LATE,
     Incoming,
-    Outgoing,
     dead_letter,
     decision_message,
     parse_label,
@@ -54,75 +54,15 @@ from consumers.metrics import ConsumerMetrics
 from consumers.notifications import NotificationPlanner
 from consumers.predictor import ScoreFn
 from consumers.state import PartitionState, checkpoint_for, restore_partition
-from fraudops.features import EventTimePolicy, OnlineFeatureState
+from fraudops.features import OnlineFeatureState
 from fraudops.protocol import ScoreBatch
 from fraudops.schema import Transaction
-from fraudops.settings import TopicSettings
-from fraudops.store import (
-    ALERT_DECISIONS,
-    BatchWrite,
-    DecisionRecord,
-    LabelRecord,
-    RecordSource,
-    Store,
-)
+from fraudops.store import ALERT_DECISIONS, DecisionRecord, LabelRecord, RecordSource, Store
+
+#: The batch types live in `consumers.batches`; the loop and the pipeline import them here.
+__all__ = ["BatchOutcome", "PreparedBatch", "ProcessorConfig", "StreamProcessor"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ProcessorConfig:
-    """What the processor needs to know besides its collaborators."""
-
-    group_id: str
-    topics: TopicSettings = field(default_factory=TopicSettings)
-    max_message_bytes: int = 64 * 1024
-    snapshot_interval_s: float = 10.0
-    model_version: str = ""
-    event_time: EventTimePolicy = field(default_factory=EventTimePolicy)
-    #: Stop when more than `breaker_share` of the last `breaker_window` messages were
-    #: dead-lettered (0: never).
-    breaker_window: int = 1000
-    breaker_share: float = 0.5
-
-
-@dataclass
-class BatchOutcome:
-    """Everything one batch produces; shipped by the loop, then made durable by `persist`."""
-
-    writes: BatchWrite = field(default_factory=BatchWrite)
-    outgoing: list[Outgoing] = field(default_factory=list)
-    #: (topic, partition) -> next offset to commit to Kafka.
-    offsets: dict[tuple[str, int], int] = field(default_factory=dict)
-    #: Event times (epoch seconds) of the decided transactions, for the latency histogram.
-    event_times: list[float] = field(default_factory=list)
-    replayed: int = 0
-
-    @property
-    def scored(self) -> int:
-        return len(self.writes.decisions)
-
-
-@dataclass
-class PreparedBatch:
-    """Ingested records waiting for the predictor, with what they already produced."""
-
-    #: Every record ingested into the batch (rewound if the batch is lost).
-    records: list[Incoming] = field(default_factory=list)
-    #: The records to score, their transactions, raw JSON, pending entries and model inputs.
-    scored: list[Incoming] = field(default_factory=list)
-    transactions: list[Transaction] = field(default_factory=list)
-    payloads: list[str] = field(default_factory=list)
-    entries: list[Pending] = field(default_factory=list)
-    sequences: list[np.ndarray] = field(default_factory=list)
-    masks: list[np.ndarray] = field(default_factory=list)
-    #: Redeliveries of transactions still in flight: their decisions are published again once
-    #: decided (an earlier batch's, or this one's).
-    republish: list[Pending] = field(default_factory=list)
-    outcome: BatchOutcome = field(default_factory=BatchOutcome)
-
-    def __len__(self) -> int:
-        return len(self.records)
 
 
 class StreamProcessor:
@@ -212,7 +152,7 @@ class StreamProcessor:
     def discard_pending(self) -> list[Incoming]:
         """Drop the queued records (their partitions must be re-synchronised); returns them."""
         batch, self._pending = self._pending, PreparedBatch()
-        self.in_flight.settle(tx.transaction_id for tx in batch.transactions)
+        self.in_flight.forget(tx.transaction_id for tx in batch.transactions)
         return batch.records
 
     def _parse(self, record: Incoming) -> Transaction | LabelRecord | PoisonMessageError:
@@ -232,7 +172,7 @@ class StreamProcessor:
                if isinstance(item, (Transaction, LabelRecord))}
         if not ids:
             return Known()
-        # Pending entries settle only once their batch committed: taken first, an id missing
+        # Pending entries go only once their batch committed: taken first, an id missing
         # from `pending` is either new or in the store already, where the query then sees it.
         pending = self.in_flight.snapshot(ids)
         return Known(self.store.decided(ids), pending)
@@ -281,9 +221,9 @@ class StreamProcessor:
             return
         if self._too_late(record, tx, state, batch.outcome):
             return
+        payload = record.value.decode()  # what may raise goes before the state changes
         _, sequence, mask = state.features.update(tx)
         entry = Pending(tx, record.value, record.partition)
-        payload = record.value.decode()
         self.in_flight.add(tx_id, entry)
         batch.scored.append(record)
         batch.transactions.append(tx)
@@ -425,7 +365,7 @@ class StreamProcessor:
         if self.planner is not None and outcome.writes.decisions:
             outcome.writes.notifications = self.planner.plan(outcome.writes.decisions)
         self.store.write_batch(outcome.writes, before_commit=before_commit)
-        self.in_flight.settle(d.transaction_id for d in outcome.writes.decisions)
+        self.in_flight.forget(d.transaction_id for d in outcome.writes.decisions)
         self._observe(outcome)
 
     def _observe(self, outcome: BatchOutcome) -> None:

@@ -21,7 +21,10 @@ has this partition been processed" is NOT the Kafka commit but a row of the deci
 On assignment the consumer restores the snapshot and seeks to ``snapshot_offset``. Events in
 ``[snapshot_offset, next_offset)`` were already decided: they are *replayed* into the state
 (features update exactly as the first time) but not scored, stored, produced or notified again.
-From ``next_offset`` on, processing is normal. A crash anywhere before the database commit
+Only the records that were applied the first time are replayed: each stored decision names
+the record it came from (``decision_sources``), so a redelivered or conflicting duplicate, a
+too-late or a poison record in that range is skipped now as it was then (see
+`consumers.idempotency`). From ``next_offset`` on, processing is normal. A crash anywhere before the database commit
 leaves the previous row in place, so the batch is redone from a state that never saw it; a crash
 after it only repeats the Kafka commit. Decisions are produced to Kafka before the commit, so a
 crash in between may repeat a decision record on the topic (at-least-once; consumers of

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import ClassVar
 
 from sqlalchemy import BigInteger, DateTime, Float, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -87,6 +88,9 @@ class DecisionSource(Base):
     """
 
     __tablename__ = "decision_sources"
+    # SQLite: one b-tree keyed by the id, not a rowid table plus an index on the id (the
+    # consumer writes a row per decision; a 500-row batch took ~2 ms more, against ~6 ms).
+    __table_args__: ClassVar[dict] = {"sqlite_with_rowid": False}
 
     transaction_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
     topic: Mapped[str] = mapped_column(String(255))

@@ -7,6 +7,7 @@ notification. SQLite (the zero-setup default) and PostgreSQL (in a cluster) are 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -15,6 +16,9 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
+    String,
+    any_,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -57,8 +61,8 @@ from fraudops.store.records import (
 SUPPORTED_DIALECTS = ("sqlite", "postgresql")
 _ALERT_FIELDS = ("transaction_id", "account_id", "event_time", "amount", "decision",
                  "fraud_probability", "anomaly_score", "reason_codes")
-#: Ids per `IN (...)` of a lookup (well under every backend's bound-parameter limit).
-_LOOKUP_CHUNK = 1000
+#: Most ids per lookup query (one parameter each way; this only bounds a statement's size).
+_LOOKUP_CHUNK = 10_000
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
@@ -98,6 +102,7 @@ class Store:
         #: Prepared once: the consumer writes a batch every few milliseconds.
         self._ignore = {model: self._insert_ignore(model)
                         for model in (Decision, DecisionSource, Alert, Notification)}
+        self._decided, self._encode_ids = self._decided_query()
 
     @classmethod
     def from_url(cls, url: str, *, create: bool = True, **engine_options: Any) -> Store:
@@ -196,13 +201,10 @@ class Store:
         recorded one), by id: one query per thousand ids, whatever the hits."""
         ids = list(dict.fromkeys(transaction_ids))
         found: dict[str, DecisionRecord] = {}
-        query = select(*_DECISIONS.c, _SOURCES.c.topic, _SOURCES.c.partition,
-                       _SOURCES.c.record_offset).select_from(
-            _DECISIONS.outerjoin(_SOURCES, _SOURCES.c.transaction_id == _DECISIONS.c.transaction_id))
         with self.engine.connect() as connection:
             for start in range(0, len(ids), _LOOKUP_CHUNK):
-                chunk = ids[start:start + _LOOKUP_CHUNK]
-                rows = connection.execute(query.where(_DECISIONS.c.transaction_id.in_(chunk)))
+                chunk = self._encode_ids(ids[start:start + _LOOKUP_CHUNK])
+                rows = connection.execute(self._decided, {"ids": chunk})
                 found.update((row.transaction_id, _decided(row)) for row in rows)
         return found
 
@@ -315,6 +317,25 @@ class Store:
                     for name, model in tables.items()}
 
     # -- dialect-specific upserts -------------------------------------------------------------
+
+    def _decided_query(self) -> tuple[Any, Callable[[list[str]], Any]]:
+        """`decided`'s statement, its ids in ONE bound parameter (a JSON array for SQLite, an
+        array for PostgreSQL): an expanded ``IN (?, ?, ...)`` of 500 ids cost 7 ms a query on
+        SQLite, mostly in SQLAlchemy, against 1.2 ms for this."""
+        if self._dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import ARRAY
+
+            ids = bindparam("ids", type_=ARRAY(String))
+            condition, encode = _DECISIONS.c.transaction_id == any_(ids), list
+        else:
+            values = func.json_each(bindparam("ids", type_=String)).table_valued("value")
+            condition = _DECISIONS.c.transaction_id.in_(select(values.c.value))
+            encode = json.dumps
+        joined = _DECISIONS.outerjoin(
+            _SOURCES, _SOURCES.c.transaction_id == _DECISIONS.c.transaction_id)
+        query = select(*_DECISIONS.c, _SOURCES.c.topic, _SOURCES.c.partition,
+                       _SOURCES.c.record_offset).select_from(joined).where(condition)
+        return query, encode
 
     def _insert(self, model: type[Base]) -> Any:
         if self._dialect == "postgresql":

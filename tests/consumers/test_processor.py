@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import time
 
 import pytest
 from consumer_helpers import SEQ_LEN, record, rule_score, tx_doc
@@ -19,10 +20,10 @@ BIG = 50_000.0  # rule_score blocks it
 
 
 def processor(store: Store, new_state, *, snapshot_s: float = 1000.0, planner=None,
-              partitions=(0,)) -> StreamProcessor:
+              partitions=(0,), clock=time.time) -> StreamProcessor:
     config = ProcessorConfig(group_id="g", snapshot_interval_s=snapshot_s)
     p = StreamProcessor(config, store=store, score=rule_score, new_state=new_state,
-                        planner=planner)
+                        planner=planner, clock=clock)
     p.assign(partitions)
     return p
 
@@ -180,3 +181,14 @@ def test_snapshots_write_only_the_accounts_seen_since(store: Store, new_state) -
     assert sorted(accounts) == [f"acc-{i}" for i in range(6)]
 
 
+
+
+def test_decisions_record_their_source_and_time(store: Store, new_state) -> None:
+    """What a restart needs to tell a record from a redelivery, and to publish a decision again
+    byte for byte."""
+    p = processor(store, new_state, clock=lambda: 1_772_355_600.25)
+    p.persist(p.process(stream(3)))
+    decided = store.decided(["tx-0", "tx-2", "tx-9"])
+    assert sorted(decided) == ["tx-0", "tx-2"]
+    assert (decided["tx-2"].source.topic, decided["tx-2"].source.offset) == ("transactions", 2)
+    assert decided["tx-2"].scored_at.timestamp() == 1_772_355_600.25

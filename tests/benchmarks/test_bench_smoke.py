@@ -1,0 +1,164 @@
+"""No benchmark rots: every script under benchmarks/ runs end to end in its `--smoke` mode.
+
+Each test runs one script as a user would (`python benchmarks/X.py --smoke`, in the test's
+temporary folder, its report written there) and checks what the report says: the sizes the
+smoke mode asked for, and figures that measure something (positive, consistent). The figures
+are not compared with targets: tiny sizes on a shared machine say nothing about speed. Most of
+a smoke run is importing its libraries (Evidently, MLflow, torch, KServe); the runs that take
+longer than ~30 s on a 2-core machine are marked slow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+#: Scripts tested elsewhere: bench_stream.py in test_bench_stream_smoke.py (two brokers).
+NOT_HERE = {"bench_stream"}
+#: A hung script must fail its test with its output, not wait for pytest's global timeout.
+TIMEOUT_S = 300
+
+
+def run_smoke(script: str, folder: Path, *args: str) -> subprocess.CompletedProcess:
+    """`python benchmarks/<script> --smoke *args` in `folder`; fails unless it exits 0."""
+    env = {**os.environ, "FRAUDOPS_HOME": str(folder / "home")}
+    done = subprocess.run([sys.executable, str(BENCHMARKS / script), "--smoke", *args],
+                          cwd=folder, env=env, capture_output=True, text=True,
+                          timeout=TIMEOUT_S, check=False)
+    assert done.returncode == 0, (f"{script} --smoke exited {done.returncode}\n"
+                                  f"stdout:\n{done.stdout[-3000:]}\nstderr:\n{done.stderr[-5000:]}")
+    assert "smoke run" in done.stderr  # says that its figures are not measurements
+    return done
+
+
+def read_report(folder: Path) -> dict | list:
+    return json.loads((folder / "report.json").read_text())
+
+
+def assert_positive(figures: dict, *names: str) -> None:
+    for name in names:
+        value = figures[name]
+        assert isinstance(value, int | float) and value > 0, f"{name} = {value!r}"
+
+
+def test_every_benchmark_has_a_smoke_test():
+    scripts = {path.stem for path in BENCHMARKS.glob("bench_*.py")} - NOT_HERE
+    tested = {name.removeprefix("test_").removesuffix("_smoke") for name in globals()
+              if name.startswith("test_bench_")}
+    assert scripts <= tested, f"no smoke test for {sorted(scripts - tested)}"
+
+
+def test_bench_features_smoke(tmp_path):
+    run_smoke("bench_features.py", tmp_path, "--out", "report.json")
+    result = read_report(tmp_path)
+    assert (result["rows"], result["online_rows"]) == (2_000, 500)
+    assert_positive(result, "batch_seconds", "batch_rows_per_second", "online_rows_per_second",
+                    "online_us_per_event")
+
+
+def test_bench_generate_smoke(tmp_path):
+    done = run_smoke("bench_generate.py", tmp_path, "--out", "report.json")
+    result = read_report(tmp_path)
+    assert (result["rows"], result["repeat"], len(result["runs"])) == (2_000, 1, 1)
+    assert_positive(result, "best_generate_s", "best_total_s", "rows_per_s_generate",
+                    "rows_per_s_total")
+    assert result["best_total_s"] >= result["best_generate_s"]
+    assert "generate 2,000 rows" in done.stdout
+
+
+def test_bench_state_smoke(tmp_path):
+    run_smoke("bench_state.py", tmp_path, "--out", "report.json")
+    result = read_report(tmp_path)
+    whole, recent = result["whole_state_snapshot"], result["snapshot_after_300_events"]
+    assert result["events"] == 3_300
+    for snapshot in (whole, recent):
+        assert_positive(snapshot, "entries", "megabytes", "pickle_ms", "write_ms")
+    assert recent["entries"] < whole["entries"]  # only what the recent events touched
+    assert_positive(result, "accounts", "restore_ms")
+    assert result["restored_accounts"] == result["accounts"]
+
+
+def test_bench_import_smoke(tmp_path):
+    done = run_smoke("bench_import.py", tmp_path, "--json", "report.json")
+    (result,) = read_report(tmp_path)
+    assert (result["rows"], result["chunk_size"]) == (2_000, 500)
+    assert_positive(result, "csv_mb", "seconds", "rows_per_second", "mb_per_second",
+                    "peak_rss_mb", "parquet_mb")
+    assert json.loads(done.stdout.splitlines()[-1]) == result
+    # Its CSV lived in a temporary folder, and no result landed at the default JSON path.
+    assert not list(tmp_path.rglob("*.csv")) and not (tmp_path / "benchmarks").exists()
+
+
+def test_bench_devices_smoke(tmp_path):
+    done = run_smoke("bench_devices.py", tmp_path, "--out", "report.json")
+    result = read_report(tmp_path)
+    assert result["rows"] == 3_000
+    assert list(result["devices"]) == ["cpu"] and "CPU only" in done.stderr
+    cpu = result["devices"]["cpu"]
+    assert_positive(cpu["seconds"], "sequence", "autoencoder", "policy")
+    assert cpu["epochs"] == {"sequence": 1, "autoencoder": 1}
+    assert all(0 <= value <= 1 for value in cpu["test"].values())
+    assert [scoring["batch"] for scoring in cpu["scoring"]] == [1, 64]
+    for scoring in cpu["scoring"]:
+        assert_positive(scoring, "p50_ms", "p99_ms", "sequences_per_s")
+    assert "Models per device" in done.stdout
+
+
+@pytest.mark.slow
+def test_bench_training_smoke(tmp_path):
+    done = run_smoke("bench_training.py", tmp_path, "--out", "report.json")
+    result = read_report(tmp_path)
+    assert result["rows"] == 3_000
+    assert_positive(result["seconds"], "generate", "flow_total", "flow_cpu", "train_sequence",
+                    "train_autoencoder", "evaluate", "register", "gate", "lightgbm")
+    assert result["seconds"]["kfp_local_total"] is None
+    for model in ("lstm_cnn", "autoencoder", "lightgbm"):
+        assert 0 <= result[model]["auprc"] <= 1
+    assert result["gate"]["promote"] is True  # the first registered pair becomes the champion
+    assert "Training benchmark (3,000 rows)" in done.stdout
+
+
+@pytest.mark.slow
+def test_bench_drift_smoke(tmp_path):
+    run_smoke("bench_drift.py", tmp_path, "--dir", "work", "--out", "report.json")
+    (check,) = read_report(tmp_path)["runs"]
+    assert (check["window_rows"], check["sample_rows"]) == (2_000, 500)
+    assert_positive(check, "seconds")
+    assert_positive(check["stages"], "reference", "current_window", "compare", "report")
+    assert 0 < check["drift_share"] <= 1
+    assert "amount_log" in check["drifted_features"]  # the generated spending shift
+
+
+@pytest.mark.integration
+def test_bench_gateway_smoke(tmp_path):
+    run_smoke("bench_gateway.py", tmp_path, "--out", "report.json")
+    result = read_report(tmp_path)
+    for concurrency in (1, 4):
+        figures = result[f"concurrency_{concurrency}"]
+        assert figures["requests"] == 100
+        assert_positive(figures, "requests_per_s", "p50_ms", "p99_ms", "max_ms",
+                        "gateway_cpu_ms_per_request")
+        assert figures["p50_ms"] <= figures["p99_ms"] <= figures["max_ms"]
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_bench_predictor_smoke(tmp_path):
+    run_smoke("bench_predictor.py", tmp_path, "--out", "report.json")
+    result = read_report(tmp_path)
+    assert result["config"]["device"] == "cpu"
+    assert set(result["single"]) == {"binary", "json"}
+    assert set(result["batch"]) == {"16_binary", "16_json"}
+    for summary in [*result["single"].values(), *result["batch"].values(),
+                    result["concurrent_single_binary"]]:
+        assert_positive(summary, "requests", "p50_ms", "p99_ms", "sequences_per_s")
+        assert summary["p50_ms"] <= summary["p99_ms"]
+    assert result["concurrent_single_binary"]["mean_sequences_per_forward_pass"] >= 1
+    assert (result["batch"]["16_json"]["request_bytes"]
+            > result["batch"]["16_binary"]["request_bytes"])

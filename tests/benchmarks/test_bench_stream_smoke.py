@@ -1,0 +1,38 @@
+"""`benchmarks/bench_stream.py` in smoke mode on both brokers: it runs, and its report holds
+real figures for each (so the benchmark cannot rot between the runs that measure for real)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_bench_stream_smoke_on_both_brokers(tmp_path: Path) -> None:
+    out = tmp_path / "stream.json"
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "benchmarks" / "bench_stream.py"), "--smoke",
+         "--kafka", "both", "--phases", "sustained", "fixed", "--out", str(out)],
+        capture_output=True, text=True, timeout=900, cwd=tmp_path, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    runs = json.loads(out.read_text())["brokers"]
+    assert set(runs) == {"apache", "tansu"}
+    for broker, run in runs.items():
+        assert run["broker"] == broker
+        sustained = run["sustained"]
+        assert sustained["decided"] == sustained["transactions"] == 2000
+        assert sustained["throughput_tx_s"] > 0
+        assert run["raw_consume_ceiling"]["msg_s"] > 0
+        fixed = run["latency_fixed_rate"]
+        assert fixed["decided"] == fixed["sent"] > 0
+        assert 0 < fixed["latency"]["p50_ms"] <= fixed["latency"]["p99_ms"]
+        assert run["transport_floor_fixed_rate"]["count"] > 0
+    assert "== side by side" in result.stdout
+    assert "transport floor: p99 ms" in result.stdout
