@@ -6,7 +6,9 @@ default architecture unless ``--sequence-model-uri``/``--autoencoder-model-uri``
 ones: timing does not depend on weight values) and `fraudops consume` as subprocesses, then:
 
 1. sustained throughput: N synthetic transactions (`fraudops.data.generate`) produced up front,
-   consumer started, time from the first to the N-th decision (Prometheus counter);
+   consumer started, time from the first to the N-th decision (Prometheus counter); then the
+   same transactions again as a real stream delivers them (``messy``: 10% late, out of order
+   within the allowed lateness, and 1% delivered twice), throughput against the clean run;
 2. event-to-decision latency p50/p95/p99 at a fixed offered rate (default 1,000 tx/s) and at
    saturation (offered rate = the sustained throughput of step 1), transactions timestamped at
    produce time; latency = the decision row's ``scored_at`` (stamped when the batch's database
@@ -42,7 +44,7 @@ import tempfile
 import threading
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -54,12 +56,13 @@ from sqlalchemy import create_engine, text
 from fraudops.local.kafka import Flavour, LocalBroker, make_broker
 
 FRAUDOPS = Path(sys.executable).parent / "fraudops"
-PHASES = ("sustained", "naive", "fixed", "saturation")
+PHASES = ("sustained", "messy", "naive", "fixed", "saturation")
 SCORED = re.compile(r"^fraud_consumer_transactions_scored_total\{[^}]*\} (\S+)$", re.MULTILINE)
 STAGE_SUM = re.compile(r'^fraud_consumer_stage_seconds_sum\{stage="(\w+)"\} (\S+)$', re.MULTILINE)
 STAGE_COUNT = re.compile(r'^fraud_consumer_stage_seconds_count\{stage="(\w+)"\} (\S+)$', re.MULTILINE)
 EVENT_BUCKET = re.compile(
     r'^fraud_consumer_event_to_decision_seconds_bucket\{le="([^"]+)"\} (\S+)$', re.MULTILINE)
+COUNTER = r"^{}(?:\{{[^}}]*\}})? (\S+)$"
 EVENT_COUNT = re.compile(r"^fraud_consumer_event_to_decision_seconds_count (\S+)$", re.MULTILINE)
 
 
@@ -113,6 +116,30 @@ def transaction_docs(n: int, seed: int) -> list[dict]:
     frame["timestamp"] = [t.isoformat() for t in frame["timestamp"]]
     return [{k: v for k, v in row.items() if v is not None}
             for row in frame.to_dict("records")]
+
+
+def messy_docs(docs: list[dict], late_share: float, duplicate_share: float,
+               seed: int) -> tuple[list[dict], dict[str, int]]:
+    """The same transactions as a real stream delivers them: `late_share` of them stamped 1 s
+    to 30 min before their account's previous transaction (out of order for the account, within
+    the default allowed lateness of an hour, so all are scored; an account's first transaction
+    cannot be late) and `duplicate_share` delivered a second time, the same bytes a few hundred
+    messages later (a producer's retry)."""
+    rng = np.random.default_rng(seed)
+    out, latest, late = [], {}, 0
+    for doc in docs:
+        stamp = datetime.fromisoformat(doc["timestamp"])
+        previous = latest.get(doc["account_id"])
+        latest[doc["account_id"]] = max(stamp, previous or stamp)
+        if previous is not None and rng.random() < late_share:
+            shift = timedelta(seconds=float(rng.uniform(1.0, 1800.0)))
+            doc, late = dict(doc, timestamp=(min(stamp, previous) - shift).isoformat()), late + 1
+        out.append(doc)
+    duplicates = round(len(docs) * duplicate_share)
+    # Descending, so each insertion only shifts what comes after the earlier picks.
+    for i in sorted(rng.choice(len(out), size=duplicates, replace=False).tolist(), reverse=True):
+        out.insert(min(len(out), i + int(rng.integers(1, 500))), out[i])
+    return out, {"late": late, "duplicates": duplicates}
 
 
 def produce_backlog(bootstrap: str, topic: str, docs: list[dict]) -> float:
@@ -302,6 +329,11 @@ class Consumer:
                                                             q / 100), 2)
                 for q in (50, 95, 99)}
 
+    def counter(self, name: str) -> float:
+        """A counter of the consumer's metrics, summed over its labels."""
+        body = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
+        return sum(float(v) for v in re.findall(COUNTER.format(name), body, re.MULTILINE))
+
     def wait_scored(self, n: int, timeout: float) -> float:
         deadline = time.monotonic() + timeout
         while (count := self.scored()) < n and time.monotonic() < deadline:
@@ -422,33 +454,50 @@ class Bench:
             processes["load_producer(bench)"] = os.getpid()
         return CpuMeter(processes)
 
-    def sustained(self) -> dict:
-        """Backlog of N transactions; first to last decision."""
+    def sustained(self, docs: list[dict] | None = None, decisions: int | None = None,
+                  label: str = "sustained") -> dict:
+        """Backlog of N transactions (`docs`, default the clean ones); first to last of the
+        `decisions` expected (default: one per document)."""
+        docs = self.docs if docs is None else docs
+        decisions = len(docs) if decisions is None else decisions
         topics = broker_topics(self.broker, self.args.partitions)
         topic = topics["FRAUDOPS_KAFKA__TOPICS__TRANSACTIONS"]
-        produce_rate = produce_backlog(self.broker.bootstrap, topic, self.docs)
+        produce_rate = produce_backlog(self.broker.bootstrap, topic, docs)
         self.backlog_topic = topic
-        consumer = self.consumer(topics, "sustained")
+        consumer = self.consumer(topics, label)
         meter = self.meter(consumer)
         try:
             consumer.wait_scored(1, timeout=120)
             start, first = time.monotonic(), consumer.scored()
             meter.start()
-            done = consumer.wait_scored(len(self.docs), timeout=self.args.timeout)
+            done = consumer.wait_scored(decisions, timeout=self.args.timeout)
             elapsed = time.monotonic() - start
             cpu = meter.stop()
             stages = consumer.stage_means()
+            counts = {name: int(consumer.counter(f"fraud_consumer_{name}_total"))
+                      for name in ("late_events", "duplicates", "dead_letters")}
         finally:
             consumer.stop()
         throughput = (done - first) / elapsed
-        return {"transactions": len(self.docs), "decided": int(done),
+        return {"transactions": decisions, "messages": len(docs), "decided": int(done),
                 "throughput_tx_s": round(throughput, 1),
+                # messages handled per second (duplicates included), from the same interval
+                "throughput_msg_s": round(throughput * len(docs) / max(decisions, 1), 1),
                 "elapsed_s": round(elapsed, 2), "cpu_cores": cpu,
                 # what one fully used core would sustain: comparable across machine loads
                 "tx_per_consumer_cpu_second": round(throughput / max(cpu["consumer"], 1e-9), 1),
                 "load_average_after": os.getloadavg(),
-                "mean_stage_ms_per_batch": stages,
+                "mean_stage_ms_per_batch": stages, "consumer_counters": counts,
                 "backlog_produce_msg_s": round(produce_rate, 1)}
+
+    def messy(self) -> dict:
+        """`sustained` again on the same transactions with late events and duplicates mixed in
+        (`--late-share`, `--duplicate-share`): what a real stream costs against the clean one."""
+        docs, mixed = messy_docs(self.docs, self.args.late_share, self.args.duplicate_share,
+                                 self.args.seed)
+        result = self.sustained(docs, decisions=len(self.docs), label="messy")
+        return {**result, "late_share": self.args.late_share,
+                "duplicate_share": self.args.duplicate_share, "mixed_in": mixed}
 
     def latency(self, rate: float, label: str) -> dict:
         """Offered `rate` tx/s for `--latency-seconds`, events stamped at produce time."""
@@ -543,6 +592,8 @@ def run(args: argparse.Namespace, flavour: Flavour) -> dict:
                 results["sustained"] = bench.sustained()
                 results["raw_consume_ceiling"] = raw_consume_ceiling(
                     bench.broker.bootstrap, bench.backlog_topic, len(bench.docs))
+            if "messy" in args.phases:
+                results["messy"] = bench.messy()
             if "naive" in args.phases:
                 results["naive_one_call_per_tx"] = bench.naive()
             if "fixed" in args.phases:
@@ -558,6 +609,9 @@ def run(args: argparse.Namespace, flavour: Flavour) -> dict:
     results["environment_after"] = {"load_average": os.getloadavg()}
     if "sustained" in results and "naive_one_call_per_tx" in results:
         results["ratios"] = ratios(results)
+    if "sustained" in results and "messy" in results:
+        results["messy_vs_clean"] = round(results["messy"]["throughput_tx_s"]
+                                          / max(results["sustained"]["throughput_tx_s"], 1e-9), 3)
     return results
 
 
@@ -590,6 +644,13 @@ def report(results: dict) -> None:
         raw = results["raw_consume_ceiling"]
         print(f"raw kafka-python ceiling {raw['msg_s']:>10,.0f} msg/s "
               f"({raw['msg_per_cpu_second']:,.0f} per CPU-second)")
+    if "messy" in results:
+        m = results["messy"]
+        versus = (f"= {results['messy_vs_clean']:.2f} x the clean stream"
+                  if "messy_vs_clean" in results else "")
+        print(f"late {m['late_share']:.0%}, duplicates {m['duplicate_share']:.0%}: "
+              f"{m['throughput_tx_s']:>8,.0f} tx/s ({m['throughput_msg_s']:,.0f} msg/s) {versus}; "
+              f"consumer counted {m['consumer_counters']} for {m['mixed_in']} mixed in")
     if "ratios" in results:
         ratios = results["ratios"]
         print(f"ours / raw ceiling       {ratios['vs_raw_consume_ceiling']:.2f} x "
@@ -634,6 +695,8 @@ def side_by_side(runs: dict[str, dict]) -> list[tuple[str, ...]]:
     figures = [
         ("sustained tx/s", ("sustained", "throughput_tx_s")),
         ("raw kafka-python ceiling msg/s", ("raw_consume_ceiling", "msg_s")),
+        ("late+duplicates tx/s", ("messy", "throughput_tx_s")),
+        ("late+duplicates / clean", ("messy_vs_clean",)),
         ("naive tx/s", ("naive_one_call_per_tx", "throughput_tx_s")),
         ("fixed rate: p50 ms", ("latency_fixed_rate", "latency", "p50_ms")),
         ("fixed rate: p99 ms", ("latency_fixed_rate", "latency", "p99_ms")),
@@ -667,6 +730,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--naive-transactions", type=int, default=20_000)
     parser.add_argument("--naive-seconds", type=float, default=15.0)
+    parser.add_argument("--late-share", type=float, default=0.10,
+                        help="messy phase: share of transactions delivered late (out of order)")
+    parser.add_argument("--duplicate-share", type=float, default=0.01,
+                        help="messy phase: share of transactions delivered twice")
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--partitions", type=int, default=3)
     parser.add_argument("--predictor-threads", type=int, default=1)

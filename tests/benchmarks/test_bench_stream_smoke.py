@@ -19,7 +19,7 @@ def test_bench_stream_smoke_on_both_brokers(tmp_path: Path) -> None:
     out = tmp_path / "stream.json"
     result = subprocess.run(
         [sys.executable, str(REPO_ROOT / "benchmarks" / "bench_stream.py"), "--smoke",
-         "--kafka", "both", "--phases", "sustained", "fixed", "--out", str(out)],
+         "--kafka", "both", "--phases", "sustained", "messy", "fixed", "--out", str(out)],
         capture_output=True, text=True, timeout=900, cwd=tmp_path, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     runs = json.loads(out.read_text())["brokers"]
@@ -30,9 +30,18 @@ def test_bench_stream_smoke_on_both_brokers(tmp_path: Path) -> None:
         assert sustained["decided"] == sustained["transactions"] == 2000
         assert sustained["throughput_tx_s"] > 0
         assert run["raw_consume_ceiling"]["msg_s"] > 0
+        messy = run["messy"]  # late and duplicate transactions mixed in: each decided once
+        assert messy["decided"] == messy["transactions"] == 2000
+        assert messy["messages"] == 2000 + messy["mixed_in"]["duplicates"]
+        counted = messy["consumer_counters"]
+        assert counted["duplicates"] == messy["mixed_in"]["duplicates"] > 0
+        assert counted["late_events"] == messy["mixed_in"]["late"] > 0
+        assert counted["dead_letters"] == 0
+        assert run["messy_vs_clean"] > 0
         fixed = run["latency_fixed_rate"]
         assert fixed["decided"] == fixed["sent"] > 0
         assert 0 < fixed["latency"]["p50_ms"] <= fixed["latency"]["p99_ms"]
         assert run["transport_floor_fixed_rate"]["count"] > 0
     assert "== side by side" in result.stdout
     assert "transport floor: p99 ms" in result.stdout
+    assert "late+duplicates / clean" in result.stdout

@@ -9,12 +9,14 @@ was neither reset nor applied twice), and no alert email was sent twice or is mi
 from __future__ import annotations
 
 import json
+import random
 import re
 import signal
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from email import message_from_bytes
 
 import httpx
@@ -22,6 +24,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from consumer_helpers import free_port, make_topics, produce, read_topic, wait_until
 from e2e_helpers import (
+    SEQ_LEN,
     Models,
     Service,
     consumer_env,
@@ -30,7 +33,20 @@ from e2e_helpers import (
     transactions,
     write_models,
 )
+from kafka import KafkaProducer
 
+from fraudops.data import frame as tabular
+from fraudops.features import (
+    EventTimePolicy,
+    admit_stream,
+    build_spec,
+    compute_batch,
+    gather_sequences,
+    sequence_index,
+)
+from fraudops.features.policy import CONFLICTING_DUPLICATE, TOO_LATE
+from fraudops.models import load_scorer
+from fraudops.schema import Transaction
 from fraudops.store import Store
 
 pytestmark = pytest.mark.integration
@@ -245,3 +261,137 @@ def test_two_consumers_rebalance(kafka_broker, tmp_path, group_id_factory, model
     scenario.check(models, docs)
     logs = scenario.consumers[1].log()
     assert "restored snapshot" in logs or "no snapshot" in logs
+
+
+# -- a messy stream: late, duplicate and conflicting events, labels ------------------------------
+
+
+def messy_stream(docs: list[dict], seed: int = 21) -> list[dict]:
+    """`docs` as a real stream delivers them: 10% late within the allowed lateness (out of order
+    for their account), 1% too late, 2% delivered twice (half of them re-serialised with the keys
+    in another order: the same transaction), 1% redelivered with another amount (conflicting)."""
+    rng = random.Random(seed)
+    out, latest = [], {}
+    for doc in docs:
+        stamp = datetime.fromisoformat(doc["timestamp"])
+        previous = latest.get(doc["account_id"])
+        latest[doc["account_id"]] = max(stamp, previous or stamp)
+        if previous is not None:
+            draw = rng.random()
+            if draw < 0.10:
+                doc = dict(doc, timestamp=(min(stamp, previous)
+                                           - timedelta(seconds=rng.uniform(1, 1800))).isoformat())
+            elif draw < 0.11:
+                doc = dict(doc, timestamp=(previous - timedelta(hours=2)).isoformat())
+        out.append(doc)
+    for i in sorted(rng.sample(range(len(out)), k=len(out) // 25), reverse=True):
+        kind = rng.random()
+        if kind < 0.4:
+            again = out[i]
+        elif kind < 0.8:
+            again = dict(reversed(list(out[i].items())))
+        else:
+            again = dict(out[i], amount=round(out[i]["amount"] + 1.0, 2))
+        out.insert(min(len(out), i + rng.randint(1, 200)), again)
+    return out
+
+
+def produce_each(broker, topic: str, docs: list[dict]) -> list[tuple[int, int]]:
+    """Send each document keyed by account; (partition, offset) of each, in order."""
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=5)
+    futures = [producer.send(topic, key=doc["account_id"].encode(), value=json.dumps(doc).encode())
+               for doc in docs]
+    producer.flush()
+    producer.close()
+    return [(m.partition, m.offset) for m in (f.get(timeout=30) for f in futures)]
+
+
+def batch_expectation(models: Models, messages: list[dict], placed: list[tuple[int, int]]
+                      ) -> tuple[dict[str, tuple[float, str]], Counter]:
+    """What the consumer must decide, computed by the BATCH feature path under the event-time
+    policy: each partition's messages in offset order through `admit_stream` (duplicates and
+    too-late events refused), `compute_batch(..., arrival_order=True)`, the account sequences
+    gathered from those rows, then the models. Also the expected dead-letter reasons."""
+    scorer = load_scorer(str(models.sequence), str(models.autoencoder), device="cpu")
+    spec, policy = build_spec(), EventTimePolicy(3600.0)
+    expected: dict[str, tuple[float, str]] = {}
+    refused: Counter = Counter()
+    for partition in sorted({p for p, _ in placed}):
+        stream = [doc for doc, (p, _) in sorted(zip(messages, placed, strict=True),
+                                                key=lambda pair: pair[1]) if p == partition]
+        admission = admit_stream(
+            tabular.from_transactions(Transaction.model_validate(d) for d in stream), policy)
+        refused.update(str(o) for o in admission.outcome if o in (TOO_LATE, CONFLICTING_DUPLICATE))
+        frame = admission.frame
+        features = compute_batch(frame, spec, arrival_order=True)
+        sequences, masks = gather_sequences(features, sequence_index(frame, SEQ_LEN))
+        result = scorer.score(sequences, masks)
+        for tx_id, p, decision in zip(frame["transaction_id"], result.fraud_probability,
+                                      result.decision, strict=True):
+            expected[tx_id] = (float(p), str(decision))
+    return expected, refused
+
+
+def test_late_duplicate_and_conflicting_events_on_the_real_broker(
+        kafka_broker, tmp_path, group_id_factory, models, predictor) -> None:
+    """Issue 21's end-to-end check: one decision per id, equal to the batch computation under
+    the policy, across a graceful restart and a rebalance; one distinct record per id on
+    `fraud-decisions` (a redelivery republishes the stored bytes); refusals dead-lettered with
+    their reason; labels (repeated, flipped, unknown, malformed) with defined outcomes."""
+    scenario = Scenario(kafka_broker, tmp_path, group_id_factory("messy"), predictor)
+    scenario.env["FRAUDOPS_CONSUMER__ALLOWED_LATENESS_S"] = "3600"
+    messages = messy_stream(transactions(1500, seed=21))
+    half = len(messages) // 2
+    placed = []
+    try:
+        first = scenario.consumer()
+        placed += produce_each(kafka_broker, scenario.topics.transactions, messages[:half])
+        wait_until(lambda: scenario.decided() >= 300, timeout=90)
+        first.signal(signal.SIGTERM)  # a restart mid-stream ...
+        assert first.wait() == 0
+        scenario.consumer()
+        scenario.consumer()  # ... and a rebalance over the three partitions
+        placed += produce_each(kafka_broker, scenario.topics.transactions, messages[half:])
+        expected, refused = batch_expectation(models, messages, placed)
+        wait_until(lambda: scenario.decided() >= len(expected), timeout=120)
+
+        # Labels: 40 verdicts, 10 sent twice, 5 flipped later, one for an unknown id, one broken.
+        labelled = sorted(expected)[:40]
+        account = {doc["transaction_id"]: doc["account_id"] for doc in messages}
+        labels = [{"transaction_id": tx, "label": 1} for tx in labelled]
+        labels += labels[:10] + [{"transaction_id": tx, "label": 0} for tx in labelled[10:15]]
+        producer = KafkaProducer(bootstrap_servers=kafka_broker.bootstrap)
+        for label in labels:
+            producer.send(scenario.topics.labels, key=account[label["transaction_id"]].encode(),
+                          value=json.dumps(label).encode())
+        producer.send(scenario.topics.labels, key=b"ghost",
+                      value=json.dumps({"transaction_id": "ghost-1", "label": 1}).encode())
+        producer.send(scenario.topics.labels, key=b"broken", value=b'{"transaction_id": ')
+        producer.flush()
+        producer.close()
+        wait_until(lambda: scenario.store.counts()["labels"] >= len(labelled) + 1, timeout=60)
+        time.sleep(1.0)  # anything still arriving would be a double count
+    finally:
+        scenario.stop_all()
+
+    stored = {d.transaction_id: d for d in scenario.store.scored_window()}
+    assert set(stored) == set(expected)  # once each: the store's key; none missing, none extra
+    mismatched = [tx for tx, (p, decision) in expected.items()
+                  if abs(stored[tx].fraud_probability - p) > 1e-4 or stored[tx].decision != decision]
+    assert mismatched == [], f"{len(mismatched)} decisions differ from the batch computation"
+    assert refused[TOO_LATE] > 0 and refused[CONFLICTING_DUPLICATE] > 0
+
+    dead = read_topic(kafka_broker, scenario.topics.dead_letter, sum(refused.values()) + 1)
+    reasons = Counter(dict(r.headers)["dlq.reason"].decode() for r in dead)
+    assert reasons == {**refused, "invalid_json": 1}
+
+    published: dict[str, set[bytes]] = defaultdict(set)
+    for r in read_topic(kafka_broker, scenario.topics.decisions, len(expected)):
+        published[json.loads(r.value)["transaction_id"]].add(bytes(r.value))
+    assert set(published) == set(expected)
+    assert [tx for tx, values in published.items() if len(values) > 1] == []
+
+    assert scenario.store.counts()["labels"] == len(labelled) + 1
+    assert {tx: scenario.store.get_label(tx).label for tx in labelled} == {
+        tx: 0 if tx in labelled[10:15] else 1 for tx in labelled}
+    assert scenario.store.get_label("ghost-1").label == 1  # kept: joins if the id is decided
