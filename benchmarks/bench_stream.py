@@ -129,11 +129,14 @@ def messy_docs(docs: list[dict], late_share: float, duplicate_share: float,
     out, latest, late = [], {}, 0
     for doc in docs:
         stamp = datetime.fromisoformat(doc["timestamp"])
-        previous = latest.get(doc["account_id"])
-        latest[doc["account_id"]] = max(stamp, previous or stamp)
+        previous = latest.get(doc["account_id"])  # the account's watermark as delivered
         if previous is not None and rng.random() < late_share:
             shift = timedelta(seconds=float(rng.uniform(1.0, 1800.0)))
-            doc, late = dict(doc, timestamp=(min(stamp, previous) - shift).isoformat()), late + 1
+            stamp, late = min(stamp, previous) - shift, late + 1
+            doc = dict(doc, timestamp=stamp.isoformat())
+        # The consumer measures lateness against the latest event time it has *seen*: a late
+        # event does not move it, so the next event is compared with the same watermark.
+        latest[doc["account_id"]] = max(stamp, previous or stamp)
         out.append(doc)
     duplicates = round(len(docs) * duplicate_share)
     # Descending, so each insertion only shifts what comes after the earlier picks.

@@ -162,3 +162,18 @@ def test_bench_predictor_smoke(tmp_path):
     assert result["concurrent_single_binary"]["mean_sequences_per_forward_pass"] >= 1
     assert (result["batch"]["16_json"]["request_bytes"]
             > result["batch"]["16_binary"]["request_bytes"])
+
+
+def test_bench_ingest_fuzz_smoke(tmp_path):
+    run_smoke("bench_ingest_fuzz.py", tmp_path, "--out", "report.json")
+    result = read_report(tmp_path)
+    assert result["messages"] == 3_000 and result["restarts"] == 2
+    assert result["crashes"] == 0 and result["decided_twice"] == 0
+    assert result["ids_published_with_different_bytes"] == 0
+    assert result["decisions_stored"] == result["decided_ids"] > 0
+    assert sum(result["generated"].values()) == 3_000
+    # The mix reached the consumer's own paths: poison dead-lettered, late events accepted,
+    # redeliveries answered with the stored decision, conflicting ids refused.
+    assert result["late_accepted"] > 0 and result["republished"] > 0
+    assert {"too_late", "conflicting_duplicate"} <= set(result["dead_letters"])
+    assert_positive(result, "processor_messages_per_second")

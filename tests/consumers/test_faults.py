@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import signal
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from email import message_from_bytes
 
@@ -135,8 +135,19 @@ class Outcome:
     def finish(self, count: int, mailbox: Inbox, timeout: float = 180.0) -> None:
         """Wait until `count` transactions are decided and every alert's email is out."""
         self.wait_decided(count, timeout)
-        wait_until(lambda: len(mailbox.message_ids) >= self.store.counts()["notifications"],
-                   timeout=120, interval=0.25)
+        # The outbox drains at the SMTP round trip's pace (one durable mark per email), slower
+        # on a busy machine: wait while emails keep arriving, fail when none came for a minute.
+        stalled_s, last, quiet_since = 60.0, -1, time.monotonic()
+        while (arrived := len(mailbox.message_ids)) < self.store.counts()["notifications"]:
+            if arrived != last:
+                last, quiet_since = arrived, time.monotonic()
+            elif time.monotonic() - quiet_since > stalled_s:
+                by_status = Counter(n.status for n in self.store.notifications())
+                logs = "\n".join(f"--- {c.log_path.name}\n{c.log()[-2500:]}"
+                                 for c in self.consumers)
+                raise AssertionError(f"{arrived} emails arrived, none for {stalled_s:.0f} s; "
+                                     f"outbox: {dict(by_status)}\n{logs}")
+            time.sleep(0.25)
         time.sleep(1.5)  # a duplicate email would arrive now
 
     def stop_all(self) -> None:
