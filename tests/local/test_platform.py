@@ -88,6 +88,11 @@ def test_state_dir_in_use_is_refused_and_leftovers_of_a_dead_run_are_stopped(tmp
     orphan = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
                               env={**os.environ, "FRAUDOPS_RUN_ID": "deadbeef"})
     (layout.home / "stale.txt").write_text("old")
+    # Found by its run id before the claim (a CI run once missed an orphan claimed at once).
+    deadline = time.monotonic() + 10
+    while orphan.pid not in run_members("deadbeef") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert orphan.pid in run_members("deadbeef"), "the orphan's run id is not visible in /proc"
     record = claim(layout, clean=True)
     assert orphan.wait(timeout=10) != 0
     assert record.pid == os.getpid() and not (layout.home / "stale.txt").exists()
