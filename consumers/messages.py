@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from consumers.exceptions import PoisonMessageError
 from fraudops.features.policy import CONFLICTING_DUPLICATE, TOO_LATE
@@ -71,6 +71,9 @@ class LabelMessage(BaseModel):
     analyst: str | None = Field(default=None, max_length=128)
     note: str | None = Field(default=None, max_length=2000)
     source: str = Field(default="labels-topic", max_length=64)
+    #: When the verdict became known (the gateway sends its history entry's time, so that the
+    #: store records the label once); None: when the consumer stores it.
+    labelled_at: AwareDatetime | None = None
 
 
 def _check_size(value: bytes | None, max_bytes: int) -> bytes:
@@ -121,7 +124,8 @@ def parse_label(value: bytes | None, max_bytes: int) -> LabelRecord:
     except ValidationError as error:
         raise _poison_from(error) from None
     return LabelRecord(transaction_id=message.transaction_id, label=message.label,
-                       source=message.source, analyst=message.analyst, note=message.note)
+                       source=message.source, analyst=message.analyst, note=message.note,
+                       labelled_at=message.labelled_at)
 
 
 def dead_letter(record: Incoming, error: PoisonMessageError, topic: str) -> Outgoing:

@@ -74,3 +74,11 @@ class GatewayMetrics:
         self.feedback = Counter(
             "fraud_gateway_feedback_total", "Analyst feedback received, by verdict.", ["verdict"],
             registry=reg)
+        self.refused = Counter(
+            "fraud_gateway_requests_refused_total",
+            "Requests refused before any work, by reason (too_large, body_timeout, timeout, "
+            "auth_rate_limited).", ["reason"], registry=reg)
+        self.label_outcomes = Counter(
+            "fraud_gateway_label_outcomes_total",
+            "Labels appended to the history, by outcome (new, unchanged, changed).",
+            ["outcome"], registry=reg)

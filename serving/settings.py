@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import NoDecode
 
 from fraudops import protocol
 from fraudops.settings import CommonSettings, DatabaseSettings, KafkaSettings, MLflowSettings
 
+#: A list given in the environment as comma-separated text (not JSON).
+CommaList = Annotated[list[str], NoDecode]
 _ALIAS_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/@]+)$")
 
 
@@ -67,8 +71,39 @@ class GatewaySettings(BaseModel):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
-    #: Comma-separated API keys accepted in the ``X-API-Key`` header (mount from a Secret).
+    #: Comma-separated principals accepted in the ``X-API-Key`` header (mount from a Secret),
+    #: each ``NAME:ROLE[+ROLE...]:KEY`` with roles ingest, analyst, admin (e.g.
+    #: ``ana:analyst:k1,payments:ingest:k2``). A bare ``KEY`` gets `bare_key_roles` and the
+    #: name ``key-<its position in the list>``.
     api_keys: SecretStr = SecretStr("")
+    #: Roles of a bare key (one without ``NAME:ROLES:``), for local use.
+    bare_key_roles: CommaList = Field(default_factory=lambda: ["ingest", "analyst"])
+    #: Header carrying the user a trusted authenticating proxy (oauth2-proxy's
+    #: ``X-Auth-Request-User``, ...) vouches for; empty trusts no header. It is honoured only
+    #: on requests authenticated with the key of a principal in `trusted_proxy_principals`,
+    #: which then act as that user with the proxy principal's roles.
+    trusted_identity_header: str = ""
+    #: Names of the principals (API keys) held by the authenticating proxy.
+    trusted_proxy_principals: CommaList = Field(default_factory=list)
+    #: Largest request body in bytes (counted as it streams, chunked or not); larger: 413.
+    max_body_bytes: int = Field(default=65_536, ge=1024, le=16 * 1024 * 1024)
+    #: Seconds a client may take to send the whole body (slow senders get 408).
+    body_timeout_s: float = Field(default=10.0, gt=0)
+    #: Seconds a request may take from its body to the start of the answer (then 504).
+    request_timeout_s: float = Field(default=30.0, gt=0)
+    #: Seconds an idle keep-alive connection stays open (uvicorn's timeout_keep_alive).
+    keep_alive_timeout_s: int = Field(default=5, ge=1, le=300)
+    #: Failed authentications allowed per client address (`limits` notation: "20/minute");
+    #: beyond it every /v1 request from that address gets 429 until the window has moved on.
+    auth_failure_limit: str = "20/minute"
+    #: Proxies whose X-Forwarded-For names the client (uvicorn's forwarded_allow_ips): the
+    #: client address the failure limit counts by.
+    forwarded_allow_ips: str = "127.0.0.1"
+    #: Host headers accepted (TrustedHost, e.g. ``fraudops.example.com,*.svc``); empty: any.
+    allowed_hosts: CommaList = Field(default_factory=list)
+    #: Serve ``/docs`` (Swagger UI from the gateway itself, no CDN) and ``/openapi.json``;
+    #: off in production.
+    docs_enabled: bool = False
     predictor_url: str = "http://127.0.0.1:8080"
     predictor_model: str = protocol.MODEL_NAME
     predictor_timeout_s: float = Field(default=5.0, gt=0)
@@ -80,23 +115,27 @@ class GatewaySettings(BaseModel):
     #: empty means ``<home>/drift-reports``.
     reports_dir: str = ""
     #: Allowed CORS origins; empty disables CORS entirely.
-    cors_origins: list[str] = Field(default_factory=list)
+    cors_origins: CommaList = Field(default_factory=list)
     #: uvicorn's access log (one line per request); the request histograms carry the same.
     access_log: bool = False
     #: Page size limits of list endpoints.
     max_page_size: int = Field(default=500, ge=1)
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "allowed_hosts", "bare_key_roles",
+                     "trusted_proxy_principals", mode="before")
     @classmethod
-    def _split_origins(cls, value: object) -> object:
+    def _split_lists(cls, value: object) -> object:
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
-    def keys(self) -> list[bytes]:
-        """The accepted API keys (bytes, for constant-time comparison)."""
-        raw = self.api_keys.get_secret_value()
-        return [key.strip().encode() for key in raw.split(",") if key.strip()]
+    @field_validator("auth_failure_limit")
+    @classmethod
+    def _check_limit(cls, value: str) -> str:
+        from limits import parse  # the serving extra's; settings import nothing heavy
+
+        parse(value)  # raises ValueError for a malformed limit
+        return value
 
     def resolved_reports_dir(self, home: Path) -> Path:
         return Path(self.reports_dir) if self.reports_dir else home / "drift-reports"

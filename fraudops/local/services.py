@@ -143,6 +143,7 @@ def gateway(layout: Layout) -> ProcessSpec:
         "FRAUDOPS_GATEWAY__HOST": "127.0.0.1",
         "FRAUDOPS_GATEWAY__PORT": str(layout.ports.gateway),
         "FRAUDOPS_GATEWAY__API_KEYS": LOCAL_API_KEY,
+        "FRAUDOPS_GATEWAY__DOCS_ENABLED": "true",  # the local platform links its API docs
         "FRAUDOPS_GATEWAY__PREDICTOR_URL": layout.predictor_url,
         "FRAUDOPS_GATEWAY__REPORTS_DIR": str(layout.drift_reports.resolve()),
     }

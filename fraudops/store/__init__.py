@@ -6,7 +6,8 @@ default, PostgreSQL in a cluster::
 
     store = Store.from_url(settings.database.resolved_url(settings.home))
     store.list_alerts(status="open", limit=20)
-    store.add_labels([LabelRecord("tx-1", 1, source="gateway", analyst="ana")])
+    store.record_label(LabelRecord("tx-1", 1, source="gateway", analyst="ana"))
+    store.label_history("tx-1")  # every label given, oldest first; store.get_label: the current
 """
 
 from fraudops.store.exceptions import (
@@ -21,6 +22,8 @@ from fraudops.store.models import (
     Decision,
     DecisionSource,
     Label,
+    LabelEvent,
+    LabelOutcome,
     Notification,
     NotificationStatus,
     StreamCheckpoint,
@@ -31,6 +34,7 @@ from fraudops.store.records import (
     BatchWrite,
     CheckpointRecord,
     DecisionRecord,
+    LabelEntry,
     LabelledTransaction,
     LabelRecord,
     NotificationRecord,
@@ -48,6 +52,9 @@ __all__ = [
     "DecisionRecord",
     "DecisionSource",
     "Label",
+    "LabelEntry",
+    "LabelEvent",
+    "LabelOutcome",
     "LabelRecord",
     "LabelledTransaction",
     "NotFoundError",

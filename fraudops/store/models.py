@@ -137,7 +137,8 @@ class Notification(Base):
 
 
 class Label(Base):
-    """Analyst feedback (1 = fraud, 0 = legitimate); the latest label per transaction wins."""
+    """The current verdict of a transaction (1 = fraud, 0 = legitimate): its latest
+    `LabelEvent`, written with it; what retraining, the drift job and the console read."""
 
     __tablename__ = "labels"
 
@@ -147,6 +148,48 @@ class Label(Base):
     analyst: Mapped[str | None] = mapped_column(String(ID_LENGTH), nullable=True)
     note: Mapped[str | None] = mapped_column(Text, nullable=True)
     labelled_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class LabelOutcome(StrEnum):
+    """What a recorded label did to the transaction's current verdict."""
+
+    NEW = "new"  # the first verdict
+    UNCHANGED = "unchanged"  # a repeat of the current verdict
+    CHANGED = "changed"  # contradicts the current verdict (a conflict), and replaces it
+    LATE = "late"  # known before the current verdict: recorded, the current one stands
+
+
+class LabelEvent(Base):
+    """One entry of the append-only label history (`label_history`): who said what, when.
+
+    Every label from every source (the gateway, the `labels` topic, imports) is appended here;
+    entries are never updated except `published_at`. The current verdict of a transaction is
+    its latest entry by `labelled_at` (then `id`), kept in `labels` by the same transaction of
+    the database (`Label`). The unique index makes a redelivered label (same transaction, time,
+    verdict and source) a no-op.
+    """
+
+    __tablename__ = "label_history"
+    __table_args__ = (Index("ux_label_history_event", "transaction_id", "labelled_at", "label",
+                            "source", unique=True),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"),
+                                    primary_key=True, autoincrement=True)
+    transaction_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    label: Mapped[int] = mapped_column(Integer)
+    #: The current verdict when this entry was recorded (None: there was none).
+    previous_label: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: A `LabelOutcome` value.
+    outcome: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(64))
+    #: Who gave it: the gateway's authenticated principal, or what the topic's producer said.
+    analyst: Mapped[str | None] = mapped_column(String(ID_LENGTH), nullable=True)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: When the verdict became known (the label's own time; never later than `recorded_at`).
+    labelled_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    #: When the verdict was produced to the `labels` topic (None: not by this entry).
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class StreamCheckpoint(Base):

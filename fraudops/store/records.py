@@ -61,17 +61,41 @@ class NotificationRecord:
 
 @dataclass(frozen=True)
 class LabelRecord:
-    """Analyst feedback on one transaction (1 = fraud, 0 = legitimate)."""
+    """A verdict on one transaction (1 = fraud, 0 = legitimate).
+
+    `labelled_at` is when it became known (timezone-aware; None: when it is stored); a label
+    delivered again with the same time, verdict and source is recorded once.
+    """
 
     transaction_id: str
     label: int
     source: str = "analyst"
     analyst: str | None = None
     note: str | None = None
+    labelled_at: datetime | None = None
 
     def __post_init__(self) -> None:
         if self.label not in (0, 1):
             raise ValueError(f"label must be 0 or 1, got {self.label!r}")
+        if self.labelled_at is not None and self.labelled_at.tzinfo is None:
+            raise ValueError("labelled_at must be timezone-aware")
+
+
+@dataclass(frozen=True)
+class LabelEntry:
+    """One entry of a transaction's label history (see `fraudops.store.models.LabelEvent`)."""
+
+    id: int
+    transaction_id: str
+    label: int
+    previous_label: int | None
+    outcome: str
+    source: str
+    analyst: str | None
+    note: str | None
+    labelled_at: datetime
+    recorded_at: datetime
+    published_at: datetime | None
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from fraudops.store.exceptions import (
     StaleCheckpointError,
     UnsupportedDatabaseError,
 )
+from fraudops.store.label_history import LabelLog
 from fraudops.store.models import (
     Alert,
     AlertStatus,
@@ -53,6 +54,7 @@ from fraudops.store.records import (
     BatchWrite,
     CheckpointRecord,
     DecisionRecord,
+    LabelEntry,
     LabelledTransaction,
     LabelRecord,
     RecordSource,
@@ -103,6 +105,7 @@ class Store:
         self._ignore = {model: self._insert_ignore(model)
                         for model in (Decision, DecisionSource, Alert, Notification)}
         self._decided, self._encode_ids = self._decided_query()
+        self._labels = LabelLog(self._insert)
 
     @classmethod
     def from_url(cls, url: str, *, create: bool = True, **engine_options: Any) -> Store:
@@ -155,17 +158,27 @@ class Store:
         if batch.notifications:
             connection.execute(self._ignore[Notification],
                                [vars(n) | {"created_at": now} for n in batch.notifications])
-        if batch.labels:
-            self._upsert_labels(connection, batch.labels)
+        if batch.labels:  # read from the labels topic: they have been published
+            self._labels.append(connection, batch.labels, published=True)
         for checkpoint in batch.checkpoints:
             self._upsert_checkpoint(connection, checkpoint, now)
 
     def add_labels(self, labels: Iterable[LabelRecord]) -> int:
-        """Store analyst labels (the latest label of a transaction wins); returns how many."""
-        labels = list(labels)
+        """Append labels to the history (the latest known becomes the current verdict, see
+        `fraudops.store.label_history`); returns how many were recorded (not redeliveries)."""
         with self.engine.begin() as connection:
-            self._upsert_labels(connection, labels)
-        return len(labels)
+            return len(self._labels.append(connection, list(labels), published=False))
+
+    def record_label(self, label: LabelRecord) -> LabelEntry | None:
+        """Append one label to the history; its entry, or None for a redelivered label."""
+        with self.engine.begin() as connection:
+            entries = self._labels.append(connection, [label], published=False)
+        return entries[0] if entries else None
+
+    def mark_label_published(self, entry_id: int) -> None:
+        """Record that the verdict of history entry `entry_id` reached the `labels` topic."""
+        with self.engine.begin() as connection:
+            self._labels.mark_published(connection, entry_id)
 
     def set_alert_status(self, transaction_id: str, status: AlertStatus | str) -> Alert:
         """Move an alert to `status`; raises `NotFoundError` for an unknown transaction."""
@@ -237,9 +250,19 @@ class Store:
             return list(session.scalars(query.limit(limit).offset(offset)))
 
     def get_label(self, transaction_id: str) -> Label | None:
-        """The latest analyst label of a transaction, if any."""
+        """The current verdict of a transaction (its latest known label), if any."""
         with self._sessions() as session:
             return session.get(Label, transaction_id)
+
+    def label_history(self, transaction_id: str) -> list[LabelEntry]:
+        """Every label given to a transaction, oldest first."""
+        with self.engine.connect() as connection:
+            return self._labels.entries(connection, transaction_id)
+
+    def unpublished_verdict(self, transaction_id: str) -> LabelEntry | None:
+        """The entry to produce when the current verdict has not reached the `labels` topic."""
+        with self.engine.connect() as connection:
+            return self._labels.unpublished_verdict(connection, transaction_id)
 
     def account_history(self, account_id: str, *, before: datetime, limit: int,
                         exclude: str | None = None) -> list[Decision]:
@@ -272,7 +295,8 @@ class Store:
             return list(session.scalars(query.limit(limit)))
 
     def labelled_transactions(self, since: datetime | None = None) -> list[LabelledTransaction]:
-        """Stored transactions that have an analyst label (retraining data), by label time."""
+        """Stored transactions with their current verdict (retraining data: one row per
+        transaction, the latest known label), by label time."""
         query = (select(Decision, Label).join(Label, Label.transaction_id == Decision.transaction_id)
                  .order_by(Label.labelled_at, Label.transaction_id))
         if since is not None:
@@ -347,16 +371,6 @@ class Store:
     def _insert_ignore(self, model: type[Base]) -> Any:
         key = [column.name for column in model.__table__.primary_key]
         return self._insert(model).on_conflict_do_nothing(index_elements=key)
-
-    def _upsert_labels(self, connection: Connection, labels: Sequence[LabelRecord]) -> None:
-        latest = {label.transaction_id: vars(label) | {"labelled_at": utcnow()} for label in labels}
-        statement = self._insert(Label)
-        statement = statement.on_conflict_do_update(
-            index_elements=["transaction_id"],
-            set_={name: statement.excluded[name]
-                  for name in ("label", "source", "analyst", "note", "labelled_at")},
-        )
-        connection.execute(statement, list(latest.values()))
 
     def _upsert_checkpoint(self, connection: Connection, checkpoint: CheckpointRecord,
                            now: datetime) -> None:

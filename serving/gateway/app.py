@@ -1,8 +1,11 @@
 """The gateway's FastAPI application factory.
 
-Routes: ``/v1/transactions``, ``/v1/score``, ``/v1/alerts``, ``/v1/feedback``,
-``/v1/drift/reports`` (all behind the ``X-API-Key`` header), ``/healthz``, ``/readyz``,
-``/metrics``, and the OpenAPI docs at ``/docs`` and ``/openapi.json``.
+Routes: ``/v1/transactions`` and ``/v1/score`` (role ingest), ``/v1/alerts``, ``/v1/feedback``
+and ``/v1/drift/reports`` (role analyst), ``/v1/admin/principals`` (role admin), all behind
+the ``X-API-Key`` header; ``/healthz``, ``/readyz``, ``/metrics``; ``/docs`` and
+``/openapi.json`` only when `GatewaySettings.docs_enabled`. Layers, outermost first: request
+metrics, security headers, TrustedHost (when hosts are configured), CORS (when origins are),
+`RequestGuard` (limits, authentication, timeouts), then the routes.
 """
 
 from __future__ import annotations
@@ -11,47 +14,51 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI, Request, status
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
-from sqlalchemy.exc import SQLAlchemyError
+from fastapi.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import fraudops
-from serving.exceptions import (
-    ConfigurationError,
-    KafkaUnavailableError,
-    PredictorUnavailableError,
-    StoreUnavailableError,
-)
-from serving.gateway.deps import LazyStore, Services, require_api_key
+from serving.gateway.deps import LazyStore, Services, require_role
+from serving.gateway.docs import mount_docs
+from serving.gateway.errors import add_error_handlers
+from serving.gateway.guard import API_KEY_HEADER, RequestGuard, SecurityHeaders
 from serving.gateway.kafka import AckedProducer
 from serving.gateway.predictor_client import PredictorClient
+from serving.gateway.principals import Principals, Role
 from serving.gateway.reports import DriftReports
-from serving.gateway.routers import alerts, drift, feedback, health, score, transactions
+from serving.gateway.routers import admin, alerts, drift, feedback, health, score, transactions
 from serving.metrics import GatewayMetrics
 from serving.settings import GatewayServiceSettings
 
+#: The role each /v1 router requires.
+ROUTER_ROLES = ((transactions, Role.INGEST), (score, Role.INGEST), (alerts, Role.ANALYST),
+                (feedback, Role.ANALYST), (drift, Role.ANALYST), (admin, Role.ADMIN))
+_AUTH_RESPONSES = {401: {"description": "Missing or invalid API key."},
+                   403: {"description": "The principal lacks this route's role."},
+                   413: {"description": "Body larger than the configured limit."},
+                   429: {"description": "Too many failed authentications from this client."}}
+
 
 def build_services(settings: GatewayServiceSettings) -> Services:
-    """The gateway's resources; nothing connects until first use."""
+    """The gateway's resources; nothing connects until first use. Raises
+    `ConfigurationError` for API keys that cannot work."""
     g = settings.gateway
-    keys = g.keys()
-    if not keys:
-        raise ConfigurationError("no API key configured: set FRAUDOPS_GATEWAY__API_KEYS "
-                                 "(comma-separated, from a Secret)")
+    principals = Principals.parse(g.api_keys.get_secret_value(), g.bare_key_roles)
     return Services(
         settings=settings, metrics=GatewayMetrics(),
         producer=AckedProducer(settings.kafka, g.produce_timeout_s),
         store=LazyStore(settings.database.resolved_url(settings.home)),
         predictor=PredictorClient(g.predictor_url, g.predictor_model, g.predictor_timeout_s),
         reports=DriftReports(g.resolved_reports_dir(settings.home)),
-        api_keys=keys)
+        principals=principals)
 
 
 def create_app(settings: GatewayServiceSettings) -> FastAPI:
     """Build the app; raises `ConfigurationError` for settings that cannot work."""
     services = build_services(settings)
+    g = settings.gateway
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -62,38 +69,28 @@ def create_app(settings: GatewayServiceSettings) -> FastAPI:
 
     app = FastAPI(title="fraudops gateway", version=fraudops.__version__, lifespan=lifespan,
                   description="Transaction ingestion, synchronous scoring, analyst alerts and "
-                              "feedback, drift reports. Every /v1 route needs X-API-Key.")
+                              "feedback, drift reports. Every /v1 route needs X-API-Key.",
+                  docs_url=None, redoc_url=None, openapi_url=None, redirect_slashes=False)
     app.state.services = services
-    for module in (transactions, score, alerts, feedback, drift):  # all under /v1
-        app.include_router(module.router, dependencies=[Depends(require_api_key)],
-                           responses={401: {"description": "Missing or invalid API key."}})
+    for module, role in ROUTER_ROLES:
+        app.include_router(module.router, dependencies=[Depends(require_role(role))],
+                           responses=_AUTH_RESPONSES)
     app.include_router(health.router)
-    _add_error_handlers(app)
-    if settings.gateway.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=settings.gateway.cors_origins,
-                           allow_methods=["GET", "POST"], allow_headers=["X-API-Key",
-                                                                         "Content-Type"])
+    if g.docs_enabled:
+        mount_docs(app)
+    add_error_handlers(app)
+    app.add_middleware(RequestGuard, principals=services.principals, settings=g,
+                       metrics=services.metrics)
+    if g.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=g.cors_origins,
+                           allow_methods=["GET", "POST"],
+                           allow_headers=[API_KEY_HEADER, "Content-Type"])
+    if g.allowed_hosts:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=g.allowed_hosts,
+                           www_redirect=False)
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(RequestMetrics, metrics=services.metrics)
     return app
-
-
-def _add_error_handlers(app: FastAPI) -> None:
-    def unavailable(_: Request, error: Exception) -> JSONResponse:
-        return JSONResponse(status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-                            content={"detail": str(error)}, headers={"Retry-After": "5"})
-
-    def kafka_down(request: Request, error: Exception) -> JSONResponse:
-        request.app.state.services.metrics.kafka_errors.inc()
-        return unavailable(request, error)
-
-    def database_down(request: Request, error: Exception) -> JSONResponse:
-        return unavailable(request, StoreUnavailableError(
-            f"decision store unavailable: {type(error).__name__}"))
-
-    app.add_exception_handler(KafkaUnavailableError, kafka_down)
-    app.add_exception_handler(PredictorUnavailableError, unavailable)
-    app.add_exception_handler(StoreUnavailableError, unavailable)
-    app.add_exception_handler(SQLAlchemyError, database_down)
 
 
 class RequestMetrics:

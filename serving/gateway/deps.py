@@ -6,9 +6,9 @@ pieces of it through the aliases below, so tests can build an app around any set
 
 from __future__ import annotations
 
-import hmac
 import threading
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, Security, status
@@ -17,15 +17,15 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from fraudops.store import Store, StoreError
 from serving.exceptions import StoreUnavailableError
+from serving.gateway.guard import API_KEY_HEADER, PRINCIPAL, V1
 from serving.gateway.kafka import AckedProducer
 from serving.gateway.predictor_client import PredictorClient
+from serving.gateway.principals import Principal, Principals, Role
 from serving.gateway.reports import DriftReports
 from serving.metrics import GatewayMetrics
 from serving.settings import GatewayServiceSettings
 
-API_KEY_HEADER = "X-API-Key"
-#: Prefix of the versioned, authenticated API.
-V1 = "/v1"
+__all__ = ["API_KEY_HEADER", "V1", "PrincipalDep", "ServicesDep", "StoreDep", "require_role"]
 
 
 class LazyStore:
@@ -62,7 +62,7 @@ class Services:
     store: LazyStore
     predictor: PredictorClient
     reports: DriftReports
-    api_keys: list[bytes] = field(default_factory=list)
+    principals: Principals
 
 
 def _services(request: Request) -> Services:
@@ -75,18 +75,31 @@ def _store(services: Annotated[Services, Depends(_services)]) -> Store:
 
 ServicesDep = Annotated[Services, Depends(_services)]
 StoreDep = Annotated[Store, Depends(_store)]
+#: Documents the header in the OpenAPI schema; `RequestGuard` checks it before the body is read.
 _api_key = APIKeyHeader(name=API_KEY_HEADER, auto_error=False,
-                        description="One of the keys configured in FRAUDOPS_GATEWAY__API_KEYS.")
+                        description="The key of a principal configured in "
+                                    "FRAUDOPS_GATEWAY__API_KEYS (NAME:ROLES:KEY).")
 
 
-def require_api_key(services: ServicesDep,
-                    key: Annotated[str | None, Security(_api_key)] = None) -> None:
-    """401 unless the request carries a configured API key (compared in constant time)."""
-    candidate = (key or "").encode()
-    matched = False
-    for accepted in services.api_keys:  # no early exit: timing does not reveal which key
-        matched |= hmac.compare_digest(accepted, candidate)
-    if not matched:
-        services.metrics.auth_failures.inc()
+def _principal(request: Request, _: Annotated[str | None, Security(_api_key)] = None
+               ) -> Principal:
+    principal = getattr(request.state, PRINCIPAL, None)
+    if not isinstance(principal, Principal):  # only reachable without the guard in front
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="missing or invalid API key",
                             headers={"WWW-Authenticate": API_KEY_HEADER})
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(_principal)]
+
+
+def require_role(role: Role) -> Callable[[Principal], Principal]:
+    """A dependency that answers 403 unless the authenticated principal holds `role`."""
+
+    def check(principal: PrincipalDep) -> Principal:
+        if not principal.may(role):
+            raise HTTPException(status.HTTP_403_FORBIDDEN,
+                                detail=f"this route needs the {role.value} role")
+        return principal
+
+    return check

@@ -12,7 +12,7 @@ from datetime import datetime
 from pydantic import ValidationError
 
 from fraudops.schema import Transaction
-from fraudops.store import Alert, Decision, Label, Store
+from fraudops.store import Alert, Decision, Label, LabelEntry, Store
 
 
 @dataclass(frozen=True)
@@ -33,9 +33,12 @@ def list_alerts(store: Store, filters: AlertFilter, limit: int, offset: int) -> 
                              until=filters.until, limit=limit, offset=offset)
 
 
-def alert_details(store: Store, transaction_id: str) -> tuple[Decision | None, Label | None]:
-    """The stored decision (with the raw transaction) and the latest label of a transaction."""
-    return store.get_decision(transaction_id), store.get_label(transaction_id)
+def alert_details(store: Store, transaction_id: str
+                  ) -> tuple[Decision | None, Label | None, list[LabelEntry]]:
+    """The stored decision (with the raw transaction), the current verdict and every label
+    given to a transaction (oldest first)."""
+    return (store.get_decision(transaction_id), store.get_label(transaction_id),
+            store.label_history(transaction_id))
 
 
 def account_history(store: Store, account_id: str, before: datetime, limit: int,

@@ -69,10 +69,32 @@ class LabelOut(BaseModel):
     labelled_at: datetime
 
 
+class LabelEventOut(BaseModel):
+    """One entry of a transaction's label history."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    label: int
+    previous_label: int | None = Field(description="The current verdict when it was given.")
+    outcome: Literal["new", "unchanged", "changed", "late"] = Field(
+        description="'changed': it contradicts the verdict before it (a conflict); 'late': "
+                    "known before the current verdict, which stands.")
+    analyst: str | None
+    source: str
+    note: str | None
+    labelled_at: datetime
+    published_at: datetime | None
+
+
 class AlertDetail(AlertOut):
     transaction: dict | None = Field(description="The transaction as the consumer received it.")
     model_version: str | None
-    label: LabelOut | None
+    label: LabelOut | None = Field(description="The current verdict.")
+    label_history: list[LabelEventOut] = Field(
+        default_factory=list, description="Every label given, oldest first.")
+    label_conflict: bool = Field(
+        default=False, description="Analysts gave this transaction different verdicts.")
 
 
 class Verdict(StrEnum):
@@ -83,22 +105,39 @@ class Verdict(StrEnum):
 
 
 class FeedbackIn(BaseModel):
-    """An analyst confirms (fraud) or rejects (legitimate) an alert."""
+    """An analyst confirms (fraud) or rejects (legitimate) an alert.
+
+    There is no analyst field: the analyst is the authenticated principal.
+    """
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     transaction_id: Identifier
     verdict: Verdict
-    analyst: Identifier | None = None
     note: Annotated[str, Field(max_length=2000)] | None = None
 
 
 class FeedbackOut(BaseModel):
+    """The recorded label; the analyst is the authenticated principal."""
+
     transaction_id: str
-    label: int
+    label: int = Field(description="The current verdict (1 = fraud) after this label.")
     alert_status: str
+    analyst: str
+    entry_id: int = Field(description="This label's entry in the label history.")
+    outcome: Literal["new", "unchanged", "changed", "late"]
+    previous_label: int | None
+    published: bool = Field(description="This request produced the verdict to the labels topic "
+                                        "(an unchanged repeat of a published verdict is not).")
     topic: str
-    offset: int
+    offset: int | None
+
+
+class PrincipalOut(BaseModel):
+    """A configured principal (never its key)."""
+
+    name: str
+    roles: list[str]
 
 
 class DriftReportSummary(BaseModel):

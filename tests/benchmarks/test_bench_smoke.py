@@ -147,6 +147,20 @@ def test_bench_gateway_smoke(tmp_path):
         assert figures["p50_ms"] <= figures["p99_ms"] <= figures["max_ms"]
 
 
+def test_bench_gateway_probe_smoke(tmp_path):
+    run_smoke("bench_gateway_probe.py", tmp_path, "--out", "report.json")
+    result = read_report(tmp_path)
+    assert (result["config"]["concurrency"], result["config"]["body_bytes"]) == (2, 2 * 2**20)
+    for name in ("content_length", "chunked"):
+        figures = result[name]
+        assert len(figures["answers"]) == 2 and all(a["status"] for a in figures["answers"])
+        assert_positive(figures, "rss_before_mb", "rss_peak_mb", "max_latency_ms",
+                        "max_answer_bytes")
+        assert figures["rss_peak_mb"] >= figures["rss_before_mb"]
+    assert set(result["targets"]) == {"rss_growth_below_20_mb", "answers_401_or_413",
+                                      "answers_within_100_ms"}
+
+
 @pytest.mark.integration
 @pytest.mark.slow
 def test_bench_predictor_smoke(tmp_path):

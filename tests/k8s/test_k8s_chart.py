@@ -21,10 +21,12 @@ from manifests import containers, ident, long_running, pod_labels, pod_specs, se
 KUBERNETES_VALIDATE = [sys.executable, "-m", "kubernetes_validate"]
 # Kinds with no CRD available offline; rendered only when the feature is switched on.
 UNVALIDATED_KINDS = {"ScaledObject", "TriggerAuthentication"}
-# Environment variables not in the FRAUDOPS_ namespace, each required by a third-party program.
+# Environment variables not in the FRAUDOPS_ namespace, each required by a third-party program
+# (POD_IP: by Kubernetes' $(VAR) expansion in the gateway's allowed hosts).
 FOREIGN_ENV = {"STORAGE_URI", "MLFLOW_BACKEND_STORE_URI", "MLFLOW_S3_ENDPOINT_URL",
                "MLFLOW_SERVER_ALLOWED_HOSTS", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "HOME",
-               "PGPASSWORD", "POSTGRES_USER", "POSTGRES_DB", "POSTGRES_PASSWORD", "PGDATA"}
+               "PGPASSWORD", "POSTGRES_USER", "POSTGRES_DB", "POSTGRES_PASSWORD", "PGDATA",
+               "POD_IP"}
 SENSITIVE = re.compile(r"PASSWORD|API_KEYS|DATABASE__URL|WEBHOOK_URL|SECRET|BACKEND_STORE_URI")
 
 
@@ -454,3 +456,48 @@ def test_feature_toggles_render_valid_resources(render, crd_registry, overrides)
 def test_disabled_mlflow_needs_an_external_tracking_uri(render):
     with pytest.raises(RuntimeError, match="mlflow.externalTrackingUri is required"):
         render("default", "--set", "mlflow.enabled=false")
+
+
+def _gateway_env(docs: list[dict]) -> dict[str, str | None]:
+    doc = next(d for d in docs if d["kind"] == "Deployment"
+               and d["metadata"]["name"].endswith("-gateway"))
+    spec = next(s for _, s in pod_specs([doc]))
+    return {e["name"]: e.get("value") for c in containers(spec) for e in c.get("env", [])}
+
+
+def test_gateway_limits_reach_the_gateway_and_the_ingress(render):
+    """Issue 20: the chart's defaults set the gateway's limits at the ingress too."""
+    docs = load_documents(render("default", "--set", "gateway.ingress.enabled=true"))
+    env = _gateway_env(docs)
+    (ingress,) = by_kind(docs, "Ingress")
+    nginx = {k.removeprefix("nginx.ingress.kubernetes.io/"): v
+             for k, v in ingress["metadata"]["annotations"].items()}
+    assert nginx["proxy-body-size"] == env["FRAUDOPS_GATEWAY__MAX_BODY_BYTES"] == "65536"
+    assert nginx["client-body-timeout"] == env["FRAUDOPS_GATEWAY__BODY_TIMEOUT_S"] == "10"
+    assert nginx["proxy-read-timeout"] == env["FRAUDOPS_GATEWAY__REQUEST_TIMEOUT_S"] == "30"
+    assert env["FRAUDOPS_GATEWAY__AUTH_FAILURE_LIMIT"] == "20/minute"
+    assert env["FRAUDOPS_GATEWAY__DOCS_ENABLED"] == "false"
+    assert "FRAUDOPS_GATEWAY__TRUSTED_IDENTITY_HEADER" not in env  # trusts no header
+
+
+def test_gateway_ingress_annotations_win_over_the_limits(render):
+    docs = load_documents(render("default", "--set", "gateway.ingress.enabled=true", "--set",
+                                 "gateway.ingress.annotations.nginx\\.ingress\\.kubernetes"
+                                 "\\.io/proxy-body-size=1m"))
+    (ingress,) = by_kind(docs, "Ingress")
+    assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"] == "1m"
+    plain = load_documents(render("default", "--set", "gateway.ingress.enabled=true,"
+                                                      "gateway.ingress.nginxLimits=false"))
+    assert "annotations" not in by_kind(plain, "Ingress")[0]["metadata"]
+
+
+def test_gateway_identity_proxy_and_allowed_hosts(render):
+    docs = load_documents(render(
+        "default", "--set", "gateway.trustedProxy.identityHeader=X-Auth-Request-User,"
+        "gateway.trustedProxy.principals={oauth2-proxy},gateway.allowedHosts={api.example}"))
+    env = _gateway_env(docs)
+    assert env["FRAUDOPS_GATEWAY__TRUSTED_IDENTITY_HEADER"] == "X-Auth-Request-User"
+    assert env["FRAUDOPS_GATEWAY__TRUSTED_PROXY_PRINCIPALS"] == "oauth2-proxy"
+    hosts = env["FRAUDOPS_GATEWAY__ALLOWED_HOSTS"].split(",")
+    assert hosts[0] == "$(POD_IP)" and "api.example" in hosts  # kubelet probes use the pod IP
+    assert list(env).index("POD_IP") < list(env).index("FRAUDOPS_GATEWAY__ALLOWED_HOSTS")

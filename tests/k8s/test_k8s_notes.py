@@ -40,6 +40,6 @@ def test_notes_render(helm, notes_chart, scenario):
 
 
 def test_notes_warn_about_missing_api_keys_only_when_missing(helm, notes_chart):
-    assert "accepts requests without an API key" in render_notes(helm, notes_chart, "default")
-    assert "accepts requests without an API key" not in render_notes(helm, notes_chart,
-                                                                      "external-kafka")
+    assert "does not start without API keys" in render_notes(helm, notes_chart, "default")
+    assert "does not start without API keys" not in render_notes(helm, notes_chart,
+                                                                 "external-kafka")

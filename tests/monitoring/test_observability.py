@@ -126,7 +126,8 @@ def test_dashboard_structure():
 def test_alert_rules_cover_the_operational_risks():
     alerts = {name for name, _ in queries_of_rules()}
     assert {"FraudConsumerLagHigh", "FraudPredictorLatencySLOBreach", "FraudConsumerErrorRateHigh",
-            "FraudGatewayErrorRateHigh", "FraudDataDrift", "FraudNoTraffic"} <= alerts
+            "FraudGatewayErrorRateHigh", "FraudDataDrift", "FraudNoTraffic",
+            "FraudGatewayAuthFailuresHigh"} <= alerts
 
 
 def _promtool() -> str:

@@ -12,10 +12,11 @@ import pytest
 
 from fraudops.features import OnlineFeatureState, build_spec
 from fraudops.schema import Transaction
-from serving.exceptions import ReportNotFoundError
+from serving.exceptions import ConfigurationError, ReportNotFoundError
+from serving.gateway.principals import Principals, Role
 from serving.gateway.reports import DriftReports
 from serving.gateway.scoring import build_sequence
-from serving.settings import GatewaySettings, parse_alias_uri
+from serving.settings import GatewayServiceSettings, GatewaySettings, parse_alias_uri
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
@@ -76,11 +77,35 @@ def test_reports_refuse_unknown_and_escaping_ids(tmp_path: Path) -> None:
     assert DriftReports(tmp_path / "missing").list() == []
 
 
-def test_gateway_settings_parse_keys_and_origins() -> None:
-    settings = GatewaySettings(api_keys=" k1, ,k2 ", cors_origins="https://a.example, ")
-    assert settings.keys() == [b"k1", b"k2"]
+def test_gateway_settings_parse_principals_and_origins() -> None:
+    settings = GatewaySettings(api_keys=" k1, ,ana:analyst+admin:k2 ",
+                               cors_origins="https://a.example, ")
+    principals = Principals.parse(settings.api_keys.get_secret_value(), settings.bare_key_roles)
+    bare, ana = principals.match(b"k1"), principals.match(b"k2")
+    assert (bare.name, bare.roles) == ("key-1", {Role.INGEST, Role.ANALYST})
+    assert (ana.name, ana.roles) == ("ana", {Role.ANALYST, Role.ADMIN})
+    assert principals.match(b"k") is None and principals.match(b"") is None
     assert settings.cors_origins == ["https://a.example"]
     assert "k1" not in repr(settings)  # a SecretStr never prints
+
+
+def test_gateway_list_settings_come_comma_separated_from_the_environment(monkeypatch) -> None:
+    """Before: a list setting (FRAUDOPS_GATEWAY__CORS_ORIGINS=...) failed to parse as JSON."""
+    monkeypatch.setenv("FRAUDOPS_GATEWAY__CORS_ORIGINS", "https://a.example,https://b.example")
+    monkeypatch.setenv("FRAUDOPS_GATEWAY__ALLOWED_HOSTS", "gateway.example, *.svc")
+    gateway = GatewayServiceSettings().gateway
+    assert gateway.cors_origins == ["https://a.example", "https://b.example"]
+    assert gateway.allowed_hosts == ["gateway.example", "*.svc"]
+
+
+@pytest.mark.parametrize(("raw", "problem"), [
+    ("", "no API key"), ("ana:reader:k1", "roles must be among"), ("ana::k1", "has no role"),
+    ("ana:analyst:k1,bo:analyst:k1", "repeats"), ("ana:analyst:k1,ana:ingest:k2", "repeats"),
+    ("a b:analyst:k1", "must match"), ("ana:analyst: ", "empty key"),
+])
+def test_principals_refuse_configurations_that_cannot_work(raw: str, problem: str) -> None:
+    with pytest.raises(ConfigurationError, match=problem):
+        Principals.parse(raw, ["ingest"])
 
 
 @pytest.mark.parametrize(("uri", "expected"), [

@@ -134,6 +134,36 @@ fraudops/settings.py). Secrets are referenced with secretKeyRef, never copied in
 {{- if .Values.gateway.apiKeys.existingSecret }}
 {{ include "fraudops.env.secret" (dict "name" "FRAUDOPS_GATEWAY__API_KEYS" "secret" .Values.gateway.apiKeys.existingSecret "key" .Values.gateway.apiKeys.key) }}
 {{- end }}
+{{- $g := .Values.gateway }}
+- name: FRAUDOPS_GATEWAY__MAX_BODY_BYTES
+  value: {{ $g.limits.maxBodyBytes | quote }}
+- name: FRAUDOPS_GATEWAY__BODY_TIMEOUT_S
+  value: {{ $g.limits.bodyTimeoutSeconds | quote }}
+- name: FRAUDOPS_GATEWAY__REQUEST_TIMEOUT_S
+  value: {{ $g.limits.requestTimeoutSeconds | quote }}
+- name: FRAUDOPS_GATEWAY__AUTH_FAILURE_LIMIT
+  value: {{ $g.limits.authFailureLimit | quote }}
+- name: FRAUDOPS_GATEWAY__FORWARDED_ALLOW_IPS
+  value: {{ $g.forwardedAllowIps | quote }}
+- name: FRAUDOPS_GATEWAY__DOCS_ENABLED
+  value: {{ $g.docsEnabled | quote }}
+{{- with $g.trustedProxy.identityHeader }}
+- name: FRAUDOPS_GATEWAY__TRUSTED_IDENTITY_HEADER
+  value: {{ . | quote }}
+- name: FRAUDOPS_GATEWAY__TRUSTED_PROXY_PRINCIPALS
+  value: {{ join "," $g.trustedProxy.principals | quote }}
+{{- end }}
+{{- if $g.allowedHosts }}
+{{- $svc := include "fraudops.unitName" (dict "ctx" . "unit" "gateway") }}
+{{- $hosts := list "$(POD_IP)" "localhost" "127.0.0.1" $svc (printf "%s.%s" $svc .Release.Namespace) (printf "%s.%s.svc" $svc .Release.Namespace) (printf "%s.%s.svc.cluster.local" $svc .Release.Namespace) }}
+{{- if $g.ingress.enabled }}{{ $hosts = append $hosts $g.ingress.host }}{{ end }}
+- name: POD_IP
+  valueFrom:
+    fieldRef:
+      fieldPath: status.podIP
+- name: FRAUDOPS_GATEWAY__ALLOWED_HOSTS
+  value: {{ join "," (concat $hosts $g.allowedHosts) | quote }}
+{{- end }}
 {{- with .Values.gateway.extraEnv }}
 {{ toYaml . }}
 {{- end }}

@@ -11,9 +11,10 @@ from fastapi import APIRouter, HTTPException, Path, Query, status
 from fraudops.store import AlertStatus, NotFoundError
 from serving.gateway import queries
 from serving.gateway.deps import V1, ServicesDep, StoreDep
-from serving.gateway.schemas import AlertDetail, AlertOut, AlertPage, LabelOut
+from serving.gateway.errors import StrictJSONRoute
+from serving.gateway.schemas import AlertDetail, AlertOut, AlertPage, LabelEventOut, LabelOut
 
-router = APIRouter(prefix=V1, tags=["alerts"])
+router = APIRouter(prefix=V1, tags=["alerts"], route_class=StrictJSONRoute)
 TransactionId = Annotated[str, Path(min_length=1, max_length=128,
                                     pattern=r"^[A-Za-z0-9_.:@/+-]+$")]
 
@@ -42,14 +43,16 @@ def list_alerts(
 @router.get("/alerts/{transaction_id}", response_model=AlertDetail,
             responses={404: {"description": "No alert for this transaction."}})
 def get_alert(transaction_id: TransactionId, store: StoreDep) -> AlertDetail:
-    """One alert with the stored transaction and its analyst label, if any."""
+    """One alert with the stored transaction, its current verdict and every label given."""
     try:
         alert = store.get_alert(transaction_id)
     except NotFoundError as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(error)) from None
-    decision, label = queries.alert_details(store, transaction_id)
+    decision, label, history = queries.alert_details(store, transaction_id)
     return AlertDetail(
         **AlertOut.model_validate(alert).model_dump(),
         transaction=json.loads(decision.transaction_json) if decision else None,
         model_version=decision.model_version if decision else None,
-        label=LabelOut.model_validate(label) if label else None)
+        label=LabelOut.model_validate(label) if label else None,
+        label_history=[LabelEventOut.model_validate(entry) for entry in history],
+        label_conflict=len({entry.label for entry in history}) > 1)

@@ -9,9 +9,15 @@ from fastapi.responses import FileResponse, JSONResponse
 
 from serving.exceptions import ReportNotFoundError
 from serving.gateway.deps import V1, ServicesDep
+from serving.gateway.errors import StrictJSONRoute
 from serving.gateway.schemas import DriftReportPage
 
-router = APIRouter(prefix=V1, tags=["drift"])
+router = APIRouter(prefix=V1, tags=["drift"], route_class=StrictJSONRoute)
+#: The Evidently report runs its inline scripts in a sandbox: an opaque origin (no cookies,
+#: storage or same-origin requests to the API), no network, no forms, no framing.
+REPORT_CSP = ("sandbox allow-scripts; default-src 'none'; script-src 'unsafe-inline' "
+              "'unsafe-eval'; style-src 'unsafe-inline'; img-src data: blob:; font-src data:; "
+              "connect-src 'none'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'")
 ReportId = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
 
 
@@ -34,6 +40,7 @@ def show_report(report_id: ReportId, services: ServicesDep,
     try:
         if format == "json":
             return JSONResponse(services.reports.document(report_id))
-        return FileResponse(services.reports.html(report_id), media_type="text/html")
+        return FileResponse(services.reports.html(report_id), media_type="text/html",
+                            headers={"Content-Security-Policy": REPORT_CSP})
     except ReportNotFoundError as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(error)) from None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, Response, status
 from fastapi.concurrency import run_in_threadpool
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -10,9 +12,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from serving.exceptions import ServingError
 from serving.gateway import queries
 from serving.gateway.deps import Services, ServicesDep
+from serving.gateway.errors import StrictJSONRoute
 from serving.gateway.schemas import ComponentStatus, Readiness
 
-router = APIRouter(tags=["operations"])
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["operations"], route_class=StrictJSONRoute)
 
 
 @router.get("/healthz")
@@ -39,8 +43,9 @@ async def readyz(services: ServicesDep, response: Response) -> Readiness:
 def _store_status(services: Services) -> ComponentStatus:
     try:
         queries.ping(services.store.get())
-    except (ServingError, SQLAlchemyError) as error:
-        return ComponentStatus(ok=False, detail=str(error)[:300])
+    except (ServingError, SQLAlchemyError) as error:  # the driver's words go to the log only
+        log.warning("readiness: decision store unavailable: %s: %s", type(error).__name__, error)
+        return ComponentStatus(ok=False, detail="unavailable")
     return ComponentStatus(ok=True)
 
 

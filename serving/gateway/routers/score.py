@@ -12,10 +12,11 @@ from fraudops.schema import Transaction
 from serving.exceptions import StoreUnavailableError
 from serving.gateway import queries
 from serving.gateway.deps import V1, Services, ServicesDep
+from serving.gateway.errors import StrictJSONRoute
 from serving.gateway.schemas import ScoreResponse
 from serving.gateway.scoring import build_sequence
 
-router = APIRouter(prefix=V1, tags=["scoring"])
+router = APIRouter(prefix=V1, tags=["scoring"], route_class=StrictJSONRoute)
 log = logging.getLogger(__name__)
 
 

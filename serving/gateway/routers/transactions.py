@@ -6,9 +6,10 @@ from fastapi import APIRouter, status
 
 from fraudops.schema import Transaction
 from serving.gateway.deps import V1, ServicesDep
+from serving.gateway.errors import StrictJSONRoute
 from serving.gateway.schemas import Accepted
 
-router = APIRouter(prefix=V1, tags=["transactions"])
+router = APIRouter(prefix=V1, tags=["transactions"], route_class=StrictJSONRoute)
 
 
 @router.post("/transactions", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted,
