@@ -66,15 +66,32 @@ def train_autoencoder(features: Input[Dataset], config_json: str, model: Output[
     return float(summary["best_validation_auprc"])
 
 
+def train_reference(features: Input[Dataset], config_json: str, model: Output[Model],
+                    metrics: Output[Metrics]) -> float:
+    """Train the gradient-boosted reference (LightGBM, same features and split); returns its
+    best validation AUPRC (0 when `reference.enabled` is off: then `model` holds no model)."""
+    from fraudops.training import steps
+
+    summary = steps.train_step("reference", features.path, model.path,
+                               steps.config_from_json(config_json))
+    for key, value in summary.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            metrics.log_metric(key, float(value))
+    model.metadata["kind"] = "lightgbm"
+    return float(summary.get("best_validation_auprc", 0.0))
+
+
 def evaluate(features: Input[Dataset], sequence: Input[Model], autoencoder: Input[Model],
-             config_json: str, models: Output[Model], report: Output[Artifact],
-             metrics: Output[Metrics], curves: Output[ClassificationMetrics]) -> float:
-    """Fit the decision policy, evaluate on the test period; the UI draws ROC and confusion."""
+             reference: Input[Model], config_json: str, models: Output[Model],
+             report: Output[Artifact], metrics: Output[Metrics],
+             curves: Output[ClassificationMetrics]) -> float:
+    """Fit the decision policy, evaluate on the test period beside the reference (metrics
+    ``reference.*`` and ``gap.*``); the UI draws ROC and confusion."""
     from fraudops.training import steps
 
     config = steps.config_from_json(config_json)
     values = steps.evaluate_step(features.path, sequence.path, autoencoder.path, models.path,
-                                 report.path, config)
+                                 report.path, config, reference.path)
     for key, value in values.items():
         if value is not None:
             metrics.log_metric(key, value)
@@ -152,6 +169,7 @@ class TrainingComponents:
     featurize: object
     train_sequence: object
     train_autoencoder: object
+    train_reference: object
     evaluate: object
     register: object
     gate: object
@@ -165,5 +183,5 @@ def build_components(image: str) -> TrainingComponents:
         return dsl.component(func, base_image=image, install_kfp_package=False)
 
     return TrainingComponents(*(make(f) for f in (
-        validate_data, featurize, train_sequence, train_autoencoder, evaluate, register, gate,
-        deploy)))
+        validate_data, featurize, train_sequence, train_autoencoder, train_reference, evaluate,
+        register, gate, deploy)))

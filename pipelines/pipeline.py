@@ -1,5 +1,6 @@
-"""The training pipeline: validate -> featurize -> train x2 (parallel) -> evaluate -> register
--> gate -> (if promoted) deploy. Only wiring lives here; the steps are components/.
+"""The training pipeline: validate -> featurize -> train x3 in parallel (LSTM-CNN, autoencoder,
+gradient-boosted reference) -> evaluate -> register -> gate -> (if promoted) deploy. Only wiring
+lives here; the steps are components/.
 
 No ``from __future__ import annotations`` here or in components/: kfp reads the annotations.
 """
@@ -48,9 +49,11 @@ def build_pipeline(image: str = DEFAULT_IMAGE, env: dict[str, str] | None = None
         data = features.outputs["features"]
         sequence = configure(c.train_sequence(features=data, config_json=config_json))
         autoencoder = configure(c.train_autoencoder(features=data, config_json=config_json))
+        reference = configure(c.train_reference(features=data, config_json=config_json))
         evaluated = configure(c.evaluate(
             features=data, sequence=sequence.outputs["model"],
-            autoencoder=autoencoder.outputs["model"], config_json=config_json))
+            autoencoder=autoencoder.outputs["model"], reference=reference.outputs["model"],
+            config_json=config_json))
         registered = configure(c.register(
             features=data, models=evaluated.outputs["models"],
             report=evaluated.outputs["report"], config_json=config_json,

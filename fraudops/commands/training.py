@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -22,12 +23,19 @@ log = logging.getLogger(__name__)
 console = Console(stderr=True)
 features_app = typer.Typer(help="Featurize data sets.", no_args_is_help=True)
 
-#: Rows of the metrics table (the full set goes to --metrics-out).
-HEADLINE = ("rows", "fraud_rate", "sequence.auprc", "sequence.roc_auc",
-            "sequence.recall_at_1pct_fpr", "sequence.recall_at_0.1pct_fpr",
-            "sequence.precision_at_100", "sequence.amount_caught_at_1pct_fpr", "autoencoder.auprc",
-            "autoencoder.recall_at_1pct_fpr", "policy.flagged_recall", "policy.flagged_fpr",
-            "policy.block_precision", "policy.amount_flagged")
+#: Score metrics, one row each; per-scenario recall at 1% FPR follows (the full set goes to
+#: --metrics-out).
+SCORE_ROWS = ("auprc", "roc_auc", "recall_at_1pct_fpr", "recall_at_0.1pct_fpr",
+              "precision_at_100", "amount_caught_at_1pct_fpr")
+SCENARIO_RECALL = "recall_at_1pct_fpr."
+#: Columns of the score table: metric prefix and title (a model's column shows when it has
+#: metrics; the gap column when the reference does).
+MODEL_COLUMNS = (("sequence", "LSTM-CNN"), ("reference", "LightGBM reference"),
+                 ("autoencoder", "autoencoder"))
+GAP_COLUMN = "gap (LSTM-CNN - reference)"
+#: Rows of the test-period and decision-policy table.
+POLICY_ROWS = ("rows", "fraud_rate", "policy.flagged_recall", "policy.flagged_fpr",
+               "policy.block_precision", "policy.amount_flagged")
 
 
 def _fail(error: Exception) -> typer.Exit:
@@ -36,17 +44,52 @@ def _fail(error: Exception) -> typer.Exit:
 
 
 def metrics_table(metrics: dict, title: str) -> Table:
-    """Headline metrics plus per-scenario recall as a rich table."""
+    """Score metrics per model, side by side, with the gap of the LSTM-CNN to the reference
+    (negative: the reference is better), and per-scenario recall of each, as a rich table."""
+    from fraudops.training.comparison import gap
+
+    models = [(p, t) for p, t in MODEL_COLUMNS if f"{p}.auprc" in metrics]
+    with_gap = any(p == "reference" for p, _ in models)
     table = Table(title=title)
     table.add_column("metric")
-    table.add_column("value", justify="right")
-    keys = [k for k in HEADLINE if k in metrics]
-    keys += sorted(k for k in metrics if k.startswith("sequence.recall_at_1pct_fpr."))
-    for key in keys:
-        value = metrics[key]
-        text = "n/a" if value is None else f"{value:,.0f}" if key == "rows" else f"{value:.4f}"
-        table.add_row(key, text)
+    for _, heading in models:
+        table.add_column(heading, justify="right")
+    if with_gap:
+        table.add_column(GAP_COLUMN, justify="right")
+    scenarios = sorted({k.split(".", 1)[1] for k in metrics
+                        if k.startswith(tuple(f"{p}.{SCENARIO_RECALL}" for p, _ in models))})
+    for name in (*SCORE_ROWS, *scenarios):
+        if not any(f"{prefix}.{name}" in metrics for prefix, _ in models):
+            continue
+        cells = [_cell(metrics.get(f"{prefix}.{name}")) for prefix, _ in models]
+        if with_gap:
+            cells.append(_cell(gap(metrics, name), "+.4f"))
+        table.add_row(name, *cells)
     return table
+
+
+def policy_table(metrics: dict) -> Table:
+    """The test period's size and the decision policy's figures."""
+    table = Table(title="Test period and decision policy")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in (k for k in POLICY_ROWS if k in metrics):
+        table.add_row(key, _cell(metrics[key], ",.0f" if key == "rows" else ".4f"))
+    return table
+
+
+def _cell(value: float | None, spec: str = ".4f") -> str:
+    return "n/a" if value is None or not math.isfinite(value) else format(value, spec)
+
+
+def print_metrics(metrics: dict, title: str) -> None:
+    """Both tables, then (when a reference was trained) the sentence stating the gap."""
+    from fraudops.training.comparison import verdict
+
+    console.print(metrics_table(metrics, title))
+    console.print(policy_table(metrics))
+    if "reference.auprc" in metrics:
+        console.print(verdict(metrics))
 
 
 def write_metrics(metrics: dict, path: Path | None) -> None:
@@ -69,7 +112,8 @@ def train(
     epochs: Annotated[int | None, typer.Option(help="Override the sequence epochs.")] = None,
     seed: Annotated[int | None, typer.Option(help="Override the seed.")] = None,
 ) -> None:
-    """Train both models, evaluate on the time-held-out test period, register and gate."""
+    """Train both models and the gradient-boosted reference, evaluate them on the time-held-out
+    test period (the table states the gap to the reference), register and gate."""
     import tempfile
 
     from fraudops.training.retrain import TrainingJob, run_training
@@ -87,7 +131,7 @@ def train(
         outcome = run_training(job, features_dir=features)
     except (TrainingError, ModelError, ValueError) as error:
         raise _fail(error) from error
-    console.print(metrics_table(outcome.metrics, "Test period"))
+    print_metrics(outcome.metrics, "Test period: models")
     if outcome.decision:
         verdict = "promoted to champion" if outcome.promoted else "kept as challenger"
         console.print(f"registered {outcome.versions.to_dict()}: {verdict} "
@@ -121,7 +165,7 @@ def evaluate(
         metrics = scoring.evaluate_dataset(settings, model, autoencoder, data, plots_out)
     except (TrainingError, ModelError, ValueError) as error:
         raise _fail(error) from error
-    console.print(metrics_table(metrics, f"{model} on {data.name}"))
+    print_metrics(metrics, f"{model} on {data.name}")
     write_metrics(metrics, metrics_out)
 
 

@@ -55,6 +55,29 @@ class PolicyConfig(BaseModel):
     anomaly_fpr: float = Field(default=0.002, gt=0.0, lt=1.0)
 
 
+class ReferenceTrainConfig(BaseModel):
+    """The gradient-boosted reference (LightGBM) every run trains beside the deep models.
+
+    It sees the same current-transaction feature vector and split; its metrics say whether the
+    deep models earn their keep on this data.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: Off: no reference is trained, and runs report the deep models alone.
+    enabled: bool = True
+    #: Boosting rounds at most (early stopping usually ends sooner).
+    rounds: int = Field(default=400, ge=1)
+    learning_rate: float = Field(default=0.05, gt=0)
+    num_leaves: int = Field(default=31, ge=2)
+    subsample: float = Field(default=0.8, gt=0.0, le=1.0)
+    colsample: float = Field(default=0.8, gt=0.0, le=1.0)
+    #: Rounds without validation AUPRC gain before stopping.
+    patience: int = Field(default=30, ge=1)
+    #: Weight on fraud rows (LightGBM's scale_pos_weight).
+    positive_weight: float = Field(default=3.0, gt=0.0)
+
+
 class TrainingConfig(BaseModel):
     """Everything a training run needs besides the data."""
 
@@ -71,6 +94,7 @@ class TrainingConfig(BaseModel):
     threads: int = Field(default=1, ge=0)
     sequence: SequenceTrainConfig = SequenceTrainConfig()
     autoencoder: AutoencoderTrainConfig = AutoencoderTrainConfig()
+    reference: ReferenceTrainConfig = ReferenceTrainConfig()
     policy: PolicyConfig = PolicyConfig()
     #: Metric the promotion gate compares (a key of the sequence model's test metrics).
     gate_metric: str = "auprc"

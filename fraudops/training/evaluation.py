@@ -26,6 +26,8 @@ class Evaluation:
     amounts: np.ndarray
     scenarios: np.ndarray
     metrics: dict[str, float]
+    #: The gradient-boosted reference's probabilities on the same rows (None: not trained).
+    reference_probability: np.ndarray | None = None
 
     def headline(self, metric: str = "auprc") -> float:
         """The sequence model's value of `metric` (what the promotion gate compares)."""

@@ -16,9 +16,8 @@ from torch import nn
 from fraudops.models import LSTMCNN, Autoencoder, AutoencoderConfig, LSTMCNNConfig, seed_everything
 from fraudops.training.config import TrainingConfig
 from fraudops.training.dataset import FeatureSet
-from fraudops.training.exceptions import TrainingDataError
 from fraudops.training.metrics import auprc
-from fraudops.training.splits import TimeSplit
+from fraudops.training.splits import TimeSplit, labelled_parts
 
 log = logging.getLogger(__name__)
 #: Rows used to fit the input standardisation (plenty for means and spreads).
@@ -52,16 +51,6 @@ class EarlyStopping:
             return False
         self.bad += 1
         return self.bad > self.patience
-
-
-def _labelled_parts(data: FeatureSet, split: TimeSplit) -> tuple[np.ndarray, np.ndarray]:
-    train, validation = data.labelled(split.train), data.labelled(split.validation)
-    for name, rows in (("training", train), ("validation", validation)):
-        positives = int((data.labels[rows] == 1).sum())
-        if positives == 0 or positives == len(rows):
-            raise TrainingDataError(f"the {name} period needs labelled fraud and legitimate "
-                                    f"rows; it has {positives} fraud of {len(rows)} labelled")
-    return train, validation
 
 
 def _sample_rows(rng: np.random.Generator, rows: np.ndarray, limit: int) -> np.ndarray:
@@ -105,7 +94,7 @@ def train_sequence_model(data: FeatureSet, split: TimeSplit, config: TrainingCon
     """Train the LSTM-CNN; returns the weights of the epoch with the best validation AUPRC."""
     started = time.perf_counter()
     cfg = config.sequence
-    train, validation = _labelled_parts(data, split)
+    train, validation = labelled_parts(data, split)
     seed_everything(config.seed)
     rng = np.random.default_rng(config.seed)
     module = LSTMCNN(LSTMCNNConfig(input_dim=data.spec.dim, conv_channels=cfg.conv_channels,
@@ -162,7 +151,7 @@ def train_autoencoder(data: FeatureSet, split: TimeSplit, config: TrainingConfig
     """Train the autoencoder on legitimate training rows; calibrate on legit validation rows."""
     started = time.perf_counter()
     cfg = config.autoencoder
-    train, validation = _labelled_parts(data, split)
+    train, validation = labelled_parts(data, split)
     seed_everything(config.seed + 1)
     rng = np.random.default_rng(config.seed + 1)
     legit = _sample_rows(rng, train[data.labels[train] == 0], cfg.max_rows)

@@ -96,12 +96,14 @@ class _Timer:
 
 
 def run_training(job: TrainingJob, features_dir: Path | None = None) -> TrainingOutcome:
-    """Featurize, train both models, evaluate, and (with a tracking target) register + gate.
+    """Featurize, train both models and the gradient-boosted reference, evaluate all three on
+    the same holdout, and (with a tracking target) register + gate.
 
     `features_dir`: reuse featurized data (`fraudops features build`) instead of featurizing.
     """
     work, cfg, timer = Path(job.work_dir), job.config, _Timer()
-    dirs = {n: work / n for n in ("features", "sequence", "autoencoder", "models", "report")}
+    dirs = {n: work / n for n in ("features", "sequence", "autoencoder", "reference", "models",
+                                  "report")}
     if features_dir is not None:
         dirs["features"] = Path(features_dir)
         data = steps.data_meta(features_dir)
@@ -112,8 +114,11 @@ def run_training(job: TrainingJob, features_dir: Path | None = None) -> Training
               dirs["sequence"], cfg)
     timer.run("train_autoencoder", steps.train_step, "autoencoder", dirs["features"],
               dirs["autoencoder"], cfg)
+    timer.run("train_reference", steps.train_step, "reference", dirs["features"],
+              dirs["reference"], cfg)
     metrics = timer.run("evaluate", steps.evaluate_step, dirs["features"], dirs["sequence"],
-                        dirs["autoencoder"], dirs["models"], dirs["report"], cfg)
+                        dirs["autoencoder"], dirs["models"], dirs["report"], cfg,
+                        dirs["reference"])
     outcome = TrainingOutcome(metrics, data, dirs["models"], dirs["report"])
     if job.target is not None:
         outcome.versions = timer.run("register", steps.register_step, dirs["features"],

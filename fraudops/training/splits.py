@@ -9,11 +9,16 @@ stream also has when it scores.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from fraudops.training.exceptions import TrainingDataError
+
+if TYPE_CHECKING:
+    from fraudops.training.config import TrainingConfig
+    from fraudops.training.dataset import FeatureSet
 
 
 @dataclass(frozen=True)
@@ -54,3 +59,20 @@ def time_split(timestamps: pd.Series | np.ndarray, validation: float = 0.15,
                                 "(too many rows share one timestamp?)")
     as_time = lambda v: pd.Timestamp(int(v), unit="us", tz="UTC")
     return TimeSplit(*parts, as_time(cut_val), as_time(cut_test))
+
+
+def split_for(data: FeatureSet, config: TrainingConfig) -> TimeSplit:
+    """The time split a run uses (deterministic given data and config)."""
+    return time_split(data.timestamps.astype("datetime64[us]"), config.validation_share,
+                      config.test_share)
+
+
+def labelled_parts(data: FeatureSet, split: TimeSplit) -> tuple[np.ndarray, np.ndarray]:
+    """The labelled training and validation rows; each must hold fraud and legitimate rows."""
+    train, validation = data.labelled(split.train), data.labelled(split.validation)
+    for name, rows in (("training", train), ("validation", validation)):
+        positives = int((data.labels[rows] == 1).sum())
+        if positives == 0 or positives == len(rows):
+            raise TrainingDataError(f"the {name} period needs labelled fraud and legitimate "
+                                    f"rows; it has {positives} fraud of {len(rows)} labelled")
+    return train, validation

@@ -16,13 +16,15 @@ import numpy as np
 import pandas as pd
 
 from fraudops.settings import ModelNames
-from fraudops.training import lineage
+from fraudops.training import lineage, reference
 from fraudops.training.config import TrainingConfig
 from fraudops.training.dataset import FeatureSet, featurize, load_frame
 from fraudops.training.exceptions import TrainingDataError
+from fraudops.training.splits import split_for
 
 if TYPE_CHECKING:  # torch, MLflow and sklearn load on use: each pipeline step is a process
     from fraudops.training import registry
+    from fraudops.training.evaluation import Evaluation
     from fraudops.training.settings import TrackingTarget
 
 log = logging.getLogger(__name__)
@@ -73,11 +75,13 @@ def data_meta(features_dir: str | Path) -> dict:
 
 def train_step(kind: str, features_dir: str | Path, out_dir: str | Path,
                config: TrainingConfig) -> dict:
-    """Train one model ('sequence' or 'autoencoder') and save its checkpoint + summary."""
+    """Train one model ('sequence', 'autoencoder' or 'reference'); save it and its summary."""
     from fraudops.models import save_checkpoint
     from fraudops.training import workflow
-    
+
     data = FeatureSet.load(features_dir)
+    if kind == "reference":
+        return reference_step(data, out_dir, config)
     fit = {"sequence": workflow.fit_sequence, "autoencoder": workflow.fit_autoencoder}[kind]
     trained = fit(data, config)
     out = save_checkpoint(trained.bundle, out_dir)
@@ -85,36 +89,64 @@ def train_step(kind: str, features_dir: str | Path, out_dir: str | Path,
     return {k: v for k, v in trained.summary.items() if k != "history"}
 
 
+def reference_step(data: FeatureSet, out_dir: str | Path, config: TrainingConfig) -> dict:
+    """Train the gradient-boosted reference and save it (only a summary when it is off)."""
+    if not config.reference.enabled:
+        reference.save_disabled(out_dir)
+        return {"enabled": False}
+    model = reference.train_reference(data, split_for(data, config), config)
+    reference.save_reference(model, out_dir)
+    return dict(model.summary)
+
+
 def evaluate_step(features_dir: str | Path, sequence_dir: str | Path,
                   autoencoder_dir: str | Path, models_out: str | Path, report_out: str | Path,
-                  config: TrainingConfig) -> dict:
-    """Fit the policy on validation, evaluate on the holdout, write the final pair + report."""
+                  config: TrainingConfig, reference_dir: str | Path | None = None) -> dict:
+    """Fit the policy on validation, evaluate on the holdout, write the final pair + report.
+
+    With a trained reference in `reference_dir`, the metrics and the report also hold
+    ``reference.*`` and the LSTM-CNN-minus-reference ``gap.*`` on the same holdout, and the
+    reference is kept beside the pair (``reference/`` in `models_out`: logged, never served).
+    """
     from fraudops.models import load_checkpoint
-    from fraudops.training import workflow
+    from fraudops.training import comparison, workflow
     from fraudops.training.evaluation import evaluate
-    
+
     data = FeatureSet.load(features_dir)
     sequence, autoencoder = load_checkpoint(sequence_dir), load_checkpoint(autoencoder_dir)
     scorer = workflow.assemble_scorer(sequence, autoencoder, data, config)
     workflow.save_models(sequence, autoencoder, models_out)
-    result = evaluate(scorer, data, workflow.holdout_rows(data, config))
+    holdout = workflow.holdout_rows(data, config)
+    result = evaluate(scorer, data, holdout)
+    if reference.has_reference(reference_dir):
+        trained = reference.load_reference(reference_dir)
+        comparison.add_reference(result, trained, data, holdout)
+        reference.save_reference(trained, Path(models_out) / workflow.REFERENCE_DIR)
     files = workflow.write_report(result, scorer, report_out)
-    np.savez(Path(report_out) / SCORES_FILE, labels=result.labels,
-             fraud_probability=result.fraud_probability, anomaly_score=result.anomaly_score,
-             decision=result.decision.astype(str))
-    for name, source in (("sequence", sequence_dir), ("autoencoder", autoencoder_dir)):
-        summary = Path(source) / workflow.SUMMARY_FILE
-        if summary.is_file():
-            (Path(report_out) / f"{name}_{workflow.SUMMARY_FILE}").write_text(summary.read_text())
+    _save_scores(result, Path(report_out) / SCORES_FILE)
+    sources = {"sequence": sequence_dir, "autoencoder": autoencoder_dir,
+               "reference": reference_dir}
+    for name, source in ((n, Path(s)) for n, s in sources.items() if s is not None):
+        if (source / workflow.SUMMARY_FILE).is_file():
+            (Path(report_out) / f"{name}_{workflow.SUMMARY_FILE}").write_text(
+                (source / workflow.SUMMARY_FILE).read_text())
     log.info("evaluation report in %s", files["metrics"].parent)
     return workflow.clean_metrics(result.metrics)
+
+
+def _save_scores(result: Evaluation, path: Path) -> None:
+    extra = {} if result.reference_probability is None else {
+        "reference_probability": result.reference_probability}
+    np.savez(path, labels=result.labels, fraud_probability=result.fraud_probability,
+             anomaly_score=result.anomaly_score, decision=result.decision.astype(str), **extra)
 
 
 def register_step(features_dir: str | Path, models_dir: str | Path, report_dir: str | Path,
                   config: TrainingConfig, target: TrackingTarget, names: ModelNames
                   ) -> registry.ModelVersions:
-    """Log the run (params, metrics, plots, lineage, models) and register the pair as challenger."""
-    from fraudops.training import registry, tracking, workflow
+    """Log the run (params, metrics, plots, lineage, the models and the reference) and register
+    the pair as challenger."""
+    from fraudops.training import comparison, registry, tracking, workflow
     
     client, experiment_id = tracking.connect(target)
     models_dir, report_dir = Path(models_dir), Path(report_dir)
@@ -124,6 +156,9 @@ def register_step(features_dir: str | Path, models_dir: str | Path, report_dir: 
     tags = {tracking.TAG_DATA_VERSION: meta.get("data_version"),
             tracking.TAG_GIT_COMMIT: lineage.git_commit(),
             "fraudops.data_md5": meta.get("data_md5"), "fraudops.data_path": meta.get("data_path")}
+    stated = report_dir / comparison.REPORT_FILE
+    if stated.is_file():  # the run page's description states the gap to the reference
+        tags[tracking.TAG_NOTE] = stated.read_text()
     params = {"config": config.model_dump(), "data": {k: v for k, v in meta.items()
                                                       if k != "data_path"}}
     files = {p.name: p for p in sorted(report_dir.iterdir()) if p.is_file()}

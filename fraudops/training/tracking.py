@@ -24,11 +24,15 @@ from fraudops.training.settings import TrackingTarget
 
 log = logging.getLogger(__name__)
 SEQUENCE_ARTIFACT, AUTOENCODER_ARTIFACT = "sequence_model", "autoencoder_model"
+#: The gradient-boosted reference, logged beside the pair (compared with, never registered).
+REFERENCE_ARTIFACT = "reference_model"
 #: Tags every training run carries (the lineage an auditor asks for).
 TAG_DATA_VERSION = "fraudops.data_version"
 TAG_FEATURE_SPEC = "fraudops.feature_spec_version"
 TAG_FEATURE_FINGERPRINT = "fraudops.feature_spec_fingerprint"
 TAG_GIT_COMMIT = "fraudops.git_commit"
+#: MLflow's run description (markdown on the run page): the comparison with the reference.
+TAG_NOTE = "mlflow.note.content"
 
 
 def connect(target: TrackingTarget) -> tuple[MlflowClient, str]:
@@ -78,13 +82,31 @@ def log_model(bundle: ModelBundle, checkpoint_dir: Path, name: str):
     )
 
 
+def log_reference(directory: Path) -> str | None:
+    """Log the reference (when `directory` holds one) as an MLflow LightGBM model in the active
+    run; returns its model URI. It sits beside the pair for comparison and is never registered."""
+    from fraudops.training.reference import has_reference, load_reference
+
+    if not has_reference(directory):
+        return None
+    import lightgbm
+
+    booster = load_reference(directory).booster
+    example = np.zeros((2, booster.num_feature()), dtype=np.float32)
+    info = mlflow.lightgbm.log_model(
+        booster, name=REFERENCE_ARTIFACT, signature=infer_signature(example, np.zeros(2)),
+        pip_requirements=[f"lightgbm=={lightgbm.__version__}"])
+    return info.model_uri
+
+
 @dataclass(frozen=True)
 class LoggedRun:
-    """A finished MLflow run and the URIs of the two models logged in it."""
+    """A finished MLflow run and the URIs of the models logged in it."""
 
     run_id: str
     sequence_uri: str
     autoencoder_uri: str
+    reference_uri: str | None = None  # the gradient-boosted reference, when one was trained
 
 
 def flatten(prefix: str, value: object) -> dict[str, object]:
@@ -100,7 +122,8 @@ def flatten(prefix: str, value: object) -> dict[str, object]:
 def log_training_run(experiment_id: str, bundles: tuple[ModelBundle, ModelBundle],
                      models_dir: Path, report_files: dict[str, Path], metrics: dict,
                      params: dict, tags: dict[str, str]) -> LoggedRun:
-    """One run: params, metrics (NaN skipped), plots, lineage tags and both models."""
+    """One run: params, metrics (NaN skipped), plots, lineage tags, both models and the
+    gradient-boosted reference (when `models_dir` holds one)."""
     sequence, autoencoder = bundles
     with mlflow.start_run(experiment_id=experiment_id) as run:
         mlflow.log_params({k: str(v)[:500] for k, v in flatten("", params).items()})
@@ -113,4 +136,5 @@ def log_training_run(experiment_id: str, bundles: tuple[ModelBundle, ModelBundle
             mlflow.log_artifact(str(path), artifact_path="evaluation")
         seq_info = log_model(sequence, models_dir / "sequence", SEQUENCE_ARTIFACT)
         ae_info = log_model(autoencoder, models_dir / "autoencoder", AUTOENCODER_ARTIFACT)
-    return LoggedRun(run.info.run_id, seq_info.model_uri, ae_info.model_uri)
+        reference_uri = log_reference(models_dir / "reference")
+    return LoggedRun(run.info.run_id, seq_info.model_uri, ae_info.model_uri, reference_uri)

@@ -1,4 +1,4 @@
-"""The training steps as plain functions: split, train both models, fit the policy, evaluate.
+"""The training steps as plain functions: split, train the models, fit the policy, evaluate.
 
 The kfp components, `fraudops train`, the DVC stages and the retraining trigger all call these,
 so every path trains exactly the same way.
@@ -17,16 +17,16 @@ import torch
 
 from fraudops.models import ModelBundle, Scorer, load_checkpoint, pick_device, save_checkpoint
 from fraudops.models.checkpoint import AUTOENCODER_KIND, SEQUENCE_KIND
-from fraudops.training import plots
+from fraudops.training import comparison, plots
 from fraudops.training.config import TrainingConfig
 from fraudops.training.dataset import FeatureSet
 from fraudops.training.evaluation import Evaluation, evaluate
 from fraudops.training.loops import TrainResult, train_autoencoder, train_sequence_model
 from fraudops.training.policy import fit_policy
-from fraudops.training.splits import TimeSplit, time_split
+from fraudops.training.splits import split_for
 
 log = logging.getLogger(__name__)
-SEQUENCE_DIR, AUTOENCODER_DIR = "sequence", "autoencoder"
+SEQUENCE_DIR, AUTOENCODER_DIR, REFERENCE_DIR = "sequence", "autoencoder", "reference"
 METRICS_FILE, SUMMARY_FILE = "metrics.json", "training_summary.json"
 
 
@@ -43,12 +43,6 @@ def setup_torch(config: TrainingConfig) -> torch.device:
     if config.threads:
         torch.set_num_threads(config.threads)
     return pick_device(config.device)
-
-
-def split_for(data: FeatureSet, config: TrainingConfig) -> TimeSplit:
-    """The time split a run uses (deterministic given data and config)."""
-    return time_split(data.timestamps.astype("datetime64[us]"), config.validation_share,
-                      config.test_share)
 
 
 def _summary(result: TrainResult) -> dict:
@@ -113,18 +107,23 @@ def load_models(directory: str | Path) -> tuple[ModelBundle, ModelBundle]:
 
 
 def write_report(evaluation: Evaluation, scorer: Scorer, directory: str | Path) -> dict[str, Path]:
-    """metrics.json and the plots of an evaluation; returns their paths by name."""
+    """metrics.json and the plots of an evaluation; returns their paths by name.
+
+    With the reference's scores, also its curve and score plot, and the comparison stating
+    the gap (`comparison.REPORT_FILE`).
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     metrics_path = directory / METRICS_FILE
     metrics_path.write_text(json.dumps(clean_metrics(evaluation.metrics), indent=2,
                                        sort_keys=True))
-    labels = evaluation.labels
-    return {
+    labels, reference = evaluation.labels, evaluation.reference_probability
+    curves = {"LSTM-CNN": evaluation.fraud_probability, "autoencoder": evaluation.anomaly_score}
+    if reference is not None:
+        curves["LightGBM reference"] = reference
+    files = {
         "metrics": metrics_path,
-        "pr_curve": plots.pr_curve_plot(
-            labels, {"LSTM-CNN": evaluation.fraud_probability,
-                     "autoencoder": evaluation.anomaly_score}, directory / "pr_curve.png"),
+        "pr_curve": plots.pr_curve_plot(labels, curves, directory / "pr_curve.png"),
         "fraud_probability": plots.score_distribution_plot(
             labels, evaluation.fraud_probability, "fraud probability",
             scorer.policy.review_probability, directory / "fraud_probability.png"),
@@ -132,6 +131,13 @@ def write_report(evaluation: Evaluation, scorer: Scorer, directory: str | Path) 
             labels, evaluation.anomaly_score, "anomaly score", scorer.policy.review_anomaly,
             directory / "anomaly_score.png"),
     }
+    if reference is not None:
+        files["reference_probability"] = plots.score_distribution_plot(
+            labels, reference, "reference probability", None,
+            directory / "reference_probability.png")
+        files["comparison"] = directory / comparison.REPORT_FILE
+        files["comparison"].write_text(comparison.comparison_report(evaluation.metrics))
+    return files
 
 
 def clean_metrics(metrics: dict[str, float]) -> dict[str, float | None]:

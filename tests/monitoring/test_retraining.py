@@ -25,13 +25,15 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def _small_training_config():
     from fraudops.training.config import (
         AutoencoderTrainConfig,
+        ReferenceTrainConfig,
         SequenceTrainConfig,
         TrainingConfig,
     )
 
     return TrainingConfig(threads=2, sequence=SequenceTrainConfig(
         epochs=2, conv_channels=16, hidden_size=16, head_size=16),
-        autoencoder=AutoencoderTrainConfig(epochs=2, max_rows=10_000))
+        autoencoder=AutoencoderTrainConfig(epochs=2, max_rows=10_000),
+        reference=ReferenceTrainConfig(rounds=40, num_leaves=15, patience=10))
 
 
 def test_drift_retrains_registers_and_the_gate_decides(drifted_platform, settings_for, day,
@@ -62,6 +64,7 @@ def test_drift_retrains_registers_and_the_gate_decides(drifted_platform, setting
     triggered = job.check(day(platform, 29))
     assert triggered.decision.decision == "trigger" and triggered.launch_error is None
     [outcome] = outcomes
+    assert "gap.auprc" in outcome.metrics  # retraining trains and compares the reference too
     # A new version of both models is registered from the retraining run ...
     assert outcome.versions.sequence == "2" and outcome.versions.autoencoder == "2"
     assert client.get_model_version("fraud-lstm-cnn", "2").run_id == outcome.run_id

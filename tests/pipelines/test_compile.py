@@ -19,9 +19,11 @@ def test_committed_yaml_matches_source(tmp_path):
 def test_pipeline_shape(tmp_path):
     spec = yaml.safe_load(compile_pipeline(tmp_path / "p.yaml", "img:2").read_text())
     tasks = spec["root"]["dag"]["tasks"]
-    # Both trainers depend only on featurize: they run in parallel.
-    for trainer in ("train-sequence", "train-autoencoder"):
+    # The trainers (the reference too) depend only on featurize: they run in parallel.
+    for trainer in ("train-sequence", "train-autoencoder", "train-reference"):
         assert tasks[trainer]["dependentTasks"] == ["featurize"]
+    assert {"train-sequence", "train-autoencoder", "train-reference"} <= set(
+        tasks["evaluate"]["dependentTasks"])  # evaluated side by side
     condition = next(t for t in tasks.values() if "triggerPolicy" in t)
     assert "gate" in condition["triggerPolicy"]["condition"]
     assert set(spec["root"]["inputDefinitions"]["parameters"]) >= {

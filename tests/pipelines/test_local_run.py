@@ -14,7 +14,8 @@ from pipelines.local import run_local
 TINY = {"seq_len": 4, "threads": 1, "device": "cpu",
         "sequence": {"conv_channels": 4, "hidden_size": 4, "head_size": 8, "epochs": 1,
                      "negative_sampling": 1.0},
-        "autoencoder": {"hidden_size": 8, "bottleneck": 2, "epochs": 1, "max_rows": 1000}}
+        "autoencoder": {"hidden_size": 8, "bottleneck": 2, "epochs": 1, "max_rows": 1000},
+        "reference": {"rounds": 20, "num_leaves": 7, "patience": 5}}
 
 
 @pytest.mark.integration
@@ -38,3 +39,7 @@ def test_pipeline_runs_locally_and_promotes_first_model(tmp_path, monkeypatch):
     evaluated = json.loads((run_dir / "evaluate" / "executor_output.json").read_text())
     curves = evaluated["artifacts"]["curves"]["artifacts"][0]["metadata"]
     assert curves["confidenceMetrics"] and curves["confusionMatrix"]  # what the UI draws
+    ui_metrics = evaluated["artifacts"]["metrics"]["artifacts"][0]["metadata"]
+    assert "reference.auprc" in ui_metrics and "gap.auprc" in ui_metrics  # the reference too
+    assert outcome.metrics["gap.auprc"] == pytest.approx(
+        outcome.metrics["sequence.auprc"] - outcome.metrics["reference.auprc"])

@@ -6,7 +6,12 @@ import pandas as pd
 import pytest
 
 from fraudops.data.generate import GeneratorConfig, generate
-from fraudops.training.config import AutoencoderTrainConfig, SequenceTrainConfig, TrainingConfig
+from fraudops.training.config import (
+    AutoencoderTrainConfig,
+    ReferenceTrainConfig,
+    SequenceTrainConfig,
+    TrainingConfig,
+)
 from fraudops.training.dataset import FeatureSet, featurize
 
 
@@ -23,6 +28,7 @@ def tiny_config() -> TrainingConfig:
         sequence=SequenceTrainConfig(conv_channels=4, hidden_size=4, head_size=8, epochs=2,
                                      batch_size=256, negative_sampling=1.0),
         autoencoder=AutoencoderTrainConfig(hidden_size=8, bottleneck=2, epochs=2, max_rows=1000),
+        reference=ReferenceTrainConfig(rounds=20, num_leaves=7, patience=5),
     )
 
 

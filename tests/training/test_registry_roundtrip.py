@@ -44,9 +44,16 @@ def _check_first_run(outcome, target):
     assert run.data.tags[tracking.TAG_DATA_VERSION].startswith(("md5:", "dvc:"))
     assert run.data.tags[tracking.TAG_FEATURE_SPEC]
     assert "sequence.auprc" in run.data.metrics
+    assert {"reference.auprc", "gap.auprc"} <= set(run.data.metrics)  # the reference beside
+    assert "gradient-boosted reference" in run.data.tags[tracking.TAG_NOTE]  # the gap, stated
+    reference = mlflow.lightgbm.load_model(f"runs:/{run.info.run_id}/{tracking.REFERENCE_ARTIFACT}")
+    assert reference.num_feature() > 0  # the reference model itself is in the run ...
+    from_run = client.search_model_versions(f"run_id = '{run.info.run_id}'")
+    assert {v.name for v in from_run} == {NAMES.sequence, NAMES.autoencoder}  # never registered
     assert "config.sequence.epochs" in run.data.params
     logged = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
-    assert "evaluation/pr_curve.png" in logged
+    assert {"evaluation/pr_curve.png", "evaluation/reference_probability.png",
+            "evaluation/reference_comparison.md"} <= logged
 
 
 def test_first_run_is_registered_and_promoted(registered):
