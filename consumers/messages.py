@@ -13,12 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from consumers.exceptions import PoisonMessageError
 from fraudops.features.policy import CONFLICTING_DUPLICATE, TOO_LATE
-from fraudops.schema import Identifier, Transaction
-from fraudops.store import DecisionRecord, LabelRecord
+from fraudops.schema import Transaction, TransactionLabel
+from fraudops.store import DecisionRecord
 
 #: Dead-letter reasons (label values of `fraud_consumer_dead_letters_total`).
 REASON_EMPTY = "empty"
@@ -61,21 +61,6 @@ class Outgoing:
     headers: tuple[tuple[str, bytes], ...] = ()
 
 
-class LabelMessage(BaseModel):
-    """An analyst label on the `labels` topic."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    transaction_id: Identifier
-    label: int = Field(ge=0, le=1)
-    analyst: str | None = Field(default=None, max_length=128)
-    note: str | None = Field(default=None, max_length=2000)
-    source: str = Field(default="labels-topic", max_length=64)
-    #: When the verdict became known (the gateway sends its history entry's time, so that the
-    #: store records the label once); None: when the consumer stores it.
-    labelled_at: AwareDatetime | None = None
-
-
 def _check_size(value: bytes | None, max_bytes: int) -> bytes:
     if not value:
         raise PoisonMessageError(REASON_EMPTY, "message has no value")
@@ -104,7 +89,8 @@ def _poison_from(error: ValidationError) -> PoisonMessageError:
 
 
 def _out_of_range_time(error: ValidationError) -> bool:
-    return any(e["loc"] == ("timestamp",) and "outside" in e["msg"] for e in error.errors())
+    return any(e["loc"] in (("timestamp",), ("labelled_at",)) and "outside" in e["msg"]
+               for e in error.errors())
 
 
 def parse_transaction(value: bytes | None, max_bytes: int) -> Transaction:
@@ -116,16 +102,13 @@ def parse_transaction(value: bytes | None, max_bytes: int) -> Transaction:
         raise _poison_from(error) from None
 
 
-def parse_label(value: bytes | None, max_bytes: int) -> LabelRecord:
-    """Validate one `labels` message into a `LabelRecord`."""
+def parse_label(value: bytes | None, max_bytes: int) -> TransactionLabel:
+    """Validate one `labels` message (a `TransactionLabel`); raises `PoisonMessageError`."""
     raw = _check_size(value, max_bytes)
     try:
-        message = LabelMessage.model_validate_json(raw)
+        return TransactionLabel.model_validate_json(raw)
     except ValidationError as error:
         raise _poison_from(error) from None
-    return LabelRecord(transaction_id=message.transaction_id, label=message.label,
-                       source=message.source, analyst=message.analyst, note=message.note,
-                       labelled_at=message.labelled_at)
 
 
 def dead_letter(record: Incoming, error: PoisonMessageError, topic: str) -> Outgoing:

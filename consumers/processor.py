@@ -56,7 +56,7 @@ from consumers.predictor import ScoreFn
 from consumers.state import PartitionState, checkpoint_for, restore_partition
 from fraudops.features import OnlineFeatureState
 from fraudops.protocol import ScoreBatch
-from fraudops.schema import Transaction
+from fraudops.schema import Transaction, TransactionLabel
 from fraudops.store import ALERT_DECISIONS, DecisionRecord, LabelRecord, RecordSource, Store
 
 #: The batch types live in `consumers.batches`; the loop and the pipeline import them here.
@@ -155,7 +155,7 @@ class StreamProcessor:
         self.in_flight.forget(tx.transaction_id for tx in batch.transactions)
         return batch.records
 
-    def _parse(self, record: Incoming) -> Transaction | LabelRecord | PoisonMessageError:
+    def _parse(self, record: Incoming) -> Transaction | TransactionLabel | PoisonMessageError:
         limit = self.config.max_message_bytes
         try:
             if record.topic == self.config.topics.labels:
@@ -169,7 +169,7 @@ class StreamProcessor:
     def _lookup(self, parsed: list) -> Known:
         """What is decided or in flight among the poll's transaction ids (one store query)."""
         ids = {item.transaction_id for item in parsed
-               if isinstance(item, (Transaction, LabelRecord))}
+               if isinstance(item, (Transaction, TransactionLabel))}
         if not ids:
             return Known()
         # Pending entries go only once their batch committed: taken first, an id missing
@@ -186,7 +186,7 @@ class StreamProcessor:
         if tx_id not in known and self.in_flight.get(tx_id) is None:
             # Stored anyway (it joins the transaction once that is decided); counted.
             self.metrics.labels_unknown.inc()
-        outcome.writes.labels.append(item)
+        outcome.writes.labels.append(LabelRecord.from_label(item))
         self.breaker.record(False)
 
     def _transaction(self, record: Incoming, item, batch: PreparedBatch, known: Known) -> None:

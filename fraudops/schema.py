@@ -1,8 +1,12 @@
-"""The transaction event: one model shared by Kafka messages, the HTTP API and the data sets.
+"""The events: one model each, shared by Kafka messages, the HTTP API and the data sets.
 
 A `Transaction` is what flows on the `transactions` topic and what `POST /v1/transactions`
 accepts. Tabular data sets (Parquet) use the same field names, one column per field, with the
 passthrough features in columns named ``extra_<name>`` (see `fraudops.data.frame`).
+
+A `TransactionLabel` is a verdict on one transaction that became known at its own time
+(`labelled_at`): what flows on the `labels` topic, what the gateway's feedback and the store
+record, and a row of a label stream (`fraudops.data.labels`) written by the generator and import.
 """
 
 from __future__ import annotations
@@ -56,6 +60,21 @@ class MerchantCategory(StrEnum):
 Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@/+-]+$")]
 
 
+def utc_in_range(value: datetime, name: str) -> datetime:
+    """`value` in UTC; ValueError if it has no timezone or lies outside the accepted years."""
+    if value.tzinfo is None:
+        raise ValueError(f"{name} must include a timezone (e.g. 2026-01-31T12:00:00Z)")
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:30-05:00 is in year 10000 in UTC
+        utc = None
+    if utc is None or not MIN_TIMESTAMP <= utc < MAX_TIMESTAMP:
+        raise ValueError(
+            f"{name} {value.isoformat()} is outside {MIN_TIMESTAMP.year}-{MAX_TIMESTAMP.year}"
+        )
+    return utc
+
+
 class Transaction(BaseModel):
     """One payment event.
 
@@ -90,17 +109,7 @@ class Transaction(BaseModel):
     @field_validator("timestamp")
     @classmethod
     def _utc_in_range(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            raise ValueError("timestamp must include a timezone (e.g. 2026-01-31T12:00:00Z)")
-        try:
-            utc = value.astimezone(UTC)
-        except OverflowError:  # 9999-12-31T23:30-05:00 is in year 10000 in UTC
-            utc = None
-        if utc is None or not MIN_TIMESTAMP <= utc < MAX_TIMESTAMP:
-            raise ValueError(
-                f"timestamp {value.isoformat()} is outside {MIN_TIMESTAMP.year}-{MAX_TIMESTAMP.year}"
-            )
-        return utc
+        return utc_in_range(value, "timestamp")
 
     @field_validator("extra")
     @classmethod
@@ -114,3 +123,50 @@ class Transaction(BaseModel):
     def epoch_seconds(self) -> float:
         """Event time as seconds since the Unix epoch (what the feature code works in)."""
         return self.timestamp.timestamp()
+
+
+class LabelSource(StrEnum):
+    """Who or what gave a verdict."""
+
+    ANALYST = "analyst"  # a person reviewing an alert (the gateway's feedback)
+    CHARGEBACK = "chargeback"  # the card holder disputed it, days to weeks later
+    RULE = "rule"  # a policy, e.g. "no dispute within the maturity period: legitimate"
+    IMPORT = "import"  # a label column of an imported data set
+
+
+#: Source names older producers wrote on the `labels` topic, and what they mean now.
+LEGACY_LABEL_SOURCES = {"gateway": LabelSource.ANALYST, "labels-topic": LabelSource.ANALYST}
+
+
+class TransactionLabel(BaseModel):
+    """A verdict on one transaction (1 = fraud, 0 = legitimate), known from `labelled_at`.
+
+    The entity keys (account, merchant, device) are those of the judged transaction, carried so
+    that a consumer can update the judged entities' state without looking the transaction up;
+    they are optional (a label may arrive before, or without, its transaction).
+    `labelled_at` is None only in messages of older producers: the store then uses the time it
+    records the label.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+    transaction_id: Identifier
+    label: int = Field(ge=0, le=1, description="1 = fraud, 0 = legitimate.")
+    labelled_at: datetime | None = Field(
+        default=None, description="When the verdict became known; must carry a timezone.")
+    source: LabelSource = LabelSource.ANALYST
+    analyst: str | None = Field(default=None, max_length=128)
+    note: str | None = Field(default=None, max_length=2000)
+    account_id: Identifier | None = None
+    merchant_id: Identifier | None = None
+    device_id: Identifier | None = None
+
+    @field_validator("labelled_at")
+    @classmethod
+    def _utc_in_range(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else utc_in_range(value, "labelled_at")
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _legacy_source(cls, value: object) -> object:
+        return LEGACY_LABEL_SOURCES.get(value, value) if isinstance(value, str) else value

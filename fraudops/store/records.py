@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from fraudops.schema import TransactionLabel
+
 #: Decisions that raise an alert.
 ALERT_DECISIONS = frozenset({"review", "block"})
 
@@ -61,7 +63,8 @@ class NotificationRecord:
 
 @dataclass(frozen=True)
 class LabelRecord:
-    """A verdict on one transaction (1 = fraud, 0 = legitimate).
+    """A verdict on one transaction (1 = fraud, 0 = legitimate), as the store records it: the
+    store's plain form of a `fraudops.schema.TransactionLabel` (`from_label`).
 
     `labelled_at` is when it became known (timezone-aware; None: when it is stored); a label
     delivered again with the same time, verdict and source is recorded once.
@@ -79,6 +82,14 @@ class LabelRecord:
             raise ValueError(f"label must be 0 or 1, got {self.label!r}")
         if self.labelled_at is not None and self.labelled_at.tzinfo is None:
             raise ValueError("labelled_at must be timezone-aware")
+
+    @classmethod
+    def from_label(cls, label: TransactionLabel) -> LabelRecord:
+        """The record of a validated label (its entity keys are not stored: the transaction
+        has them)."""
+        return cls(transaction_id=label.transaction_id, label=label.label,
+                   source=label.source.value, analyst=label.analyst, note=label.note,
+                   labelled_at=label.labelled_at)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from fraudops.schema import Identifier
 
@@ -115,6 +115,9 @@ class FeedbackIn(BaseModel):
     transaction_id: Identifier
     verdict: Verdict
     note: Annotated[str, Field(max_length=2000)] | None = None
+    labelled_at: AwareDatetime | None = Field(
+        default=None, description="When the analyst reached the verdict (default: now); not "
+                                  "before the transaction, and a time in the future counts as now.")
 
 
 class FeedbackOut(BaseModel):
@@ -125,6 +128,7 @@ class FeedbackOut(BaseModel):
     alert_status: str
     analyst: str
     entry_id: int = Field(description="This label's entry in the label history.")
+    labelled_at: datetime = Field(description="When this label became known.")
     outcome: Literal["new", "unchanged", "changed", "late"]
     previous_label: int | None
     published: bool = Field(description="This request produced the verdict to the labels topic "

@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 import pickle
 import time
+from datetime import timedelta
 
 import pytest
-from consumer_helpers import SEQ_LEN, record, rule_score, tx_doc
+from consumer_helpers import SEQ_LEN, T0, record, rule_score, tx_doc
 from sqlalchemy import text
 
 from consumers.notifications import NotificationPlanner
@@ -116,6 +117,36 @@ def test_labels_are_stored(store: Store, new_state) -> None:
     row, = store.labelled_transactions()
     assert (row.transaction_id, row.label, row.decision) == ("tx-1", 1, "approve")
 
+
+
+def _label(tx: str, verdict: int, hours: float, source: str, offset: int):
+    doc = {"transaction_id": tx, "label": verdict, "source": source, "account_id": "acc-1",
+           "labelled_at": (T0 + timedelta(hours=hours)).isoformat()}
+    return record(doc, offset, topic="labels")
+
+
+def test_unknown_duplicate_flipping_and_late_labels(store: Store, new_state) -> None:
+    """Issue 15: each label edge case has one defined outcome on the store/consumer path, and
+    no verdict is counted twice (`labels` holds one current verdict per transaction)."""
+    p = processor(store, new_state)
+    p.persist(p.process(stream(3)))
+    rule = _label("tx-1", 0, 24 * 30, "rule", 0)  # matured as legitimate after 30 days
+    p.persist(p.process([
+        _label("tx-9", 1, 2, "analyst", 0),  # unknown: stored and counted, joins it later
+        rule, _label("tx-1", 0, 24 * 30, "rule", 1),  # a redelivery in the same poll
+        _label("tx-1", 1, 24 * 40, "chargeback", 2),  # a chargeback flips the verdict
+        _label("tx-1", 0, 24 * 35, "analyst", 3)]))  # known before the chargeback: late
+    p.persist(p.process([rule]))  # redelivered in a later poll
+    assert p.metrics.labels_unknown._value.get() == 1
+    history = store.label_history("tx-1")
+    assert [(e.source, e.label, e.outcome) for e in history] == [
+        ("rule", 0, "new"), ("analyst", 0, "late"), ("chargeback", 1, "changed")]
+    assert (store.get_label("tx-1").label, store.get_label("tx-1").source) == (1, "chargeback")
+    assert store.counts()["labels"] == 2  # tx-1 and the unknown tx-9, once each
+    assert [r.transaction_id for r in store.labelled_transactions()] == ["tx-1"]
+    p.persist(p.process([record(tx_doc(9), 3)]))  # the unknown transaction arrives
+    assert [(r.transaction_id, r.label) for r in store.labelled_transactions()] == [
+        ("tx-9", 1), ("tx-1", 1)]
 
 def test_zombie_writer_is_fenced(store: Store, new_state) -> None:
     zombie = processor(store, new_state)

@@ -258,8 +258,9 @@ def test_feedback_updates_store_and_publishes_label(gateway: Gateway) -> None:
     assert record.key == b"acc-3"
     labelled_at = message.pop("labelled_at")
     assert message == {"transaction_id": "al-3", "account_id": "acc-3", "label": 1,
-                       "analyst": "tester", "note": "card reported stolen", "source": "gateway"}
-    assert labelled_at == detail["label_history"][0]["labelled_at"].replace("Z", "+00:00")
+                       "analyst": "tester", "note": "card reported stolen", "source": "analyst",
+                       "merchant_id": message["merchant_id"], "device_id": message["device_id"]}
+    assert labelled_at == detail["label_history"][0]["labelled_at"]
 
 
 def test_drift_reports_list_and_show(gateway: Gateway) -> None:

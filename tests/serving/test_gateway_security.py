@@ -23,7 +23,7 @@ from gateway_fakes import (
 )
 
 from consumers.messages import parse_label
-from fraudops.store import BatchWrite, Store
+from fraudops.store import BatchWrite, LabelRecord, Store
 
 JSON = {"content-type": "application/json"}
 CONFIRM = {"transaction_id": "al-1", "verdict": "confirmed_fraud"}
@@ -161,12 +161,29 @@ def test_the_consumer_stores_a_gateway_label_once(gateway, tmp_path: Path) -> No
     with client(app, ANALYST_KEY) as ana:
         ana.post("/v1/feedback", json=CONFIRM)
     store = _store(tmp_path)
-    record = parse_label(producer.sent[0].value, 10_000)
+    record = LabelRecord.from_label(parse_label(producer.sent[0].value, 10_000))
     store.write_batch(BatchWrite(labels=[record]))
     store.write_batch(BatchWrite(labels=[record]))  # redelivered
     (entry,) = store.label_history("al-1")
-    assert (entry.analyst, entry.source, entry.label) == ("ana", "gateway", 1)
+    assert (entry.analyst, entry.source, entry.label) == ("ana", "analyst", 1)
 
+
+
+def test_the_labels_record_carries_its_time_and_the_stored_transactions_entities(
+        gateway) -> None:
+    """Issue 15: the client sends only the id; account, merchant and device come from the
+    stored transaction, and the label's time travels with it."""
+    app, producer = gateway
+    at = "2026-01-12T09:30:00Z"
+    with client(app, ANALYST_KEY) as ana:
+        answer = ana.post("/v1/feedback", json={**CONFIRM, "labelled_at": at}).json()
+        early = ana.post("/v1/feedback", json={**DISMISS, "labelled_at": "2020-01-01T00:00:00Z"})
+    label = parse_label(producer.sent[0].value, 10_000)
+    assert (label.account_id, label.merchant_id, label.device_id) == ("acc-al-1", "m-1", "d-1")
+    assert label.labelled_at.isoformat() == answer["labelled_at"].replace("Z", "+00:00")
+    assert label.labelled_at.isoformat() == "2026-01-12T09:30:00+00:00"
+    assert (label.source, label.analyst) == ("analyst", "ana")
+    assert early.status_code == 422 and len(producer.sent) == 1  # before the transaction
 
 # -- hardening --------------------------------------------------------------------------------
 
