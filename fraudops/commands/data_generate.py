@@ -1,4 +1,5 @@
-"""`fraudops data generate`: write a synthetic, labelled transaction data set (Parquet)."""
+"""`fraudops data generate`: write a synthetic, labelled transaction data set (Parquet) and,
+beside it, its label stream (verdicts with the time each became known)."""
 
 from __future__ import annotations
 
@@ -17,10 +18,17 @@ from rich.table import Table
 from fraudops.data import frame as frame_layout
 from fraudops.data.generate import DRIFTS, GeneratorConfig
 from fraudops.data.generate import generate as generate_frame
+from fraudops.data.labels import (
+    LabelStreamConfig,
+    generate_labels,
+    label_stream_summary,
+    labels_path,
+    write_labels,
+)
 
 #: Stages `generate` reports, plus writing the file.
 STAGES = ("population", "legitimate traffic", "fraud incidents", "drift", "assembling frame",
-          "writing parquet")
+          "label stream", "writing parquet")
 
 
 def generate(
@@ -34,14 +42,30 @@ def generate(
     drift: Annotated[str, typer.Option(help=f"Drift scenario: {', '.join(DRIFTS)}.")] = "none",
     drift_start: Annotated[str, typer.Option(
         help="When drift begins: a fraction of the span (0-1) or an ISO datetime.")] = "0.5",
+    labels_out: Annotated[Path | None, typer.Option(
+        help="Label stream file (default: <out>.labels.parquet beside --out).")] = None,
+    flag_fraud_share: Annotated[float, typer.Option(
+        help="Share of fraud a screen flags for review when it happens.")] = 0.7,
+    never_reviewed_share: Annotated[float, typer.Option(
+        help="Share of flagged transactions no analyst ever reviews.")] = 0.1,
+    chargeback_median_days: Annotated[float, typer.Option(
+        help="Median delay of a chargeback on missed fraud, in days.")] = 12.0,
+    maturity_days: Annotated[float, typer.Option(
+        help="Days after which an undisputed transaction counts as legitimate.")] = 30.0,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
-    """Generate synthetic transactions with labelled fraud scenarios (and optional drift)."""
+    """Generate synthetic transactions with labelled fraud scenarios (and optional drift),
+    and their label stream: analyst verdicts within hours on flagged transactions, chargebacks
+    days to weeks later on missed fraud, legitimate after a maturity period."""
     console, errors = Console(), Console(stderr=True)
     try:
+        stream = LabelStreamConfig(flag_fraud_share=flag_fraud_share,
+                                   never_reviewed_share=never_reviewed_share,
+                                   chargeback_median_days=chargeback_median_days,
+                                   maturity_days=maturity_days)
         config = GeneratorConfig(rows=rows, seed=seed, fraud_rate=fraud_rate,
                                  start=date.fromisoformat(start), days=days, drift=drift,
-                                 drift_start=_parse_drift_start(drift_start))
+                                 drift_start=_parse_drift_start(drift_start), labels=stream)
     except (ValidationError, ValueError) as error:
         errors.print(f"[bold red]invalid options:[/] {error}", markup=True, highlight=False)
         raise typer.Exit(code=2) from None
@@ -54,10 +78,15 @@ def generate(
             bar.update(task, completed=STAGES.index(stage), description=stage)
 
         frame = generate_frame(config, progress=advance)
+        advance("label stream")
+        labels = generate_labels(frame, config.seed, config.labels)
         advance("writing parquet")
         frame_layout.write(frame, out)
+        write_labels(labels, labels_out or labels_path(out))
         bar.update(task, completed=len(STAGES))
-    console.print(summary_table(frame, config, out, time.perf_counter() - began))
+    table = summary_table(frame, config, out, time.perf_counter() - began)
+    add_label_rows(table, frame, labels, labels_out or labels_path(out))
+    console.print(table)
 
 
 def _parse_drift_start(text: str) -> float | datetime:
@@ -86,3 +115,13 @@ def summary_table(frame: pd.DataFrame, config: GeneratorConfig, out: Path,
     table.add_row("time", f"{seconds:.2f} s")
     table.add_row("throughput", f"{rows / seconds:,.0f} rows/s")
     return table
+
+
+def add_label_rows(table: Table, frame: pd.DataFrame, labels: pd.DataFrame, path: Path) -> None:
+    """The label stream's file, size, how the fraud got labelled and the median delays."""
+    figures = label_stream_summary(frame, labels)
+    table.add_row("label stream", f"{path} ({len(labels):,} labels)")
+    for name in ("fraud_by_analyst", "fraud_by_chargeback", "fraud_never_labelled"):
+        table.add_row(f"  {name.replace('_', ' ')}", f"{figures[name]:.1%}")
+    table.add_row("  median review delay", f"{figures['median_review_hours']:.1f} h")
+    table.add_row("  median chargeback delay", f"{figures['median_chargeback_days']:.1f} d")

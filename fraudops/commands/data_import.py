@@ -87,6 +87,10 @@ def report_table(report: ImportReport) -> Table:
     ]
     rows += [(f"  dropped: {reason}", f"{n:,}") for reason, n in report.dropped.items()]
     rows += [(f"  replaced: {name}", f"{n:,}") for name, n in report.defaulted.items()]
+    if report.label_stream is not None:
+        rows.append(("label stream", f"{report.label_stream} ({report.labels_written:,} labels)"))
+        rows += [(f"  label not in the stream: {reason}", f"{n:,}")
+                 for reason, n in report.labels_skipped.items()]
     for row in rows:
         table.add_row(*row)
     return table

@@ -15,8 +15,22 @@ import pandas as pd
 import pyarrow as pa
 
 from fraudops.data.frame import BASE_COLUMNS, EXTRA_PREFIX, STRING_COLUMNS, UNKNOWN_LABEL
-from fraudops.data.mapping import CODE_FIELDS, CodeMapping, ColumnMapping, is_valid_code
-from fraudops.schema import MAX_AMOUNT, MAX_TIMESTAMP, MIN_TIMESTAMP, Channel, MerchantCategory
+from fraudops.data.labels import LABEL_COLUMNS
+from fraudops.data.mapping import (
+    CODE_FIELDS,
+    CodeMapping,
+    ColumnMapping,
+    TimestampMapping,
+    is_valid_code,
+)
+from fraudops.schema import (
+    MAX_AMOUNT,
+    MAX_TIMESTAMP,
+    MIN_TIMESTAMP,
+    Channel,
+    LabelSource,
+    MerchantCategory,
+)
 
 DROP_REASONS = (
     "missing transaction_id",
@@ -39,6 +53,9 @@ _MAX_OFFSET_SECONDS = 4e9  # beyond ~126 years from the start no timestamp can b
 # Coded fields that can never be null: unknown values fall back to "other" unless mapped.
 _FALLBACK = {"channel": Channel.OTHER.value, "merchant_category": MerchantCategory.OTHER.value}
 _UNIT_SECONDS = {"ms": 1e-3, "s": 1.0, "min": 60.0, "h": 3600.0, "D": 86400.0}
+#: Why a label of a written row is not in the label stream (the row itself is kept).
+LABEL_SKIP_REASONS = ("label time missing or unreadable", "label time out of range",
+                      "label time before the transaction")
 
 
 class Drops:
@@ -68,6 +85,10 @@ class ChunkResult:
     labels: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int8))
     dropped: Counter[str] = field(default_factory=Counter)
     defaulted: Counter[str] = field(default_factory=Counter)
+    #: The kept rows' labels with their time (when the mapping times labels), and why the
+    #: others are missing from it.
+    label_stream: pa.Table | None = None
+    labels_skipped: Counter[str] = field(default_factory=Counter)
 
 
 def as_text(series: pd.Series) -> pd.Series:
@@ -92,20 +113,29 @@ def identifiers(series: pd.Series) -> pd.Series:
 
 def event_times(chunk: pd.DataFrame, mapping: ColumnMapping, drops: Drops) -> pd.Series:
     """UTC event times; flags missing, unparseable and out-of-range timestamps."""
-    spec = mapping.timestamp
-    raw = chunk[spec.column]
+    raw = chunk[mapping.timestamp.column]
     drops.flag("missing timestamp", _missing(raw))
-    if spec.start is not None:
-        offsets = pd.to_numeric(raw, errors="coerce").astype("float64") * _UNIT_SECONDS[spec.unit]
-        drops.flag("unparseable timestamp", offsets.isna())
-        offsets = offsets.where(offsets.abs() < _MAX_OFFSET_SECONDS)  # NaT: out of range below
-        times = pd.Timestamp(spec.start) + pd.to_timedelta(offsets, unit="s")
-    else:
-        times = _parse_datetimes(raw, spec.format, spec.timezone)
-        drops.flag("unparseable timestamp", times.isna())
+    spec = mapping.timestamp
+    times = parse_times(raw, spec)
+    # An offset too far to be a time is readable, and out of range (below), not unparseable.
+    drops.flag("unparseable timestamp",
+               _offsets(raw, spec).isna() if spec.start is not None else times.isna())
     in_range = (times >= pd.Timestamp(MIN_TIMESTAMP)) & (times < pd.Timestamp(MAX_TIMESTAMP))
     drops.flag("timestamp out of range", ~in_range)
     return times
+
+
+def parse_times(raw: pd.Series, spec: TimestampMapping) -> pd.Series:
+    """A time column as UTC times (NaT where unreadable; offsets beyond any range too)."""
+    if spec.start is not None:
+        offsets = _offsets(raw, spec)
+        offsets = offsets.where(offsets.abs() < _MAX_OFFSET_SECONDS)  # NaT: out of range
+        return pd.Timestamp(spec.start) + pd.to_timedelta(offsets, unit="s")
+    return _parse_datetimes(raw, spec.format, spec.timezone)
+
+
+def _offsets(raw: pd.Series, spec: TimestampMapping) -> pd.Series:
+    return pd.to_numeric(raw, errors="coerce").astype("float64") * _UNIT_SECONDS[spec.unit]
 
 
 def _parse_datetimes(raw: pd.Series, fmt: str | None, timezone: str) -> pd.Series:
@@ -246,7 +276,43 @@ def convert_chunk(
     result.table = _assemble(out, values, output_schema(extra_names), drops.keep)
     result.labels = out["label"][drops.keep]
     result.dropped = drops.counts()
+    if mapping.label is not None and mapping.label.timed:
+        result.label_stream = _label_stream(chunk, mapping, out, drops.keep, result)
     return result
+
+
+def _label_stream(chunk: pd.DataFrame, mapping: ColumnMapping, out: dict[str, object],
+                  keep: np.ndarray, result: ChunkResult) -> pa.Table:
+    """The labels of the kept, labelled rows, each with the time it became known."""
+    spec = mapping.label
+    events = out["timestamp"]
+    if spec.time is not None:
+        known = parse_times(chunk[spec.time.column], spec.time)
+    else:
+        known = events + pd.Timedelta(spec.delay)
+    labelled = keep & (out["label"] != UNKNOWN_LABEL)
+    unreadable = known.isna().to_numpy()
+    out_of_range = ~unreadable & ~((known >= pd.Timestamp(MIN_TIMESTAMP))
+                                   & (known < pd.Timestamp(MAX_TIMESTAMP))).to_numpy()
+    early = ~unreadable & ~out_of_range & (known < events).to_numpy()
+    for reason, mask in zip(LABEL_SKIP_REASONS, (unreadable, out_of_range, early), strict=True):
+        if count := int((labelled & mask).sum()):
+            result.labels_skipped[reason] += count
+    take = labelled & ~(unreadable | out_of_range | early)
+    columns = {"transaction_id": out["transaction_id"], "label": out["label"],
+               "labelled_at": known, "source": LabelSource.IMPORT.value,
+               "account_id": out["account_id"], "merchant_id": out["merchant_id"],
+               "device_id": out["device_id"]}
+    schema = label_stream_schema()
+    arrays = [_take(columns[name], take, int(take.sum()), schema.field(name).type)
+              for name in LABEL_COLUMNS]
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def label_stream_schema() -> pa.Schema:
+    """The Parquet schema of a label stream (`fraudops.data.labels`)."""
+    types = {"label": pa.int8(), "labelled_at": pa.timestamp("ns", tz="UTC")}
+    return pa.schema([pa.field(c, types.get(c, pa.string())) for c in LABEL_COLUMNS])
 
 
 def _transaction_ids(chunk: pd.DataFrame, mapping: ColumnMapping, first_row: int) -> pd.Series:

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from fraudops.data import frame as frame_layout
 from fraudops.data.drift import DRIFTS, apply_drift
+from fraudops.data.labels import LabelStreamConfig
 from fraudops.data.population import (
     AMOUNT_MULT,
     CATEGORIES,
@@ -79,6 +80,9 @@ class GeneratorConfig(BaseModel):
     drift: str = "none"
     drift_start: datetime | float = 0.5
     scenario_weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    #: How verdicts arrive in the label stream (`fraudops.data.labels.generate_labels`); it
+    #: never changes the transactions.
+    labels: LabelStreamConfig = Field(default_factory=LabelStreamConfig)
 
     @field_validator("drift")
     @classmethod

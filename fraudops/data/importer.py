@@ -5,7 +5,9 @@
 appends it to a Parquet file with a fixed schema, so memory stays bounded by the chunk size
 whatever the file size. Before writing anything it checks the source against the mapping and
 reports every missing or unusable column at once (`SourceError`). The output appears atomically:
-a failed import leaves no half-written file behind.
+a failed import leaves no half-written file behind. When the mapping gives labels a time
+(`label.time` or `label.delay`), the labels are also written as a label stream beside the output
+(`fraudops.data.labels.labels_path`, in source order; `read_labels` sorts it by time).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import time
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -25,9 +28,17 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fraudops.data.convert import Drops, as_text, convert_chunk, event_times, output_schema
+from fraudops.data.convert import (
+    Drops,
+    as_text,
+    convert_chunk,
+    event_times,
+    label_stream_schema,
+    output_schema,
+)
 from fraudops.data.exceptions import SourceError, UnsupportedFormatError
 from fraudops.data.frame import STRING_COLUMNS
+from fraudops.data.labels import labels_path
 from fraudops.data.mapping import ColumnMapping, CsvOptions, load_mapping
 
 DEFAULT_CHUNK_SIZE = 50_000
@@ -56,6 +67,10 @@ class ImportReport:
     defaulted: dict[str, int] = field(default_factory=dict)
     extra_features: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: The label stream written beside the output (None: the mapping gives labels no time).
+    label_stream: str | None = None
+    labels_written: int = 0
+    labels_skipped: dict[str, int] = field(default_factory=dict)
 
     @property
     def rows_dropped(self) -> int:
@@ -294,30 +309,45 @@ def _write(
     report: ImportReport,
 ) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.name + ".partial")
+    timed = mapping.label is not None and mapping.label.timed
+    targets = [out] + ([labels_path(out)] if timed else [])
+    partials = [path.with_name(path.name + ".partial") for path in targets]
     dropped: Counter[str] = Counter()
     defaulted: Counter[str] = Counter()
+    skipped: Counter[str] = Counter()
     parsed = 0  # rows the reader delivered: derived ids count these, so chunking cannot move them
     # Dictionary encoding only pays off for the low-cardinality text columns; trying it on
     # float features costs time and then falls back anyway.
     options = {"compression": "zstd", "use_dictionary": list(STRING_COLUMNS)}
     try:
-        with pq.ParquetWriter(partial, output_schema(extras), **options) as writer:
+        with ExitStack() as files:
+            writer = files.enter_context(
+                pq.ParquetWriter(partials[0], output_schema(extras), **options))
+            label_writer = files.enter_context(pq.ParquetWriter(
+                partials[1], label_stream_schema(), compression="zstd")) if timed else None
             for chunk in chunks:
                 if parsed == 0 and (problems := unusable_columns(chunk, mapping, extras)):
                     raise SourceError(report.source, problems)
                 result = convert_chunk(chunk, mapping, extras, first_row=parsed)
                 writer.write_table(result.table)
+                if label_writer is not None:
+                    label_writer.write_table(result.label_stream)
+                    report.labels_written += result.label_stream.num_rows
+                    skipped.update(result.labels_skipped)
                 parsed += len(chunk)
                 malformed = chunk.attrs.get("malformed_lines", 0)
                 _tally(report, len(chunk) + malformed, result.labels)
                 dropped.update(result.dropped + Counter({MALFORMED: malformed}))
                 defaulted.update(result.defaulted)
-        os.replace(partial, out)
+        for partial, target in zip(partials, targets, strict=True):
+            os.replace(partial, target)
     finally:
-        partial.unlink(missing_ok=True)
+        for partial in partials:
+            partial.unlink(missing_ok=True)
     report.dropped = dict(dropped.most_common())
     report.defaulted = {k: v for k, v in defaulted.most_common() if v}
+    report.label_stream = str(targets[1]) if timed else None
+    report.labels_skipped = dict(skipped.most_common())
 
 
 def _tally(report: ImportReport, rows_read: int, labels: np.ndarray) -> None:

@@ -5,13 +5,15 @@ A mapping is a small YAML file (see ``examples/mappings/``)::
     columns:                  # platform field <- source column
       amount: Amount
     timestamp: {column: Time, start: "2013-09-01T00:00:00Z"}   # seconds from a start date
-    label: {column: Class, positive: [1]}
+    label: {column: Class, positive: [1], delay: 30 days}     # or time: {column: ...}
     currency: {value: EUR}    # a constant ...
     channel: {column: type, map: {CASH_OUT: cash_out}}         # ... or a column with a value map
     extra: {pattern: "^V[0-9]+$"}                              # passthrough numeric features
 
 Only ``columns.amount`` and ``timestamp`` are required. Without a transaction id column one is
 derived from the row number; without an account id each transaction is its own history.
+With ``label.time`` (a column, read like ``timestamp``) or ``label.delay`` (a fixed time after
+the transaction), the import also writes the label stream: when each label became known.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+import pandas as pd
 import yaml
 from pydantic import (
     BaseModel,
@@ -91,6 +94,34 @@ class LabelMapping(_Strict):
         default_factory=list, description="Values that mean 'not labelled' (like a null)."
     )
     required: bool = Field(default=True, description="Drop rows whose label is missing.")
+    time: TimestampMapping | None = Field(
+        default=None, description="When each label became known (read like `timestamp`).")
+    delay: str | None = Field(
+        default=None, description="Or: every label known this long after its transaction "
+                                  "(a pandas duration, e.g. '30 days', '72h').")
+
+    @field_validator("delay")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                delay = pd.Timedelta(value)
+            except ValueError as error:
+                raise ValueError(f"not a duration: {value!r} ({error})") from None
+            if pd.isna(delay) or delay < pd.Timedelta(0):
+                raise ValueError(f"delay must be a duration >= 0, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_time(self) -> LabelMapping:
+        if self.time is not None and self.delay is not None:
+            raise ValueError("give at most one of 'time' (a column) or 'delay'")
+        return self
+
+    @property
+    def timed(self) -> bool:
+        """Whether the import writes a label stream (the labels have a time)."""
+        return self.time is not None or self.delay is not None
 
 
 class CodeMapping(_Strict):
@@ -212,6 +243,8 @@ class ColumnMapping(_Strict):
         named["timestamp"] = self.timestamp.column
         if self.label is not None:
             named["label"] = self.label.column
+            if self.label.time is not None:
+                named["label_time"] = self.label.time.column
         for field in CODE_FIELDS:
             code = getattr(self, field)
             if code is not None and code.column is not None:
