@@ -6,7 +6,7 @@ default, PostgreSQL in a cluster::
 
     store = Store.from_url(settings.database.resolved_url(settings.home))
     store.list_alerts(status="open", limit=20)
-    store.record_label(LabelRecord("tx-1", 1, source="gateway", analyst="ana"))
+    store.record_label(LabelRecord("tx-1", 1, source="analyst", analyst="ana"))
     store.label_history("tx-1")  # every label given, oldest first; store.get_label: the current
 """
 
