@@ -93,3 +93,24 @@ def test_unpublished_verdict_until_one_entry_reached_the_topic(store: Store) -> 
     flip = store.record_label(LabelRecord("t1", 0, source="gateway"))
     assert store.unpublished_verdict("t1").id == flip.id
     assert store.unpublished_verdict("nothing") is None
+
+
+def test_a_generated_label_stream_is_stored_once_whatever_its_replays(store: Store) -> None:
+    """Issue 15: the generator's stream through the store's one model: replayed twice, in time
+    order then reversed, it leaves one current verdict per transaction, the latest known."""
+    from fraudops.data.generate import GeneratorConfig, generate
+    from fraudops.data.labels import LabelStreamConfig, generate_labels, to_labels, verdicts_as_of
+
+    transactions = generate(GeneratorConfig(rows=2_000, seed=5, fraud_rate=0.1))
+    config = LabelStreamConfig(mature_unreported_fraud=True, maturity_days=5)
+    stream = generate_labels(transactions, 5, config)
+    records = [LabelRecord.from_label(label) for label in to_labels(stream)]
+    assert store.add_labels(records) == len(records)
+    assert store.add_labels(records[::-1]) == 0  # redeliveries, in any order
+    expected = verdicts_as_of(stream, stream["labelled_at"].max())
+    assert store.counts()["labels"] == len(expected) == stream["transaction_id"].nunique()
+    flipped = stream[stream["transaction_id"].duplicated()]["transaction_id"].iloc[0]
+    assert [(e.source, e.label, e.outcome) for e in store.label_history(flipped)] == [
+        ("rule", 0, "new"), ("chargeback", 1, "changed")]
+    for row in expected.head(50).itertuples():
+        assert store.get_label(row.transaction_id).label == row.label
