@@ -57,6 +57,12 @@ class KafkaSource:
             max_partition_fetch_bytes=section.max_partition_fetch_bytes,
             fetch_max_wait_ms=section.fetch_max_wait_ms,
         )
+        # Metadata first: a member that leads the group's first join before it knows the
+        # topics' partitions assigns nothing ("No partition metadata"), and kafka-python then
+        # relies on a later metadata change to rejoin; once in CI that never came and a
+        # restarted consumer sat unassigned for 300 s.
+        for topic in topics:
+            self._consumer.partitions_for_topic(topic)
         self._consumer.subscribe(topics=list(topics), listener=_Listener(self))
 
     def _assigned(self, assigned: list[TopicPartition]) -> None:

@@ -70,10 +70,12 @@ def _standardisation(model: nn.Module, dim: int) -> tuple[np.ndarray, np.ndarray
 def _gradient_importance(model: nn.Module, mean: np.ndarray, std: np.ndarray,
                          seq_len: int) -> np.ndarray:
     """Mean |d logit / d z| of the current transaction's standardised features, scaled to 1."""
-    device = next(model.parameters()).device
+    parameter = next(model.parameters())
     generator = torch.Generator().manual_seed(0)
     z = torch.randn(_PROBE_ROWS, seq_len, len(mean), generator=generator)
-    x = (z * torch.as_tensor(std) + torch.as_tensor(mean)).to(device).requires_grad_(True)
+    x = (z * torch.as_tensor(std) + torch.as_tensor(mean)).to(
+        parameter.device, parameter.dtype).requires_grad_(True)
+    device = parameter.device
     mask = torch.ones(_PROBE_ROWS, seq_len, dtype=torch.bool, device=device)
     was_training = model.training
     model.eval()

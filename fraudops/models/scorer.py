@@ -59,15 +59,24 @@ class LoadedModelInfo:
 
 
 class Scorer:
-    """Both models plus policy; `score(x, mask)` gives probabilities, anomalies, decisions."""
+    """Both models plus policy; `score(x, mask)` gives probabilities, anomalies, decisions.
+
+    Scores do not depend on which other rows share the batch: the forward passes run in float64
+    (the answer is float32). In float32 the matrix kernels pick another summation order for
+    another batch shape, so the same transaction scored in two batches differed by up to 7e-7;
+    a batch redone after a crash (its decisions already produced, not yet committed) then put
+    two different records for one id on `fraud-decisions`. Rounded to float32, float64 results
+    agree. It costs about twice the forward time on the CPU; `exact=False` keeps float32.
+    """
 
     def __init__(self, sequence: ModelBundle, autoencoder: ModelBundle,
                  policy: DecisionPolicy | None = None, device: torch.device | str = "cpu",
-                 sources: dict[str, LoadedModelInfo] | None = None):
+                 sources: dict[str, LoadedModelInfo] | None = None, exact: bool = True):
         _check_pair(sequence, autoencoder)
         self.device = torch.device(device)
-        self.sequence_model = sequence.module.to(self.device).eval()
-        self.autoencoder = autoencoder.module.to(self.device).eval()
+        self.dtype = torch.float64 if exact else torch.float32
+        self.sequence_model = sequence.module.to(self.device, self.dtype).eval()
+        self.autoencoder = autoencoder.module.to(self.device, self.dtype).eval()
         self.feature_spec: dict = sequence.feature_spec
         self.seq_len = sequence.seq_len
         self.policy = policy or DecisionPolicy.from_dict(sequence.extra.get("policy") or {})
@@ -115,7 +124,7 @@ class Scorer:
         return ScoreResult(prob, anomaly, self.policy.decide(prob, anomaly), codes)
 
     def _score_chunk(self, x: np.ndarray, mask: np.ndarray, reasons: int):
-        xt = torch.from_numpy(x).to(self.device)
+        xt = torch.from_numpy(x).to(self.device, self.dtype)
         mt = torch.from_numpy(mask).to(self.device)
         prob = torch.sigmoid(self.sequence_model(xt, mt)).cpu().numpy()
         current = xt[:, -1, :]

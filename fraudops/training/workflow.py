@@ -77,7 +77,9 @@ def assemble_scorer(sequence: ModelBundle, autoencoder: ModelBundle, data: Featu
     The policy is stored in the sequence bundle's metadata, so saving the bundle keeps it.
     """
     device = setup_torch(config)
-    scorer = Scorer(sequence, autoencoder, device=device)
+    # float32 here: the whole period is scored at once (no batch-composition noise to avoid),
+    # and the trained modules are converted in place, so they stay float32 for saving.
+    scorer = Scorer(sequence, autoencoder, device=device, exact=False)
     validation = evaluate(scorer, data, split_for(data, config).validation)
     policy = fit_policy(validation.labels, validation.fraud_probability,
                         validation.anomaly_score, config.policy)

@@ -141,7 +141,7 @@ def test_email_rejected_at_end_of_data_stays_pending(store: Store, smtp) -> None
     port, inbox = smtp
     settings = NotifySection(smtp_host="127.0.0.1", smtp_port=port, email_to=["ops@bank.test"])
     plan_and_store(store, settings, [alert(1)])
-    inbox.reject = True  # the row is marked sent before the final dot, then the server refuses
+    inbox.reject = True  # the server refuses at the end of DATA: not delivered, not marked
     dispatcher = Dispatcher(store, senders_for(settings))
     assert dispatcher.run_once() == (1, 0)
     pending, = store.notifications(status="pending")
@@ -150,3 +150,28 @@ def test_email_rejected_at_end_of_data_stays_pending(store: Store, smtp) -> None
     assert dispatcher.run_once() == (1, 1)
     body = inbox.messages[0].get_payload()
     assert json.loads(body)["transaction_id"] == "tx-1"
+
+
+@pytest.mark.integration
+def test_crash_after_the_server_accepted_repeats_the_email_with_its_message_id(
+        store: Store, smtp, monkeypatch) -> None:
+    """At-least-once: a consumer that dies between the server's 250 and the outbox's mark sends
+    that email again on restart, under the same Message-ID (the receiver's idempotency key)."""
+    port, inbox = smtp
+    settings = NotifySection(smtp_host="127.0.0.1", smtp_port=port, email_to=["ops@bank.test"])
+    plan_and_store(store, settings, [alert(1)])
+
+    class Crash(BaseException):  # not an Exception: nothing in the dispatcher may swallow it
+        pass
+
+    def die(*args, **kwargs):
+        raise Crash
+
+    with monkeypatch.context() as patch:
+        patch.setattr(store, "mark_notification", die)
+        with pytest.raises(Crash):
+            Dispatcher(store, senders_for(settings)).run_once()
+    assert len(inbox.messages) == 1 and store.notifications(status="pending")
+    assert Dispatcher(store, senders_for(settings)).run_once() == (1, 1)  # the restart
+    assert [m["Message-ID"] for m in inbox.messages] == ["<email.tx-1@fraudops>"] * 2
+    assert {n.status for n in store.notifications()} == {"sent"}
