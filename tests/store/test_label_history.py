@@ -5,24 +5,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
 from fraudops.store import BatchWrite, DecisionRecord, LabelOutcome, LabelRecord, Store
-from fraudops.store.models import Base
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
-def store(request: pytest.FixtureRequest, tmp_path) -> Store:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'store.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    store = Store.from_url(url)
-    yield store
-    Base.metadata.drop_all(store.engine)  # the PostgreSQL database is shared by the session
-    store.close()
 
 
 def decision(tx: str) -> DecisionRecord:

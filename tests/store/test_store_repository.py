@@ -19,21 +19,8 @@ from fraudops.store import (
     Store,
     UnsupportedDatabaseError,
 )
-from fraudops.store.models import Base
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
-def store(request: pytest.FixtureRequest, tmp_path) -> Store:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'sub' / 'store.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    store = Store.from_url(url)
-    yield store
-    Base.metadata.drop_all(store.engine)  # the PostgreSQL database is shared by the session
-    store.close()
 
 
 def decision(tx: str, kind: str = "approve", account: str = "acc-1", minutes: int = 0,
