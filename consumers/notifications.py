@@ -29,6 +29,8 @@ from email.message import EmailMessage
 from typing import Protocol
 
 import httpx
+from sqlalchemy.exc import OperationalError
+from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from consumers.exceptions import NotificationError
 from consumers.metrics import ConsumerMetrics
@@ -104,6 +106,8 @@ class NotificationPlanner:
 
 
 OnCommit = Callable[[], None]
+#: How long a delivered message's `sent` mark is retried while the database is busy or away.
+MARK_RETRY_S = 300.0
 
 
 class Sender(Protocol):
@@ -242,7 +246,7 @@ class Dispatcher:
 
         def commit() -> None:
             nonlocal committed
-            self.store.mark_notification(row.dedupe_key, NotificationStatus.SENT)
+            self._mark_sent(row.dedupe_key)
             committed = True
 
         try:
@@ -258,6 +262,13 @@ class Dispatcher:
             commit()
         self._count(row.channel, "sent")
         return True
+
+    # Delivered: only the mark is left. A busy database (SQLite locked while the consumer's
+    # batch waits for the broker's acks) is waited out; giving up would send the message again.
+    @retry(retry=retry_if_exception_type(OperationalError), reraise=True,
+           wait=wait_exponential(multiplier=0.05, max=2.0), stop=stop_after_delay(MARK_RETRY_S))
+    def _mark_sent(self, dedupe_key: str) -> None:
+        self.store.mark_notification(dedupe_key, NotificationStatus.SENT)
 
     def _count(self, channel: str, status: str) -> None:
         if self.metrics is not None:

@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from aiosmtpd.controller import Controller
 from consumer_helpers import T0, free_port
+from sqlalchemy.exc import OperationalError
 
 from consumers.notifications import Dispatcher, NotificationPlanner, senders_for
 from consumers.settings import NotifySection
@@ -174,4 +175,26 @@ def test_crash_after_the_server_accepted_repeats_the_email_with_its_message_id(
     assert len(inbox.messages) == 1 and store.notifications(status="pending")
     assert Dispatcher(store, senders_for(settings)).run_once() == (1, 1)  # the restart
     assert [m["Message-ID"] for m in inbox.messages] == ["<email.tx-1@fraudops>"] * 2
+    assert {n.status for n in store.notifications()} == {"sent"}
+
+
+@pytest.mark.integration
+def test_a_busy_database_after_delivery_is_waited_out_not_sent_again(
+        store: Store, smtp, monkeypatch) -> None:
+    """SQLite locked by the consumer's batch (it waits for the broker's acks) when the
+    dispatcher marks a delivered email: the mark is retried, the email is not sent twice."""
+    port, inbox = smtp
+    settings = NotifySection(smtp_host="127.0.0.1", smtp_port=port, email_to=["ops@bank.test"])
+    plan_and_store(store, settings, [alert(1)])
+    real, calls = store.mark_notification, []
+
+    def locked_twice(*args, **kwargs):
+        calls.append(args)
+        if len(calls) <= 2:
+            raise OperationalError("UPDATE notifications ...", {}, Exception("database is locked"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(store, "mark_notification", locked_twice)
+    assert Dispatcher(store, senders_for(settings)).run_once() == (1, 1)
+    assert len(calls) == 3 and len(inbox.messages) == 1
     assert {n.status for n in store.notifications()} == {"sent"}
