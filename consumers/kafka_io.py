@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 #: Called with the partitions of a topic; `on_assigned` returns {partition: offset to seek}.
 AssignHook = Callable[[str, list[int]], dict[int, int | None]]
 RevokeHook = Callable[[str, list[int]], None]
+#: The least time a member waits without partitions before it joins again as a new member.
+REJOIN_AFTER_MIN_S = 20.0
+REJOIN_AFTER_MAX_S = 600.0
 
 
 class _Listener(ConsumerRebalanceListener):
@@ -47,7 +50,8 @@ class KafkaSource:
         self.on_revoked = on_revoked
         #: Bumped on every rebalance: records fetched before one are dropped, not processed.
         self.generation = 0
-        self._consumer = KafkaConsumer(
+        self._topics = list(topics)
+        self._options = dict(
             **kafka.client_options(), group_id=group_id or section.group_id,
             enable_auto_commit=False, auto_offset_reset="earliest",
             session_timeout_ms=kafka.session_timeout_ms,
@@ -57,16 +61,54 @@ class KafkaSource:
             max_partition_fetch_bytes=section.max_partition_fetch_bytes,
             fetch_max_wait_ms=section.fetch_max_wait_ms,
         )
+        #: Without partitions for this long (never assigned, or revoked and not given new ones),
+        #: the member leaves and joins again with a new consumer (see `_unassigned_too_long`).
+        self.rejoin_after_s = max(REJOIN_AFTER_MIN_S, 3 * kafka.session_timeout_ms / 1000)
+        self._rejoin_wait_s = self.rejoin_after_s
+        self._unassigned_since: float | None = time.monotonic()
+        self._consumer = self._join()
+
+    def _join(self) -> KafkaConsumer:
+        consumer = KafkaConsumer(**self._options)
         # Metadata first: a member that leads the group's first join before it knows the
         # topics' partitions assigns nothing ("No partition metadata"), and kafka-python then
-        # relies on a later metadata change to rejoin; once in CI that never came and a
-        # restarted consumer sat unassigned for 300 s.
-        for topic in topics:
-            self._consumer.partitions_for_topic(topic)
-        self._consumer.subscribe(topics=list(topics), listener=_Listener(self))
+        # relies on a later metadata change to rejoin.
+        for topic in self._topics:
+            consumer.partitions_for_topic(topic)
+        consumer.subscribe(topics=self._topics, listener=_Listener(self))
+        return consumer
+
+    def _unassigned_too_long(self) -> bool:
+        """A member left without partitions beyond `rejoin_after_s`: kafka-python 3.0.12 with
+        Apache Kafka 4.1 sometimes never completes a rejoin after a rebalance (seen in CI: a
+        restarted consumer revoked 80 ms after its first assignment, then idle for 80 s and
+        300 s while still polling). A new member (the old one closed, leaving the group) is
+        assigned within a join; the store, not Kafka, holds the positions, so nothing is lost
+        or repeated. A member of a group with more members than partitions is legitimately
+        idle: the wait doubles after each rejoin (up to `REJOIN_AFTER_MAX_S`) until one brings
+        partitions, so such a group rebalances rarely."""
+        return (self._unassigned_since is not None
+                and time.monotonic() - self._unassigned_since > self._rejoin_wait_s)
+
+    def _rejoin(self) -> None:
+        log.warning("no partitions for %.0f s after a rebalance: leaving the group and joining "
+                    "again", time.monotonic() - self._unassigned_since)
+        try:
+            self._consumer.close()
+        except KafkaError as error:
+            log.warning("closing the stuck consumer failed: %s", error)
+        self.generation += 1
+        self._unassigned_since = time.monotonic()
+        self._rejoin_wait_s = min(2 * self._rejoin_wait_s, REJOIN_AFTER_MAX_S)
+        self._consumer = self._join()
 
     def _assigned(self, assigned: list[TopicPartition]) -> None:
         self.generation += 1
+        if assigned:
+            self._unassigned_since, self._rejoin_wait_s = None, self.rejoin_after_s
+        else:
+            log.info("assigned no partitions")
+            self._unassigned_since = self._unassigned_since or time.monotonic()
         for topic in sorted({tp.topic for tp in assigned}):
             partitions = sorted(tp.partition for tp in assigned if tp.topic == topic)
             log.info("assigned %s %s", topic, partitions)
@@ -76,6 +118,7 @@ class KafkaSource:
 
     def _revoked(self, revoked: list[TopicPartition]) -> None:
         self.generation += 1
+        self._unassigned_since = time.monotonic()
         for topic in sorted({tp.topic for tp in revoked}):
             partitions = sorted(tp.partition for tp in revoked if tp.topic == topic)
             log.info("revoked %s %s", topic, partitions)
@@ -89,6 +132,8 @@ class KafkaSource:
         `stop`). Records fetched before a rebalance are discarded: the new assignment re-seeks
         every partition.
         """
+        if self._unassigned_too_long():
+            self._rejoin()
         out: list[Incoming] = []
         generation = self.generation
         deadline = None
