@@ -10,6 +10,7 @@ import json
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -101,14 +102,32 @@ def produce(broker, topic: str, docs: list) -> dict[str, tuple[int, int]]:
     return placed
 
 
-def read_topic(broker, topic: str, expected: int, timeout: float = 20.0) -> list:
-    """All records of `topic` (waits until at least `expected` arrived)."""
+def decision_id(record) -> str:
+    """The transaction id of a `fraud-decisions` record."""
+    return json.loads(record.value)["transaction_id"]
+
+
+def read_topic(broker, topic: str, expected: int, timeout: float = 20.0,
+               distinct: Callable | None = None) -> list:
+    """All records of `topic`: waits until at least `expected` arrived, or, with `distinct` (a
+    key of a record), until `expected` distinct keys did (republished records then do not
+    count: a stream with repeats would otherwise be read short)."""
     consumer = KafkaConsumer(topic, bootstrap_servers=broker.bootstrap,
                              auto_offset_reset="earliest", enable_auto_commit=False,
                              group_id=None, consumer_timeout_ms=500)
     records: list = []
+    keys: set = set()
     deadline = time.monotonic() + timeout
-    while len(records) < expected and time.monotonic() < deadline:
+
+    def short() -> bool:
+        if distinct is None:
+            return len(records) < expected
+        keys.update(distinct(r) for r in records[short.counted:])
+        short.counted = len(records)
+        return len(keys) < expected
+
+    short.counted = 0
+    while short() and time.monotonic() < deadline:
         for batch in consumer.poll(timeout_ms=300).values():
             records.extend(batch)
     time.sleep(0.3)

@@ -22,7 +22,7 @@ from email import message_from_bytes
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
-from consumer_helpers import free_port, make_topics, produce, read_topic, wait_until
+from consumer_helpers import decision_id, free_port, make_topics, produce, read_topic, wait_until
 from e2e_helpers import (
     SEQ_LEN,
     Models,
@@ -181,7 +181,8 @@ def test_kill_9_mid_stream_then_restart(kafka_broker, tmp_path, group_id_factory
     assert sorted(set(mailbox.message_ids)) == sorted(f"<email.{tx}@fraudops>" for tx in alerts)
     assert len(mailbox.message_ids) - len(set(mailbox.message_ids)) <= 1
     assert {n.status for n in scenario.store.notifications()} == {"sent"}
-    decisions = read_topic(kafka_broker, scenario.topics.decisions, len(docs))
+    decisions = read_topic(kafka_broker, scenario.topics.decisions, len(docs),
+                           distinct=decision_id)
     assert {json.loads(r.value)["transaction_id"] for r in decisions} == set(expected)
 
 
@@ -389,7 +390,8 @@ def test_late_duplicate_and_conflicting_events_on_the_real_broker(
     assert reasons == {**refused, "invalid_json": 1}
 
     published: dict[str, set[bytes]] = defaultdict(set)
-    for r in read_topic(kafka_broker, scenario.topics.decisions, len(expected)):
+    for r in read_topic(kafka_broker, scenario.topics.decisions, len(expected),
+                        distinct=decision_id):
         published[json.loads(r.value)["transaction_id"]].add(bytes(r.value))
     assert set(published) == set(expected)
     assert [tx for tx, values in published.items() if len(values) > 1] == []

@@ -20,7 +20,7 @@ from email import message_from_bytes
 
 import pytest
 from aiosmtpd.controller import Controller
-from consumer_helpers import free_port, make_topics, produce, read_topic, wait_until
+from consumer_helpers import decision_id, free_port, make_topics, produce, read_topic, wait_until
 from e2e_helpers import (
     Models,
     Service,
@@ -181,7 +181,8 @@ class Outcome:
             assert repeated <= kills, f"{repeated} emails repeated after {kills} kills"
             assert {n.status for n in self.store.notifications()} == {"sent"}
         published: dict[str, set[tuple]] = defaultdict(set)
-        records = read_topic(self.broker, self.topics.decisions, len(docs), timeout=120)
+        records = read_topic(self.broker, self.topics.decisions, len(docs), timeout=120,
+                             distinct=decision_id)
         for record in records:
             value = json.loads(record.value)
             published[value["transaction_id"]].add(
