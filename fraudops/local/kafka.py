@@ -73,6 +73,16 @@ _POM = """<?xml version="1.0" encoding="UTF-8"?>
 """
 
 
+def new_cluster_id() -> str:
+    """A random UUID in URL-safe base64, as `StorageTool random-uuid` prints it (made here: one
+    JVM start saved). Like Kafka's own `Uuid.randomUuid`, never one that starts with "-": the
+    storage tool's argument parser reads that as an option (1 id in 64; it failed a CI run)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 class Flavour(StrEnum):
     APACHE = "apache"
     TANSU = "tansu"
@@ -392,9 +402,7 @@ class ApacheKafkaBroker(LocalBroker):
             partitions=self.partitions))
         if (self.data_dir / "meta.properties").exists():
             return  # formatted before: a restart keeps the log directory
-        # A cluster id is a random UUID in URL-safe base64, as `StorageTool random-uuid` prints
-        # it (made here: one JVM start saved).
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         result = subprocess.run(
             self._java("kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id,
                        "-c", str(self.config_path), heap_mb=128),
