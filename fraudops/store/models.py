@@ -102,6 +102,10 @@ class Alert(Base):
     """A transaction decided `review` or `block`: the analysts' work queue."""
 
     __tablename__ = "alerts"
+    # The console's queue: riskiest first, keyset-paginated on (probability, id), open alerts
+    # by default (`fraudops.store.queue`).
+    __table_args__ = (Index("ix_alerts_queue", "status", "fraud_probability", "transaction_id"),
+                      Index("ix_alerts_risk", "fraud_probability", "transaction_id"))
 
     transaction_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
     account_id: Mapped[str] = mapped_column(String(ID_LENGTH), index=True)
