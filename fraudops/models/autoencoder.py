@@ -4,6 +4,12 @@ The anomaly score is the reconstruction error (mean squared error in standardise
 log-transformed and standardised with the error distribution of legitimate validation rows:
 0 is a typical legitimate transaction, 3 is three "legit spreads" more unusual. The threshold
 for a target false-positive rate is calibrated on the same validation rows and stored with it.
+
+With ``feature_scaled`` each feature's residual is first standardised robustly (median and
+IQR of that feature's residual on legitimate validation rows): a feature the model always
+reconstructs well then counts as much when it is off as one that is noisy anyway, instead of
+the noisy features drowning the rare, telling ones. Checkpoints without the field load as the
+plain score.
 """
 
 from __future__ import annotations
@@ -17,6 +23,11 @@ from torch import nn
 from fraudops.models.normalization import Standardizer
 
 _EPS = 1e-8
+#: Smallest residual spread per feature (standardised units): a feature reconstructed almost
+#: perfectly on legit rows must not turn a tiny deviation into an enormous error.
+MIN_RESIDUAL_SCALE = 0.05
+#: Standardised residuals are clipped: one wild feature must not decide the score alone.
+RESIDUAL_CLIP = 20.0
 
 
 @dataclass(frozen=True)
@@ -27,6 +38,8 @@ class AutoencoderConfig:
     hidden_size: int = 32
     bottleneck: int = 8
     dropout: float = 0.0
+    #: Residuals standardised per feature (robust scale from legit validation rows).
+    feature_scaled: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -53,13 +66,36 @@ class Autoencoder(nn.Module):
         self.register_buffer("score_scale", torch.tensor(1.0))
         self.register_buffer("threshold", torch.tensor(float("inf")))
         self.register_buffer("target_fpr", torch.tensor(float("nan")))
+        if c.feature_scaled:
+            self.register_buffer("residual_center", torch.zeros(c.input_dim))
+            self.register_buffer("residual_scale", torch.ones(c.input_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder(self.normalize(x)))
 
+    def residuals(self, x: torch.Tensor) -> torch.Tensor:
+        """Reconstruction minus input per feature [B, F] (robustly scaled if configured)."""
+        residual = self(x) - self.normalize(x)
+        if not self.config.feature_scaled:
+            return residual
+        scaled = (residual - self.residual_center) / self.residual_scale
+        return scaled.clamp(-RESIDUAL_CLIP, RESIDUAL_CLIP)
+
     def reconstruction_error(self, x: torch.Tensor) -> torch.Tensor:
-        """Mean squared error per row, in standardised feature space."""
-        return (self(x) - self.normalize(x)).pow(2).mean(dim=1)
+        """Mean squared (scaled) residual per row, in standardised feature space."""
+        return self.residuals(x).pow(2).mean(dim=1)
+
+    @torch.no_grad()
+    def fit_residual_scale(self, legit_rows: torch.Tensor) -> None:
+        """Per-feature median and IQR-based spread of the residual on legitimate rows."""
+        if not self.config.feature_scaled:
+            return
+        residual = (self(legit_rows) - self.normalize(legit_rows)).double()
+        low, center, high = torch.quantile(
+            residual, torch.tensor([0.25, 0.5, 0.75], dtype=residual.dtype,
+                                   device=residual.device), dim=0)
+        self.residual_center.copy_(center)
+        self.residual_scale.copy_(((high - low) / 1.349).clamp(min=MIN_RESIDUAL_SCALE))
 
     def anomaly_score(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised anomaly score [B] (higher = more unusual)."""
@@ -71,6 +107,7 @@ class Autoencoder(nn.Module):
         """Fit the score normalisation and the threshold flagging `target_fpr` of legit rows."""
         if not 0.0 < target_fpr < 1.0:
             raise ValueError(f"target_fpr must be in (0, 1), got {target_fpr}")
+        self.fit_residual_scale(legit_rows)
         log_error = torch.log(self.reconstruction_error(legit_rows) + _EPS).cpu().numpy()
         self.score_loc.fill_(float(np.median(log_error)))
         spread = float(np.subtract(*np.percentile(log_error, [75, 25]))) / 1.349  # IQR -> sigma

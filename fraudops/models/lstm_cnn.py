@@ -5,6 +5,13 @@ escalation); an LSTM summarises the whole history; the head also sees the curren
 own features, which carry most of the signal for a first transaction. Sequences arrive padded at
 the front (see `fraudops.features.sequence_index`); the model left-aligns them and packs them,
 so padding never reaches the LSTM and the output does not depend on how much there is.
+
+With ``wide_size`` > 0 (wide and deep) the current transaction's full feature vector also goes
+through its own two-layer branch, and that branch's logit is added to the sequence head's: a
+transaction with no history (imported data without an account id: sequences of length one) is
+then scored by a model of its own features as strong as a tabular one, and the sequence branch
+adds what the history says. ``wide_size`` = 0 is the first architecture (checkpoints written
+before the field existed load as that).
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ class LSTMCNNConfig:
     hidden_size: int = 48
     head_size: int = 64
     dropout: float = 0.1
+    #: Width of the wide branch over the current transaction (0: none, the v1 architecture).
+    wide_size: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -68,6 +77,7 @@ class LSTMCNN(nn.Module):
             nn.Dropout(c.dropout),
             nn.Linear(c.head_size, 1),
         )
+        self.wide = _wide_branch(c) if c.wide_size > 0 else None
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         mask = mask.bool()
@@ -87,4 +97,15 @@ class LSTMCNN(nn.Module):
         last = (lengths - 1).view(-1, 1, 1).expand(-1, conv.shape[1], 1)
         conv_last = torch.gather(conv, 2, last).squeeze(-1)
         current = z[:, -1, :]  # the scored transaction itself is always the last column
-        return self.head(torch.cat([hidden[-1], conv_last, current], dim=1)).squeeze(-1)
+        logit = self.head(torch.cat([hidden[-1], conv_last, current], dim=1)).squeeze(-1)
+        if self.wide is not None:
+            logit = logit + self.wide(current).squeeze(-1)
+        return logit
+
+
+def _wide_branch(c: LSTMCNNConfig) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(c.input_dim, c.wide_size), nn.ReLU(), nn.Dropout(c.dropout),
+        nn.Linear(c.wide_size, c.wide_size), nn.ReLU(), nn.Dropout(c.dropout),
+        nn.Linear(c.wide_size, 1),
+    )

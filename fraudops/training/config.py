@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from fraudops.features import DEFAULT_SEQ_LEN
@@ -16,6 +18,8 @@ class SequenceTrainConfig(BaseModel):
     hidden_size: int = Field(default=48, ge=1)
     head_size: int = Field(default=64, ge=1)
     dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
+    #: Width of the wide branch over the current transaction's features (0: none).
+    wide_size: int = Field(default=0, ge=0)
     epochs: int = Field(default=8, ge=1)
     batch_size: int = Field(default=512, ge=8)
     learning_rate: float = Field(default=2e-3, gt=0)
@@ -26,6 +30,11 @@ class SequenceTrainConfig(BaseModel):
     negative_sampling: float = Field(default=0.35, gt=0.0, le=1.0)
     #: Extra weight on fraud rows in the loss (on top of the sampling).
     positive_weight: float = Field(default=3.0, gt=0.0)
+    #: Learning-rate schedule over the planned epochs: constant, one-cycle or cosine decay.
+    schedule: Literal["constant", "onecycle", "cosine"] = "constant"
+    #: Decay of an exponential moving average of the weights, evaluated and kept instead of
+    #: the raw weights (0: off). Averaging smooths the noise of the last updates.
+    weight_average: float = Field(default=0.0, ge=0.0, lt=1.0)
 
 
 class AutoencoderTrainConfig(BaseModel):
@@ -41,6 +50,11 @@ class AutoencoderTrainConfig(BaseModel):
     patience: int = Field(default=2, ge=0)
     #: Legitimate training rows used (at most); the autoencoder needs far fewer than all.
     max_rows: int = Field(default=60_000, ge=100)
+    #: Score from per-feature robustly standardised residuals (see `Autoencoder`).
+    feature_scaled: bool = False
+    #: Denoising: standard deviation of Gaussian noise added to the standardised inputs in
+    #: training (the target stays the clean row); 0 = plain autoencoder.
+    noise: float = Field(default=0.0, ge=0.0)
     target_fpr: float = Field(default=0.01, gt=0.0, lt=1.0,
                               description="Share of legit validation rows over the threshold.")
 

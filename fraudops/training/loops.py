@@ -91,7 +91,10 @@ def _epoch_rows(rng: np.random.Generator, positives: np.ndarray, negatives: np.n
 def train_sequence_model(data: FeatureSet, split: TimeSplit, config: TrainingConfig,
                          device: torch.device, progress: Callable[[dict], None] | None = None
                          ) -> TrainResult:
-    """Train the LSTM-CNN; returns the weights of the epoch with the best validation AUPRC."""
+    """Train the LSTM-CNN; returns the weights of the epoch with the best validation AUPRC.
+
+    With ``weight_average`` the weights evaluated (and kept) are the moving average's.
+    """
     started = time.perf_counter()
     cfg = config.sequence
     train, validation = labelled_parts(data, split)
@@ -99,29 +102,55 @@ def train_sequence_model(data: FeatureSet, split: TimeSplit, config: TrainingCon
     rng = np.random.default_rng(config.seed)
     module = LSTMCNN(LSTMCNNConfig(input_dim=data.spec.dim, conv_channels=cfg.conv_channels,
                                    hidden_size=cfg.hidden_size, head_size=cfg.head_size,
-                                   dropout=cfg.dropout))
+                                   dropout=cfg.dropout, wide_size=cfg.wide_size))
     module.normalize.fit(data.features[_sample_rows(rng, train, NORMALIZATION_ROWS)])
     module.to(device)
-    optimizer = torch.optim.AdamW(module.parameters(), lr=cfg.learning_rate,
-                                  weight_decay=cfg.weight_decay)
-    loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(cfg.positive_weight, device=device))
     positives = train[data.labels[train] == 1]
     negatives = train[data.labels[train] == 0]
+    per_epoch = len(positives) + max(1, round(cfg.negative_sampling * len(negatives)))
+    optimizer, scheduler = make_optimizer(module, cfg, math.ceil(per_epoch / cfg.batch_size))
+    averaged = _weight_average(module, cfg.weight_average)
+    loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(cfg.positive_weight, device=device))
     stopper, result = EarlyStopping(cfg.patience), TrainResult(module)
     for epoch in range(1, cfg.epochs + 1):
         rows = _epoch_rows(rng, positives, negatives, cfg.negative_sampling)
-        loss = _sequence_epoch(module, data, rows, optimizer, loss_fn, cfg.batch_size, device)
-        score = auprc(data.labels[validation], predict_sequence(module, data, validation, device))
+        loss = _sequence_epoch(module, data, rows, (optimizer, scheduler, averaged), loss_fn,
+                               cfg.batch_size, device)
+        evaluated = averaged.module if averaged is not None else module
+        score = auprc(data.labels[validation], predict_sequence(evaluated, data, validation,
+                                                                device))
         _record(result, progress, {"model": "lstm_cnn", "epoch": epoch, "loss": loss,
                                    "validation_auprc": score})
-        if stopper.update(epoch, score, module):
+        if stopper.update(epoch, score, evaluated):
             break
     module.load_state_dict(stopper.state)
     _undo_sampling_bias(module, cfg.positive_weight, cfg.negative_sampling)
     return _finish(result, stopper, started)
 
 
-def _sequence_epoch(module, data, rows, optimizer, loss_fn, batch_size, device) -> float:
+def make_optimizer(module: nn.Module, cfg, steps_per_epoch: int):
+    """AdamW and the configured per-step learning-rate schedule (None: constant)."""
+    optimizer = torch.optim.AdamW(module.parameters(), lr=cfg.learning_rate,
+                                  weight_decay=cfg.weight_decay)
+    total = max(1, cfg.epochs * steps_per_epoch)
+    if cfg.schedule == "onecycle":
+        return optimizer, torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=cfg.learning_rate, total_steps=total)
+    if cfg.schedule == "cosine":
+        return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+    return optimizer, None
+
+
+def _weight_average(module: nn.Module, decay: float):
+    if decay <= 0:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(module, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
+def _sequence_epoch(module, data, rows, stepping, loss_fn, batch_size, device) -> float:
+    optimizer, scheduler, averaged = stepping
     module.train()
     total, count = 0.0, 0
     for start in range(0, len(rows), batch_size):
@@ -134,6 +163,10 @@ def _sequence_epoch(module, data, rows, optimizer, loss_fn, batch_size, device) 
         loss.backward()
         nn.utils.clip_grad_norm_(module.parameters(), 1.0)  # LSTMs spike on rare bursts
         optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        if averaged is not None:
+            averaged.update_parameters(module)
         total, count = total + loss.item() * len(batch), count + len(batch)
     return total / max(count, 1)
 
@@ -156,37 +189,43 @@ def train_autoencoder(data: FeatureSet, split: TimeSplit, config: TrainingConfig
     rng = np.random.default_rng(config.seed + 1)
     legit = _sample_rows(rng, train[data.labels[train] == 0], cfg.max_rows)
     module = Autoencoder(AutoencoderConfig(input_dim=data.spec.dim, hidden_size=cfg.hidden_size,
-                                           bottleneck=cfg.bottleneck))
+                                           bottleneck=cfg.bottleneck,
+                                           feature_scaled=cfg.feature_scaled))
     module.normalize.fit(data.features[legit])
     module.to(device)
     optimizer = torch.optim.AdamW(module.parameters(), lr=cfg.learning_rate)
     stopper, result = EarlyStopping(cfg.patience), TrainResult(module)
     inputs = torch.from_numpy(data.features[legit]).to(device)
+    legit_validation = validation[data.labels[validation] == 0]
+    scale_rows = torch.from_numpy(data.features[legit_validation]).to(device)
     for epoch in range(1, cfg.epochs + 1):
-        loss = _autoencoder_epoch(module, inputs, rng, optimizer, cfg.batch_size)
+        loss = _autoencoder_epoch(module, inputs, rng, optimizer, cfg.batch_size, cfg.noise)
+        module.eval()
+        module.fit_residual_scale(scale_rows)  # early stopping judges the score as served
         score = auprc(data.labels[validation], predict_anomaly(module, data, validation, device))
         _record(result, progress, {"model": "autoencoder", "epoch": epoch, "loss": loss,
                                    "validation_auprc": score})
         if stopper.update(epoch, score, module):
             break
     module.load_state_dict(stopper.state)
-    legit_validation = validation[data.labels[validation] == 0]
     module.eval()
-    module.calibrate(torch.from_numpy(data.features[legit_validation]).to(device), cfg.target_fpr)
+    module.calibrate(scale_rows, cfg.target_fpr)
     return _finish(result, stopper, started)
 
 
-def _autoencoder_epoch(module, inputs, rng, optimizer, batch_size) -> float:
+def _autoencoder_epoch(module, inputs, rng, optimizer, batch_size, noise: float) -> float:
     module.train()
     order = torch.from_numpy(rng.permutation(len(inputs))).to(inputs.device)
     total = 0.0
     for start in range(0, len(order), batch_size):
-        batch = inputs[order[start:start + batch_size]]
-        loss = module.reconstruction_error(batch).mean()
+        clean = module.normalize(inputs[order[start:start + batch_size]])
+        # Denoising: reconstruct the clean row from a corrupted one (noise 0: plain MSE).
+        noisy = clean + noise * torch.randn_like(clean) if noise > 0 else clean
+        loss = (module.decoder(module.encoder(noisy)) - clean).pow(2).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        total += loss.item() * len(batch)
+        total += loss.item() * len(clean)
     return total / max(len(order), 1)
 
 

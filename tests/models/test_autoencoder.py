@@ -41,3 +41,37 @@ def test_far_outlier_scores_higher_than_typical_rows():
 def test_calibrate_rejects_bad_rate():
     with pytest.raises(ValueError):
         _model().calibrate(torch.zeros(3, 4), target_fpr=1.5)
+
+
+def _scaled_model(seed=0):
+    seed_everything(seed)
+    return Autoencoder(AutoencoderConfig(input_dim=4, hidden_size=8, bottleneck=2,
+                                         feature_scaled=True)).eval()
+
+
+@torch.no_grad()
+def test_feature_scaled_score_weighs_a_quiet_feature_like_a_noisy_one():
+    generator = torch.Generator().manual_seed(4)
+    legit = torch.randn(3000, 4, generator=generator)
+    legit[:, 0] *= 0.01  # feature 0 is nearly constant on legitimate traffic
+    model = _scaled_model()
+    model.normalize.fit(legit.numpy())
+    model.calibrate(legit, target_fpr=0.01)
+    assert torch.all(model.residual_scale > 0)
+    off_quiet = legit[:200].clone()
+    off_quiet[:, 0] += 0.2  # 20 legit spreads off, on the quiet feature
+    assert model.anomaly_score(off_quiet).median() > model.threshold
+
+
+@torch.no_grad()
+def test_feature_scaled_model_round_trips_through_a_checkpoint(tmp_path):
+    from fraudops.models import ModelBundle, load_checkpoint, save_checkpoint
+
+    model = _scaled_model()
+    legit = torch.randn(500, 4, generator=torch.Generator().manual_seed(5))
+    model.normalize.fit(legit.numpy())
+    model.calibrate(legit, target_fpr=0.05)
+    save_checkpoint(ModelBundle(model, "autoencoder", {"version": "x"}, 1), tmp_path)
+    loaded = load_checkpoint(tmp_path).module
+    assert loaded.config.feature_scaled
+    assert torch.equal(loaded.anomaly_score(legit), model.anomaly_score(legit))

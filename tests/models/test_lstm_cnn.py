@@ -71,3 +71,39 @@ def test_standardizer_uses_training_statistics():
     model.normalize.fit(rows)
     out = model.normalize(torch.tensor([[2.0, 10.0]]))
     assert out[0].tolist() == pytest.approx([1.0, 0.0])  # constant feature: scale 1, not inf
+
+
+def _wide_model(dim=5, seed=0):
+    seed_everything(seed)
+    return LSTMCNN(LSTMCNNConfig(input_dim=dim, wide_size=8)).eval()
+
+
+def test_wide_branch_scores_the_current_transaction_without_history():
+    model = _wide_model()
+    x, mask = _batch()
+    alone = torch.zeros_like(mask)
+    alone[:, -1] = True  # length-one sequences: imported data without an account id
+    changed = x.clone()
+    changed[:, -1, 0] += 3.0
+    assert model(x, alone).shape == (4,)
+    assert not torch.allclose(model(x, alone), model(changed, alone))
+    history_changed = x.clone()
+    history_changed[:, 0] += 5.0  # history is invisible to a length-one sequence
+    assert torch.allclose(model(x, alone), model(history_changed, alone), atol=1e-6)
+
+
+def test_wide_branch_adds_its_logit_to_the_sequence_head():
+    model = _wide_model()
+    x, mask = _batch()
+    with torch.no_grad():
+        full = model(x, mask)
+        model.wide[-1].bias += 1.5
+        assert torch.allclose(model(x, mask), full + 1.5, atol=1e-5)
+
+
+def test_config_without_wide_field_builds_the_first_architecture():
+    stored = LSTMCNNConfig(input_dim=5).to_dict()
+    stored.pop("wide_size")  # a checkpoint written before the wide branch existed
+    model = LSTMCNN(LSTMCNNConfig(**stored))
+    assert model.wide is None
+    assert not any(key.startswith("wide.") for key in model.state_dict())
