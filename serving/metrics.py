@@ -8,10 +8,14 @@ Metrics are created by the constructors below (in `main`), never at import time.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, Info
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
+#: Alert raised to its first verdict: from a minute to a week (analysts work in shifts).
+_VERDICT_BUCKETS = (30, 60, 300, 900, 1800, 3600, 7200, 14_400, 28_800, 86_400, 172_800, 604_800)
 
 
 class PredictorMetrics:
@@ -82,3 +86,23 @@ class GatewayMetrics:
             "fraud_gateway_label_outcomes_total",
             "Labels appended to the history, by outcome (new, unchanged, changed).",
             ["outcome"], registry=reg)
+        self.alerts_worked = Counter(
+            "fraud_analyst_alerts_worked_total",
+            "Alerts given their first verdict by an analyst (confirmed_fraud or legitimate); "
+            "per hour: increase(...[1h]); share confirmed: the confirmed_fraud part of it.",
+            ["verdict"], registry=reg)
+        for verdict in ("confirmed_fraud", "legitimate"):  # 0 before the first, not absent
+            self.alerts_worked.labels(verdict)
+        self.time_to_verdict = Histogram(
+            "fraud_analyst_time_to_verdict_seconds",
+            "From an alert's creation in the store to its first verdict.",
+            buckets=_VERDICT_BUCKETS, registry=reg)
+
+    def observe_verdict(self, outcome: str, verdict: str, raised_at: datetime,
+                        labelled_at: datetime) -> None:
+        """Count an analyst's label: only the first verdict on an alert is work done on it (a
+        repeat or a change of mind is not another alert worked)."""
+        if outcome != "new":
+            return
+        self.alerts_worked.labels(verdict).inc()
+        self.time_to_verdict.observe(max(0.0, (labelled_at - raised_at).total_seconds()))

@@ -72,7 +72,7 @@ class GatewaySettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     #: Comma-separated principals accepted in the ``X-API-Key`` header (mount from a Secret),
-    #: each ``NAME:ROLE[+ROLE...]:KEY`` with roles ingest, analyst, admin (e.g.
+    #: each ``NAME:ROLE[+ROLE...]:KEY`` with roles ingest, analyst, admin, viewer (e.g.
     #: ``ana:analyst:k1,payments:ingest:k2``). A bare ``KEY`` gets `bare_key_roles` and the
     #: name ``key-<its position in the list>``.
     api_keys: SecretStr = SecretStr("")
@@ -120,6 +120,19 @@ class GatewaySettings(BaseModel):
     access_log: bool = False
     #: Page size limits of list endpoints.
     max_page_size: int = Field(default=500, ge=1)
+    #: Serve the analyst console under ``/console`` (login with an API key, then a session).
+    console_enabled: bool = True
+    #: Key signing the console's session cookies (mount from a Secret; every replica the same).
+    #: Empty: a random key per process, so sessions end when the gateway restarts and do not
+    #: carry over between replicas (fine locally).
+    console_session_secret: SecretStr = SecretStr("")
+    #: Seconds a console session lasts after login.
+    console_session_max_age_s: int = Field(default=8 * 3600, ge=60, le=7 * 24 * 3600)
+    #: The session cookie's ``Secure`` flag (browsers then send it over HTTPS only; they also
+    #: send it to http://localhost). Turn off only for plain HTTP on another host, in tests.
+    console_cookie_secure: bool = True
+    #: Alerts per console queue page.
+    console_page_size: int = Field(default=50, ge=1, le=500)
 
     @field_validator("cors_origins", "allowed_hosts", "bare_key_roles",
                      "trusted_proxy_principals", mode="before")

@@ -3,9 +3,11 @@
 Routes: ``/v1/transactions`` and ``/v1/score`` (role ingest), ``/v1/alerts``, ``/v1/feedback``
 and ``/v1/drift/reports`` (role analyst), ``/v1/admin/principals`` (role admin), all behind
 the ``X-API-Key`` header; ``/healthz``, ``/readyz``, ``/metrics``; ``/docs`` and
-``/openapi.json`` only when `GatewaySettings.docs_enabled`. Layers, outermost first: request
-metrics, security headers, TrustedHost (when hosts are configured), CORS (when origins are),
-`RequestGuard` (limits, authentication, timeouts), then the routes.
+``/openapi.json`` only when `GatewaySettings.docs_enabled`; the analyst console under
+``/console`` (a session cookie after a login with an API key) unless `console_enabled` is off.
+Layers, outermost first: request metrics, security headers, TrustedHost (when hosts are
+configured), CORS (when origins are), `RequestGuard` (limits, authentication, timeouts), then
+the routes.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from fastapi.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import fraudops
+from serving.gateway.console import mount_console
 from serving.gateway.deps import LazyStore, Services, require_role
 from serving.gateway.docs import mount_docs
 from serving.gateway.errors import add_error_handlers
@@ -76,6 +79,8 @@ def create_app(settings: GatewayServiceSettings) -> FastAPI:
         app.include_router(module.router, dependencies=[Depends(require_role(role))],
                            responses=_AUTH_RESPONSES)
     app.include_router(health.router)
+    if g.console_enabled:
+        mount_console(app, services)
     if g.docs_enabled:
         mount_docs(app)
     add_error_handlers(app)

@@ -25,6 +25,7 @@ class Role(StrEnum):
     INGEST = "ingest"  # POST /v1/transactions, POST /v1/score
     ANALYST = "analyst"  # alerts, feedback, drift reports (the console's routes)
     ADMIN = "admin"  # principals (and, later, lists and rules)
+    VIEWER = "viewer"  # read-only: the console's queue and cases, never a label
 
 
 @dataclass(frozen=True)

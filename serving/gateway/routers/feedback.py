@@ -57,6 +57,8 @@ def submit_feedback(feedback: FeedbackIn, store: StoreDep, services: ServicesDep
     offset = _publish_pending(services, store, alert, topic)
     services.metrics.feedback.labels(feedback.verdict.value).inc()
     services.metrics.label_outcomes.labels(entry.outcome).inc()
+    services.metrics.observe_verdict(entry.outcome, feedback.verdict.value, alert.created_at,
+                                     entry.labelled_at)
     return FeedbackOut(transaction_id=feedback.transaction_id, label=verdict,
                        alert_status=new_status.value, analyst=principal.name,
                        entry_id=entry.id, labelled_at=entry.labelled_at, outcome=entry.outcome,
