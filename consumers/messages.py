@@ -128,10 +128,19 @@ def decision_message(decision: DecisionRecord, decided_at: str, reason_codes: Se
     """The `fraud-decisions` / `fraud-alerts` record of one decision (keyed by account).
 
     Built by hand on the hot path: identifiers are restricted to JSON-safe characters by the
-    schema (`Identifier`), reason codes are feature names, and `decided_at` and
-    `model_version_json` are formatted once per batch.
+    schema (`Identifier`), reason codes are feature names, rule ids and rule-set versions by
+    the rule-set schema (`fraudops.rules.schema`), and `decided_at` and `model_version_json`
+    are formatted once per batch. With a rule set in force the record ends with
+    ``"rules_fired": [ids...]`` and ``"rule_set_version"``.
     """
     codes = ",".join(f'"{code}"' for code in reason_codes)
+    # The rule fields appear only when a rule set was in force: a decision taken without one
+    # (or stored before rules existed) is published again with the bytes it had.
+    rules = ""
+    if decision.rule_set_version:
+        fired = ",".join(f'"{rule}"' for rule in decision.rules_fired.split(",") if rule)
+        rules = f',"rules_fired":[{fired}],"rule_set_version":"{decision.rule_set_version}"'
+
     # + 0.0 turns -0.0 into 0.0: SQLite stores no negative zero, and a decision published
     # again from the store must be the same bytes.
     value = (f'{{"transaction_id":"{decision.transaction_id}",'
@@ -140,7 +149,7 @@ def decision_message(decision: DecisionRecord, decided_at: str, reason_codes: Se
              f'"amount":{decision.amount + 0.0!r},"decision":"{decision.decision}",'
              f'"fraud_probability":{decision.fraud_probability + 0.0!r},'
              f'"anomaly_score":{decision.anomaly_score + 0.0!r},"reason_codes":[{codes}],'
-             f'"model_version":{model_version_json}}}')
+             f'"model_version":{model_version_json}{rules}}}')
     return Outgoing(topic, decision.account_id.encode(), value.encode())
 
 

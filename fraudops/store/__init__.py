@@ -40,6 +40,7 @@ from fraudops.store.records import (
     NotificationRecord,
     RecordSource,
 )
+from fraudops.store.lists import ListEntryInfo, ListInfo
 from fraudops.store.repository import Store, create_store_engine
 
 __all__ = [
@@ -57,6 +58,8 @@ __all__ = [
     "LabelOutcome",
     "LabelRecord",
     "LabelledTransaction",
+    "ListEntryInfo",
+    "ListInfo",
     "NotFoundError",
     "Notification",
     "NotificationRecord",

@@ -76,6 +76,11 @@ class Decision(Base):
     model_version: Mapped[str] = mapped_column(String(256), default="")
     transaction_json: Mapped[str] = mapped_column(Text)
     scored_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    #: Ids of the rules that fired, comma-separated in rule-set order ("" for none), and the
+    #: rule set in force ("" when none was): see `fraudops.rules`. Added to existing stores by
+    #: `Store.create_schema` (`ADDED_COLUMNS`).
+    rules_fired: Mapped[str] = mapped_column(Text, default="", server_default="")
+    rule_set_version: Mapped[str] = mapped_column(String(64), default="", server_default="")
 
 
 class DecisionSource(Base):
@@ -118,6 +123,11 @@ class Alert(Base):
     status: Mapped[str] = mapped_column(String(32), default=AlertStatus.OPEN.value, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    #: Ids of the rules that fired, comma-separated in rule-set order ("" for none), and the
+    #: rule set in force ("" when none was): see `fraudops.rules`. Added to existing stores by
+    #: `Store.create_schema` (`ADDED_COLUMNS`).
+    rules_fired: Mapped[str] = mapped_column(Text, default="", server_default="")
+    rule_set_version: Mapped[str] = mapped_column(String(64), default="", server_default="")
 
 
 class Notification(Base):
@@ -232,3 +242,38 @@ class StreamStateEntry(Base):
     kind: Mapped[str] = mapped_column(String(64), primary_key=True)
     entity: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
     value: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class RuleList(Base):
+    """A deny or allow list (`fraudops.rules`): its kind fixes what its entries are.
+
+    `revision` grows by one with every change of its entries, in the change's transaction:
+    running consumers poll the revisions (one small query) and reload a list that moved.
+    """
+
+    __tablename__ = "rule_lists"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    description: Mapped[str] = mapped_column(Text, default="")
+    revision: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class RuleListEntry(Base):
+    """One entry of a list (a normalised account, merchant, device id or country code)."""
+
+    __tablename__ = "rule_list_entries"
+
+    list_name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    added_by: Mapped[str | None] = mapped_column(String(ID_LENGTH), nullable=True)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+#: Columns added to tables that existed before them: (table, column). `Store.create_schema`
+#: adds the missing ones (each has a server default, so old rows read as "no rules").
+ADDED_COLUMNS = (("decisions", "rules_fired"), ("decisions", "rule_set_version"),
+                 ("alerts", "rules_fired"), ("alerts", "rule_set_version"))

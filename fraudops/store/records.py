@@ -42,6 +42,9 @@ class DecisionRecord:
     model_version: str = ""
     scored_at: datetime | None = None
     source: RecordSource | None = None
+    #: Rule ids that fired, comma-separated ("" none) and the rule set in force ("" none).
+    rules_fired: str = ""
+    rule_set_version: str = ""
 
     @property
     def is_alert(self) -> bool:

@@ -37,6 +37,7 @@ from fraudops.store.exceptions import (
     UnsupportedDatabaseError,
 )
 from fraudops.store.label_history import LabelLog
+from fraudops.store.lists import ListsMixin, add_missing_columns
 from fraudops.store.models import (
     Alert,
     AlertStatus,
@@ -62,7 +63,8 @@ from fraudops.store.records import (
 
 SUPPORTED_DIALECTS = ("sqlite", "postgresql")
 _ALERT_FIELDS = ("transaction_id", "account_id", "event_time", "amount", "decision",
-                 "fraud_probability", "anomaly_score", "reason_codes")
+                 "fraud_probability", "anomaly_score", "reason_codes", "rules_fired",
+                 "rule_set_version")
 #: Most ids per lookup query (one parameter each way; this only bounds a statement's size).
 _LOOKUP_CHUNK = 10_000
 
@@ -94,8 +96,9 @@ def create_store_engine(url: str, **engine_options: Any) -> Engine:
     return create_engine(url, pool_pre_ping=True, **engine_options)
 
 
-class Store:
-    """Repository over the decision store. Thread-safe (one session per call)."""
+class Store(ListsMixin):
+    """Repository over the decision store. Thread-safe (one session per call). The deny and
+    allow lists' methods come from `ListsMixin` (`fraudops.store.lists`)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -116,8 +119,10 @@ class Store:
         return store
 
     def create_schema(self) -> None:
-        """Create missing tables (idempotent; migrations are out of scope for v1)."""
+        """Create missing tables, and the `ADDED_COLUMNS` a table created before them lacks
+        (idempotent; other migrations are out of scope for v1)."""
         Base.metadata.create_all(self.engine)
+        add_missing_columns(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -442,7 +447,8 @@ def _decided(row: Any) -> DecisionRecord:
         fraud_probability=values["fraud_probability"], anomaly_score=values["anomaly_score"],
         decision=values["decision"], transaction_json=values["transaction_json"],
         reason_codes=values["reason_codes"], model_version=values["model_version"],
-        scored_at=values["scored_at"], source=source)
+        scored_at=values["scored_at"], source=source, rules_fired=values["rules_fired"] or "",
+        rule_set_version=values["rule_set_version"] or "")
 
 
 def _alert_row(decision: DecisionRecord, now: datetime) -> dict[str, Any]:
