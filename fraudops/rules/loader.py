@@ -4,6 +4,7 @@ rule (by id, else by position) and the path of the field at fault."""
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -180,8 +181,8 @@ def _value_error(subject: Subject, value: Any) -> str | None:
     if subject.vocabulary and value not in subject.vocabulary:
         return (f"{value!r} is not a {subject.name}; one of "
                 f"{', '.join(subject.vocabulary)}")
-    if is_number and value != value:  # NaN never compares true: certainly a mistake
-        return "NaN is not a value"
+    if is_number and not math.isfinite(value):  # NaN never compares true: a mistake
+        return f"{value} is not a usable value"
     return None
 
 

@@ -16,6 +16,7 @@ from fraudops.store.exceptions import (
     StoreError,
     UnsupportedDatabaseError,
 )
+from fraudops.store.lists import ListEntryInfo, ListInfo
 from fraudops.store.models import (
     Alert,
     AlertStatus,
@@ -40,7 +41,6 @@ from fraudops.store.records import (
     NotificationRecord,
     RecordSource,
 )
-from fraudops.store.lists import ListEntryInfo, ListInfo
 from fraudops.store.repository import Store, create_store_engine
 
 __all__ = [

@@ -1,7 +1,8 @@
 """The gateway's FastAPI application factory.
 
-Routes: ``/v1/transactions`` and ``/v1/score`` (role ingest), ``/v1/alerts``, ``/v1/feedback``
-and ``/v1/drift/reports`` (role analyst), ``/v1/admin/principals`` (role admin), all behind
+Routes: ``/v1/transactions`` and ``/v1/score`` (role ingest), ``/v1/alerts``, ``/v1/feedback``,
+``/v1/drift/reports`` and ``/v1/lists`` (role analyst; creating a list: admin),
+``/v1/admin/principals`` (role admin), all behind
 the ``X-API-Key`` header; ``/healthz``, ``/readyz``, ``/metrics``; ``/docs`` and
 ``/openapi.json`` only when `GatewaySettings.docs_enabled`; the analyst console under
 ``/console`` (a session cookie after a login with an API key) unless `console_enabled` is off.
@@ -31,7 +32,16 @@ from serving.gateway.kafka import AckedProducer
 from serving.gateway.predictor_client import PredictorClient
 from serving.gateway.principals import Principals, Role
 from serving.gateway.reports import DriftReports
-from serving.gateway.routers import admin, alerts, drift, feedback, health, score, transactions
+from serving.gateway.routers import (
+    admin,
+    alerts,
+    drift,
+    feedback,
+    health,
+    lists,
+    score,
+    transactions,
+)
 from serving.metrics import GatewayMetrics
 from serving.settings import GatewayServiceSettings
 
@@ -78,6 +88,8 @@ def create_app(settings: GatewayServiceSettings) -> FastAPI:
     for module, role in ROUTER_ROLES:
         app.include_router(module.router, dependencies=[Depends(require_role(role))],
                            responses=_AUTH_RESPONSES)
+    # Roles per route: reading and editing entries (analyst), creating lists (admin).
+    app.include_router(lists.router, responses=_AUTH_RESPONSES)
     app.include_router(health.router)
     if g.console_enabled:
         mount_console(app, services)
