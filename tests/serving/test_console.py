@@ -1,0 +1,274 @@
+"""The analyst console without a browser: sessions, CSRF, roles, escaping, the queue's pages.
+
+The app runs in process (`gateway_fakes`): real routes, session cookies and SQLite store; only
+Kafka and the predictor are stand-ins (the browser test uses the real broker). The client talks
+HTTPS so that the Secure cookie is kept, as a browser would.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from gateway_fakes import ANALYST_KEY, INGEST_KEY, PRINCIPALS, T0, build
+
+from fraudops.store import BatchWrite, DecisionRecord, Store
+
+VIEWER_KEY = "viewer-key-0123456789"
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+XSS = '<script>window.pwned=1</script><img src=x onerror="window.pwned=2">'
+
+
+def _decision(i: int, probability: float, decision: str = "review", amount: float = 100.0,
+              account: str | None = None, **fields: object) -> DecisionRecord:
+    reasons = str(fields.pop("reasons", "amount_log"))
+    doc = {"transaction_id": f"al-{i}", "account_id": account or f"acc-{i % 5}",
+           "timestamp": (T0 + timedelta(minutes=i)).isoformat(), "amount": amount,
+           "merchant_id": "m-1", **fields}
+    return DecisionRecord(doc["transaction_id"], doc["account_id"], T0 + timedelta(minutes=i),
+                          amount, probability, 0.5, decision, json.dumps(doc),
+                          reason_codes=reasons,
+                          model_version="seq:3+ae:3")
+
+
+def _seed(tmp: Path, records: list[DecisionRecord]) -> Store:
+    store = Store.from_url(f"sqlite:///{tmp / 'store.db'}")
+    store.write_batch(BatchWrite(decisions=records))
+    return store
+
+
+@pytest.fixture
+def gateway(tmp_path: Path):
+    records = [_decision(i, round(0.5 + (i * 37 % 50) / 100, 2),
+                         "block" if i % 4 == 0 else "review", amount=10.0 * i)
+               for i in range(1, 121)]
+    store = _seed(tmp_path, records)
+    app, producer = build(tmp_path, api_keys=f"{PRINCIPALS},vic:viewer:{VIEWER_KEY}")
+    yield app, producer, store
+    store.close()
+
+
+def browser(app) -> TestClient:
+    return TestClient(app, base_url="https://testserver", raise_server_exceptions=False,
+                      client=("10.2.2.2", 50000))
+
+
+def csrf_of(page: str) -> str:
+    return CSRF.search(page).group(1)
+
+
+def login(client: TestClient, key: str):
+    token = csrf_of(client.get("/console/login").text)
+    return client.post("/console/login", data={"api_key": key, "csrf_token": token},
+                       follow_redirects=False)
+
+
+def test_login_sets_a_signed_strict_cookie_and_never_the_key(gateway) -> None:
+    app, _, _ = gateway
+    with browser(app) as client:
+        assert client.get("/console/queue", follow_redirects=False).headers["location"] == \
+            "/console/login"
+        answer = login(client, ANALYST_KEY)
+        cookie = answer.headers["set-cookie"]
+        page = client.get("/console/queue")
+    assert answer.status_code == 303 and answer.headers["location"] == "/console/queue"
+    assert all(flag in cookie.lower() for flag in ("httponly", "samesite=strict", "secure"))
+    assert ANALYST_KEY not in cookie and ANALYST_KEY not in page.text
+    assert page.status_code == 200 and ">ana</strong>" in page.text
+    assert page.headers["cache-control"] == "no-store"
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+
+
+@pytest.mark.parametrize(("key", "status", "message"), [
+    ("wrong-key-0123456789", 401, "Unknown API key."),
+    (INGEST_KEY, 403, "payments may not use the console")])
+def test_login_refuses_unknown_keys_and_roles_without_console_access(gateway, key, status,
+                                                                     message) -> None:
+    app, _, _ = gateway
+    with browser(app) as client:
+        answer = login(client, key)
+        assert client.get("/console/queue", follow_redirects=False).status_code == 303
+    assert answer.status_code == status and message in answer.text
+    assert key not in answer.text
+
+
+def test_failed_logins_are_rate_limited(tmp_path: Path) -> None:
+    _seed(tmp_path, [_decision(1, 0.9)]).close()
+    app, _ = build(tmp_path, auth_failure_limit="3/minute")
+    with browser(app) as client:
+        codes = [login(client, f"guess-{i}").status_code for i in range(4)]
+        still = login(client, ANALYST_KEY)
+    assert codes == [401, 401, 401, 429]
+    assert still.status_code == 429  # even the right key waits: no oracle while blocked
+
+
+def test_a_tampered_cookie_is_no_session(gateway) -> None:
+    app, _, _ = gateway
+    with browser(app) as client:
+        login(client, ANALYST_KEY)
+        value = client.cookies.get("fraudops_console")
+        client.cookies.clear()
+        client.cookies.set("fraudops_console", value[:-2] + ("A" if value[-2] != "A" else "B"),
+                           domain="testserver", path="/console")
+        assert client.get("/console/queue", follow_redirects=False).status_code == 303
+
+
+def test_every_post_needs_the_sessions_csrf_token(gateway) -> None:
+    app, producer, store = gateway
+    with browser(app) as client, browser(app) as other:
+        login(client, ANALYST_KEY)
+        login(other, ANALYST_KEY)
+        foreign = csrf_of(other.get("/console/alerts/al-1").text)
+        answers = [client.post("/console/alerts/al-1/label", data=data)
+                   for data in ({"verdict": "confirmed_fraud"},
+                                {"verdict": "confirmed_fraud", "csrf_token": foreign})]
+        logout = client.post("/console/logout", data={"csrf_token": "x"},
+                             follow_redirects=False)
+        no_login = browser(app).post("/console/login", data={"api_key": ANALYST_KEY})
+    assert [a.status_code for a in answers] == [403, 403]
+    assert "This form expired" in answers[0].text
+    assert logout.status_code == 403 and no_login.status_code == 403
+    assert store.label_history("al-1") == [] and producer.sent == []
+
+
+def test_a_viewer_reads_but_cannot_label(gateway) -> None:
+    app, producer, store = gateway
+    with browser(app) as client:
+        assert login(client, VIEWER_KEY).status_code == 303
+        case = client.get("/console/alerts/al-1")
+        refused = client.post("/console/alerts/al-1/label", data={
+            "verdict": "legitimate", "csrf_token": csrf_of(case.text)})
+    assert case.status_code == 200 and "Confirm fraud" not in case.text
+    assert refused.status_code == 403 and "needs the analyst role" in refused.text
+    assert store.label_history("al-1") == [] and producer.sent == []
+
+
+def test_a_verdict_reaches_the_store_and_topic_once(gateway) -> None:
+    app, producer, store = gateway
+    with browser(app) as client:
+        login(client, ANALYST_KEY)
+        token = csrf_of(client.get("/console/alerts/al-7").text)
+        pages = [client.post("/console/alerts/al-7/label", data={
+            "verdict": "confirmed_fraud", "note": "card reported stolen", "csrf_token": token})
+            for _ in range(2)]
+        metrics = client.get("/metrics").text
+    assert [p.status_code for p in pages] == [200, 200]
+    assert "Verdict recorded (new)" in pages[0].text
+    assert "Verdict recorded (unchanged)" in pages[1].text
+    assert [(e.label, e.analyst, e.source) for e in store.label_history("al-7")] == \
+        [(1, "ana", "analyst"), (1, "ana", "analyst")]
+    assert store.get_alert("al-7").status == "confirmed_fraud"
+    (sent,) = producer.sent
+    assert json.loads(sent.value) | {"labelled_at": None} == {
+        "transaction_id": "al-7", "label": 1, "labelled_at": None, "source": "analyst",
+        "analyst": "ana", "note": "card reported stolen", "account_id": "acc-2",
+        "merchant_id": "m-1", "device_id": None}
+    assert 'fraud_analyst_alerts_worked_total{verdict="confirmed_fraud"} 1.0' in metrics
+    assert 'fraud_analyst_alerts_worked_total{verdict="legitimate"} 0.0' in metrics
+    assert "fraud_analyst_time_to_verdict_seconds_count 1.0" in metrics
+
+
+@pytest.mark.parametrize(("data", "status", "message"), [
+    ({"verdict": "maybe"}, 400, "The verdict must be"),
+    ({"verdict": "legitimate", "note": "x" * 2001}, 400, "at most 2000"),
+])
+def test_bad_verdicts_are_refused_with_the_reason(gateway, data, status, message) -> None:
+    app, producer, store = gateway
+    with browser(app) as client:
+        login(client, ANALYST_KEY)
+        token = csrf_of(client.get("/console/alerts/al-3").text)
+        answer = client.post("/console/alerts/al-3/label", data={**data, "csrf_token": token})
+        missing = client.post("/console/alerts/nope/label", data={
+            "verdict": "legitimate", "csrf_token": token})
+    assert answer.status_code == status and message in answer.text
+    assert missing.status_code == 404 and "no alert for transaction" in missing.text
+    assert store.label_history("al-3") == [] and producer.sent == []
+
+
+def test_everything_shown_is_escaped(tmp_path: Path) -> None:
+    store = _seed(tmp_path, [
+        _decision(1, 0.9, fraud_scenario=XSS[:64], reasons=f"amount_log,{XSS}"),
+        _decision(0, 0.1, decision="approve", account="acc-1", merchant_id=XSS[:64])])
+    app, _ = build(tmp_path)
+    with browser(app) as client:
+        login(client, ANALYST_KEY)
+        case = client.get("/console/alerts/al-1")
+        client.post("/console/alerts/al-1/label", data={
+            "verdict": "legitimate", "note": XSS, "csrf_token": csrf_of(case.text)})
+        pages = [client.get("/console/queue?status=any").text,
+                 client.get("/console/alerts/al-1").text]
+    store.close()
+    for page in pages:
+        assert "<script>window" not in page and "<img src=x" not in page
+    assert "&lt;script&gt;window.pwned=1&lt;/script&gt;" in pages[0]
+    assert pages[1].count("&lt;img src=x onerror=") >= 2  # reasons, transaction, note
+
+
+def _walk(client: TestClient, query: str) -> list[list[str]]:
+    """The transaction ids of every page of the queue, following the "Next page" links."""
+    pages, url = [], f"/console/queue?{query}"
+    while url:
+        page = client.get(url)
+        assert page.status_code == 200, page.text
+        pages.append(re.findall(r'<tr data-transaction="([^"]+)"', page.text))
+        found = re.search(r'href="([^"]+)" rel="next"', page.text)
+        url = found.group(1).replace("&amp;", "&") if found else None
+    return pages
+
+
+def test_pages_cover_the_queue_once_riskiest_first(gateway) -> None:
+    app, _, store = gateway
+    with browser(app) as client:
+        login(client, ANALYST_KEY)
+        pages = _walk(client, "status=open")
+    ids = [tx for page in pages for tx in page]
+    assert [len(page) for page in pages] == [50, 50, 20]
+    assert sorted(ids) == sorted(f"al-{i}" for i in range(1, 121))
+    risks = [(store.get_alert(tx).fraud_probability, tx) for tx in ids]
+    assert risks == sorted(risks, reverse=True)
+
+
+def test_filters_narrow_the_queue(gateway) -> None:
+    app, _, _ = gateway
+    since, until = (T0 + timedelta(minutes=30)), (T0 + timedelta(minutes=60))
+    query = (f"decision=block&min_amount=200&max_amount=900&since={since:%Y-%m-%dT%H:%M}"
+             f"&until={until:%Y-%m-%dT%H:%M}")
+    with browser(app) as client:
+        login(client, ANALYST_KEY)
+        (shown,) = _walk(client, query)
+        by_account = _walk(client, "account_id=acc-3")
+    expected = {f"al-{i}" for i in range(30, 60) if i % 4 == 0 and 200 <= 10 * i <= 900}
+    assert set(shown) == expected and len(shown) == len(expected)
+    assert {int(tx[3:]) % 5 for page in by_account for tx in page} == {3}
+
+
+@pytest.mark.parametrize(("query", "message"), [
+    ("decision=approve", "decision must be one of review, block"),
+    ("min_amount=-1", "min_amount must be a number"),
+    ("max_amount=nan", "max_amount must be a number"),
+    ("since=yesterday", "since must be a date and time"),
+    ("status=closed", "status must be one of"),
+    ("account_id=%3Cb%3E", "account_id may hold"),
+    ("after=0.5", "The page link is damaged"),
+])
+def test_bad_filters_get_400_with_the_field(gateway, query: str, message: str) -> None:
+    app, _, _ = gateway
+    with browser(app) as client:
+        login(client, ANALYST_KEY)
+        answer = client.get(f"/console/queue?{query}")
+    assert answer.status_code == 400 and message in answer.text
+
+
+def test_logout_ends_the_session(gateway) -> None:
+    app, _, _ = gateway
+    with browser(app) as client:
+        login(client, ANALYST_KEY)
+        token = csrf_of(client.get("/console/queue").text)
+        out = client.post("/console/logout", data={"csrf_token": token}, follow_redirects=False)
+        after = client.get("/console/queue", follow_redirects=False)
+    assert out.status_code == 303 and out.headers["location"] == "/console/login"
+    assert after.status_code == 303 and after.headers["location"] == "/console/login"
