@@ -11,12 +11,18 @@ entity's times clamped to its running maximum, in row order.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
 from fraudops.data.frame import EXTRA_PREFIX
 from fraudops.features import encoding
+from fraudops.features.labels import OPEN, smoothed_rate, verdict_runs
 from fraudops.features.spec import (
+    EXPOSURE_WINDOW,
+    LABEL_ENTITIES,
+    LABEL_WINDOWS,
     NOVELTY_FIELDS,
     VELOCITY_ENTITIES,
     WINDOWS,
@@ -31,9 +37,13 @@ def timestamps_us(frame: pd.DataFrame) -> np.ndarray:
     return frame["timestamp"].to_numpy(dtype="datetime64[us]").astype(np.int64)
 
 
-def compute_batch(frame: pd.DataFrame, spec: FeatureSpec, *,
-                  arrival_order: bool = False) -> np.ndarray:
+def compute_batch(frame: pd.DataFrame, spec: FeatureSpec, *, arrival_order: bool = False,
+                  labels: pd.DataFrame | None = None) -> np.ndarray:
     """Features of every row of a normalized frame: float32 [N, spec.dim].
+
+    `labels` is the label stream (`fraudops.data.labels` layout: transaction_id, label,
+    labelled_at): each label counts for a row only if known strictly before the row's time
+    (`fraudops.features.labels`); without it the label features say "nothing known".
 
     The rows are the stream in order: by default the frame must be time-sorted (ValueError
     otherwise: a training set out of order is a mistake); with `arrival_order` they are the
@@ -58,9 +68,11 @@ def compute_batch(frame: pd.DataFrame, spec: FeatureSpec, *,
     columns.update(_novelty(frame))
     clamp = not in_time_order
     columns.update(_account_history(account, ts, log_amount, clamp))
+    codes = {}
     for entity, key in VELOCITY_ENTITIES.items():
-        codes = account if key == "account_id" else pd.factorize(frame[key])[0]
-        columns.update(_velocity(entity, codes, ts, cents, clamp))
+        codes[entity] = account if key == "account_id" else pd.factorize(frame[key])[0]
+        columns.update(_velocity(entity, codes[entity], ts, cents, clamp))
+    columns.update(_label_features(judged_runs(frame, labels), codes, ts, clamp))
     for name in spec.passthrough:
         values = frame[EXTRA_PREFIX + name].to_numpy(dtype=np.float64, na_value=np.nan)
         columns[f"extra_{name}"] = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
@@ -150,6 +162,116 @@ def _velocity(entity: str, codes, ts, cents, clamp: bool) -> dict[str, np.ndarra
                              ("max", encoding.cents_log(biggest))):
             out[f"{entity}_{stat}_{window}_log"] = _unsort(np.where(known, values, 0.0), order)
     return out
+
+
+@dataclass(frozen=True)
+class LabelRuns:
+    """The verdict runs of a label stream over a frame's transactions (one entry per run)."""
+
+    row: np.ndarray  # the judged transaction's row in the frame
+    since: np.ndarray  # int64 microseconds
+    until: np.ndarray  # int64 microseconds (`OPEN`: never closed)
+    verdict: np.ndarray  # int64 0/1
+    #: Labels whose transaction is not in the frame: ignored by the features.
+    unknown: int = 0
+
+
+def judged_runs(frame: pd.DataFrame, labels: pd.DataFrame | None) -> LabelRuns:
+    """The verdict runs (`fraudops.features.labels.verdict_runs`) of `labels` on the rows of
+    `frame` they judge (by transaction id, its first row)."""
+    empty = np.zeros(0, dtype=np.int64)
+    if labels is None or labels.empty:
+        return LabelRuns(empty, empty, empty, empty)
+    missing = {"transaction_id", "label", "labelled_at"} - set(labels.columns)
+    if missing:
+        raise ValueError(f"label stream lacks column(s): {sorted(missing)}")
+    first = ~frame["transaction_id"].duplicated().to_numpy()
+    rows = np.flatnonzero(first)
+    found = pd.Index(frame["transaction_id"].to_numpy()[first]).get_indexer(
+        labels["transaction_id"].to_numpy())
+    known = found >= 0
+    at = pd.to_datetime(labels["labelled_at"], utc=True).to_numpy(dtype="datetime64[us]")
+    table = pd.DataFrame({"row": rows[found[known]], "at": at.astype(np.int64)[known],
+                          "verdict": labels["label"].to_numpy(dtype=np.int64)[known]})
+    table = table.drop_duplicates().sort_values(["row", "at", "verdict"], ignore_index=True)
+    several = table["row"].duplicated(keep=False).to_numpy()
+    single = table[~several]
+    parts = [(single["row"].to_numpy(), single["at"].to_numpy(),
+              np.full(len(single), OPEN, dtype=np.int64), single["verdict"].to_numpy())]
+    # Repeats and flips are rare: the shared rule, transaction by transaction.
+    for row, group in table[several].groupby("row", sort=False):
+        runs = np.array(verdict_runs(zip(group["at"].tolist(), group["verdict"].tolist(),
+                                         strict=True)), dtype=np.int64).reshape(-1, 3)
+        parts.append((np.full(len(runs), row), runs[:, 0], runs[:, 1], runs[:, 2]))
+    row, since, until, verdict = (np.concatenate(p).astype(np.int64) for p in zip(*parts))
+    return LabelRuns(row, since, until, verdict, unknown=int((~known).sum()))
+
+
+def _label_features(runs: LabelRuns, codes: dict[str, np.ndarray], ts: np.ndarray,
+                    clamp: bool) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    for entity in LABEL_ENTITIES:
+        out.update(_entity_label_counts(entity, runs, codes[entity], ts, clamp))
+    known = {}
+    for entity in ("merchant", "device"):
+        fraud = np.expm1(out[f"{entity}_fraud_{EXPOSURE_WINDOW}_log"])
+        known[entity] = np.rint(fraud) > 0
+        out[f"{entity}_fraud_known_{EXPOSURE_WINDOW}"] = known[entity].astype(np.float64)
+    risky = (known["merchant"] | known["device"]).astype(np.float64)
+    out[f"account_risky_visits_{EXPOSURE_WINDOW}_log"] = np.log1p(
+        _window_sum(codes["account"], ts, risky, LABEL_WINDOWS[EXPOSURE_WINDOW], clamp))
+    return out
+
+
+def _entity_label_counts(entity: str, runs: LabelRuns, codes, ts, clamp: bool):
+    """Per row, the runs of its entity counting at its (clamped) time: a run (since, until)
+    counts at t when since < t <= min(since + w - 1, until), so each run adds one to an
+    interval of the entity's rows in time order (a difference array)."""
+    order, g, _ = _group_order(codes)
+    t = _watermarks(ts[order], g) if clamp else ts[order]
+    unique_ts = np.unique(t)
+    scale = np.int64(len(unique_ts) + 1)
+    row_key = g.astype(np.int64) * scale + np.searchsorted(unique_ts, t, side="right")
+    run_code = codes[runs.row] if len(runs.row) else np.zeros(0, dtype=np.int64)
+    valid = run_code >= 0
+    base = run_code[valid].astype(np.int64) * scale
+    since, until, verdict = runs.since[valid], runs.until[valid], runs.verdict[valid]
+    start = np.searchsorted(row_key, base + np.searchsorted(unique_ts, since, side="right"),
+                            side="right")
+    out, n = {}, len(codes)
+    for window, width in LABEL_WINDOWS.items():
+        last = np.minimum(since + (width - 1), until)
+        end = np.searchsorted(row_key, base + np.searchsorted(unique_ts, last, side="right"),
+                              side="right")
+        end = np.maximum(end, start)
+        labelled = _interval_sums(start, end, np.ones(len(start)), n)
+        fraud = _interval_sums(start, end, verdict.astype(np.float64), n)
+        for name, values in ((f"{entity}_fraud_{window}_log", np.log1p(fraud)),
+                             (f"{entity}_labelled_{window}_log", np.log1p(labelled)),
+                             (f"{entity}_fraud_rate_{window}", smoothed_rate(fraud, labelled))):
+            out[name] = _unsort(values, order)
+    return out
+
+
+def _interval_sums(start: np.ndarray, end: np.ndarray, weights: np.ndarray, n: int) -> np.ndarray:
+    """sum of weights[k] over the k with start[k] <= i < end[k], for every i < n."""
+    diff = (np.bincount(start, weights, minlength=n + 1)
+            - np.bincount(end, weights, minlength=n + 1))
+    return np.rint(np.cumsum(diff)[:n])  # integer counts: no float drift
+
+
+def _window_sum(codes, ts, values: np.ndarray, width: int, clamp: bool) -> np.ndarray:
+    """Sum of `values` over each row's entity rows in (t - width, t], the row included."""
+    order, g, _ = _group_order(codes)
+    t = _watermarks(ts[order], g) if clamp else ts[order]
+    unique_ts = np.unique(t)
+    scale = np.int64(len(unique_ts) + 1)
+    key = g.astype(np.int64) * scale + np.searchsorted(unique_ts, t, side="right")
+    query = g.astype(np.int64) * scale + np.searchsorted(unique_ts, t - width, side="right")
+    start = np.searchsorted(key, query, side="right")
+    prefix = np.concatenate([[0.0], np.cumsum(values[order])])
+    idx = np.arange(len(order))
+    return _unsort(np.rint(prefix[idx + 1] - prefix[start]), order)
 
 
 def _range_max(values: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:

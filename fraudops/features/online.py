@@ -26,8 +26,12 @@ from datetime import UTC, datetime
 import numpy as np
 
 from fraudops.features import encoding
+from fraudops.features.labels import LabelState
 from fraudops.features.spec import (
     DEFAULT_SEQ_LEN,
+    EXPOSURE_WINDOW,
+    LABEL_ENTITIES,
+    LABEL_WINDOWS,
     NOVELTY_FIELDS,
     VELOCITY_ENTITIES,
     VELOCITY_STATS,
@@ -36,11 +40,11 @@ from fraudops.features.spec import (
     Z_VARIANCE_FLOOR,
     FeatureSpec,
 )
-from fraudops.schema import Transaction
+from fraudops.schema import Transaction, TransactionLabel
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _WIDTHS = tuple(WINDOWS.values())
-_SNAPSHOT_FORMAT = 2  # 1: the whole state in one pickle
+_SNAPSHOT_FORMAT = 3  # 1: the whole state in one pickle; 2: without label state
 _ACCOUNT = "account"
 _VELOCITY = "velocity."  # + entity
 _TAU = 2.0 * math.pi
@@ -168,6 +172,16 @@ class _Account:
 
 
 @dataclass(frozen=True)
+class _Plain:
+    """An entry already in plain values (the label state's)."""
+
+    values: tuple | None
+
+    def to_tuple(self) -> tuple | None:
+        return self.values
+
+
+@dataclass(frozen=True)
 class StateDelta:
     """The entries of a state changed since its previous delta, each pickled on its own.
 
@@ -200,6 +214,17 @@ class OnlineFeatureState:
                      for window in WINDOWS]
             for entity in VELOCITY_ENTITIES
         }
+        #: Verdicts and what they say about accounts, merchants and devices.
+        self.labels = LabelState()
+        self._label_slots: dict = {}
+        for entity in LABEL_ENTITIES:  # the counts are log1p'd, the rate is not
+            self._label_slots[entity] = [
+                (self._index[f"{entity}_fraud_{w}_log"], self._index[f"{entity}_labelled_{w}_log"],
+                 self._index[f"{entity}_fraud_rate_{w}"]) for w in LABEL_WINDOWS]
+        self._label_slots["merchant_known"] = self._index[f"merchant_fraud_known_{EXPOSURE_WINDOW}"]
+        self._label_slots["device_known"] = self._index[f"device_fraud_known_{EXPOSURE_WINDOW}"]
+        self._label_slots["risky_visits"] = self._index[
+            f"account_risky_visits_{EXPOSURE_WINDOW}_log"]
 
     def update(self, tx: Transaction) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Apply one event (in arrival order, late or not): its features [F], the account's
@@ -235,10 +260,14 @@ class OnlineFeatureState:
             account = self.accounts[tx.account_id] = _Account(self.seq_len, self.spec.dim)
         self._dirty.add((_ACCOUNT, tx.account_id))
         self._account_features(vec, account, tx, ts, log_amount)
+        keys, times = {}, {}
         for entity, key in VELOCITY_ENTITIES.items():
-            entity_key = getattr(tx, key)
+            entity_key = keys[entity] = getattr(tx, key)
+            times[entity] = None
             if entity_key is not None:
-                self._velocity_features(vec, entity, entity_key, ts, cents)
+                # The entity's clamped time (the event-time policy) for its label windows too.
+                times[entity] = self._velocity_features(vec, entity, entity_key, ts, cents)
+        self.labels.features(vec, self._label_slots, times, keys)
         for name in self.spec.passthrough:
             value = tx.extra.get(name, 0.0)
             vec[at["extra_" + name]] = value if math.isfinite(value) else 0.0
@@ -265,13 +294,26 @@ class OnlineFeatureState:
         account.sum += log_amount
         account.sumsq += log_amount * log_amount
 
-    def _velocity_features(self, vec, entity: str, key: str, ts: int, cents: int) -> None:
+    def _velocity_features(self, vec, entity: str, key: str, ts: int, cents: int) -> int:
         table = self.velocity[entity]
         windows = table.get(key)
         if windows is None:
             windows = table[key] = _Velocity()
         self._dirty.add((_VELOCITY + entity, key))
         windows.add(ts, cents, vec, self._velocity_slots[entity])
+        return windows.times[-1]
+
+    def apply_label(self, label: TransactionLabel) -> bool:
+        """Apply one label as it arrives: it counts for the later events of its account,
+        merchant and device from its `labelled_at` on (`fraudops.features.labels`). Idempotent
+        (a redelivered label changes nothing); False when it changed nothing or was ignored
+        (no `labelled_at`, or no entity keys: counted in `labels.ignored`)."""
+        if label.labelled_at is None:
+            self.labels.ignored += 1
+            return False
+        keys = {entity: getattr(label, field) for entity, field in LABEL_ENTITIES.items()}
+        return self.labels.apply(label.transaction_id, epoch_micros(label.labelled_at),
+                                 label.label, keys)
 
     def sequence(self, account_id: str) -> tuple[np.ndarray, np.ndarray]:
         """The account's last K feature vectors, front-padded with zeros, and the mask."""
@@ -290,18 +332,21 @@ class OnlineFeatureState:
             keys = [(_ACCOUNT, key) for key in self.accounts]
             keys += [(_VELOCITY + entity, key) for entity, table in self.velocity.items()
                      for key in table]
+            keys += self.labels.keys()
         else:
-            keys = self._dirty
+            keys = self._dirty | self.labels.dirty
         dumps, protocol = pickle.dumps, pickle.HIGHEST_PROTOCOL
         entries = {(kind, key): dumps(self._entry(kind, key).to_tuple(), protocol)
                    for kind, key in keys}
         delta = StateDelta(self._header, entries, full=self._full)
-        self._dirty, self._full = set(), False
+        self._dirty, self._full, self.labels.dirty = set(), False, set()
         return delta
 
-    def _entry(self, kind: str, key: str) -> _Account | _Velocity:
+    def _entry(self, kind: str, key: str) -> _Account | _Velocity | _Plain:
         if kind == _ACCOUNT:
             return self.accounts[key]
+        if kind in LabelState.KINDS:
+            return _Plain(self.labels.entry(kind, key))
         return self.velocity[kind.removeprefix(_VELOCITY)][key]
 
     @functools.cached_property
@@ -324,6 +369,8 @@ class OnlineFeatureState:
         for kind, key, blob in entries:
             if kind == _ACCOUNT:
                 state.accounts[key] = _Account.from_tuple(pickle.loads(blob))
+            elif kind in LabelState.KINDS:
+                state.labels.load(kind, key, pickle.loads(blob))
             else:
                 table = state.velocity[kind.removeprefix(_VELOCITY)]
                 table[key] = _Velocity.from_tuple(pickle.loads(blob))

@@ -15,7 +15,7 @@ from fraudops.schema import Channel, MerchantCategory
 
 #: Bump on any change to a feature's definition or order: models trained on another version are
 #: refused by the predictor.
-FEATURE_SPEC_VERSION = "1.0.0"
+FEATURE_SPEC_VERSION = "2.0.0"  # 2.0.0: label-informed features
 
 #: Default length of the per-account sequence the LSTM-CNN sees.
 DEFAULT_SEQ_LEN = 16
@@ -32,6 +32,23 @@ VELOCITY_ENTITIES: dict[str, str] = {
 VELOCITY_STATS = ("count", "sum", "max")
 #: Fields whose first appearance for an account is a signal (new merchant / device / country).
 NOVELTY_FIELDS = ("merchant_id", "device_id", "country")
+
+#: Label-informed features: trailing windows over the time a verdict became known (`labelled_at`).
+LABEL_WINDOWS: dict[str, int] = {"1d": 86_400 * MICROS, "7d": 7 * 86_400 * MICROS,
+                                 "28d": 28 * 86_400 * MICROS}
+#: The widest label window: label state older than this never counts again (memory bound), and
+#: a label more than this after the verdict it repeats starts a new verdict (see
+#: `fraudops.features.labels.verdict_runs`).
+LABEL_MEMORY_US = max(LABEL_WINDOWS.values())
+#: Entities with label-informed features (the transaction field holding each one's key).
+LABEL_ENTITIES: dict[str, str] = dict(VELOCITY_ENTITIES)
+#: Smoothed fraud rate = (fraud + PRIOR_RATE * PRIOR_WEIGHT) / (labelled + PRIOR_WEIGHT): an
+#: entity with few verdicts sits near the prior (about the share of fraud among labelled
+#: transactions in a typical label stream), one with many near its own rate.
+LABEL_PRIOR_RATE = 0.02
+LABEL_PRIOR_WEIGHT = 5.0
+#: Window of the "known fraud" flags and of the account's risky visits.
+EXPOSURE_WINDOW = "7d"
 
 CHANNELS = tuple(c.value for c in Channel)
 CATEGORIES = tuple(c.value for c in MerchantCategory)
@@ -50,6 +67,12 @@ def _base_names() -> tuple[str, ...]:
     for entity in VELOCITY_ENTITIES:
         for window in WINDOWS:
             names += [f"{entity}_{stat}_{window}_log" for stat in VELOCITY_STATS]
+    for entity in LABEL_ENTITIES:
+        for window in LABEL_WINDOWS:
+            names += [f"{entity}_fraud_{window}_log", f"{entity}_labelled_{window}_log",
+                      f"{entity}_fraud_rate_{window}"]
+    names += [f"merchant_fraud_known_{EXPOSURE_WINDOW}", f"device_fraud_known_{EXPOSURE_WINDOW}",
+              f"account_risky_visits_{EXPOSURE_WINDOW}_log"]
     return tuple(names)
 
 

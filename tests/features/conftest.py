@@ -45,3 +45,33 @@ def random_stream(rows: int = 3000, seed: int = 7, passthrough: int = 2) -> pd.D
 @pytest.fixture(scope="session")
 def stream() -> pd.DataFrame:
     return random_stream()
+
+
+def random_labels(stream: pd.DataFrame, seed: int = 3, share: float = 0.4) -> pd.DataFrame:
+    """A label stream over `stream` with every awkward case: verdicts known minutes to weeks
+    after their transaction (and a few before it), repeats, flips (also at the same time),
+    redeliveries, and labels for transactions not in the stream (without entity keys, as a
+    sender that does not know the transaction sends them)."""
+    rng = np.random.default_rng(seed)
+    judged = stream.sample(frac=share, random_state=seed).reset_index(drop=True)
+    n = len(judged)
+    delay_s = np.exp(rng.uniform(np.log(60), np.log(30 * 86_400), n))
+    delay_s[rng.random(n) < 0.03] *= -0.01  # known (just) before the transaction happened
+    labels = pd.DataFrame({
+        "transaction_id": judged["transaction_id"],
+        "label": judged["label"].to_numpy(),
+        "labelled_at": judged["timestamp"] + pd.to_timedelta(np.round(delay_s * 1e6), "us"),
+        "source": "analyst",
+        "account_id": judged["account_id"], "merchant_id": judged["merchant_id"],
+        "device_id": judged["device_id"]})
+    again = labels.sample(frac=0.1, random_state=seed)  # the same label twice
+    later = labels.sample(frac=0.1, random_state=seed + 1)  # a repeat or a flip, days later
+    later = later.assign(label=rng.integers(0, 2, len(later)),
+                         labelled_at=later["labelled_at"] + pd.to_timedelta(
+                             rng.uniform(0, 20, len(later)), "D"))
+    same_time = labels.sample(frac=0.02, random_state=seed + 2).assign(
+        label=lambda f: 1 - f["label"])  # two verdicts at one moment
+    unknown = labels.sample(n=20, random_state=seed + 3).drop(
+        columns=["account_id", "merchant_id", "device_id"]).assign(
+        transaction_id=[f"nowhere-{i}" for i in range(20)])
+    return pd.concat([labels, again, later, same_time, unknown], ignore_index=True)

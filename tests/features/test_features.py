@@ -12,6 +12,7 @@ import pytest
 from fraudops.data import frame as tabular
 from fraudops.features import (
     BASE_FEATURES,
+    FEATURE_SPEC_VERSION,
     EventTimePolicy,
     OnlineFeatureState,
     admit_stream,
@@ -156,7 +157,7 @@ def test_delta_holds_only_what_changed(stream):
 
 def test_restore_refuses_another_spec_version():
     state = OnlineFeatureState(build_spec(), 4)
-    header = state.delta().header.replace(b"1.0.0", b"0.0.9")
+    header = state.delta().header.replace(FEATURE_SPEC_VERSION.encode(), b"0.0.9")
     with pytest.raises(ValueError, match="different feature spec"):
         OnlineFeatureState.restore(header, [])
 

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from fraudops.data import frame as tabular
+from fraudops.data.labels import normalize_labels, to_labels
 from fraudops.features import (
     EventTimePolicy,
     OnlineFeatureState,
@@ -18,6 +19,11 @@ from fraudops.features import (
     sequence_index,
 )
 from fraudops.features.policy import CONFLICTING_DUPLICATE, DECIDED, DUPLICATE, TOO_LATE
+from tests.features.conftest import random_labels
+
+#: The features of spec 1.0.0 (before the label-informed ones).
+BASE_FEATURES_V1 = {n for n in build_spec().names
+                    if not any(p in n for p in ("fraud", "labelled", "risky"))}
 
 SEQ_LEN = 5
 
@@ -54,7 +60,8 @@ def test_batch_and_online_sequences_match(stream, both):
 def test_features_are_not_trivial(both):
     """Guard against a parity that holds because both sides return zeros."""
     spec, batch, _, _, _ = both
-    constant = [n for n, col in zip(spec.names, batch.T, strict=True) if np.ptp(col) == 0]
+    constant = [n for n, col in zip(spec.names, batch.T, strict=True)
+                if np.ptp(col) == 0 and n in BASE_FEATURES_V1]  # no labels here
     assert not constant, f"features constant over a varied stream: {constant}"
 
 
@@ -153,3 +160,82 @@ def test_unlimited_lateness_scores_every_late_event(out_of_order):
     np.testing.assert_array_equal(admission.outcome, outcomes)
     batch = compute_batch(admission.frame, spec, arrival_order=True)
     np.testing.assert_allclose(batch, online, atol=1e-6, rtol=1e-6)
+
+
+# -- label-informed features: labels interleaved with the transactions ------------------------
+
+KEYS = ("account_id", "merchant_id", "device_id")
+
+
+def interleave(stream: pd.DataFrame, labels: pd.DataFrame, early_s: float, seed: int = 5):
+    """Transactions and labels in one arrival order: each label arrives up to `early_s`
+    seconds before its `labelled_at` (0: in time order), so labels arrive out of order among
+    themselves but each before the first transaction it counts for."""
+    rng = np.random.default_rng(seed)
+    label_arrival = labels["labelled_at"] - pd.to_timedelta(
+        rng.uniform(0, early_s, len(labels)), "s")
+    events = pd.DataFrame({
+        "at": pd.concat([stream["timestamp"], label_arrival], ignore_index=True),
+        "kind": np.r_[np.ones(len(stream)), np.zeros(len(labels))],  # labels first at a tie
+        "row": np.r_[np.arange(len(stream)), np.arange(len(labels))]})
+    events = events.sort_values(["at", "kind"], kind="stable")
+    return list(zip(events["kind"].to_numpy(), events["row"].to_numpy(), strict=True))
+
+
+def online_with_labels(stream, labels, spec, order) -> np.ndarray:
+    state = OnlineFeatureState(spec, SEQ_LEN)
+    txs = list(tabular.to_transactions(stream))
+    judged = list(to_labels(normalize_labels(labels)))
+    rows = np.empty((len(txs), spec.dim), dtype=np.float32)
+    for kind, row in order:
+        if kind:
+            rows[row] = state.update(txs[row])[0]
+        else:
+            state.apply_label(judged[row])
+    return rows
+
+
+def assert_parity(spec, batch, online) -> None:
+    worst = np.abs(batch.astype(np.float64) - online).max(axis=0)
+    mismatched = {n: float(w) for n, w in zip(spec.names, worst, strict=True) if w > 1e-6}
+    assert not mismatched, f"batch/online disagree: {mismatched}"
+
+
+@pytest.fixture(scope="module")
+def labelled(stream):
+    labels = random_labels(stream)
+    spec = build_spec(tabular.passthrough_names(stream))
+    # the batch path is given the labels in no particular order
+    batch = compute_batch(stream, spec, labels=labels.sample(frac=1.0, random_state=1))
+    return labels, spec, batch
+
+
+@pytest.mark.parametrize("early_s", [0.0, 3 * 86_400.0], ids=["in-time-order", "out-of-order"])
+def test_batch_and_online_label_features_match(stream, labelled, early_s):
+    labels, spec, batch = labelled
+    order = interleave(stream, labels, early_s)
+    assert_parity(spec, batch, online_with_labels(stream, labels, spec, order))
+
+
+def test_label_features_are_not_trivial(labelled):
+    _, spec, batch = labelled
+    label_names = [n for n in spec.names if n not in BASE_FEATURES_V1]
+    constant = [n for n in label_names if np.ptp(batch[:, spec.names.index(n)]) == 0]
+    assert not constant, f"label features constant over a labelled stream: {constant}"
+
+
+def test_label_features_of_a_late_stream_match(stream, labelled):
+    """Out-of-order transactions (the event-time policy) and labels together."""
+    labels, spec, _ = labelled
+    admission = admit_stream(arrival_order(stream), POLICY)
+    frame = admission.frame
+    # The verdicts of refused transactions come without keys (their sender never stored them)
+    refused = ~labels["transaction_id"].isin(frame["transaction_id"])
+    labels = labels.assign(**{k: labels[k].mask(refused) for k in KEYS})
+    batch = compute_batch(frame, spec, arrival_order=True, labels=labels)
+    # labels arrive by their time against the transactions' arrival (row) order
+    arrival = frame["timestamp"].cummax()
+    position = np.searchsorted(arrival.to_numpy(), labels["labelled_at"].to_numpy(), "left")
+    order = sorted([(1, i) for i in range(len(frame))] + [(0, j) for j in range(len(labels))],
+                   key=lambda e: (e[1] if e[0] else position[e[1]], e[0]))
+    assert_parity(spec, batch, online_with_labels(frame, labels, spec, order))
