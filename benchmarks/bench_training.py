@@ -101,12 +101,17 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from fraudops.data.generate import GeneratorConfig, generate
+    from fraudops.data.labels import generate_labels, labels_path, write_labels
 
     with tempfile.TemporaryDirectory(prefix="bench-training-") as tmp:
         work = Path(tmp)
         started = time.perf_counter()
         data_path = work / "transactions.parquet"
-        generate(GeneratorConfig(rows=args.rows, seed=args.seed)).to_parquet(data_path)
+        config = GeneratorConfig(rows=args.rows, seed=args.seed)
+        frame = generate(config)
+        frame.to_parquet(data_path)
+        # the label stream beside it: the label-informed features count it (point in time)
+        write_labels(generate_labels(frame, config.seed, config.labels), labels_path(data_path))
         generate_s = time.perf_counter() - started
         outcome, flow_s, flow_cpu_s, _ = run_flow(data_path, work, args.threads, args.seed,
                                                   overrides)

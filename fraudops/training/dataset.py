@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from fraudops.data import frame as layout
+from fraudops.data.labels import labels_path, read_labels
 from fraudops.features import (
     FeatureSpec,
     build_spec,
@@ -25,6 +26,8 @@ from fraudops.features import (
 from fraudops.training.exceptions import TrainingDataError
 
 ARRAYS_FILE = "features.npz"
+#: `load_frame` notes the data set's label stream here (a path: attrs are copied often).
+LABELS_ATTR = "labels_path"
 SPEC_FILE = "feature_spec.json"
 
 
@@ -79,8 +82,14 @@ class FeatureSet:
                        arrays["amounts"], arrays["timestamps"], arrays["scenarios"], spec)
 
 
-def featurize(frame: pd.DataFrame, seq_len: int, spec: FeatureSpec | None = None) -> FeatureSet:
-    """Normalize, time-sort and featurize `frame` (spec: the data's passthrough by default)."""
+def featurize(frame: pd.DataFrame, seq_len: int, spec: FeatureSpec | None = None,
+              labels: pd.DataFrame | None = None) -> FeatureSet:
+    """Normalize, time-sort and featurize `frame` (spec: the data's passthrough by default).
+
+    The label-informed features count `labels` (by default the label stream `load_frame`
+    found beside the data file), each only from its `labelled_at` on."""
+    if labels is None and frame.attrs.get(LABELS_ATTR):
+        labels = read_labels(frame.attrs[LABELS_ATTR])
     if frame.empty:
         raise TrainingDataError("the data set is empty")
     ordered = layout.sort_by_time(layout.normalize(frame))
@@ -90,7 +99,7 @@ def featurize(frame: pd.DataFrame, seq_len: int, spec: FeatureSpec | None = None
         raise TrainingDataError(f"data lacks passthrough column(s) the model needs: {missing}")
     scenarios = ordered["fraud_scenario"].fillna("").astype(str).to_numpy()
     return FeatureSet(
-        features=compute_batch(ordered, spec),
+        features=compute_batch(ordered, spec, labels=labels),
         seq_index=sequence_index(ordered, seq_len),
         labels=ordered["label"].to_numpy(dtype=np.int8),
         amounts=ordered["amount"].to_numpy(dtype=np.float64),
@@ -106,6 +115,9 @@ def load_frame(path: str | Path) -> pd.DataFrame:
     if not path.exists():
         raise TrainingDataError(f"data file {path} does not exist")
     try:
-        return layout.read(path)
+        frame = layout.read(path)
     except layout.FrameError as error:
         raise TrainingDataError(f"{path}: {error}") from error
+    if labels_path(path).is_file():
+        frame.attrs[LABELS_ATTR] = str(labels_path(path))
+    return frame
