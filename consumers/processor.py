@@ -187,7 +187,15 @@ class StreamProcessor:
             # Stored anyway (it joins the transaction once that is decided); counted.
             self.metrics.labels_unknown.inc()
         outcome.writes.labels.append(LabelRecord.from_label(item))
+        self._apply_label(item)
         self.breaker.record(False)
+
+    def _apply_label(self, label: TransactionLabel) -> None:
+        """Update the label-informed features of every owned partition (see `consumers.state`);
+        a state a label changed is snapshotted with this batch."""
+        for state in self.partitions.values():
+            if state.features.apply_label(label):
+                state.labels_changed = True
 
     def _transaction(self, record: Incoming, item, batch: PreparedBatch, known: Known) -> None:
         state = self.partitions.get(record.partition)
@@ -334,9 +342,13 @@ class StreamProcessor:
     def _checkpoint(self, outcome: BatchOutcome) -> None:
         start = now = time.monotonic()
         topic = self.config.topics.transactions
-        for (record_topic, partition), next_offset in outcome.offsets.items():
+        offsets = {p: o for (t, p), o in outcome.offsets.items() if t == topic}
+        for partition, state in self.partitions.items():  # labels, no transaction: same place
+            if state.labels_changed and partition not in offsets and state.position is not None:
+                offsets[partition] = state.position
+        for partition, next_offset in offsets.items():
             state = self.partitions.get(partition)
-            if record_topic != topic or state is None:
+            if state is None:
                 continue
             checkpoint = checkpoint_for(
                 state, group_id=self.config.group_id, topic=topic, next_offset=next_offset,

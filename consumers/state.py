@@ -36,6 +36,17 @@ know it yet) are fenced by optimistic concurrency: each checkpoint update is con
 row still holding the ``next_offset`` the writer started from. If another member advanced it,
 the whole batch rolls back (`StaleCheckpointError`) and the partition is re-synchronised.
 
+Labels (the ``labels`` topic) update the label-informed features of every partition the
+consumer owns (`OnlineFeatureState.apply_label`; a redelivered label changes nothing). Their
+offsets are committed to Kafka only after the batch that applied them is durable, so every batch
+that changed the state with a label also snapshots the changed entries in its database
+transaction: after a crash, a label is either in the restored snapshot or read again (and
+applied, idempotently); a partition that has no position yet (nothing consumed) takes its first
+snapshot with its first transaction. With several consumers, each applies the labels of the
+``labels`` partitions it reads: labels are keyed by account like the transactions, so an
+account's labels reach its own partition's state when both topics have the same partition
+count and the group's assignor co-locates partition p of both (the range assignor does).
+
 Known approximation (reported to the feature owner): merchant and device velocity aggregates are
 global in the batch features but each partition only sees its own accounts' events, so online
 merchant/device counts cover one partition's share of the merchant's traffic.
@@ -67,13 +78,16 @@ class PartitionState:
     #: Next offset the in-memory state expects (None: accept whatever comes first).
     position: int | None = None
     last_snapshot: float = field(default=float("-inf"))
+    #: A label changed the state since the last snapshot: the next batch takes one (see below).
+    labels_changed: bool = False
 
     def accepts(self, offset: int) -> bool:
         """False for a record the state already saw (a re-fetch after a seek)."""
         return self.position is None or offset >= self.position
 
     def snapshot_due(self, now: float, interval_s: float) -> bool:
-        return self.stored_offset is None or now - self.last_snapshot >= interval_s
+        return (self.stored_offset is None or self.labels_changed
+                or now - self.last_snapshot >= interval_s)
 
 
 def restore_partition(partition: int, checkpoint: StreamCheckpoint | None,
@@ -120,5 +134,6 @@ def checkpoint_for(state: PartitionState, *, group_id: str, topic: str, next_off
     if not state.snapshot_due(now, snapshot_interval_s):
         return record
     delta = state.features.delta()
+    state.labels_changed = False
     return replace(record, snapshot_offset=next_offset, snapshot=delta.header,
                    state=delta.entries, replace_state=delta.full)
