@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fraudops.data.population import (
+    AMOUNT_MULT,
     CAT,
     CH,
     RISKY_COUNTRIES,
@@ -31,12 +32,13 @@ from fraudops.schema import Channel, MerchantCategory
 
 #: Fraud scenarios in the training data (order fixes the codes in `Rows["scenario"]`).
 SCENARIOS = ("account_takeover", "card_testing", "mule_cash_out", "compromised_merchant",
-             "impossible_travel")
+             "impossible_travel", "stealth_terminal", "common_point_of_compromise")
 #: Scenarios that only appear through drift (`new_fraud_pattern`), never in training data.
 DRIFT_SCENARIOS = ("bust_out",)
 ALL_SCENARIOS = SCENARIOS + DRIFT_SCENARIOS
 DEFAULT_WEIGHTS = {"account_takeover": 0.25, "card_testing": 0.22, "mule_cash_out": 0.15,
-                   "compromised_merchant": 0.2, "impossible_travel": 0.18}
+                   "compromised_merchant": 0.2, "impossible_travel": 0.18,
+                   "stealth_terminal": 0.15, "common_point_of_compromise": 0.15}
 HOUR = 3600.0
 MINUTE = 60.0
 
@@ -183,12 +185,71 @@ def impossible_travel(ctx: Context, rng: np.random.Generator) -> Rows:
                      channel=CH[Channel.CARD_PRESENT], country=country, device=0)
 
 
+DAY = 86400.0
+
+
+def stealth_terminal(ctx: Context, rng: np.random.Generator) -> Rows:
+    """A compromised terminal or merchant whose fraud looks like its normal traffic (its own
+    customers, their usual amounts, hours and channel) for days to weeks: only the confirmed
+    fraud it has seen lately gives it away (the label-informed features)."""
+    acc, m = ctx.population.accounts, ctx.population.merchants
+    shops = np.flatnonzero(np.isin(m.channel, [CH[Channel.CARD_PRESENT], CH[Channel.ONLINE]]))
+    merchant = int(rng.choice(shops))
+    regulars = np.flatnonzero((acc.usual == merchant).any(axis=1))
+    if len(regulars) < 3:
+        return make_rows(np.zeros(0, np.int64))
+    n = int(rng.integers(15, 50))
+    days = rng.uniform(5, 21)
+    t0 = min(ctx.incident_time(rng), max(0.0, ctx.population.span_seconds - days * DAY))
+    account = rng.choice(regulars, n)
+    day = np.floor(rng.uniform(0, days, n))
+    hour = rng.normal(acc.peak_hour[account], acc.hour_spread[account]) % 24
+    ts = np.sort(t0 + day * DAY + hour * HOUR)
+    online = m.channel[merchant] == CH[Channel.ONLINE]
+    amount = (acc.spend[account] * AMOUNT_MULT[m.category[merchant]]
+              * np.exp(rng.normal(0, 0.65, n)))
+    return make_rows(account, ts=ts, amount=amount, merchant=merchant,
+                     channel=m.channel[merchant],
+                     country=acc.home[account] if online else m.country[merchant],
+                     device=acc.devices[account, 0] if online else 0)
+
+
+def common_point_of_compromise(ctx: Context, rng: np.random.Generator) -> Rows:
+    """A breached merchant leaks the cards used there for a few days; days to two weeks later
+    the cards are spent elsewhere (online, on a fraudster's device or the card's own details)."""
+    legit, span = ctx.legit, ctx.population.span_seconds
+    anchor = int(rng.choice(ctx.anchors))
+    merchant, start = int(legit["merchant"][anchor]), float(legit["ts"][anchor])
+    breach = (legit["merchant"] == merchant) & (legit["ts"] >= start) & (
+        legit["ts"] < start + rng.uniform(1, 4) * DAY)
+    visits = np.flatnonzero(breach)
+    if len(visits) == 0:
+        return make_rows(np.zeros(0, np.int64))
+    victims, first = np.unique(legit["account"][visits], return_index=True)
+    victims, seen = victims[:40], legit["ts"][visits][first][:40]
+    k = rng.integers(1, 4, len(victims))
+    account = np.repeat(victims, k)
+    ts = np.repeat(seen + rng.uniform(2, 14, len(victims)) * DAY, k)
+    ts = ts + rng.uniform(0, 6, len(account)) * HOUR
+    acc = ctx.population.accounts
+    keep = ts < span
+    own = rng.random(len(victims)) < 0.5
+    device = np.where(np.repeat(own, k), acc.devices[account, 0],
+                      np.repeat(new_devices(rng, len(victims)), k))
+    rows = make_rows(account, ts=ts, amount=acc.spend[account] * rng.uniform(2, 6, len(account)),
+                     merchant=ctx.pick(rng, "high_value", len(account)),
+                     channel=CH[Channel.ONLINE], country=acc.home[account], device=device)
+    return take_rows(rows, np.flatnonzero(keep))
+
+
 INCIDENTS: dict[str, Callable[[Context, np.random.Generator], Rows]] = {
     "account_takeover": account_takeover,
     "card_testing": card_testing,
     "mule_cash_out": mule_cash_out,
     "compromised_merchant": compromised_merchant,
     "impossible_travel": impossible_travel,
+    "stealth_terminal": stealth_terminal,
+    "common_point_of_compromise": common_point_of_compromise,
 }
 
 
