@@ -13,7 +13,7 @@ of actions: see `fraudops.rules.compiler`.
 """
 
 from fraudops.rules.compiler import CompiledRule, CompiledRuleSet, compile_rule_set
-from fraudops.rules.engine import RuleEngine, RuleOutcome, RuleSource
+from fraudops.rules.engine import RuleEngine, RuleOutcome, RuleSource, decide_batch
 from fraudops.rules.exceptions import ListEntryError, RulesError, RuleSetError
 from fraudops.rules.lists import FIELD_OF_KIND, check_list_name, normalise_entry
 from fraudops.rules.loader import load_rule_set, parse_rule_set
@@ -36,6 +36,7 @@ __all__ = [
     "RulesError",
     "check_list_name",
     "compile_rule_set",
+    "decide_batch",
     "load_rule_set",
     "normalise_entry",
     "parse_rule_set",

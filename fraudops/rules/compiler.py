@@ -53,7 +53,7 @@ class CompiledRuleSet:
     version: str
     rules: tuple[CompiledRule, ...]
     lists: tuple[str, ...]
-    uses_features: bool
+    feature_columns: tuple[int, ...]
     evaluate: Evaluator
     source: str = field(repr=False, default="")
 
@@ -74,6 +74,17 @@ class CompiledRuleSet:
     def fired_ids(self, fired: Sequence[int]) -> tuple[str, ...]:
         return tuple(self.rules[i].id for i in fired)
 
+    @property
+    def uses_features(self) -> bool:
+        return bool(self.feature_columns)
+
+    def select_features(self, rows: Any) -> list[list[float]]:
+        """The evaluator's rows from feature rows [B, F] of the spec (a numpy array): only the
+        columns the rules read, as plain floats (cheaper to index than numpy items)."""
+        if not self.feature_columns:
+            return [[]] * len(rows)
+        return rows[:, list(self.feature_columns)].tolist()
+
 
 class _Writer:
     """Turns conditions into Python expressions, collecting their constants."""
@@ -82,7 +93,8 @@ class _Writer:
         self.feature_names = feature_names
         self.lists = lists
         self.constants: dict[str, Any] = {}
-        self.uses_features = False
+        #: Spec columns read, in the order of the evaluator's compact feature row.
+        self.columns: list[int] = []
 
     def constant(self, value: Any) -> str:
         name = f"_k{len(self.constants)}"
@@ -107,8 +119,12 @@ class _Writer:
             subject = score_subject(name)
         else:
             subject = feature_subject(name, self.feature_names)
-            self.uses_features = True
         read = subject.expression
+        if kind == "feature":
+            column = self.feature_names.index(name)
+            if column not in self.columns:
+                self.columns.append(column)
+            read = f"f[{self.columns.index(column)}]"
         if read == "tx.extra.get":  # the key is a constant, not source text
             read = f"tx.extra.get({self.constant(name.split('.', 1)[1])})"
         if op in ("in_list", "not_in_list"):
@@ -144,7 +160,7 @@ def compile_rule_set(rule_set: RuleSet,
     exec(compile(source, f"<rule set {rule_set.version}>", "exec"), namespace)  # noqa: S102
     return CompiledRuleSet(
         version=rule_set.version, rules=tuple(_compiled(rule) for rule in rule_set.enabled_rules),
-        lists=lists, uses_features=writer.uses_features, evaluate=namespace["evaluate"],
+        lists=lists, feature_columns=tuple(writer.columns), evaluate=namespace["evaluate"],
         source=source)
 
 

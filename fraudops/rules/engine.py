@@ -84,7 +84,8 @@ class RuleEngine:
         """The decision for one transaction (`features`: its row of the feature spec)."""
         state = self._state
         rules = state.rules
-        fired = rules.evaluate(tx, features, fraud_probability, anomaly_score, state.lists)
+        row = [features[column] for column in rules.feature_columns]
+        fired = rules.evaluate(tx, row, fraud_probability, anomaly_score, state.lists)
         if not fired:
             return RuleOutcome(model_decision, (), rules.version)
         return RuleOutcome(rules.decide(model_decision, fired), rules.fired_ids(fired),
@@ -182,3 +183,25 @@ class RuleSource:
                     self._revisions[name] = revisions[name]
         except Exception as error:  # noqa: BLE001 - the store is down: keep the lists we have
             log.warning("lists not refreshed (the previous entries stay): %s", error)
+
+
+
+def decide_batch(engine: RuleEngine, transactions: Sequence[Any], features: Any,
+                 probabilities: Sequence[float], anomalies: Sequence[float],
+                 decisions: Sequence[str]) -> list[RuleOutcome]:
+    """`RuleEngine.evaluate` for a scored batch under ONE rule set and list version (what the
+    consumer adds to its hot path; `benchmarks/bench_rules.py` times it). `features`: the
+    scored transactions' feature rows [B, F] (a numpy array; None when no rule reads one)."""
+    rules, lists = engine.snapshot()
+    evaluate, decide, ids, version = rules.evaluate, rules.decide, rules.fired_ids, rules.version
+    rows = rules.select_features(features) if features is not None else \
+        [[]] * len(transactions)
+    outcomes = []
+    for tx, row, p, a, model in zip(transactions, rows, probabilities, anomalies, decisions,
+                                    strict=True):
+        fired = evaluate(tx, row, p, a, lists)
+        if fired:
+            outcomes.append(RuleOutcome(decide(model, fired), ids(fired), version))
+        else:
+            outcomes.append(RuleOutcome(model, (), version))
+    return outcomes

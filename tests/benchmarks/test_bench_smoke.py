@@ -191,3 +191,11 @@ def test_bench_ingest_fuzz_smoke(tmp_path):
     assert result["late_accepted"] > 0 and result["republished"] > 0
     assert {"too_late", "conflicting_duplicate"} <= set(result["dead_letters"])
     assert_positive(result, "processor_messages_per_second")
+
+
+def test_bench_rules_smoke(tmp_path):
+    run_smoke("bench_rules.py", tmp_path, "--out", "report.json")
+    result = read_report(tmp_path)
+    assert (result["rules"], result["transactions"]) == (20, 2_000)
+    assert_positive(result, "us_per_transaction")
+    assert sum(result["rule_hits"].values()) > 0
