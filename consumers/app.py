@@ -30,6 +30,7 @@ from consumers.predictor import PredictorClient, ScoreFn, spec_from_metadata, ti
 from consumers.processor import BatchOutcome, ProcessorConfig, StreamProcessor
 from consumers.settings import ConsumerSettings
 from fraudops.features import EventTimePolicy, FeatureSpec, OnlineFeatureState
+from fraudops.rules import RulesError, RuleSource
 from fraudops.store import StaleCheckpointError, Store
 
 log = logging.getLogger(__name__)
@@ -70,12 +71,13 @@ class ConsumerApp:
             client = PredictorClient(s.consumer.predictor_url, s.consumer.predictor_timeout_s)
         try:
             processor = self._processor(store, client)
-        except (ShutdownRequested, PredictorError) as error:
+        except (ShutdownRequested, PredictorError, RulesError) as error:
             if client is not None:
                 client.close()
             if isinstance(error, ShutdownRequested):
                 return EXIT_OK
-            log.error("cannot use the predictor: %s", error)
+            log.error("cannot use the %s: %s",
+                      "rule set" if isinstance(error, RulesError) else "predictor", error)
             return EXIT_FATAL
         return self._consume(processor, store, client)
 
@@ -102,7 +104,23 @@ class ConsumerApp:
         return StreamProcessor(
             config, store=store, score=timed(score, self.metrics),
             new_state=lambda: OnlineFeatureState(model.spec, model.seq_len),
-            planner=NotificationPlanner(s.notify, store), metrics=self.metrics)
+            planner=NotificationPlanner(s.notify, store), metrics=self.metrics,
+            rules=self._rules(store, model.spec))
+
+    def _rules(self, store: Store, spec: FeatureSpec) -> RuleSource | None:
+        """The rule set of `rules_path` with the store's lists (None when no path is set);
+        raises `RulesError` for a rule set that cannot be used."""
+        c = self.settings.consumer
+        if not c.rules_path:
+            return None
+        reloads = self.metrics.rule_set_reloads
+        source = RuleSource(c.rules_path, store, feature_names=spec.names,
+                            refresh_s=c.rules_refresh_s,
+                            on_reload=lambda outcome, _: reloads.labels(outcome=outcome).inc())
+        reloads.labels(outcome="loaded").inc()
+        log.info("rule set %s in force (%d rules) from %s", source.engine.version,
+                 len(source.engine.rules.rules), c.rules_path)
+        return source
 
     def _backoff(self, call):
         c = self.settings.consumer

@@ -76,6 +76,14 @@ class ConsumerMetrics:
             "fraud_consumer_stage_seconds",
             "Time per micro-batch in each stage (poll, process incl. predictor, produce, "
             "persist, commit).", ["stage"], buckets=_LATENCY_BUCKETS, registry=r)
+        # Rule ids are bounded by the rule set in force (tens), so they make a safe label.
+        self.rule_hits = Counter(
+            "fraud_rule_hits_total", "Decisions in which a rule fired, by rule id.", ["rule"],
+            registry=r)
+        self.rule_set_reloads = Counter(
+            "fraud_rule_set_reloads_total",
+            "Rule-set file changes: loaded (in force now) or refused (invalid; the running one "
+            "stays).", ["outcome"], registry=r)
         self.lag = Gauge("fraud_consumer_lag_messages",
                          "Approximate lag (broker end offsets are approximate on some brokers).",
                          ["topic", "partition"], registry=r)

@@ -56,6 +56,7 @@ from consumers.predictor import ScoreFn
 from consumers.state import PartitionState, checkpoint_for, restore_partition
 from fraudops.features import OnlineFeatureState
 from fraudops.protocol import ScoreBatch
+from fraudops.rules import RuleOutcome, RuleSource, decide_batch
 from fraudops.schema import Transaction, TransactionLabel
 from fraudops.store import ALERT_DECISIONS, DecisionRecord, LabelRecord, RecordSource, Store
 
@@ -72,7 +73,8 @@ class StreamProcessor:
                  new_state: Callable[[], OnlineFeatureState],
                  planner: NotificationPlanner | None = None,
                  metrics: ConsumerMetrics | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 rules: RuleSource | None = None) -> None:
         self.config = config
         self.store = store
         self.score = score
@@ -80,6 +82,8 @@ class StreamProcessor:
         self.planner = planner
         self.metrics = metrics or ConsumerMetrics()
         self.clock = clock
+        #: The rule set and lists in force (None: decisions by the model alone).
+        self.rules = rules
         self.partitions: dict[int, PartitionState] = {}
         #: Transactions applied and queued, not yet durable (see `consumers.idempotency`).
         self.in_flight = PendingTransactions()
@@ -291,8 +295,9 @@ class StreamProcessor:
     def decide(self, batch: PreparedBatch) -> BatchOutcome:
         """Score the batch (one predictor call) and turn the scores into decisions."""
         if batch.scored:
-            scores = self.score(np.stack(batch.sequences), np.stack(batch.masks))
-            self._decide(batch, scores)
+            sequences = np.stack(batch.sequences)
+            scores = self.score(sequences, np.stack(batch.masks))
+            self._decide(batch, scores, sequences[:, -1, :])
         for entry in batch.republish:
             if entry.message is None:  # its batch was never decided: cannot happen in order
                 log.error("no decision to publish again for %s", entry.transaction.transaction_id)
@@ -308,7 +313,9 @@ class StreamProcessor:
         self.metrics.dead_letters.labels(reason=error.reason).inc()
         self.breaker.record(True)
 
-    def _decide(self, batch: PreparedBatch, result: ScoreBatch) -> None:
+    def _decide(self, batch: PreparedBatch, result: ScoreBatch, features: np.ndarray) -> None:
+        """Decisions from the scores and, when a rule set is in force, the rules (`features`:
+        the scored transactions' feature rows [B, F])."""
         if not (np.isfinite(result.fraud_probability).all()
                 and np.isfinite(result.anomaly_score).all()):
             raise PredictorError("predictor returned non-finite scores; batch not committed")
@@ -320,16 +327,21 @@ class StreamProcessor:
         probabilities = result.fraud_probability.tolist()
         anomalies = result.anomaly_score.tolist()
         topics = self.config.topics
+        ruled = self._apply_rules(batch, result, features, probabilities, anomalies)
         rows = zip(batch.scored, batch.transactions, batch.payloads, batch.entries, strict=True)
         for i, (record, tx, payload, entry) in enumerate(rows):
             codes = result.reason_codes[i] if i < len(result.reason_codes) else ()
+            ruling = ruled[i] if ruled is not None else None
             decision = DecisionRecord(
                 transaction_id=tx.transaction_id, account_id=tx.account_id,
                 event_time=tx.timestamp, amount=tx.amount, fraud_probability=probabilities[i],
-                anomaly_score=anomalies[i], decision=result.decision[i],
+                anomaly_score=anomalies[i],
+                decision=ruling.decision if ruling else result.decision[i],
                 transaction_json=payload, reason_codes=",".join(codes),
                 model_version=version, scored_at=decided,
-                source=RecordSource(record.topic, record.partition, record.offset))
+                source=RecordSource(record.topic, record.partition, record.offset),
+                rules_fired=",".join(ruling.fired) if ruling else "",
+                rule_set_version=ruling.version if ruling else "")
             outcome.writes.decisions.append(decision)
             message = decision_message(decision, decided_at, codes, topics.decisions,
                                        version_json)
@@ -338,6 +350,17 @@ class StreamProcessor:
             if decision.is_alert:
                 outcome.outgoing.append(replace(message, topic=topics.alerts))
             outcome.event_times.append(tx.epoch_seconds)
+
+    def _apply_rules(self, batch: PreparedBatch, result: ScoreBatch, features: np.ndarray,
+                     probabilities: list[float], anomalies: list[float]
+                     ) -> list[RuleOutcome] | None:
+        """The rules' decisions for the batch, under one rule set and list version (None
+        without a rule set). A due refresh of the file and the lists happens first."""
+        if self.rules is None:
+            return None
+        self.rules.refresh_if_due()
+        return decide_batch(self.rules.engine, batch.transactions, features, probabilities,
+                            anomalies, result.decision)
 
     def _checkpoint(self, outcome: BatchOutcome) -> None:
         start = now = time.monotonic()
@@ -385,6 +408,10 @@ class StreamProcessor:
         now = self.clock()
         for event_time in outcome.event_times:
             m.event_to_decision.observe(max(0.0, now - event_time))
+        fired = Counter(rule for d in outcome.writes.decisions if d.rules_fired
+                        for rule in d.rules_fired.split(","))
+        for rule, count in fired.items():
+            m.rule_hits.labels(rule=rule).inc(count)
         for decision, count in Counter(d.decision for d in outcome.writes.decisions).items():
             m.scored.labels(decision=decision).inc(count)
             if decision in ALERT_DECISIONS:

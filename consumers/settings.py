@@ -53,6 +53,12 @@ class ConsumerSection(BaseModel):
     # not a poison message. Window 0: never stop.
     dead_letter_breaker_window: int = Field(default=1000, ge=0)
     dead_letter_breaker_share: float = Field(default=0.5, gt=0, le=1)
+    # Rules and lists (fraudops.rules): the rule-set YAML file ("" = decisions by the model
+    # alone). Every `rules_refresh_s` the consumer re-reads the file if it changed (a version
+    # that does not validate is refused and logged; the running one stays) and reloads the
+    # lists whose revision moved in the store: a list change is in force within that time.
+    rules_path: str = ""
+    rules_refresh_s: float = Field(default=2.0, gt=0, le=3600)
 
 
 class NotifySection(BaseModel):

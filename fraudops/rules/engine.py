@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from fraudops.features import BASE_FEATURES
 from fraudops.rules.compiler import CompiledRuleSet, compile_rule_set
-from fraudops.rules.exceptions import RuleSetError
+from fraudops.rules.exceptions import RulesError, RuleSetError
 from fraudops.rules.loader import fingerprint, parse_rule_set
 
 log = logging.getLogger(__name__)
@@ -157,9 +157,9 @@ class RuleSource:
         previous = self._fingerprint
         try:
             compiled = self._load()
-        except RuleSetError as error:
+        except Exception as error:  # noqa: BLE001 - whatever it is, the running set stays
             self._file_key = (stat.st_mtime_ns, stat.st_size)  # refused once, not every tick
-            self._refuse(str(error))
+            self._refuse(str(error) if isinstance(error, RulesError) else repr(error))
             return
         if self._fingerprint != previous:
             self.engine.install(compiled)
