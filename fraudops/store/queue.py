@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import literal, select, tuple_
 from sqlalchemy.orm import Session
 
 from fraudops.store.models import Alert
@@ -34,6 +34,8 @@ class QueueFilter:
     min_amount: float | None = None
     max_amount: float | None = None
     account_id: str | None = None
+    #: A rule id: only alerts on which this rule fired.
+    rule: str | None = None
 
 
 @dataclass(frozen=True)
@@ -86,4 +88,7 @@ def _conditions(filters: QueueFilter) -> list:
               (filters.min_amount, Alert.amount.__ge__),
               (filters.max_amount, Alert.amount.__le__))
     conditions.extend(compare(value) for value, compare in bounds if value is not None)
+    if filters.rule is not None:  # rules_fired is "id1,id2": match one whole id, _ literally
+        fired = literal(",") + Alert.rules_fired + literal(",")
+        conditions.append(fired.contains(f",{filters.rule},", autoescape=True))
     return conditions
