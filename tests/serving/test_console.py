@@ -26,13 +26,15 @@ XSS = '<script>window.pwned=1</script><img src=x onerror="window.pwned=2">'
 def _decision(i: int, probability: float, decision: str = "review", amount: float = 100.0,
               account: str | None = None, **fields: object) -> DecisionRecord:
     reasons = str(fields.pop("reasons", "amount_log"))
+    rules = {"rules_fired": str(fields.pop("rules", "")),
+             "rule_set_version": str(fields.pop("rule_set", ""))}
     doc = {"transaction_id": f"al-{i}", "account_id": account or f"acc-{i % 5}",
            "timestamp": (T0 + timedelta(minutes=i)).isoformat(), "amount": amount,
            "merchant_id": "m-1", **fields}
     return DecisionRecord(doc["transaction_id"], doc["account_id"], T0 + timedelta(minutes=i),
                           amount, probability, 0.5, decision, json.dumps(doc),
                           reason_codes=reasons,
-                          model_version="seq:3+ae:3")
+                          model_version="seq:3+ae:3", **rules)
 
 
 def _seed(tmp: Path, records: list[DecisionRecord]) -> Store:
@@ -253,6 +255,7 @@ def test_filters_narrow_the_queue(gateway) -> None:
     ("since=yesterday", "since must be a date and time"),
     ("status=closed", "status must be one of"),
     ("account_id=%3Cb%3E", "account_id may hold"),
+    ("rule=%3Cscript%3E", "rule must be a rule id"),
     ("after=0.5", "The page link is damaged"),
 ])
 def test_bad_filters_get_400_with_the_field(gateway, query: str, message: str) -> None:
@@ -272,3 +275,24 @@ def test_logout_ends_the_session(gateway) -> None:
         after = client.get("/console/queue", follow_redirects=False)
     assert out.status_code == 303 and out.headers["location"] == "/console/login"
     assert after.status_code == 303 and after.headers["location"] == "/console/login"
+
+
+def test_rules_fired_are_shown_and_filter_the_queue(tmp_path: Path) -> None:
+    fired = {1: "big_amount,deny_accounts", 2: "big_amount_night", 3: ""}
+    store = _seed(tmp_path, [_decision(i, 0.9 - i / 10, rules=rules,
+                                       rule_set="2026-12-06.1" if rules else "")
+                             for i, rules in fired.items()])
+    app, _ = build(tmp_path)
+    with browser(app) as client:
+        login(client, ANALYST_KEY)
+        (big,) = _walk(client, "rule=big_amount")
+        (night,) = _walk(client, "rule=big_amount_night")
+        (none,) = _walk(client, "rule=big")  # a prefix of an id is not the id
+        case = client.get("/console/alerts/al-1").text
+        plain = client.get("/console/alerts/al-3").text
+    store.close()
+    assert (big, night, none) == (["al-1"], ["al-2"], [])
+    assert re.findall(r'data-testid="rules">\s*<li><a[^>]*>([^<]+)</a></li><li><a[^>]*>([^<]+)<',
+                      case) == [("big_amount", "deny_accounts")]
+    assert '<span data-testid="rule-set-version">2026-12-06.1</span>' in case
+    assert "no rule set was in force" in plain

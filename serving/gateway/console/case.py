@@ -37,6 +37,8 @@ class CaseView:
     label: Label | None
     history: list[LabelEntry]
     account_history: list[HistoryRow] = field(default_factory=list)
+    rules_fired: list[str] = field(default_factory=list)
+    rule_set_version: str = ""
 
     @property
     def conflict(self) -> bool:
@@ -53,7 +55,8 @@ def case_view(store: Store, transaction_id: str) -> CaseView:
     return CaseView(
         alert=alert, fields=_fields(decision), reason_codes=_codes(alert.reason_codes),
         model_version=decision.model_version if decision else "", label=label,
-        history=history, account_history=[_history_row(row) for row in reversed(rows)])
+        history=history, account_history=[_history_row(row) for row in reversed(rows)],
+        rules_fired=_codes(alert.rules_fired), rule_set_version=alert.rule_set_version)
 
 
 def _fields(decision: Decision | None) -> list[tuple[str, str]]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlencode
 
+from fraudops.rules.schema import RULE_ID
 from fraudops.schema import MAX_AMOUNT
 from fraudops.store import AlertStatus
 from fraudops.store.queue import QueueCursor, QueueFilter
@@ -22,8 +23,10 @@ from serving.gateway.console.auth import ConsoleRefusal
 STATUSES = ("open", "confirmed_fraud", "dismissed", "any")
 DECISIONS = ("review", "block")
 #: The fields of the filter form (and of the links that keep them).
-FIELDS = ("status", "decision", "since", "until", "min_amount", "max_amount", "account_id")
+FIELDS = ("status", "decision", "since", "until", "min_amount", "max_amount", "account_id",
+          "rule")
 _ID = re.compile(r"^[A-Za-z0-9_.:@/+-]{1,128}$")
+_RULE = re.compile(RULE_ID)
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,8 @@ def parse_queue_form(query: Mapping[str, str]) -> QueueForm:
         since=_time(values["since"], "since"), until=_time(values["until"], "until"),
         min_amount=_amount(values["min_amount"], "min_amount"),
         max_amount=_amount(values["max_amount"], "max_amount"),
-        account_id=_identifier(values["account_id"], "account_id"))
+        account_id=_identifier(values["account_id"], "account_id"),
+        rule=_rule(values["rule"]))
     after = query.get("after")
     return QueueForm(values, filters, decode_cursor(after) if after else None)
 
@@ -103,6 +107,13 @@ def _amount(value: str, name: str) -> float | None:
     if not 0.0 <= amount <= MAX_AMOUNT:  # NaN fails this too
         raise ConsoleRefusal(400, f"{name} must be a number from 0 to {MAX_AMOUNT:,.0f}.")
     return amount
+
+
+def _rule(value: str) -> str | None:
+    if value and not _RULE.match(value):
+        raise ConsoleRefusal(400, "rule must be a rule id: a letter or digit, then letters, "
+                                  "digits and _.:- (at most 64).")
+    return value or None
 
 
 def _identifier(value: str, name: str) -> str | None:
