@@ -15,6 +15,7 @@ import typer
 
 from fraudops.commands import data as data_commands
 from fraudops.commands import platform as platform_commands
+from fraudops.commands import rules as rules_commands
 
 app = typer.Typer(
     name="fraudops",
@@ -23,6 +24,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(data_commands.app, name="data")
+app.add_typer(rules_commands.app, name="rules")
 app.command("demo")(platform_commands.demo)
 app.command("up")(platform_commands.up)
 
