@@ -199,3 +199,17 @@ def test_bench_rules_smoke(tmp_path):
     assert (result["rules"], result["transactions"]) == (20, 2_000)
     assert_positive(result, "us_per_transaction")
     assert sum(result["rule_hits"].values()) > 0
+
+
+@pytest.mark.integration
+def test_bench_console_smoke(tmp_path):
+    run_smoke("bench_console.py", tmp_path, "--out", "report.json")
+    result = read_report(tmp_path)
+    assert (result["config"]["alerts"], result["config"]["database"]) == (2_000, "sqlite")
+    assert set(result["views"]) == {"first_page", "filtered", "narrow_window", "by_rule",
+                                    "deep_page"}
+    for figures in result["views"].values():
+        assert figures["requests"] == 5 and figures["rows"] > 0
+        assert_positive(figures, "p50_ms", "p95_ms", "max_ms")
+        assert figures["p50_ms"] <= figures["p95_ms"] <= figures["max_ms"]
+    assert result["views"]["first_page"]["rows"] == 50
