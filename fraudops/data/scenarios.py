@@ -193,13 +193,16 @@ def stealth_terminal(ctx: Context, rng: np.random.Generator) -> Rows:
     customers, their usual amounts, hours and channel) for days to weeks: only the confirmed
     fraud it has seen lately gives it away (the label-informed features)."""
     acc, m = ctx.population.accounts, ctx.population.merchants
-    shops = np.flatnonzero(np.isin(m.channel, [CH[Channel.CARD_PRESENT], CH[Channel.ONLINE]]))
+    # a small shop's terminal (a skimmer, a breached POS): its fraud is a visible share of it
+    quiet = m.popularity < np.median(m.popularity)
+    shops = np.flatnonzero(quiet & np.isin(m.channel, [CH[Channel.CARD_PRESENT],
+                                                       CH[Channel.ONLINE]]))
     merchant = int(rng.choice(shops))
     regulars = np.flatnonzero((acc.usual == merchant).any(axis=1))
     if len(regulars) < 3:
         return make_rows(np.zeros(0, np.int64))
-    n = int(rng.integers(15, 50))
-    days = rng.uniform(5, 21)
+    n = int(rng.integers(25, 80))
+    days = rng.uniform(7, 28)
     t0 = min(ctx.incident_time(rng), max(0.0, ctx.population.span_seconds - days * DAY))
     account = rng.choice(regulars, n)
     day = np.floor(rng.uniform(0, days, n))
@@ -227,10 +230,10 @@ def common_point_of_compromise(ctx: Context, rng: np.random.Generator) -> Rows:
         return make_rows(np.zeros(0, np.int64))
     victims, first = np.unique(legit["account"][visits], return_index=True)
     victims, seen = victims[:40], legit["ts"][visits][first][:40]
-    k = rng.integers(1, 4, len(victims))
+    k = rng.integers(1, 5, len(victims))
     account = np.repeat(victims, k)
     ts = np.repeat(seen + rng.uniform(2, 14, len(victims)) * DAY, k)
-    ts = ts + rng.uniform(0, 6, len(account)) * HOUR
+    ts = ts + rng.uniform(0, 48, len(account)) * HOUR  # a card is spent over a day or two
     acc = ctx.population.accounts
     keep = ts < span
     own = rng.random(len(victims)) < 0.5
