@@ -25,28 +25,36 @@ import sys
 import time
 from pathlib import Path
 
-#: Named variants: overrides of `SequenceTrainConfig` (the defaults are "baseline").
+#: The first LSTM-CNN's settings (issue 16's starting point): every variant but "default"
+#: changes these, so the table reads as an ablation from there whatever today's defaults are.
+V1 = {"wide_size": 0, "weight_average": 0.0, "negative_sampling": 0.35}
+#: Named variants: overrides of `SequenceTrainConfig`; "default" is today's configuration.
 VARIANTS: dict[str, dict] = {
-    "baseline": {},
-    "wide": {"wide_size": 64},
-    "onecycle": {"schedule": "onecycle"},
-    "cosine": {"schedule": "cosine"},
-    "average": {"weight_average": 0.98},
-    "unweighted": {"positive_weight": 1.0},
-    "all_negatives": {"negative_sampling": 1.0},
-    "longer": {"epochs": 16, "patience": 4},
-    "wide_onecycle": {"wide_size": 64, "schedule": "onecycle"},
-    "wide_onecycle_longer": {"wide_size": 64, "schedule": "onecycle", "epochs": 16,
-                             "patience": 16},
-    "wide_cosine_average": {"wide_size": 64, "schedule": "cosine", "weight_average": 0.98},
-    "wide_average": {"wide_size": 64, "weight_average": 0.98},
-    "wide128_average": {"wide_size": 128, "weight_average": 0.98},
+    "default": {},
+    "baseline": V1,
+    "wide": {**V1, "wide_size": 64},
+    "onecycle": {**V1, "schedule": "onecycle"},
+    "cosine": {**V1, "schedule": "cosine"},
+    "average": {**V1, "weight_average": 0.98},
+    "unweighted": {**V1, "positive_weight": 1.0},
+    "all_negatives": {**V1, "negative_sampling": 1.0},
+    "longer": {**V1, "epochs": 16, "patience": 4},
+    "wide_onecycle": {**V1, "wide_size": 64, "schedule": "onecycle"},
+    "wide_average": {**V1, "wide_size": 64, "weight_average": 0.98},
+    "wide128_average": {**V1, "wide_size": 128, "weight_average": 0.98},
+    "wide_average_longer": {**V1, "wide_size": 64, "weight_average": 0.98, "epochs": 16,
+                            "patience": 4},
+    "wide_average_unweighted": {**V1, "wide_size": 64, "weight_average": 0.98,
+                                "positive_weight": 1.0},
     "wide_average_all_negatives": {"wide_size": 64, "weight_average": 0.98,
                                    "negative_sampling": 1.0},
-    "wide_average_longer": {"wide_size": 64, "weight_average": 0.98, "epochs": 16,
-                            "patience": 4},
-    "wide_average_unweighted": {"wide_size": 64, "weight_average": 0.98,
-                                "positive_weight": 1.0},
+    "wide128_average_all_negatives": {"wide_size": 128, "weight_average": 0.98,
+                                      "negative_sampling": 1.0},
+    "wide128_average_half_negatives": {"wide_size": 128, "weight_average": 0.98,
+                                       "negative_sampling": 0.6},
+    "wide128_average_all_negatives_cosine": {"wide_size": 128, "weight_average": 0.98,
+                                             "negative_sampling": 1.0, "schedule": "cosine",
+                                             "patience": 8},
 }
 #: Autoencoder variants: overrides of `AutoencoderTrainConfig` (scored alone, same test rows).
 AUTOENCODER_VARIANTS: dict[str, dict] = {
@@ -56,7 +64,7 @@ AUTOENCODER_VARIANTS: dict[str, dict] = {
     "ae_denoising": {"noise": 0.3},
     "ae_scaled_wide": {"feature_scaled": True, "hidden_size": 64, "bottleneck": 12},
 }
-SMOKE = {"rows": 3_000, "variants": "baseline,wide", "seeds": 1,
+SMOKE = {"rows": 3_000, "variants": "baseline,wide", "seeds": 1, "combiner": True,
          "autoencoders": "ae_baseline,ae_scaled_denoising"}
 COLUMNS = ("auprc", "recall_at_1pct_fpr", "recall_at_0.1pct_fpr")
 
@@ -91,7 +99,7 @@ def run_reference(data, split, config, test) -> dict:
 
 
 def run_variant(data, split, base, overrides: dict, seed: int, test):
-    """Train one variant with one seed; (test probabilities, training summary)."""
+    """Train one variant with one seed; (test probabilities, training summary, module)."""
     import torch
 
     from fraudops.training.config import SequenceTrainConfig
@@ -101,7 +109,7 @@ def run_variant(data, split, base, overrides: dict, seed: int, test):
     config = base.model_copy(update={"seed": seed, "sequence": sequence})
     result = train_sequence_model(data, split, config, torch.device("cpu"))
     probability = predict_sequence(result.module, data, test, torch.device("cpu"))
-    return probability, {"seconds": result.seconds, "epochs": result.best_epoch}
+    return probability, {"seconds": result.seconds, "epochs": result.best_epoch}, result.module
 
 
 def run_autoencoder(data, split, base, overrides: dict, test) -> dict:
@@ -119,8 +127,32 @@ def run_autoencoder(data, split, base, overrides: dict, test) -> dict:
             "epochs": result.best_epoch}
 
 
+def run_combiner(data, split, base, module, name: str, test) -> dict[str, dict]:
+    """Platt calibration of `module` fitted on validation without and with the (default)
+    autoencoder's score as a second input; test metrics of each."""
+    import torch
+
+    from fraudops.training.calibration import fit_calibration
+    from fraudops.training.config import CalibrationConfig
+    from fraudops.training.loops import predict_anomaly, predict_sequence, train_autoencoder
+
+    cpu = torch.device("cpu")
+    autoencoder = train_autoencoder(data, split, base, cpu).module
+    validation = data.labelled(split.validation)
+    out = {}
+    for label, use in (("platt", False), ("platt+anomaly", True)):
+        calibration = fit_calibration(
+            data.labels[validation], predict_sequence(module, data, validation, cpu),
+            predict_anomaly(autoencoder, data, validation, cpu), CalibrationConfig(use_anomaly=use))
+        probability = calibration.apply(predict_sequence(module, data, test, cpu),
+                                        predict_anomaly(autoencoder, data, test, cpu))
+        out[f"{name} {label}"] = {**test_metrics(data, test, probability), "seconds": 0.0,
+                                  "epochs": "-"}
+    return out
+
+
 def run_ablation(data, names: list[str], seeds: int, base, smoke: bool,
-                 autoencoders: list[str]) -> dict[str, dict]:
+                 autoencoders: list[str], combiner: bool = False) -> dict[str, dict]:
     """Reference first, then each variant (and its seed average), then the autoencoder
     variants; metrics by row name."""
     import numpy as np
@@ -136,10 +168,12 @@ def run_ablation(data, names: list[str], seeds: int, base, smoke: bool,
                 for i in range(seeds)]
         results[name] = {**test_metrics(data, test, runs[0][0]), **runs[0][1]}
         if seeds > 1:
-            mean = np.mean([probability for probability, _ in runs], axis=0)
+            mean = np.mean([run[0] for run in runs], axis=0)
             results[f"{name}+avg{seeds}"] = {
                 **test_metrics(data, test, mean), "epochs": float("nan"),
-                "seconds": sum(summary["seconds"] for _, summary in runs)}
+                "seconds": sum(run[1]["seconds"] for run in runs)}
+        if combiner:
+            results.update(run_combiner(data, split, base, runs[0][2], name, test))
         print(f"{name}: AUPRC {results[name]['auprc']:.4f}", file=sys.stderr, flush=True)
     for name in autoencoders:
         overrides = {**AUTOENCODER_VARIANTS[name], **({"epochs": 1} if smoke else {})}
@@ -171,10 +205,13 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch and LightGBM threads")
-    parser.add_argument("--variants", default="baseline,wide,onecycle,average",
+    parser.add_argument("--variants", default="baseline,wide,average,default",
                         help=f"comma-separated, from: {', '.join(VARIANTS)}")
     parser.add_argument("--autoencoders", default="",
                         help=f"comma-separated, from: {', '.join(AUTOENCODER_VARIANTS)}")
+    parser.add_argument("--combiner", action="store_true",
+                        help="also score each variant Platt-calibrated without and with the "
+                             "autoencoder's anomaly score as an input")
     parser.add_argument("--seeds", type=int, default=1, help="seeds per variant (>1: average)")
     parser.add_argument("--no-history", action="store_true",
                         help="sequences of length one (data without an account id)")
@@ -199,7 +236,8 @@ def main() -> None:
     started = time.perf_counter()
     data = load_data(args.rows, args.seed, args.no_history)
     base = TrainingConfig(seed=args.seed, threads=args.threads)
-    results = run_ablation(data, names, args.seeds, base, args.smoke, autoencoders)
+    results = run_ablation(data, names, args.seeds, base, args.smoke, autoencoders,
+                           args.combiner)
     title = (f"LSTM-CNN ablation, {args.rows:,} rows{', no history' if args.no_history else ''}"
              f" (test period; spec {data.spec.version}, {data.spec.dim} features)")
     print_table(results, title)

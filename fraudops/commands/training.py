@@ -26,7 +26,8 @@ features_app = typer.Typer(help="Featurize data sets.", no_args_is_help=True)
 #: Score metrics, one row each; per-scenario recall at 1% FPR follows (the full set goes to
 #: --metrics-out).
 SCORE_ROWS = ("auprc", "roc_auc", "recall_at_1pct_fpr", "recall_at_0.1pct_fpr",
-              "precision_at_100", "amount_caught_at_1pct_fpr")
+              "precision_at_100", "amount_caught_at_1pct_fpr", "value_detected_at_fp_ratio_1",
+              "value_detected_at_fp_ratio_0.1", "precision_at_daily_capacity", "brier")
 SCENARIO_RECALL = "recall_at_1pct_fpr."
 #: Columns of the score table: metric prefix and title (a model's column shows when it has
 #: metrics; the gap column when the reference does).

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fraudops.models.calibration import Calibration
 from fraudops.models.checkpoint import (
     AUTOENCODER_KIND,
     SEQUENCE_KIND,
@@ -32,6 +33,8 @@ log = logging.getLogger(__name__)
 _URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/")
 #: Rows scored per forward pass (bounds memory for large offline batches).
 CHUNK = 8192
+#: The feature holding log1p(amount): the cost rule of the policy reads the amount from it.
+AMOUNT_FEATURE = "amount_log"
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,10 @@ class Scorer:
         self.feature_spec: dict = sequence.feature_spec
         self.seq_len = sequence.seq_len
         self.policy = policy or DecisionPolicy.from_dict(sequence.extra.get("policy") or {})
+        #: Fitted on validation in training; the raw probability for older checkpoints.
+        self.calibration = Calibration.from_dict(sequence.extra.get("calibration"))
+        names = self.feature_names
+        self._amount_column = names.index(AMOUNT_FEATURE) if AMOUNT_FEATURE in names else None
         self.sources = sources or {}
 
     @property
@@ -121,14 +128,23 @@ class Scorer:
         prob = np.concatenate([p[0] for p in parts]).astype(np.float32)
         anomaly = np.concatenate([p[1] for p in parts]).astype(np.float32)
         codes = [row for p in parts for row in p[2]]
-        return ScoreResult(prob, anomaly, self.policy.decide(prob, anomaly), codes)
+        decision = self.policy.decide(prob, anomaly, self.amounts(x))
+        return ScoreResult(prob, anomaly, decision, codes)
+
+    def amounts(self, x: np.ndarray) -> np.ndarray | None:
+        """The scored transactions' amounts, read back from their features (None: no such
+        feature in this spec, and the policy's cost rule is skipped)."""
+        if self._amount_column is None:
+            return None
+        return np.expm1(x[:, -1, self._amount_column].astype(np.float64))
 
     def _score_chunk(self, x: np.ndarray, mask: np.ndarray, reasons: int):
         xt = torch.from_numpy(x).to(self.device, self.dtype)
         mt = torch.from_numpy(mask).to(self.device)
-        prob = torch.sigmoid(self.sequence_model(xt, mt)).cpu().numpy()
+        raw = torch.sigmoid(self.sequence_model(xt, mt)).cpu().numpy()
         current = xt[:, -1, :]
         anomaly = self.autoencoder.anomaly_score(current).cpu().numpy()
+        prob = self.calibration.apply(raw, anomaly)
         codes = self._reason_codes(current, reasons) if reasons > 0 else []
         return prob, anomaly, codes
 

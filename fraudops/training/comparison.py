@@ -22,7 +22,8 @@ if TYPE_CHECKING:  # the CLI's table uses `gap` and `verdict`: no torch for thos
 
 #: Score metrics compared model against model (per-scenario recall is compared as well).
 COMPARED = ("auprc", "roc_auc", "recall_at_1pct_fpr", "recall_at_0.1pct_fpr",
-            "precision_at_100", "amount_caught_at_1pct_fpr")
+            "precision_at_100", "amount_caught_at_1pct_fpr", "value_detected_at_fp_ratio_1",
+            "value_detected_at_fp_ratio_0.1", "precision_at_daily_capacity", "brier")
 SCENARIO_RECALL = "recall_at_1pct_fpr."
 REPORT_FILE = "reference_comparison.md"
 
@@ -30,11 +31,14 @@ REPORT_FILE = "reference_comparison.md"
 def add_reference(result: Evaluation, reference: ReferenceModel, data: FeatureSet,
                   rows: np.ndarray) -> Evaluation:
     """Score the evaluation's rows with the reference; add ``reference.*`` and ``gap.*``."""
+    from fraudops.training.evaluation import probability_metrics
+
     rows = data.labelled(rows)
     probability = reference.predict(data.features[rows])
     scenarios = result.scenarios if (result.scenarios != "").any() else None
     values = score_metrics(result.labels, probability, result.amounts, scenarios)
     result.metrics.update({f"reference.{name}": value for name, value in values.items()})
+    result.metrics.update(probability_metrics(result, "reference", probability))
     result.metrics.update({f"gap.{name}": gap(result.metrics, name) for name in COMPARED})
     result.reference_probability = probability
     return result

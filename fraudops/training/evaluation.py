@@ -7,9 +7,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from fraudops.models.scorer import Scorer
+from fraudops.training.calibration import calibration_metrics
 from fraudops.training.dataset import FeatureSet
 from fraudops.training.exceptions import TrainingDataError
-from fraudops.training.metrics import decision_metrics, score_metrics
+from fraudops.training.metrics import (
+    decision_metrics,
+    precision_at_daily_capacity,
+    score_metrics,
+)
 
 #: Rows gathered into [B, K, F] at a time (bounds memory on large evaluation sets).
 EVAL_CHUNK = 16_384
@@ -28,6 +33,10 @@ class Evaluation:
     metrics: dict[str, float]
     #: The gradient-boosted reference's probabilities on the same rows (None: not trained).
     reference_probability: np.ndarray | None = None
+    #: Event times (microseconds since the epoch) of the rows.
+    timestamps: np.ndarray | None = None
+    #: Reviews per day of the policy (the capacity figures use it; None: not configured).
+    daily_review_capacity: int | None = None
 
     def headline(self, metric: str = "auprc") -> float:
         """The sequence model's value of `metric` (what the promotion gate compares)."""
@@ -60,5 +69,19 @@ def evaluate(scorer: Scorer, data: FeatureSet, rows: np.ndarray) -> Evaluation:
             metrics[f"{prefix}.{name}"] = value
     for name, value in decision_metrics(labels, decision, amounts, scenarios).items():
         metrics[f"policy.{name}"] = value
-    return Evaluation(labels, probability, anomaly, decision, amounts,
-                      data.scenarios[rows], metrics)
+    result = Evaluation(labels, probability, anomaly, decision, amounts, data.scenarios[rows],
+                        metrics, timestamps=data.timestamps[rows],
+                        daily_review_capacity=scorer.policy.daily_review_capacity)
+    metrics.update(probability_metrics(result, "sequence", probability))
+    return result
+
+
+def probability_metrics(result: Evaluation, prefix: str, probability: np.ndarray
+                        ) -> dict[str, float]:
+    """How well `probability` is calibrated, and (with a review capacity) the precision of a
+    team reviewing each day's highest-scored rows up to that capacity."""
+    out = {f"{prefix}.{k}": v for k, v in calibration_metrics(result.labels, probability).items()}
+    if result.daily_review_capacity and result.timestamps is not None:
+        out[f"{prefix}.precision_at_daily_capacity"] = precision_at_daily_capacity(
+            result.labels, probability, result.timestamps, result.daily_review_capacity)
+    return out

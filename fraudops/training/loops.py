@@ -142,11 +142,19 @@ def make_optimizer(module: nn.Module, cfg, steps_per_epoch: int):
 
 
 def _weight_average(module: nn.Module, decay: float):
+    """An exponential moving average of the weights (None when `decay` is 0)."""
     if decay <= 0:
         return None
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+    from torch.optim.swa_utils import AveragedModel
 
-    return AveragedModel(module, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    @torch.no_grad()
+    def update(averaged: list, current: list, count) -> None:
+        # Warm-up as in timm's ModelEmaV2: a short run (few steps) is not dominated by the
+        # random initial weights.
+        rate = min(decay, (1.0 + float(count)) / (10.0 + float(count)))
+        torch._foreach_lerp_(averaged, current, 1.0 - rate)
+
+    return AveragedModel(module, multi_avg_fn=update, use_buffers=True)
 
 
 def _sequence_epoch(module, data, rows, stepping, loss_fn, batch_size, device) -> float:

@@ -15,6 +15,9 @@ from fraudops.training.exceptions import TrainingDataError
 
 FPR_POINTS = {"1pct": 0.01, "0.1pct": 0.001}
 PRECISION_AT_K = (100, 500)
+#: False-positive ratios (legitimate alerts per fraud alert) of the value-detection figures.
+FP_RATIOS = {"1": 1.0, "0.1": 0.1}
+MICROS_PER_DAY = 86_400 * 10**6
 
 
 def _check(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -83,6 +86,34 @@ def amount_caught(labels, flagged, amounts) -> float:
     return float(amounts[labels & np.asarray(flagged, dtype=bool)].sum() / total) if total else np.nan
 
 
+def value_detected_at_fp_ratio(labels, scores, amounts, ratio: float) -> float:
+    """Share of the fraud amount flagged at the lowest threshold whose alerts hold at most
+    `ratio` legitimate rows per fraud row (the "value detection rate at an X:1 false-positive
+    ratio" fraud teams report). Thresholds are taken between distinct scores."""
+    labels, scores = _check(labels, scores)
+    amounts = np.asarray(amounts, dtype=np.float64)
+    total = amounts[labels == 1].sum()
+    if not total:
+        return np.nan
+    order = np.argsort(-scores, kind="stable")
+    fraud = np.cumsum(labels[order])
+    legit = np.cumsum(1 - labels[order])
+    caught = np.cumsum(amounts[order] * labels[order])
+    # Only cut where the next score differs: rows with one score are flagged together.
+    cut = np.r_[scores[order][1:] != scores[order][:-1], True]
+    ok = cut & (fraud > 0) & (legit <= ratio * fraud)
+    return float(caught[ok].max() / total) if ok.any() else 0.0
+
+
+def precision_at_daily_capacity(labels, scores, timestamps_us, capacity: int) -> float:
+    """Precision of a team that reviews the `capacity` highest-scored rows of each day."""
+    labels, scores = _check(labels, scores)
+    days = np.asarray(timestamps_us, dtype=np.int64) // MICROS_PER_DAY
+    frame = pd.DataFrame({"day": days, "score": scores, "label": labels})
+    top = frame.sort_values("score", ascending=False, kind="stable").groupby("day").head(capacity)
+    return float(top["label"].mean()) if len(top) else np.nan
+
+
 def recall_by_scenario(labels, flagged, scenarios) -> dict[str, float]:
     """Recall per fraud scenario (synthetic data's ground truth); empty without scenarios."""
     labels = np.asarray(labels).astype(bool)
@@ -109,6 +140,9 @@ def score_metrics(labels, scores, amounts=None, scenarios=None) -> dict[str, flo
     flagged = scores >= threshold_at_fpr(labels, scores, FPR_POINTS["1pct"])
     if amounts is not None:
         out["amount_caught_at_1pct_fpr"] = amount_caught(labels, flagged, amounts)
+        for tag, ratio in FP_RATIOS.items():
+            out[f"value_detected_at_fp_ratio_{tag}"] = value_detected_at_fp_ratio(
+                labels, scores, amounts, ratio)
     if scenarios is not None:
         for name, value in recall_by_scenario(labels, flagged, scenarios).items():
             out[f"recall_at_1pct_fpr.{name}"] = value

@@ -46,6 +46,27 @@ def score_distribution_plot(labels: np.ndarray, values: np.ndarray, name: str,
     return _save(fig, plt, path)
 
 
+def reliability_plot(labels: np.ndarray, probabilities: dict[str, np.ndarray],
+                     path: str | Path, bins: int = 10) -> Path:
+    """Observed fraud rate against predicted probability (equal-count bins, log axes: fraud
+    is rare, so most rows sit at small probabilities), one line per model."""
+    from sklearn.calibration import calibration_curve
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 5))
+    floor = 1e-4
+    ax.plot([floor, 1], [floor, 1], color="grey", linestyle=":", label="perfectly calibrated")
+    for name, values in probabilities.items():
+        observed, predicted = calibration_curve(labels, np.clip(values, 0, 1), n_bins=bins,
+                                                strategy="quantile")
+        ax.plot(np.maximum(predicted, floor), np.maximum(observed, floor), marker="o",
+                label=name)
+    ax.set(xscale="log", yscale="log", xlabel="predicted fraud probability",
+           ylabel="observed fraud rate", title="Reliability (test period)")
+    ax.legend(loc="upper left")
+    return _save(fig, plt, path)
+
+
 def _save(fig, plt, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,7 @@ import torch
 from fraudops.models import ModelBundle, Scorer, load_checkpoint, pick_device, save_checkpoint
 from fraudops.models.checkpoint import AUTOENCODER_KIND, SEQUENCE_KIND
 from fraudops.training import comparison, plots
+from fraudops.training.calibration import fit_calibration
 from fraudops.training.config import TrainingConfig
 from fraudops.training.dataset import FeatureSet
 from fraudops.training.evaluation import Evaluation, evaluate
@@ -72,19 +73,26 @@ def fit_autoencoder(data: FeatureSet, config: TrainingConfig,
 
 def assemble_scorer(sequence: ModelBundle, autoencoder: ModelBundle, data: FeatureSet,
                     config: TrainingConfig) -> Scorer:
-    """Fit the decision policy on the validation period and return the finished scorer.
+    """Fit the calibration and then the decision policy on the validation period; return the
+    finished scorer.
 
-    The policy is stored in the sequence bundle's metadata, so saving the bundle keeps it.
+    Both are stored in the sequence bundle's metadata, so saving the bundle keeps them; the
+    policy's thresholds apply to the calibrated probability.
     """
     device = setup_torch(config)
     # float32 here: the whole period is scored at once (no batch-composition noise to avoid),
     # and the trained modules are converted in place, so they stay float32 for saving.
     scorer = Scorer(sequence, autoencoder, device=device, exact=False)
-    validation = evaluate(scorer, data, split_for(data, config).validation)
-    policy = fit_policy(validation.labels, validation.fraud_probability,
-                        validation.anomaly_score, config.policy)
+    rows = data.labelled(split_for(data, config).validation)
+    raw = evaluate(scorer, data, rows)  # no calibration stored yet: raw probabilities
+    calibration = fit_calibration(raw.labels, raw.fraud_probability, raw.anomaly_score,
+                                  config.calibration)
+    probability = calibration.apply(raw.fraud_probability, raw.anomaly_score)
+    policy = fit_policy(raw.labels, probability, raw.anomaly_score, config.policy,
+                        raw.amounts, data.timestamps[rows])
+    sequence.extra["calibration"] = calibration.to_dict()
     sequence.extra["policy"] = policy.to_dict()
-    scorer.policy = policy
+    scorer.calibration, scorer.policy = calibration, policy
     return scorer
 
 
@@ -133,6 +141,11 @@ def write_report(evaluation: Evaluation, scorer: Scorer, directory: str | Path) 
             labels, evaluation.anomaly_score, "anomaly score", scorer.policy.review_anomaly,
             directory / "anomaly_score.png"),
     }
+    calibrated = {"LSTM-CNN (calibrated)": evaluation.fraud_probability}
+    if reference is not None:
+        calibrated["LightGBM reference"] = reference
+    files["reliability"] = plots.reliability_plot(labels, calibrated,
+                                                  directory / "reliability.png")
     if reference is not None:
         files["reference_probability"] = plots.score_distribution_plot(
             labels, reference, "reference probability", None,
