@@ -13,60 +13,19 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
+from console_helpers import VIEWER_KEY, XSS, alert_record, browser, csrf_of, login, seed, walk
 from gateway_fakes import ANALYST_KEY, INGEST_KEY, PRINCIPALS, T0, build
-
-from fraudops.store import BatchWrite, DecisionRecord, Store
-
-VIEWER_KEY = "viewer-key-0123456789"
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-XSS = '<script>window.pwned=1</script><img src=x onerror="window.pwned=2">'
-
-
-def _decision(i: int, probability: float, decision: str = "review", amount: float = 100.0,
-              account: str | None = None, **fields: object) -> DecisionRecord:
-    reasons = str(fields.pop("reasons", "amount_log"))
-    rules = {"rules_fired": str(fields.pop("rules", "")),
-             "rule_set_version": str(fields.pop("rule_set", ""))}
-    doc = {"transaction_id": f"al-{i}", "account_id": account or f"acc-{i % 5}",
-           "timestamp": (T0 + timedelta(minutes=i)).isoformat(), "amount": amount,
-           "merchant_id": "m-1", **fields}
-    return DecisionRecord(doc["transaction_id"], doc["account_id"], T0 + timedelta(minutes=i),
-                          amount, probability, 0.5, decision, json.dumps(doc),
-                          reason_codes=reasons,
-                          model_version="seq:3+ae:3", **rules)
-
-
-def _seed(tmp: Path, records: list[DecisionRecord]) -> Store:
-    store = Store.from_url(f"sqlite:///{tmp / 'store.db'}")
-    store.write_batch(BatchWrite(decisions=records))
-    return store
 
 
 @pytest.fixture
 def gateway(tmp_path: Path):
-    records = [_decision(i, round(0.5 + (i * 37 % 50) / 100, 2),
+    records = [alert_record(i, round(0.5 + (i * 37 % 50) / 100, 2),
                          "block" if i % 4 == 0 else "review", amount=10.0 * i)
                for i in range(1, 121)]
-    store = _seed(tmp_path, records)
+    store = seed(tmp_path, records)
     app, producer = build(tmp_path, api_keys=f"{PRINCIPALS},vic:viewer:{VIEWER_KEY}")
     yield app, producer, store
     store.close()
-
-
-def browser(app) -> TestClient:
-    return TestClient(app, base_url="https://testserver", raise_server_exceptions=False,
-                      client=("10.2.2.2", 50000))
-
-
-def csrf_of(page: str) -> str:
-    return CSRF.search(page).group(1)
-
-
-def login(client: TestClient, key: str):
-    token = csrf_of(client.get("/console/login").text)
-    return client.post("/console/login", data={"api_key": key, "csrf_token": token},
-                       follow_redirects=False)
 
 
 def test_login_sets_a_signed_strict_cookie_and_never_the_key(gateway) -> None:
@@ -99,7 +58,7 @@ def test_login_refuses_unknown_keys_and_roles_without_console_access(gateway, ke
 
 
 def test_failed_logins_are_rate_limited(tmp_path: Path) -> None:
-    _seed(tmp_path, [_decision(1, 0.9)]).close()
+    seed(tmp_path, [alert_record(1, 0.9)]).close()
     app, _ = build(tmp_path, auth_failure_limit="3/minute")
     with browser(app) as client:
         codes = [login(client, f"guess-{i}").status_code for i in range(4)]
@@ -192,9 +151,9 @@ def test_bad_verdicts_are_refused_with_the_reason(gateway, data, status, message
 
 
 def test_everything_shown_is_escaped(tmp_path: Path) -> None:
-    store = _seed(tmp_path, [
-        _decision(1, 0.9, fraud_scenario=XSS[:64], reasons=f"amount_log,{XSS}"),
-        _decision(0, 0.1, decision="approve", account="acc-1", merchant_id=XSS[:64])])
+    store = seed(tmp_path, [
+        alert_record(1, 0.9, fraud_scenario=XSS[:64], reasons=f"amount_log,{XSS}"),
+        alert_record(0, 0.1, decision="approve", account="acc-1", merchant_id=XSS[:64])])
     app, _ = build(tmp_path)
     with browser(app) as client:
         login(client, ANALYST_KEY)
@@ -210,23 +169,11 @@ def test_everything_shown_is_escaped(tmp_path: Path) -> None:
     assert pages[1].count("&lt;img src=x onerror=") >= 2  # reasons, transaction, note
 
 
-def _walk(client: TestClient, query: str) -> list[list[str]]:
-    """The transaction ids of every page of the queue, following the "Next page" links."""
-    pages, url = [], f"/console/queue?{query}"
-    while url:
-        page = client.get(url)
-        assert page.status_code == 200, page.text
-        pages.append(re.findall(r'<tr data-transaction="([^"]+)"', page.text))
-        found = re.search(r'href="([^"]+)" rel="next"', page.text)
-        url = found.group(1).replace("&amp;", "&") if found else None
-    return pages
-
-
 def test_pages_cover_the_queue_once_riskiest_first(gateway) -> None:
     app, _, store = gateway
     with browser(app) as client:
         login(client, ANALYST_KEY)
-        pages = _walk(client, "status=open")
+        pages = walk(client, "status=open")
     ids = [tx for page in pages for tx in page]
     assert [len(page) for page in pages] == [50, 50, 20]
     assert sorted(ids) == sorted(f"al-{i}" for i in range(1, 121))
@@ -241,8 +188,8 @@ def test_filters_narrow_the_queue(gateway) -> None:
              f"&until={until:%Y-%m-%dT%H:%M}")
     with browser(app) as client:
         login(client, ANALYST_KEY)
-        (shown,) = _walk(client, query)
-        by_account = _walk(client, "account_id=acc-3")
+        (shown,) = walk(client, query)
+        by_account = walk(client, "account_id=acc-3")
     expected = {f"al-{i}" for i in range(30, 60) if i % 4 == 0 and 200 <= 10 * i <= 900}
     assert set(shown) == expected and len(shown) == len(expected)
     assert {int(tx[3:]) % 5 for page in by_account for tx in page} == {3}
@@ -279,15 +226,15 @@ def test_logout_ends_the_session(gateway) -> None:
 
 def test_rules_fired_are_shown_and_filter_the_queue(tmp_path: Path) -> None:
     fired = {1: "big_amount,deny_accounts", 2: "big_amount_night", 3: ""}
-    store = _seed(tmp_path, [_decision(i, 0.9 - i / 10, rules=rules,
+    store = seed(tmp_path, [alert_record(i, 0.9 - i / 10, rules=rules,
                                        rule_set="2026-12-06.1" if rules else "")
                              for i, rules in fired.items()])
     app, _ = build(tmp_path)
     with browser(app) as client:
         login(client, ANALYST_KEY)
-        (big,) = _walk(client, "rule=big_amount")
-        (night,) = _walk(client, "rule=big_amount_night")
-        (none,) = _walk(client, "rule=big")  # a prefix of an id is not the id
+        (big,) = walk(client, "rule=big_amount")
+        (night,) = walk(client, "rule=big_amount_night")
+        (none,) = walk(client, "rule=big")  # a prefix of an id is not the id
         case = client.get("/console/alerts/al-1").text
         plain = client.get("/console/alerts/al-3").text
     store.close()

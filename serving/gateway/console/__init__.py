@@ -2,7 +2,8 @@
 
 An analyst logs in with their API key (the same principals as the API), works the alert queue
 (riskiest first, filtered, keyset-paginated), opens a case and gives a verdict that reaches the
-store and the `labels` topic through the API's feedback path. `mount_console` adds the pages,
+store and the `labels` topic through the API's feedback path, and edits the deny and allow lists
+that rules read. `mount_console` adds the pages,
 their static files and their error pages to the gateway's app.
 """
 
@@ -15,6 +16,7 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from serving.gateway.console.auth import PREFIX, Console, ConsoleRefusal, LoginRequired
+from serving.gateway.console.lists_pages import router as lists_router
 from serving.gateway.console.pages import render, router
 from serving.gateway.deps import Services
 
@@ -26,6 +28,7 @@ def mount_console(app: FastAPI, services: Services) -> None:
     """Serve the console on `app` (its state gets the `Console`)."""
     app.state.console = Console.build(services)
     app.include_router(router)
+    app.include_router(lists_router)
     app.mount(PREFIX + "/static", StaticFiles(directory=STATIC), name="console_static")
     app.add_exception_handler(LoginRequired, _to_login)
     app.add_exception_handler(ConsoleRefusal, _refused)

@@ -1,7 +1,7 @@
 """Who uses the console: login with an API key, the session's principal, roles, CSRF.
 
 Roles are the API's (`serving.gateway.principals.Role`): ``analyst`` works the queue (reads and
-labels), ``viewer`` only reads it, ``admin`` manages lists. A principal with none of these
+labels) and edits list entries, ``viewer`` only reads the queue, ``admin`` creates lists. A principal with none of these
 cannot log in. Failed logins count against the same per-address limit as failed API keys
 (`GatewaySettings.auth_failure_limit`) and the same metric.
 """
@@ -19,14 +19,14 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from fraudops.store import Store
 from fraudops.store.queue import ensure_queue_indexes
+from serving.gateway.console.session import COOKIE, ConsoleSession, SessionCodec
 from serving.gateway.deps import Services
 from serving.gateway.guard import FailedAuthLimiter
 from serving.gateway.principals import Principal, Role
-from serving.gateway.console.session import COOKIE, ConsoleSession, SessionCodec
 
 TEMPLATES = Path(__file__).parent / "templates"
 #: Roles that may log in to the console (to read the queue at least).
-CONSOLE_ROLES = frozenset({Role.ANALYST, Role.VIEWER})
+CONSOLE_ROLES = frozenset({Role.ANALYST, Role.VIEWER, Role.ADMIN})
 #: Where the console lives (below the app's root path).
 PREFIX = "/console"
 
@@ -87,7 +87,7 @@ class Console:
             raise ConsoleRefusal(401, "Unknown API key.")
         if not principal.roles & CONSOLE_ROLES:
             raise ConsoleRefusal(403, f"{principal.name} may not use the console (it needs "
-                                      "the analyst or viewer role).")
+                                      "the analyst, viewer or admin role).")
         return principal
 
 

@@ -31,6 +31,7 @@ from serving.gateway.console.case import case_view
 from serving.gateway.console.forms import STATUSES, parse_queue_form
 from serving.gateway.console.session import ConsoleSession
 from serving.gateway.deps import StoreDep
+from serving.gateway.principals import Role
 from serving.gateway.routers.feedback import submit_feedback
 from serving.gateway.schemas import FeedbackIn, Verdict
 
@@ -59,14 +60,14 @@ def _root(request: Request) -> str:
     return request.scope.get("root_path", "")
 
 
-def _redirect(request: Request, path: str) -> RedirectResponse:
+def redirect(request: Request, path: str) -> RedirectResponse:
     return RedirectResponse(_root(request) + PREFIX + path, status_code=303,
                             headers={"Cache-Control": "no-store"})
 
 
 @router.get("")
 def home(request: Request) -> RedirectResponse:
-    return _redirect(request, "/queue")
+    return redirect(request, "/queue")
 
 
 @router.get("/login")
@@ -85,7 +86,8 @@ def login(request: Request, console: ConsoleDep, api_key: Annotated[str, Form()]
     check_csrf(session_of(request, console), csrf_token)
     client = (request.client.host if request.client else "unknown")
     principal = console.login(client, api_key.strip())
-    response = _redirect(request, "/queue")
+    start = "/queue" if principal.may(Role.ANALYST) or principal.may(Role.VIEWER) else "/lists"
+    response = redirect(request, start)
     console.codec.write(response, ConsoleSession.fresh(principal.name), _root(request) + PREFIX)
     return response
 
@@ -94,7 +96,7 @@ def login(request: Request, console: ConsoleDep, api_key: Annotated[str, Form()]
 def logout(request: Request, console: ConsoleDep,
            csrf_token: Annotated[str, Form()] = "") -> Response:
     check_csrf(session_of(request, console), csrf_token)
-    response = _redirect(request, "/login")
+    response = redirect(request, "/login")
     console.codec.clear(response, _root(request) + PREFIX)
     return response
 
@@ -133,7 +135,7 @@ def label(transaction_id: TransactionId, request: Request, console: ConsoleDep,
     """Record the analyst's verdict, then show the case again."""
     check_csrf(user.session, csrf_token)
     result = _submit(store, console, user, transaction_id, verdict, note)
-    response = _redirect(request, f"/alerts/{transaction_id}?labelled={result}")
+    response = redirect(request, f"/alerts/{transaction_id}?labelled={result}")
     return response
 
 
