@@ -82,6 +82,14 @@ class GatewayMetrics:
             "fraud_gateway_requests_refused_total",
             "Requests refused before any work, by reason (too_large, body_timeout, timeout, "
             "auth_rate_limited).", ["reason"], registry=reg)
+        # Rule ids are bounded by the rule set in force (tens): a safe label.
+        self.rule_hits = Counter(
+            "fraud_rule_hits_total", "/v1/score decisions in which a rule fired, by rule id.",
+            ["rule"], registry=reg)
+        self.rule_set_reloads = Counter(
+            "fraud_rule_set_reloads_total",
+            "Rule-set file changes: loaded (in force now) or refused (invalid; the running one "
+            "stays).", ["outcome"], registry=reg)
         self.label_outcomes = Counter(
             "fraud_gateway_label_outcomes_total",
             "Labels appended to the history, by outcome (new, unchanged, changed).",

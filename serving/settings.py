@@ -111,6 +111,11 @@ class GatewaySettings(BaseModel):
     produce_timeout_s: float = Field(default=10.0, gt=0)
     #: Stored transactions of the account replayed to rebuild its state for `/v1/score`.
     score_history_limit: int = Field(default=200, ge=0, le=10_000)
+    #: The rule set `/v1/score` applies beside the model (the consumer's, fraudops.rules; ""
+    #: = none). Re-read when the file changes and the lists reloaded when their revision moves,
+    #: every `rules_refresh_s` at most (an invalid new version is refused; the running one stays).
+    rules_path: str = ""
+    rules_refresh_s: float = Field(default=2.0, gt=0, le=3600)
     #: Directory of drift reports (``<dir>/<report_id>/report.html`` + ``report.json``);
     #: empty means ``<home>/drift-reports``.
     reports_dir: str = ""

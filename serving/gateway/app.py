@@ -42,6 +42,7 @@ from serving.gateway.routers import (
     score,
     transactions,
 )
+from serving.gateway.rules import GatewayRules
 from serving.metrics import GatewayMetrics
 from serving.settings import GatewayServiceSettings
 
@@ -59,13 +60,15 @@ def build_services(settings: GatewayServiceSettings) -> Services:
     `ConfigurationError` for API keys that cannot work."""
     g = settings.gateway
     principals = Principals.parse(g.api_keys.get_secret_value(), g.bare_key_roles)
+    metrics = GatewayMetrics()
+    store = LazyStore(settings.database.resolved_url(settings.home))
     return Services(
-        settings=settings, metrics=GatewayMetrics(),
-        producer=AckedProducer(settings.kafka, g.produce_timeout_s),
-        store=LazyStore(settings.database.resolved_url(settings.home)),
+        settings=settings, metrics=metrics,
+        producer=AckedProducer(settings.kafka, g.produce_timeout_s), store=store,
         predictor=PredictorClient(g.predictor_url, g.predictor_model, g.predictor_timeout_s),
         reports=DriftReports(g.resolved_reports_dir(settings.home)),
-        principals=principals)
+        principals=principals,
+        rules=GatewayRules(g.rules_path, g.rules_refresh_s, store, metrics))
 
 
 def create_app(settings: GatewayServiceSettings) -> FastAPI:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, HTTPException, Request, Security, status
 from fastapi.security import APIKeyHeader
@@ -24,6 +24,9 @@ from serving.gateway.principals import Principal, Principals, Role
 from serving.gateway.reports import DriftReports
 from serving.metrics import GatewayMetrics
 from serving.settings import GatewayServiceSettings
+
+if TYPE_CHECKING:  # it imports LazyStore from here
+    from serving.gateway.rules import GatewayRules
 
 __all__ = ["API_KEY_HEADER", "V1", "PrincipalDep", "ServicesDep", "StoreDep", "require_role"]
 
@@ -63,6 +66,8 @@ class Services:
     predictor: PredictorClient
     reports: DriftReports
     principals: Principals
+    #: The rule set /v1/score applies (`serving.gateway.rules.GatewayRules`; None: none).
+    rules: GatewayRules | None = None
 
 
 def _services(request: Request) -> Services:

@@ -32,6 +32,12 @@ class ScoreResponse(BaseModel):
     history_used: int = Field(description="Stored transactions of the account replayed first.")
     history_source: Literal["store", "unavailable"] = Field(
         description="'unavailable' when the store could not be read: scored without history.")
+    model_decision: Literal["approve", "review", "block"] | None = Field(
+        default=None, description="The model's own decision (`decision` is after the rules).")
+    rules_fired: list[str] = Field(default_factory=list,
+                                   description="Ids of the rules that fired, in rule-set order.")
+    rule_set_version: str | None = Field(
+        default=None, description="The rule set in force (None: no rule set configured).")
 
 
 class AlertOut(BaseModel):
