@@ -2,8 +2,10 @@
 
 Start Kafka and MLflow; generate a timeline of transactions (the training part is versioned and
 trained on by the pipeline through kfp.local); serve the champion (predictor, consumer,
-gateway); stream the rest at a steady rate with drift switching on half-way; run drift checks,
-whose policy starts retraining, promotion and the predictor's live switch; summarise.
+gateway); stream the rest at a steady rate with drift switching on half-way, and the label
+stream's verdicts to `labels` as they become known; run drift checks, whose policy starts
+retraining (on the labels arrived so far), promotion and the predictor's live switch; summarise
+(against the generator's ground truth, which nothing else sees).
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+
+from fraudops.data.frame import UNKNOWN_LABEL
 from fraudops.local import services
 from fraudops.local.dataset import DemoData, prepare, write_labelled
 from fraudops.local.display import LiveStatus
@@ -194,7 +199,10 @@ class DemoRun:
         if frame.empty:
             self.timeline.skip("warm-up", "nothing to replay")
             return
-        producer = self._producer(frame, self.options.warmup_rate)
+        # History as it happened: the events without their verdicts, the verdicts on `labels`.
+        events = frame.assign(label=UNKNOWN_LABEL, fraud_scenario=None)
+        producer = self._producer(events, self.options.warmup_rate,
+                                  labels=data.labels_between(frame, None, data.split))
         producer.start()
         deadline = time.monotonic() + self.options.drain_timeout_s + len(frame) / 500
         while True:
@@ -212,15 +220,22 @@ class DemoRun:
         self.timeline.done("warm-up", f"{len(frame):,} recent training rows replayed: the "
                                       "consumer's account state and the store have history")
 
-    def _producer(self, frame, rate: float, drift_mask=None, limit=None) -> StreamProducer:
-        layout = self.platform.layout
+    def _producer(self, frame, rate: float, drift_mask=None, limit=None,
+                  labels=None) -> StreamProducer:
+        layout, topics = self.platform.layout, TopicSettings()
         return StreamProducer(functools.partial(kafka_producer, layout.kafka_bootstrap),
-                              TopicSettings().transactions, frame, rate, drift_mask, limit)
+                              topics.transactions, frame, rate, drift_mask, limit,
+                              labels=labels, labels_topic=topics.labels)
 
     def _stream(self, data: DemoData) -> tuple[StreamProducer, DriftWatch]:
         layout, options = self.platform.layout, self.options
-        producer = self._producer(data.stream, options.rate, data.after_drift(),
-                                  limit=data.planned_rows)
+        # The verdicts of what the consumer has seen (the warm-up and the stream), as they
+        # become known during the stream; the summary alone uses the stream's ground truth.
+        seen = pd.concat([data.warmup(options.warmup_share, options.warmup_max_rows),
+                          data.stream], ignore_index=True)
+        producer = self._producer(data.stream_events(), options.rate, data.after_drift(),
+                                  limit=data.planned_rows,
+                                  labels=data.labels_between(seen, data.split, None))
         self.timeline.start("streaming",
                             f"{data.planned_rows:,} transactions at {options.rate:g}/s")
         self.timeline.start("drift + retraining", "waiting for drifted traffic")
@@ -335,6 +350,7 @@ class DemoRun:
             for process in self.platform.processes if not process.name.startswith("topic-")}
         summary.links = {**self.platform.links(), "drift report": _report_link(drift.report)}
         summary.logs = str(self.platform.layout.logs)
+        summary.labels_sent = producer.progress.labels_sent
         summary.problems = watch.problems + producer.progress.errors
         summary.write(self.platform.layout.home / "summary.json")
         self.timeline.done("summary")

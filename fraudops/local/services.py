@@ -183,8 +183,6 @@ def drift_watch(layout: Layout, *, reference_path: Path | None, window_s: float 
         **_pipeline_env(layout),
         "FRAUDOPS_DRIFT__REPORTS_DIR": str(layout.drift_reports.resolve()),
         "FRAUDOPS_DRIFT__SAMPLE_ROWS": str(sample_rows),
-        # Synthetic streams carry their ground truth, so quality can be judged right away.
-        "FRAUDOPS_DRIFT__EVENT_LABELS": "true",
         "FRAUDOPS_DRIFT__TRIGGER_RETRAINING": "true",
         "FRAUDOPS_RETRAIN__CONSECUTIVE_WINDOWS": "1",
         # Recall at 1% FPR of one champion scatters a lot between periods of this small stream

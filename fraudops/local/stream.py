@@ -1,9 +1,13 @@
 """Replays the demo stream into Kafka at a steady rate, on its own thread.
 
 Messages are `Transaction` JSON keyed by account (so one account's events stay in order on one
-partition), carrying their ground truth (`label`, `fraud_scenario`) for the summary. Pacing is a
-simple schedule: by `t` seconds after the start, `rate * t` events are due; the thread sends
-what is due and sleeps a tick, so a slow moment is caught up rather than lost.
+partition). Pacing is a simple schedule: by `t` seconds after the start, `rate * t` events are
+due; the thread sends what is due and sleeps a tick, so a slow moment is caught up rather than
+lost.
+
+With a label stream, each verdict goes to the `labels` topic (a `TransactionLabel`, keyed by
+account like the gateway's) as soon as the stream's event time has passed its `labelled_at`:
+the platform hears of a verdict when it would have, in the stream's own time.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import pandas as pd
 from kafka import KafkaProducer
 
 from fraudops.data import frame as frame_layout
-from fraudops.schema import Transaction
+from fraudops.schema import Transaction, TransactionLabel
 
 TICK_S = 0.02
 
@@ -33,6 +37,7 @@ class StreamProgress:
     started_at: float | None = None
     finished_at: float | None = None
     drift_sent_at: float | None = None  # monotonic time the first drifted event went out
+    labels_sent: int = 0
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -47,16 +52,22 @@ class StreamProgress:
 
 
 class StreamProducer:
-    """Produces `frame`'s rows to `topic` at `rate` events per second until done or stopped."""
+    """Produces `frame`'s rows to `topic` at `rate` events per second until done or stopped,
+    and `labels` (a label stream, in time order) to `labels_topic` as event time passes them."""
 
     def __init__(self, producer_factory: Callable[[], KafkaProducer], topic: str,
                  frame: pd.DataFrame, rate: float, drift_mask: pd.Series | None = None,
-                 limit: int | None = None) -> None:
+                 limit: int | None = None, labels: pd.DataFrame | None = None,
+                 labels_topic: str = "labels") -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
         self._factory = producer_factory
         self._topic = topic
         self._frame = frame
+        self._labels = _label_messages(labels)
+        self._label_times = (labels["labelled_at"].to_numpy(dtype="datetime64[us]")
+                             if labels is not None else np.array([], dtype="datetime64[us]"))
+        self._labels_topic = labels_topic
         self._rate = rate
         self._drift = (drift_mask.to_numpy() if drift_mask is not None
                        else [False] * len(frame))
@@ -106,6 +117,7 @@ class StreamProducer:
     def _produce_all(self, producer: KafkaProducer) -> None:
         progress = self.progress
         records = frame_layout.to_records(self._frame)
+        times = self._frame["timestamp"].to_numpy(dtype="datetime64[us]")
         for index, record in enumerate(records):
             while not self._stop.is_set() and index >= self._due():
                 time.sleep(TICK_S)
@@ -119,6 +131,15 @@ class StreamProducer:
             progress.sent += 1
             if self._drift[index] and progress.drift_sent_at is None:
                 progress.drift_sent_at = time.monotonic()
+            self._send_labels(producer, times[index])
+
+    def _send_labels(self, producer: KafkaProducer, now: np.datetime64) -> None:
+        """Send every label known by event time `now` (labelled at or before it)."""
+        progress = self.progress
+        due = int(np.searchsorted(self._label_times, now, side="right"))
+        for key, value in self._labels[progress.labels_sent:due]:
+            producer.send(self._labels_topic, key=key, value=value).add_errback(self._failed)
+        progress.labels_sent = max(progress.labels_sent, due)
 
     def _due(self) -> float:
         return (time.monotonic() - (self.progress.started_at or 0.0)) * self._rate
@@ -127,6 +148,21 @@ class StreamProducer:
         self.progress.failed += 1
         if len(self.progress.errors) < 5:
             self.progress.errors.append(f"{type(error).__name__}: {error}")
+
+
+def _label_messages(labels: pd.DataFrame | None) -> list[tuple[bytes, bytes]]:
+    """(key, value) of each label as the `labels` topic carries it: validated like any label."""
+    if labels is None:
+        return []
+    messages = []
+    for row in labels.to_dict("records"):
+        fields = {k: v for k, v in row.items() if v is not None and v is not pd.NA}
+        label = TransactionLabel.model_validate(
+            fields | {"label": int(fields["label"]),
+                      "labelled_at": fields["labelled_at"].to_pydatetime()})
+        messages.append(((label.account_id or label.transaction_id).encode(),
+                         label.model_dump_json(exclude_none=True).encode()))
+    return messages
 
 
 def kafka_producer(bootstrap: str) -> KafkaProducer:

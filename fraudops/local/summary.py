@@ -81,6 +81,9 @@ class Summary:
     by_model: dict[str, dict[str, float | int]]
     drift: DriftOutcome
     steps: dict[str, float | None] = field(default_factory=dict)
+    #: Verdicts sent to `labels` during the stream, as they became known (what retraining and
+    #: the drift job's quality figure learn from; the quality table uses the ground truth).
+    labels_sent: int = 0
     #: Per supervised process: seconds until ready (None: never ready) and final state.
     processes: dict[str, dict[str, object]] = field(default_factory=dict)
     links: dict[str, str] = field(default_factory=dict)
@@ -155,6 +158,8 @@ def _overview(summary: Summary) -> Table:
     if summary.latency_ms:
         table.add_row("latency (sent -> stored)", "  ".join(
             f"{name} {value:,.0f} ms" for name, value in summary.latency_ms.items()))
+    table.add_row("labels arrived", f"{summary.labels_sent:,} verdicts sent to `labels` as they "
+                                    "became known (retraining learns from these only)")
     total = max(1, sum(summary.decisions.values()))
     table.add_row("decisions", "  ".join(
         f"{name} {count:,} ({count / total:.1%})"
