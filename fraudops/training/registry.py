@@ -3,7 +3,9 @@
 Both models are promoted together (the policy of the sequence model is fitted on the
 autoencoder's scores): the gate compares the challenger pair with the champion pair on the same
 holdout and moves `champion` on both names only when the challenger is better by a margin. The
-decision and both scores are written as tags on the challenger's model versions.
+decision and both scores are written as tags on the challenger's model versions. The run's
+gradient-boosted reference is scored on the same rows: its figure and, plainly, whether it beats
+the challenger go into the decision's reason (the reference is never promoted: it is the yardstick).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ TAG_REASON = "fraudops.gate.reason"
 TAG_CHALLENGER_SCORE = "fraudops.gate.challenger_score"
 TAG_CHAMPION_SCORE = "fraudops.gate.champion_score"
 TAG_METRIC = "fraudops.gate.metric"
+TAG_REFERENCE_SCORE = "fraudops.gate.reference_score"
 TAG_PARTNER = "fraudops.partner_version"
 
 
@@ -49,24 +52,44 @@ class GateDecision:
     challenger_score: float
     champion_score: float | None
     margin: float
+    #: The run's LightGBM reference on the same holdout and metric (None: not trained).
+    reference_score: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def decide_promotion(challenger_score: float, champion_score: float | None, margin: float,
-                     metric: str = "auprc") -> GateDecision:
-    """Promote when there is no (comparable) champion or the challenger beats it by `margin`."""
+                     metric: str = "auprc", reference_score: float | None = None
+                     ) -> GateDecision:
+    """Promote when there is no (comparable) champion or the challenger beats it by `margin`.
+
+    The reference's score only informs: the reason says whether it beats the challenger.
+    """
+    note = _reference_note(challenger_score, reference_score, metric)
     if challenger_score is None or math.isnan(challenger_score):
-        return GateDecision(False, "challenger score is undefined", metric, float("nan"),
-                            champion_score, margin)
+        return GateDecision(False, "challenger score is undefined" + note, metric, float("nan"),
+                            champion_score, margin, reference_score)
     if champion_score is None or math.isnan(champion_score):
-        return GateDecision(True, "no comparable champion", metric, challenger_score,
-                            champion_score, margin)
+        return GateDecision(True, "no comparable champion" + note, metric, challenger_score,
+                            champion_score, margin, reference_score)
     better = challenger_score >= champion_score + margin
     reason = (f"challenger {metric} {challenger_score:.4f} "
               f"{'>=' if better else '<'} champion {champion_score:.4f} + margin {margin}")
-    return GateDecision(better, reason, metric, challenger_score, champion_score, margin)
+    return GateDecision(better, reason + note, metric, challenger_score, champion_score, margin,
+                        reference_score)
+
+
+def _reference_note(challenger: float | None, reference: float | None, metric: str) -> str:
+    if reference is None or not math.isfinite(reference):
+        return ""
+    if challenger is None or not math.isfinite(challenger):
+        return f"; the LightGBM reference has {metric} {reference:.4f} on the same rows"
+    if reference > challenger:
+        return (f"; the LightGBM reference beats the challenger on the same rows: {metric} "
+                f"{reference:.4f} vs {challenger:.4f}")
+    return (f"; the challenger beats or equals the LightGBM reference on the same rows "
+            f"({metric} {reference:.4f})")
 
 
 def register_pair(client: MlflowClient, names: ModelNames, sequence_uri: str,
@@ -107,7 +130,9 @@ def apply_decision(client: MlflowClient, names: ModelNames, versions: ModelVersi
             TAG_REASON: decision.reason, TAG_METRIC: decision.metric,
             TAG_CHALLENGER_SCORE: f"{decision.challenger_score:.6f}",
             TAG_CHAMPION_SCORE: ("none" if decision.champion_score is None
-                                 else f"{decision.champion_score:.6f}")}
+                                 else f"{decision.champion_score:.6f}"),
+            TAG_REFERENCE_SCORE: ("none" if decision.reference_score is None
+                                  else f"{decision.reference_score:.6f}")}
     try:
         for name, version in ((names.sequence, versions.sequence),
                               (names.autoencoder, versions.autoencoder)):

@@ -204,7 +204,8 @@ def gate_step(features_dir: str | Path, report_dir: str | Path, versions: regist
     if registry.champion_versions(client, names) is not None:
         champion = champion_score(features_dir, config, names)
     decision = registry.decide_promotion(float("nan") if challenger is None else challenger,
-                                         champion, config.gate_margin, config.gate_metric)
+                                         champion, config.gate_margin, config.gate_metric,
+                                         metrics.get(f"reference.{config.gate_metric}"))
     registry.apply_decision(client, names, versions, decision)
     return decision
 
