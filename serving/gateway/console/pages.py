@@ -14,11 +14,12 @@ from fastapi import APIRouter, Form, HTTPException, Path, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
-from fraudops.store import NotFoundError
+from fraudops.store import NotFoundError, Store
 from fraudops.store.queue import alert_queue
 from serving.exceptions import KafkaUnavailableError
 from serving.gateway.console.auth import (
     PREFIX,
+    Console,
     ConsoleDep,
     ConsoleRefusal,
     LabellerDep,
@@ -49,7 +50,8 @@ PAGE_HEADERS = {
 
 def render(request: Request, console: ConsoleDep, template: str, status: int = 200,
            **context: object) -> Response:
-    """A page; `user` (when given) fills the header with the name and the logout form."""
+    """A page (never cached); a `user` in `context` fills the header with the name, the
+    navigation and the logout form."""
     response = console.templates.TemplateResponse(
         request, template, {"prefix": _root(request) + PREFIX, **context}, status_code=status)
     response.headers.update(PAGE_HEADERS)
@@ -135,11 +137,11 @@ def label(transaction_id: TransactionId, request: Request, console: ConsoleDep,
     """Record the analyst's verdict, then show the case again."""
     check_csrf(user.session, csrf_token)
     result = _submit(store, console, user, transaction_id, verdict, note)
-    response = redirect(request, f"/alerts/{transaction_id}?labelled={result}")
-    return response
+    return redirect(request, f"/alerts/{transaction_id}?labelled={result}")
 
 
-def _submit(store, console, user: User, transaction_id: str, verdict: str, note: str) -> str:
+def _submit(store: Store, console: Console, user: User, transaction_id: str, verdict: str,
+            note: str) -> str:
     """The feedback path of the API; its outcome (new, unchanged, changed, late)."""
     try:
         feedback = FeedbackIn(transaction_id=transaction_id, verdict=Verdict(verdict),
