@@ -70,12 +70,18 @@ COLUMNS = ("auprc", "recall_at_1pct_fpr", "recall_at_0.1pct_fpr")
 
 
 def load_data(rows: int, seed: int, no_history: bool):
-    """The featurized generator data (optionally cut to length-one sequences)."""
+    """The featurized generator data with its label stream (optionally cut to length-one
+    sequences)."""
     from fraudops.data.generate import GeneratorConfig, generate
+    from fraudops.data.labels import generate_labels
     from fraudops.training.config import TrainingConfig
     from fraudops.training.dataset import featurize
 
-    data = featurize(generate(GeneratorConfig(rows=rows, seed=seed)), TrainingConfig().seq_len)
+    config = GeneratorConfig(rows=rows, seed=seed)
+    frame = generate(config)
+    # The generated label stream, as a training run reads it: label-informed features count it.
+    labels = generate_labels(frame, config.seed, config.labels)
+    data = featurize(frame, TrainingConfig().seq_len, labels=labels)
     if no_history:
         # Only the last column (the scored transaction) stays: no account history at all.
         data.seq_index[:, :-1] = -1
