@@ -49,15 +49,20 @@ WEBHOOK = "webhook"
 
 
 def alert_payload(decision: DecisionRecord) -> str:
-    """The JSON body every channel carries."""
-    return json.dumps({
+    """The JSON body every channel carries (with the rules that fired and the rule-set
+    version when a rule set was in force)."""
+    doc = {
         "transaction_id": decision.transaction_id, "account_id": decision.account_id,
         "decision": decision.decision, "amount": decision.amount,
         "event_time": decision.event_time.isoformat(),
         "fraud_probability": round(decision.fraud_probability, 6),
         "anomaly_score": round(decision.anomaly_score, 6),
         "reason_codes": decision.reason_codes, "model_version": decision.model_version,
-    }, separators=(",", ":"))
+    }
+    if decision.rule_set_version:
+        doc |= {"rules_fired": [r for r in decision.rules_fired.split(",") if r],
+                "rule_set_version": decision.rule_set_version}
+    return json.dumps(doc, separators=(",", ":"))
 
 
 class NotificationPlanner:

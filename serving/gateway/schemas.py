@@ -56,6 +56,8 @@ class AlertOut(BaseModel):
     status: str
     created_at: datetime
     updated_at: datetime
+    rules_fired: str = Field(default="", description="Rule ids that fired, comma-separated.")
+    rule_set_version: str = Field(default="", description="The rule set in force (\"\": none).")
 
 
 class AlertPage(BaseModel):

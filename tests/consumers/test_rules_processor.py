@@ -12,6 +12,7 @@ from consumer_helpers import record, rule_score, tx_doc
 
 from consumers.messages import stored_decision_message
 from consumers.metrics import ConsumerMetrics
+from consumers.notifications import alert_payload
 from consumers.processor import ProcessorConfig, StreamProcessor
 from fraudops.rules import RuleSetError, RuleSource
 from fraudops.store import Store
@@ -74,6 +75,9 @@ def test_a_deny_listed_account_is_blocked_and_the_decision_records_the_rule(
     assert (second.decision, second.rules_fired) == ("review", "second-history")
     alert = store.get_alert("tx-0")
     assert (alert.rules_fired, alert.rule_set_version) == ("deny-listed-account", "v1")
+    payload = json.loads(alert_payload(bad))  # what email and webhook carry
+    assert (payload["rules_fired"], payload["rule_set_version"]) == (["deny-listed-account"],
+                                                                      "v1")
     published = {json.loads(m.value)["transaction_id"]: m for m in outcome.outgoing
                  if m.topic == "fraud-decisions"}
     message = json.loads(published["tx-0"].value)

@@ -79,3 +79,20 @@ def test_an_invalid_rule_set_is_refused(tmp_path: Path, rules_path: Path) -> Non
     with client(app) as anyone:
         metrics = anyone.get("/metrics").text
     assert 'fraud_rule_set_reloads_total{outcome="refused"} 1.0' in metrics
+
+
+def test_an_alert_shows_the_rules_that_fired(tmp_path: Path) -> None:
+    from fraudops.store import BatchWrite, DecisionRecord, Store
+
+    store = Store.from_url(f"sqlite:///{tmp_path / 'store.db'}")
+    tx = transaction("al-r", "acc-r", amount=900.0)
+    store.write_batch(BatchWrite(decisions=[DecisionRecord(
+        tx.transaction_id, tx.account_id, tx.timestamp, tx.amount, 0.1, 0.2, "block",
+        tx.model_dump_json(), rules_fired="deny-listed-account", rule_set_version="gw-1")]))
+    store.close()
+    app, _ = build(tmp_path)
+    with client(app, ANALYST_KEY) as ana:
+        one = ana.get("/v1/alerts/al-r").json()
+        listed = ana.get("/v1/alerts").json()["items"]
+    assert (one["rules_fired"], one["rule_set_version"]) == ("deny-listed-account", "gw-1")
+    assert listed[0]["rules_fired"] == "deny-listed-account"
