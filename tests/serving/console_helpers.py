@@ -31,8 +31,9 @@ def alert_record(i: int, probability: float, decision: str = "review", amount: f
                           model_version="seq:3+ae:3", **rules)
 
 
-def seed(tmp: Path, records: list[DecisionRecord]) -> Store:
-    store = Store.from_url(f"sqlite:///{tmp / 'store.db'}")
+def seed(tmp: Path, records: list[DecisionRecord], url: str | None = None) -> Store:
+    """The records in the store at `url` (default: SQLite in `tmp`, where `build` looks)."""
+    store = Store.from_url(url or f"sqlite:///{tmp / 'store.db'}")
     store.write_batch(BatchWrite(decisions=records))
     return store
 

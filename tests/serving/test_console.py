@@ -17,13 +17,27 @@ from console_helpers import VIEWER_KEY, XSS, alert_record, browser, csrf_of, log
 from gateway_fakes import ANALYST_KEY, INGEST_KEY, PRINCIPALS, T0, build
 
 
+def _gateway(tmp_path: Path, url: str | None = None):
+    records = [alert_record(i, round(0.5 + (i * 37 % 50) / 100, 2),
+                            "block" if i % 4 == 0 else "review", amount=10.0 * i)
+               for i in range(1, 121)]
+    store = seed(tmp_path, records, url)
+    app, producer = build(tmp_path, url, api_keys=f"{PRINCIPALS},vic:viewer:{VIEWER_KEY}")
+    return app, producer, store
+
+
 @pytest.fixture
 def gateway(tmp_path: Path):
-    records = [alert_record(i, round(0.5 + (i * 37 % 50) / 100, 2),
-                         "block" if i % 4 == 0 else "review", amount=10.0 * i)
-               for i in range(1, 121)]
-    store = seed(tmp_path, records)
-    app, producer = build(tmp_path, api_keys=f"{PRINCIPALS},vic:viewer:{VIEWER_KEY}")
+    app, producer, store = _gateway(tmp_path)
+    yield app, producer, store
+    store.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def gateway_on(request, tmp_path: Path):
+    """The gateway on SQLite and on PostgreSQL (the cluster's store; skips without a server)."""
+    url = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
+    app, producer, store = _gateway(tmp_path, url)
     yield app, producer, store
     store.close()
 
@@ -169,8 +183,8 @@ def test_everything_shown_is_escaped(tmp_path: Path) -> None:
     assert pages[1].count("&lt;img src=x onerror=") >= 2  # reasons, transaction, note
 
 
-def test_pages_cover_the_queue_once_riskiest_first(gateway) -> None:
-    app, _, store = gateway
+def test_pages_cover_the_queue_once_riskiest_first(gateway_on) -> None:
+    app, _, store = gateway_on
     with browser(app) as client:
         login(client, ANALYST_KEY)
         pages = walk(client, "status=open")
@@ -181,8 +195,8 @@ def test_pages_cover_the_queue_once_riskiest_first(gateway) -> None:
     assert risks == sorted(risks, reverse=True)
 
 
-def test_filters_narrow_the_queue(gateway) -> None:
-    app, _, _ = gateway
+def test_filters_narrow_the_queue(gateway_on) -> None:
+    app, _, _ = gateway_on
     since, until = (T0 + timedelta(minutes=30)), (T0 + timedelta(minutes=60))
     query = (f"decision=block&min_amount=200&max_amount=900&since={since:%Y-%m-%dT%H:%M}"
              f"&until={until:%Y-%m-%dT%H:%M}")
@@ -224,12 +238,15 @@ def test_logout_ends_the_session(gateway) -> None:
     assert after.status_code == 303 and after.headers["location"] == "/console/login"
 
 
-def test_rules_fired_are_shown_and_filter_the_queue(tmp_path: Path) -> None:
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_rules_fired_are_shown_and_filter_the_queue(tmp_path: Path, request,
+                                                    database: str) -> None:
+    url = request.getfixturevalue("postgres_url") if database == "postgresql" else None
     fired = {1: "big_amount,deny_accounts", 2: "big_amount_night", 3: ""}
     store = seed(tmp_path, [alert_record(i, 0.9 - i / 10, rules=rules,
-                                       rule_set="2026-12-06.1" if rules else "")
-                             for i, rules in fired.items()])
-    app, _ = build(tmp_path)
+                                         rule_set="2026-12-06.1" if rules else "")
+                            for i, rules in fired.items()], url)
+    app, _ = build(tmp_path, url)
     with browser(app) as client:
         login(client, ANALYST_KEY)
         (big,) = walk(client, "rule=big_amount")
