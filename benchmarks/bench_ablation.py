@@ -227,6 +227,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.smoke:
         vars(args).update(SMOKE)
+        print("smoke run: tiny sizes, the figures are not measurements", file=sys.stderr)
     names = [n.strip() for n in args.variants.split(",") if n.strip()]
     autoencoders = [n.strip() for n in args.autoencoders.split(",") if n.strip()]
     unknown = sorted(set(names) - set(VARIANTS)) + sorted(set(autoencoders)

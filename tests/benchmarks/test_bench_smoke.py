@@ -124,6 +124,18 @@ def test_bench_training_smoke(tmp_path):
     assert "Training benchmark (3,000 rows)" in done.stdout
 
 
+def test_bench_ablation_smoke(tmp_path):
+    done = run_smoke("bench_ablation.py", tmp_path, "--out", "report.json")
+    result = read_report(tmp_path)
+    assert result["rows"] == 3_000
+    names = set(result["results"])
+    assert {"LightGBM reference", "baseline", "wide", "baseline platt+anomaly",
+            "ae_scaled_denoising"} <= names
+    for figures in result["results"].values():
+        assert 0 <= figures["auprc"] <= 1
+    assert "LSTM-CNN ablation, 3,000 rows" in done.stdout
+
+
 @pytest.mark.slow
 def test_bench_drift_smoke(tmp_path):
     run_smoke("bench_drift.py", tmp_path, "--dir", "work", "--out", "report.json")
