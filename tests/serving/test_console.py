@@ -238,6 +238,14 @@ def test_logout_ends_the_session(gateway) -> None:
     assert after.status_code == 303 and after.headers["location"] == "/console/login"
 
 
+def test_the_login_page_sends_a_logged_in_user_to_the_queue(gateway) -> None:
+    app, _, _ = gateway
+    with browser(app) as client:
+        login(client, ANALYST_KEY)
+        again = client.get("/console/login", follow_redirects=False)
+    assert again.status_code == 303 and again.headers["location"] == "/console/queue"
+
+
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
 def test_rules_fired_are_shown_and_filter_the_queue(tmp_path: Path, request,
                                                     database: str) -> None:

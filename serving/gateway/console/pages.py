@@ -32,7 +32,7 @@ from serving.gateway.console.case import case_view
 from serving.gateway.console.forms import STATUSES, parse_queue_form
 from serving.gateway.console.session import ConsoleSession
 from serving.gateway.deps import StoreDep
-from serving.gateway.principals import Role
+from serving.gateway.principals import Principal, Role
 from serving.gateway.routers.feedback import submit_feedback
 from serving.gateway.schemas import FeedbackIn, Verdict
 
@@ -74,7 +74,11 @@ def home(request: Request) -> RedirectResponse:
 
 @router.get("/login")
 def login_form(request: Request, console: ConsoleDep) -> Response:
-    """The login form, with a fresh logged-out session carrying its CSRF token."""
+    """The login form, with a fresh logged-out session carrying its CSRF token (a user still
+    logged in goes to the queue instead)."""
+    current = session_of(request, console)
+    if current is not None and current.principal in console.principals:
+        return redirect(request, _start(console.principals[current.principal]))
     session = ConsoleSession.fresh()
     response = render(request, console, "login.html", csrf=session.csrf)
     console.codec.write(response, session, _root(request) + PREFIX)
@@ -88,10 +92,14 @@ def login(request: Request, console: ConsoleDep, api_key: Annotated[str, Form()]
     check_csrf(session_of(request, console), csrf_token)
     client = (request.client.host if request.client else "unknown")
     principal = console.login(client, api_key.strip())
-    start = "/queue" if principal.may(Role.ANALYST) or principal.may(Role.VIEWER) else "/lists"
-    response = redirect(request, start)
+    response = redirect(request, _start(principal))
     console.codec.write(response, ConsoleSession.fresh(principal.name), _root(request) + PREFIX)
     return response
+
+
+def _start(principal: Principal) -> str:
+    """Where a user lands: the queue, or the lists for an admin who cannot read alerts."""
+    return "/queue" if principal.may(Role.ANALYST) or principal.may(Role.VIEWER) else "/lists"
 
 
 @router.post("/logout")
