@@ -113,3 +113,15 @@ def test_any_value_is_either_stored_as_normalised_or_refused_whole(tmp_path: Pat
     else:
         assert answer.status_code == 422, answer.text
         assert after == before
+
+
+def test_the_lists_api_is_documented(tmp_path: Path) -> None:
+    app, _ = build(tmp_path, docs_enabled=True)
+    with client(app, ANALYST_KEY) as ana:
+        spec = ana.get("/openapi.json").json()
+    paths = spec["paths"]
+    assert {"/v1/lists", "/v1/lists/{name}", "/v1/lists/{name}/entries",
+            "/v1/lists/{name}/entries/{value}"} <= set(paths)
+    add = paths["/v1/lists/{name}/entries"]["post"]
+    assert {"201", "404", "422", "401", "403"} <= set(add["responses"])
+    assert "EntriesIn" in spec["components"]["schemas"]
