@@ -121,11 +121,14 @@ class RuleSource:
         self._due = clock() + refresh_s
 
     def _load(self) -> CompiledRuleSet:
-        """Read, validate and compile the file; raises `RuleSetError`."""
-        stat = self.path.stat() if self.path.exists() else None
-        text = self.path.read_bytes() if stat is not None else b""
-        if stat is None:
-            raise RuleSetError(["file not found"], str(self.path))
+        """Read, validate and compile the file; raises `RulesError` (`RuleSetError` with the
+        reasons, `ListEntryError` for a list the store holds with another kind)."""
+        try:
+            stat = self.path.stat()
+            text = self.path.read_bytes()
+        except OSError as error:
+            raise RuleSetError([f"cannot read the file: {error.strerror or error}"],
+                               str(self.path)) from None
         rule_set = parse_rule_set(text, str(self.path))
         compiled = compile_rule_set(rule_set, self.feature_names)
         if self.store is not None:
@@ -161,9 +164,9 @@ class RuleSource:
             self._file_key = (stat.st_mtime_ns, stat.st_size)  # refused once, not every tick
             self._refuse(str(error) if isinstance(error, RulesError) else repr(error))
             return
+        self.last_error = None
         if self._fingerprint != previous:
             self.engine.install(compiled)
-            self.last_error = None
             log.info("rule set %s in force (%d rules)", compiled.version, len(compiled.rules))
             self.on_reload("loaded", compiled.version)
 
