@@ -3,7 +3,9 @@
 The whole path runs for real: a transaction posted to the gateway (a uvicorn process) goes
 through the Apache Kafka broker to the consumer (in process, with a rule scorer standing in for
 the model server), which stores the alert; the analyst logs in, finds it in the queue, opens it
-and confirms fraud; the label is then read back from the `labels` topic and the store.
+and confirms fraud; the label is then read back from the `labels` topic and the store. Then
+the analyst puts an account on a deny list; the running consumer (with a one-rule rule set)
+picks the entry up and blocks the account's next payment, and the case shows the rule.
 
 Never skips for a missing browser: CI installs chromium (tools/install_chromium.sh) and this
 test fails loudly where it is missing. Playwright never downloads a browser here.
@@ -45,6 +47,17 @@ CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu",
 #: A reason code that would run script if the page did not escape it (no comma: codes are
 #: stored comma-separated; no quote: the decisions topic carries it in JSON).
 HOSTILE_REASON = "<img src=x onerror=window.pwned=1><script>window.pwned=2</script>"
+#: The consumer's rule set: one deny-list rule (its list is created when the set loads).
+RULES_YAML = """
+version: console-test.1
+lists: {deny_accounts: account}
+rules:
+  - id: deny-listed-account
+    owner: fraud-ops
+    description: Accounts on the deny list are blocked whatever the model says.
+    action: block
+    when: {field: account_id, in_list: deny_accounts}
+"""
 SPEC = build_spec()
 SEQ_LEN = 4
 AMOUNT = SPEC.names.index("amount_log")
@@ -75,10 +88,11 @@ def _topics(broker) -> TopicSettings:
     return TopicSettings(**names, consumer_state=f"console-state-{suffix}")
 
 
-def _consumer(broker, topics: TopicSettings, db_url: str) -> tuple[ConsumerApp, threading.Thread]:
+def _consumer(broker, topics: TopicSettings, db_url: str,
+              rules: Path) -> tuple[ConsumerApp, threading.Thread]:
     section = ConsumerSection(group_id=f"console-{uuid.uuid4().hex[:8]}", batch_size=200,
                               batch_max_wait_ms=20, metrics_port=0, snapshot_interval_s=0.5,
-                              backoff_max_s=0.5)
+                              backoff_max_s=0.5, rules_path=str(rules), rules_refresh_s=0.5)
     settings = ConsumerSettings(kafka=KafkaSettings(bootstrap_servers=broker.bootstrap,
                                                     topics=topics),
                                 database=DatabaseSettings(url=db_url), consumer=section)
@@ -104,7 +118,9 @@ def platform(kafka_broker, tmp_path_factory) -> Iterator[Platform]:
            "FRAUDOPS_KAFKA__TOPICS__LABELS": topics.labels}
     process = start_service(["gateway"], env, f"http://127.0.0.1:{port}/healthz",
                             tmp / "gateway.log")
-    consumer, thread = _consumer(kafka_broker, topics, db_url)
+    rules = tmp / "rules.yaml"
+    rules.write_text(RULES_YAML)
+    consumer, thread = _consumer(kafka_broker, topics, db_url, rules)
     try:
         yield Platform(f"http://127.0.0.1:{port}", store, topics, kafka_broker.bootstrap)
     finally:
@@ -180,6 +196,7 @@ def test_an_alert_from_the_stream_is_worked_in_the_browser(platform: Platform, c
     assert page.get_by_test_id("reasons").inner_text().split("\n") == ["amount_log",
                                                                       HOSTILE_REASON]
     assert page.evaluate("window.pwned") is None and page.locator("main img").count() == 0
+    assert "No rule fired" in page.get_by_test_id("rules").inner_text()
     history = page.get_by_test_id("account-history").inner_text()
     assert all(f"acc-browser-tx-{i}" in history for i in range(3))
 
@@ -211,3 +228,47 @@ def test_a_wrong_key_is_refused_on_the_page(platform: Platform, chromium) -> Non
     page.click("button:has-text('Log in')")
     assert page.get_by_test_id("error").inner_text() == "Unknown API key."
     assert "not-a-key" not in page.content()
+
+
+def test_a_deny_list_entry_added_in_the_browser_blocks_the_account(platform: Platform,
+                                                                   chromium) -> None:
+    """List management end to end: the running consumer picks the entry up without a restart,
+    and the alert it raises shows the rule that fired."""
+    page = chromium.new_page()
+    page.goto(f"{platform.url}/console/login")
+    page.fill("#api_key", ANALYST_KEY)
+    page.click("button:has-text('Log in')")
+    page.click("a:has-text('Lists')")
+    page.click("a:has-text('deny_accounts')")
+    page.fill("#values", "acc-stolen")
+    page.fill("#entry-note", "card reported stolen")
+    page.click("button:has-text('Add')")
+    assert page.get_by_test_id("changed").inner_text() == "Added 1."
+    assert "acc-stolen" in page.get_by_test_id("entries").inner_text()
+
+    transaction_id = _small_payments_until_an_alert(platform, "acc-stolen")
+    page.goto(f"{platform.url}/console/queue?rule=deny-listed-account")
+    page.get_by_role("link", name=transaction_id).click()
+    assert page.get_by_test_id("rules").inner_text() == "deny-listed-account"
+    assert page.get_by_test_id("rule-set-version").inner_text() == "console-test.1"
+
+
+def _small_payments_until_an_alert(platform: Platform, account: str,
+                                   timeout: float = 40.0) -> str:
+    """Post small payments for `account` (one a second) until the consumer raises an alert on
+    one (it does once it has reloaded the list); that alert's transaction id."""
+    deadline = datetime.now(UTC) + timedelta(seconds=timeout)
+    with httpx.Client(base_url=platform.url, headers={"X-API-Key": INGEST_KEY},
+                      timeout=30) as client:
+        for i in range(int(timeout)):
+            answer = client.post("/v1/transactions", json={
+                "transaction_id": f"{account}-{i}", "account_id": account,
+                "timestamp": (T0 + timedelta(hours=1, minutes=i)).isoformat(), "amount": 20.0})
+            assert answer.status_code == 202, answer.text
+            threading.Event().wait(1.0)
+            alerts = platform.store.list_alerts(account_id=account, limit=10)
+            if alerts:
+                return alerts[0].transaction_id
+            if datetime.now(UTC) > deadline:
+                break
+    raise TimeoutError(f"no alert for {account} within {timeout}s")
