@@ -35,10 +35,10 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_gateway import _free_port, _wait_http  # noqa: E402
+from bench_gateway import _free_port, _wait_http
 
-from fraudops.store import BatchWrite, DecisionRecord, Store  # noqa: E402
-from fraudops.store.queue import QueueCursor, QueueFilter, alert_queue  # noqa: E402
+from fraudops.store import BatchWrite, DecisionRecord, Store
+from fraudops.store.queue import QueueCursor, QueueFilter, alert_queue
 
 KEY = "bench-analyst-key-0123456789"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
