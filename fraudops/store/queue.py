@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import literal, select, tuple_
+from sqlalchemy import inspect, literal, select, tuple_
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from fraudops.store.models import Alert
@@ -58,8 +59,13 @@ def ensure_queue_indexes(store: Store) -> None:
     """Create the queue's indexes where missing (idempotent). A store created before they
     existed gets them here: `Store.create_schema` creates missing tables, not indexes."""
     for index in Alert.__table__.indexes:
-        if index.name in QUEUE_INDEXES:
+        if index.name not in QUEUE_INDEXES:
+            continue
+        try:
             index.create(store.engine, checkfirst=True)
+        except SQLAlchemyError:  # another gateway created it between the check and ours
+            if not inspect(store.engine).has_index(Alert.__tablename__, index.name):
+                raise
 
 
 def alert_queue(store: Store, filters: QueueFilter, limit: int,

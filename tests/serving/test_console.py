@@ -268,3 +268,19 @@ def test_rules_fired_are_shown_and_filter_the_queue(tmp_path: Path, request,
                       case) == [("big_amount", "deny_accounts")]
     assert '<span data-testid="rule-set-version">2026-12-06.1</span>' in case
     assert "no rule set was in force" in plain
+
+
+def test_a_store_made_before_the_queue_indexes_gets_them(tmp_path: Path) -> None:
+    from sqlalchemy import inspect, text
+
+    store = seed(tmp_path, [alert_record(1, 0.9)])
+    with store.engine.begin() as connection:  # as a store created before the console was
+        for name in ("ix_alerts_queue", "ix_alerts_risk"):
+            connection.execute(text(f"DROP INDEX {name}"))
+    app, _ = build(tmp_path)
+    with browser(app) as client:
+        login(client, ANALYST_KEY)
+        assert client.get("/console/queue").status_code == 200
+    names = {index["name"] for index in inspect(store.engine).get_indexes("alerts")}
+    store.close()
+    assert {"ix_alerts_queue", "ix_alerts_risk"} <= names
