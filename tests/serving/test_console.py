@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from console_helpers import VIEWER_KEY, XSS, alert_record, browser, csrf_of, login, seed, walk
 from gateway_fakes import ANALYST_KEY, INGEST_KEY, PRINCIPALS, T0, build
+from sqlalchemy import inspect, text
 
 
 def _gateway(tmp_path: Path, url: str | None = None):
@@ -271,8 +272,6 @@ def test_rules_fired_are_shown_and_filter_the_queue(tmp_path: Path, request,
 
 
 def test_a_store_made_before_the_queue_indexes_gets_them(tmp_path: Path) -> None:
-    from sqlalchemy import inspect, text
-
     store = seed(tmp_path, [alert_record(1, 0.9)])
     with store.engine.begin() as connection:  # as a store created before the console was
         for name in ("ix_alerts_queue", "ix_alerts_risk"):
