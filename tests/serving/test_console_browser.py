@@ -186,6 +186,10 @@ def test_an_alert_from_the_stream_is_worked_in_the_browser(platform: Platform, c
     page.fill("#api_key", ANALYST_KEY)
     page.click("button:has-text('Log in')")
     page.wait_for_url("**/console/queue")
+    (cookie,) = page.context.cookies()
+    assert (cookie["name"], cookie["httpOnly"], cookie["sameSite"], cookie["secure"]) == (
+        "fraudops_console", True, "Strict", True)
+    assert ANALYST_KEY not in cookie["value"] and page.evaluate("document.cookie") == ""
     row = page.locator(f"tr[data-transaction='{transaction_id}']")
     assert row.locator("td").nth(5).inner_text() == "block"
     assert HOSTILE_REASON in row.inner_text()  # shown as text
