@@ -1,4 +1,6 @@
-"""Feature computation rates: batch (training) and online (streaming), on generated data.
+"""Feature computation rates: batch (training) and online (streaming), on generated data with
+its label stream (the label-informed features count it; online, labels are applied as they
+become known, interleaved with the transactions).
 
     python benchmarks/bench_features.py --rows 1000000 --online-rows 100000 --out bench.json
     python benchmarks/bench_features.py --smoke       # tiny sizes: checks the script still runs
@@ -34,18 +36,32 @@ def main() -> None:
         print("smoke run: tiny sizes, the figures are not measurements", file=sys.stderr)
 
     from fraudops.data.generate import GeneratorConfig, generate
+    from fraudops.data.labels import generate_labels, to_labels
 
-    frame = tabular.sort_by_time(generate(GeneratorConfig(rows=args.rows, seed=args.seed)))
+    config = GeneratorConfig(rows=args.rows, seed=args.seed)
+    frame = tabular.sort_by_time(generate(config))
+    labels = generate_labels(frame, config.seed, config.labels)
     spec = build_spec(tabular.passthrough_names(frame))
 
     started = time.perf_counter()
     compute_batch(frame, spec)
+    no_labels_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    compute_batch(frame, spec, labels=labels)
     batch_seconds = time.perf_counter() - started
 
-    events = list(tabular.to_transactions(frame.head(args.online_rows)))
+    head = frame.head(args.online_rows)
+    events = list(tabular.to_transactions(head))
+    known = labels[labels["labelled_at"] < head["timestamp"].iloc[-1]]
+    verdicts = list(to_labels(known))
     state = OnlineFeatureState(spec)
     started = time.perf_counter()
+    next_label = 0
     for event in events:
+        while (next_label < len(verdicts)
+               and verdicts[next_label].labelled_at < event.timestamp):
+            state.apply_label(verdicts[next_label])
+            next_label += 1
         state.update(event)
     online_seconds = time.perf_counter() - started
 
@@ -53,7 +69,10 @@ def main() -> None:
         "rows": len(frame),
         "batch_seconds": round(batch_seconds, 3),
         "batch_rows_per_second": round(len(frame) / batch_seconds),
+        "batch_seconds_without_labels": round(no_labels_seconds, 3),
+        "labels": len(labels),
         "online_rows": len(events),
+        "online_labels_applied": next_label,
         "online_rows_per_second": round(len(events) / online_seconds),
         "online_us_per_event": round(online_seconds / len(events) * 1e6, 2),
     }
