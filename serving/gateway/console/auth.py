@@ -1,9 +1,10 @@
 """Who uses the console: login with an API key, the session's principal, roles, CSRF.
 
 Roles are the API's (`serving.gateway.principals.Role`): ``analyst`` works the queue (reads and
-labels) and edits list entries, ``viewer`` only reads the queue, ``admin`` creates lists. A principal with none of these
-cannot log in. Failed logins count against the same per-address limit as failed API keys
-(`GatewaySettings.auth_failure_limit`) and the same metric.
+labels) and edits list entries, ``viewer`` only reads the queue, ``admin`` creates lists. A
+principal with none of these cannot log in. Failed logins are limited per client address like
+failed API keys (`GatewaySettings.auth_failure_limit`, a counter of the console's own) and
+counted in the same metric.
 """
 
 from __future__ import annotations
