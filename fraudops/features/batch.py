@@ -68,11 +68,11 @@ def compute_batch(frame: pd.DataFrame, spec: FeatureSpec, *, arrival_order: bool
     columns.update(_novelty(frame))
     clamp = not in_time_order
     columns.update(_account_history(account, ts, log_amount, clamp))
-    codes = {}
+    codes, clock = {}, _Clock.of(ts)
     for entity, key in VELOCITY_ENTITIES.items():
         codes[entity] = account if key == "account_id" else pd.factorize(frame[key])[0]
-        columns.update(_velocity(entity, codes[entity], ts, cents, clamp))
-    columns.update(_label_features(judged_runs(frame, labels), codes, ts, clamp))
+        columns.update(_velocity(entity, codes[entity], clock, cents, clamp))
+    columns.update(_label_features(judged_runs(frame, labels), codes, clock, clamp))
     for name in spec.passthrough:
         values = frame[EXTRA_PREFIX + name].to_numpy(dtype=np.float64, na_value=np.nan)
         columns[f"extra_{name}"] = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
@@ -140,20 +140,54 @@ def _account_history(account, ts, log_amount, clamp: bool) -> dict[str, np.ndarr
     return {name: _unsort(values, order) for name, values in sorted_cols.items()}
 
 
-def _velocity(entity: str, codes, ts, cents, clamp: bool) -> dict[str, np.ndarray]:
-    order, g, _ = _group_order(codes)
-    t, c = ts[order], cents[order]
-    if clamp:
-        t = _watermarks(t, g)
-    unique_ts = np.unique(t)
-    scale = np.int64(len(unique_ts) + 1)
-    key = g.astype(np.int64) * scale + np.searchsorted(unique_ts, t, side="right")
+@dataclass(frozen=True)
+class _Clock:
+    """The frame's event times as ranks among its distinct times (1-based), computed once:
+    windows over (entity, time) become searches on integer keys ``code * scale + rank``. An
+    entity's clamped time (a running maximum) is one of the times, and its rank the running
+    maximum of the ranks."""
+
+    times: np.ndarray  # the distinct times, sorted
+    rank: np.ndarray  # per row: the rank of its time
+
+    @classmethod
+    def of(cls, ts: np.ndarray) -> _Clock:
+        ordered = np.sort(ts)
+        times = ordered[np.r_[True, ordered[1:] != ordered[:-1]]] if len(ts) else ordered
+        return cls(times, np.searchsorted(times, ts, side="right"))
+
+    @property
+    def scale(self) -> np.int64:
+        return np.int64(len(self.times) + 1)
+
+    def entity(self, codes: np.ndarray, clamp: bool):
+        """Rows by (entity, stream order): the order, the codes, the ranks (clamped to the
+        entity's watermark under `clamp`) and the integer keys."""
+        order, g, _ = _group_order(codes)
+        r = self.rank[order]
+        if clamp:
+            r = _watermarks(r, g)
+        return order, g, r, g.astype(np.int64) * self.scale + r
+
+    def lag(self, rank: np.ndarray, width: int) -> np.ndarray:
+        """rank_right(t - width) for the times of ranks `rank` (>= 1)."""
+        back = np.searchsorted(self.times, self.times - width, side="right")
+        return back[rank - 1]
+
+    def of_values(self, values: np.ndarray) -> np.ndarray:
+        """rank_right of arbitrary times (how many distinct times are <= each)."""
+        return np.searchsorted(self.times, values, side="right")
+
+
+def _velocity(entity: str, codes, clock: _Clock, cents, clamp: bool) -> dict[str, np.ndarray]:
+    order, g, r, key = clock.entity(codes, clamp)
+    c = cents[order]
     prefix = np.concatenate([[0], np.cumsum(c)])
     idx = np.arange(len(c))
     out = {}
     known = g >= 0
     for window, width in WINDOWS.items():
-        query = g.astype(np.int64) * scale + np.searchsorted(unique_ts, t - width, side="right")
+        query = g.astype(np.int64) * clock.scale + clock.lag(r, width)
         start = np.searchsorted(key, query, side="right")
         count = (idx - start + 1).astype(np.float64)
         total = prefix[idx + 1] - prefix[start]
@@ -207,11 +241,15 @@ def judged_runs(frame: pd.DataFrame, labels: pd.DataFrame | None) -> LabelRuns:
     return LabelRuns(row, since, until, verdict, unknown=int((~known).sum()))
 
 
-def _label_features(runs: LabelRuns, codes: dict[str, np.ndarray], ts: np.ndarray,
+def _label_features(runs: LabelRuns, codes: dict[str, np.ndarray], clock: _Clock,
                     clamp: bool) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
+    # The runs' ranks do not depend on the entity: once for all three.
+    since = clock.of_values(runs.since)
+    last = {w: clock.of_values(np.minimum(runs.since + (width - 1), runs.until))
+            for w, width in LABEL_WINDOWS.items()}
     for entity in LABEL_ENTITIES:
-        out.update(_entity_label_counts(entity, runs, codes[entity], ts, clamp))
+        out.update(_entity_label_counts(entity, runs, since, last, codes[entity], clock, clamp))
     known = {}
     for entity in ("merchant", "device"):
         fraud = np.expm1(out[f"{entity}_fraud_{EXPOSURE_WINDOW}_log"])
@@ -219,30 +257,25 @@ def _label_features(runs: LabelRuns, codes: dict[str, np.ndarray], ts: np.ndarra
         out[f"{entity}_fraud_known_{EXPOSURE_WINDOW}"] = known[entity].astype(np.float64)
     risky = (known["merchant"] | known["device"]).astype(np.float64)
     out[f"account_risky_visits_{EXPOSURE_WINDOW}_log"] = np.log1p(
-        _window_sum(codes["account"], ts, risky, LABEL_WINDOWS[EXPOSURE_WINDOW], clamp))
+        _window_sum(codes["account"], clock, risky, LABEL_WINDOWS[EXPOSURE_WINDOW], clamp))
     return out
 
 
-def _entity_label_counts(entity: str, runs: LabelRuns, codes, ts, clamp: bool):
+def _entity_label_counts(entity: str, runs: LabelRuns, since, last, codes, clock: _Clock,
+                         clamp: bool):
     """Per row, the runs of its entity counting at its (clamped) time: a run (since, until)
     counts at t when since < t <= min(since + w - 1, until), so each run adds one to an
-    interval of the entity's rows in time order (a difference array)."""
-    order, g, _ = _group_order(codes)
-    t = _watermarks(ts[order], g) if clamp else ts[order]
-    unique_ts = np.unique(t)
-    scale = np.int64(len(unique_ts) + 1)
-    row_key = g.astype(np.int64) * scale + np.searchsorted(unique_ts, t, side="right")
+    interval of the entity's rows in time order (a difference array); `since` and `last` are
+    the runs' ranks (`_Clock`)."""
+    order, _, _, row_key = clock.entity(codes, clamp)
     run_code = codes[runs.row] if len(runs.row) else np.zeros(0, dtype=np.int64)
     valid = run_code >= 0
-    base = run_code[valid].astype(np.int64) * scale
-    since, until, verdict = runs.since[valid], runs.until[valid], runs.verdict[valid]
-    start = np.searchsorted(row_key, base + np.searchsorted(unique_ts, since, side="right"),
-                            side="right")
+    base = run_code[valid].astype(np.int64) * clock.scale
+    verdict = runs.verdict[valid]
+    start = np.searchsorted(row_key, base + since[valid], side="right")
     out, n = {}, len(codes)
-    for window, width in LABEL_WINDOWS.items():
-        last = np.minimum(since + (width - 1), until)
-        end = np.searchsorted(row_key, base + np.searchsorted(unique_ts, last, side="right"),
-                              side="right")
+    for window in LABEL_WINDOWS:
+        end = np.searchsorted(row_key, base + last[window][valid], side="right")
         end = np.maximum(end, start)
         labelled = _interval_sums(start, end, np.ones(len(start)), n)
         fraud = _interval_sums(start, end, verdict.astype(np.float64), n)
@@ -260,14 +293,10 @@ def _interval_sums(start: np.ndarray, end: np.ndarray, weights: np.ndarray, n: i
     return np.rint(np.cumsum(diff)[:n])  # integer counts: no float drift
 
 
-def _window_sum(codes, ts, values: np.ndarray, width: int, clamp: bool) -> np.ndarray:
+def _window_sum(codes, clock: _Clock, values: np.ndarray, width: int, clamp: bool) -> np.ndarray:
     """Sum of `values` over each row's entity rows in (t - width, t], the row included."""
-    order, g, _ = _group_order(codes)
-    t = _watermarks(ts[order], g) if clamp else ts[order]
-    unique_ts = np.unique(t)
-    scale = np.int64(len(unique_ts) + 1)
-    key = g.astype(np.int64) * scale + np.searchsorted(unique_ts, t, side="right")
-    query = g.astype(np.int64) * scale + np.searchsorted(unique_ts, t - width, side="right")
+    order, g, r, key = clock.entity(codes, clamp)
+    query = g.astype(np.int64) * clock.scale + clock.lag(r, width)
     start = np.searchsorted(key, query, side="right")
     prefix = np.concatenate([[0.0], np.cumsum(values[order])])
     idx = np.arange(len(order))
