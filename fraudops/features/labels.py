@@ -78,6 +78,9 @@ def smoothed_rate(fraud, labelled):
     return (fraud + LABEL_PRIOR_RATE * LABEL_PRIOR_WEIGHT) / (labelled + LABEL_PRIOR_WEIGHT)
 
 
+_PRIOR = smoothed_rate(0, 0)
+
+
 class EntityLabels:
     """The verdict runs of one entity's transactions within the widest window: counts over
     trailing windows at any time after the entity's watermark, by bisection."""
@@ -212,7 +215,12 @@ class LabelState:
         for entity in LABEL_ENTITIES:
             key, t = keys[entity], times[entity]
             runs = None if key is None else self.entities[entity].get(key)
-            counts = runs.counts(t) if runs is not None else [(0, 0)] * len(_WIDTHS)
+            if runs is None:  # nothing known (the common case): counts stay 0
+                for _, _, r_slot in slots[entity]:
+                    vec[r_slot] = _PRIOR
+                known.append(False)
+                continue
+            counts = runs.counts(t)
             for (fraud, labelled), (f_slot, l_slot, r_slot) in zip(counts, slots[entity],
                                                                     strict=True):
                 vec[f_slot] = math.log1p(fraud)
@@ -222,8 +230,9 @@ class LabelState:
         merchant, device = known[1], known[2]
         vec[slots["merchant_known"]] = float(merchant)
         vec[slots["device_known"]] = float(device)
-        vec[slots["risky_visits"]] = math.log1p(
-            self._risky_visits(keys["account"], times["account"], merchant or device))
+        if merchant or device or keys["account"] in self.risky:
+            vec[slots["risky_visits"]] = math.log1p(
+                self._risky_visits(keys["account"], times["account"], merchant or device))
 
     def _risky_visits(self, account: str, t: int, risky: bool) -> int:
         visits = self.risky.get(account)
