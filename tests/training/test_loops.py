@@ -56,3 +56,29 @@ def test_periods_without_fraud_are_refused(small_features, tiny_config):
                           data.amounts, data.timestamps, data.scenarios, data.spec)
     with pytest.raises(TrainingDataError, match="fraud"):
         fit_sequence(no_fraud, tiny_config)
+
+
+def test_calibration_travels_with_the_checkpoint(small_features, tiny_config, tmp_path):
+    from fraudops.models import Scorer
+    from fraudops.training.workflow import load_models, save_models
+
+    sequence = fit_sequence(small_features, tiny_config).bundle
+    autoencoder = fit_autoencoder(small_features, tiny_config).bundle
+    scorer = assemble_scorer(sequence, autoencoder, small_features, tiny_config)
+    assert sequence.extra["calibration"]["method"] == "platt"
+    save_models(sequence, autoencoder, tmp_path)
+    served = Scorer(*load_models(tmp_path), exact=False)
+    x, mask = small_features.sequences(np.arange(200))
+    assert served.calibration == scorer.calibration
+    np.testing.assert_allclose(served.score(x, mask).fraud_probability,
+                               scorer.score(x, mask).fraud_probability, atol=1e-6)
+
+
+def test_weight_average_and_schedule_train_deterministically(small_features, tiny_config):
+    sequence = tiny_config.sequence.model_copy(update={"schedule": "onecycle",
+                                                       "weight_average": 0.9})
+    config = tiny_config.model_copy(update={"sequence": sequence})
+    first, again = fit_sequence(small_features, config), fit_sequence(small_features, config)
+    a, b = _weights(first), _weights(again)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(key.startswith("wide.") for key in a)  # the default wide branch is trained
