@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from mlflow.pyfunc import PythonModel
 
+from fraudops.models.calibration import Calibration
 from fraudops.models.checkpoint import load_checkpoint
 from fraudops.models.device import pick_device
 
@@ -27,14 +28,23 @@ class _CheckpointModel(PythonModel):
 
 
 class SequencePyfunc(_CheckpointModel):
-    """predict({"sequences": [B,K,F] float32, "mask": [B,K] bool}) -> fraud probability [B]."""
+    """predict({"sequences": [B,K,F] float32, "mask": [B,K] bool}) -> fraud probability [B].
+
+    The probability is calibrated as the scorer calibrates it, unless the calibration takes the
+    autoencoder's score as an input (that needs the pair: use `fraudops.models.load_scorer`);
+    then it is the raw one.
+    """
 
     def predict(self, context, model_input, params=None):
         x = torch.as_tensor(np.asarray(model_input["sequences"], dtype=np.float32))
         mask = torch.as_tensor(np.asarray(model_input["mask"], dtype=bool))
         with torch.no_grad():
             logits = self.bundle.module(x.to(self.device), mask.to(self.device))
-        return torch.sigmoid(logits).cpu().numpy()
+        raw = torch.sigmoid(logits).cpu().numpy()
+        calibration = Calibration.from_dict(self.bundle.extra.get("calibration"))
+        if calibration.uses_anomaly:
+            return raw
+        return calibration.apply(raw, np.zeros_like(raw)).astype(np.float32)
 
 
 class AutoencoderPyfunc(_CheckpointModel):

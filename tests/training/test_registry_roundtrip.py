@@ -82,9 +82,14 @@ def test_pyfunc_flavour_predicts(registered, tiny_config):
     tracking.connect(target)
     model = mlflow.pyfunc.load_model(f"models:/{NAMES.sequence}/{outcome.versions.sequence}")
     k, f = tiny_config.seq_len, model.metadata.get_input_schema().inputs[0].shape[-1]
-    out = model.predict({"sequences": np.zeros((2, k, f), np.float32),
-                         "mask": np.ones((2, k), bool)})
+    x, mask = np.zeros((2, k, f), np.float32), np.ones((2, k), bool)
+    out = model.predict({"sequences": x, "mask": mask})
     assert np.asarray(out).shape == (2,)
+    # the same calibrated probability the scorer serves
+    scorer = load_scorer(f"models:/{NAMES.sequence}/{outcome.versions.sequence}",
+                         f"models:/{NAMES.autoencoder}/{outcome.versions.autoencoder}",
+                         device="cpu")
+    np.testing.assert_allclose(out, scorer.score(x, mask).fraud_probability, atol=1e-5)
 
 
 def test_champion_with_other_features_is_not_comparable(registered, small_data_path,
