@@ -53,7 +53,10 @@ def _check_first_run(outcome, target):
     assert "config.sequence.epochs" in run.data.params
     logged = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
     assert {"evaluation/pr_curve.png", "evaluation/reference_probability.png",
-            "evaluation/reference_comparison.md"} <= logged
+            "evaluation/reference_comparison.md", "evaluation/reliability.png"} <= logged
+    # fraud-team figures for both models, logged as run metrics
+    for name in ("value_detected_at_fp_ratio_1", "brier", "calibration_error"):
+        assert f"sequence.{name}" in run.data.metrics and f"reference.{name}" in run.data.metrics
 
 
 def test_first_run_is_registered_and_promoted(registered):
