@@ -182,9 +182,12 @@ def run_ablation(data, names: list[str], seeds: int, base, smoke: bool,
         results[name] = {**test_metrics(data, test, runs[0][0]), **runs[0][1]}
         if seeds > 1:
             mean = np.mean([run[0] for run in runs], axis=0)
+            # each seed's own AUPRC: the spread says how much one run's figure can be trusted
+            each = [test_metrics(data, test, run[0])["auprc"] for run in runs]
             results[f"{name}+avg{seeds}"] = {
                 **test_metrics(data, test, mean), "epochs": float("nan"),
-                "seconds": sum(run[1]["seconds"] for run in runs)}
+                "seconds": sum(run[1]["seconds"] for run in runs), "seed_auprc": each}
+            print(f"{name}: AUPRC per seed {[round(v, 4) for v in each]}", file=sys.stderr)
         if combiner:
             results.update(run_combiner(data, split, base, runs[0][2], name, test))
         print(f"{name}: AUPRC {results[name]['auprc']:.4f}", file=sys.stderr, flush=True)
