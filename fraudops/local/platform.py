@@ -122,9 +122,11 @@ class LocalPlatform:
                         for name in (names.sequence, names.autoencoder))
 
     def links(self) -> dict[str, str]:
-        """Addresses worth opening: MLflow UI, gateway API docs, predictor, Kafka."""
+        """Addresses worth opening: MLflow UI, the analyst console (log in with the gateway API
+        key listed last), gateway API docs, predictor, Kafka."""
         layout = self.layout
-        return {"MLflow UI": layout.mlflow_url, "gateway API docs": f"{layout.gateway_url}/docs",
+        return {"MLflow UI": layout.mlflow_url, "Analyst console": f"{layout.gateway_url}/console",
+                "gateway API docs": f"{layout.gateway_url}/docs",
                 "predictor (V2)": f"{layout.predictor_url}/v2/models/{services.PREDICTOR_MODEL}",
                 "Kafka bootstrap": layout.kafka_bootstrap,
                 "decision store": layout.store_url,

@@ -164,6 +164,10 @@ fraudops/settings.py). Secrets are referenced with secretKeyRef, never copied in
 - name: FRAUDOPS_GATEWAY__ALLOWED_HOSTS
   value: {{ join "," (concat $hosts $g.allowedHosts) | quote }}
 {{- end }}
+{{- with include "fraudops.env.rules" (dict "ctx" . "prefix" "FRAUDOPS_GATEWAY") | trim }}
+{{ . }}
+{{- end }}
+{{ include "fraudops.env.console" . }}
 {{- with .Values.gateway.extraEnv }}
 {{ toYaml . }}
 {{- end }}
@@ -202,8 +206,42 @@ fraudops/settings.py). Secrets are referenced with secretKeyRef, never copied in
       optional: true
 {{- end }}
 {{- end }}
+{{- with include "fraudops.env.rules" (dict "ctx" . "prefix" "FRAUDOPS_CONSUMER") | trim }}
+{{ . }}
+{{- end }}
 {{- with .Values.consumer.extraEnv }}
 {{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* The rule set mounted by fraudops.rulesVolume. Call with (dict "ctx" $ "prefix" "FRAUDOPS_CONSUMER"). */}}
+{{- define "fraudops.env.rules" -}}
+{{- if .ctx.Values.rules.enabled }}
+- name: {{ .prefix }}__RULES_PATH
+  value: {{ printf "%s/rules.yaml" (include "fraudops.rulesDir" .ctx) | quote }}
+- name: {{ .prefix }}__RULES_REFRESH_S
+  value: {{ .ctx.Values.rules.refreshSeconds | quote }}
+{{- end }}
+{{- end }}
+
+{{/* Name of the Secret holding the console's session key: the existing one or the chart's. */}}
+{{- define "fraudops.consoleSecret" -}}
+{{- default (include "fraudops.unitName" (dict "ctx" . "unit" "gateway-console")) .Values.gateway.console.existingSecret }}
+{{- end }}
+
+{{/* The analyst console: one session key for every replica, from a Secret. */}}
+{{- define "fraudops.env.console" -}}
+{{- $c := .Values.gateway.console -}}
+- name: FRAUDOPS_GATEWAY__CONSOLE_ENABLED
+  value: {{ $c.enabled | quote }}
+{{- if $c.enabled }}
+{{ include "fraudops.env.secret" (dict "name" "FRAUDOPS_GATEWAY__CONSOLE_SESSION_SECRET" "secret" (include "fraudops.consoleSecret" .) "key" $c.key) }}
+- name: FRAUDOPS_GATEWAY__CONSOLE_COOKIE_SECURE
+  value: {{ $c.cookieSecure | quote }}
+- name: FRAUDOPS_GATEWAY__CONSOLE_SESSION_MAX_AGE_S
+  value: {{ $c.sessionMaxAgeSeconds | quote }}
+- name: FRAUDOPS_GATEWAY__CONSOLE_PAGE_SIZE
+  value: {{ $c.pageSize | quote }}
 {{- end }}
 {{- end }}
 

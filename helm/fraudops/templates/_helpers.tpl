@@ -102,6 +102,36 @@ securityContext:
 
 {{- define "fraudops.homeDir" -}}/var/lib/fraudops{{- end }}
 
+{{/*
+The rule set (values "rules"): the ConfigMap mounted as a directory, never with subPath, so that
+kubelet's atomic swap of the directory on a ConfigMap change reaches the running units, which
+re-read the file when it changes. The file is always rules.yaml in fraudops.rulesDir.
+*/}}
+{{- define "fraudops.rulesDir" -}}/etc/fraudops/rules{{- end }}
+
+{{- define "fraudops.rulesConfigMap" -}}
+{{- default (include "fraudops.unitName" (dict "ctx" . "unit" "rules")) .Values.rules.existingConfigMap }}
+{{- end }}
+
+{{- define "fraudops.rulesVolume" -}}
+{{- if .Values.rules.enabled }}
+- name: rules
+  configMap:
+    name: {{ include "fraudops.rulesConfigMap" . }}
+    items:
+      - key: {{ .Values.rules.key }}
+        path: rules.yaml
+{{- end }}
+{{- end }}
+
+{{- define "fraudops.rulesMount" -}}
+{{- if .Values.rules.enabled }}
+- name: rules
+  mountPath: {{ include "fraudops.rulesDir" . }}
+  readOnly: true
+{{- end }}
+{{- end }}
+
 {{/* Checkov skip annotations shared by every workload; each reason is stated here once. */}}
 {{- define "fraudops.checkovSkips" -}}
 checkov.io/skip1: CKV_K8S_35=The units read settings from FRAUDOPS_* environment variables (pydantic-settings, SecretStr); values come from Secrets via secretKeyRef, never from the chart.
