@@ -6,6 +6,7 @@ or generated; values.schema.json checks the new values."""
 from __future__ import annotations
 
 import base64
+import time
 from pathlib import PurePosixPath
 
 import pytest
@@ -103,6 +104,52 @@ def test_minimal_scenario_carries_its_inline_rule_set(render):
     docs = load_documents(render("minimal-cpu"))
     rule_set = parse_rule_set(find(docs, "ConfigMap", "fraudops-rules")["data"]["rules.yaml"])
     assert rule_set.version == "minimal-1"
+
+
+def _kubelet_write(directory, files: dict[str, str], generation: int) -> None:
+    """Write a ConfigMap volume the way kubelet's AtomicWriter does: the files in a new hidden
+    timestamped directory, `..data` swapped to it by one rename, each file a symlink through
+    `..data`, the previous generation removed."""
+    stamp = directory / f"..2026_12_06_00_00_0{generation}.000000001"
+    stamp.mkdir()
+    for name, text in files.items():
+        (stamp / name).write_text(text)
+    link = directory / "..data_tmp"
+    link.symlink_to(stamp.name)
+    old = (directory / "..data").resolve() if (directory / "..data").exists() else None
+    link.rename(directory / "..data")
+    for name in files:
+        if not (directory / name).is_symlink():
+            (directory / name).symlink_to(f"..data/{name}")
+    if old is not None:
+        for child in old.iterdir():
+            child.unlink()
+        old.rmdir()
+
+
+def test_a_config_map_change_reaches_the_running_rule_source(with_rules, tmp_path):
+    """What kubelet does to the mounted directory on a ConfigMap change is what the units'
+    RuleSource picks up without a restart (a subPath mount would keep the old inode)."""
+    from fraudops.rules import RuleSource
+
+    config_map = find(with_rules, "ConfigMap", "fraudops-rules")
+    text = config_map["data"]["rules.yaml"]
+    rules_path = env(with_rules, "consumer")["FRAUDOPS_CONSUMER__RULES_PATH"]["value"]
+    directory = tmp_path / PurePosixPath(rules_path).parent.relative_to("/")
+    directory.mkdir(parents=True)
+    _kubelet_write(directory, {"rules.yaml": text}, 1)
+    source = RuleSource(tmp_path / PurePosixPath(rules_path).relative_to("/"), None)
+    assert source.engine.version == "2026-12-06.1"
+
+    time.sleep(0.05)  # kubelet's writes are a sync period apart, far beyond the mtime's tick
+    _kubelet_write(directory, {"rules.yaml": text.replace("2026-12-06.1", "2026-12-06.2")}, 2)
+    source.refresh()
+    assert source.engine.version == "2026-12-06.2"
+
+    time.sleep(0.05)  # a version that does not validate is refused; the running one stays
+    _kubelet_write(directory, {"rules.yaml": text.replace("action: block", "action: blokc")}, 3)
+    source.refresh()
+    assert source.engine.version == "2026-12-06.2" and "blokc" in source.last_error
 
 
 def test_rules_from_an_existing_config_map(render):
