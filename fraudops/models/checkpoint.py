@@ -21,7 +21,11 @@ from fraudops.models.autoencoder import Autoencoder, AutoencoderConfig
 from fraudops.models.exceptions import ModelLoadError
 from fraudops.models.lstm_cnn import LSTMCNN, LSTMCNNConfig
 
-FORMAT = "fraudops-model/1"
+#: 2: the LSTM-CNN's wide branch, the autoencoder's per-feature residual scale, the calibration
+#: in the metadata. A /1 checkpoint loads as what it was (the new fields default to the old
+#: architecture); code that reads only /1 refuses a /2 one by its format, not with a crash.
+FORMAT = "fraudops-model/2"
+READABLE_FORMATS = ("fraudops-model/1", FORMAT)
 META_FILE = "fraudops_model.json"
 WEIGHTS_FILE = "weights.pt"
 SEQUENCE_KIND = "lstm_cnn"
@@ -95,7 +99,7 @@ def load_checkpoint(directory: str | Path, device: torch.device | str = "cpu") -
         meta = json.loads((root / META_FILE).read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise ModelLoadError(f"unreadable {root / META_FILE}: {error}") from error
-    if meta.get("format") != FORMAT or meta.get("kind") not in _BUILDERS:
+    if meta.get("format") not in READABLE_FORMATS or meta.get("kind") not in _BUILDERS:
         raise ModelLoadError(f"{root}: unsupported model format/kind "
                              f"{meta.get('format')!r}/{meta.get('kind')!r}")
     cls, config_cls = _BUILDERS[meta["kind"]]

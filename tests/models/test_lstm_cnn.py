@@ -107,3 +107,19 @@ def test_config_without_wide_field_builds_the_first_architecture():
     model = LSTMCNN(LSTMCNNConfig(**stored))
     assert model.wide is None
     assert not any(key.startswith("wide.") for key in model.state_dict())
+
+
+def test_a_first_format_checkpoint_still_loads(tmp_path):
+    import json
+
+    from fraudops.models import ModelBundle, load_checkpoint, save_checkpoint
+    from fraudops.models.checkpoint import META_FILE
+
+    model = _model()
+    save_checkpoint(ModelBundle(model, "lstm_cnn", {"version": "x"}, 6), tmp_path)
+    meta = json.loads((tmp_path / META_FILE).read_text())
+    meta["format"] = "fraudops-model/1"
+    meta["config"].pop("wide_size")  # as written before the wide branch existed
+    (tmp_path / META_FILE).write_text(json.dumps(meta))
+    x, mask = _batch()
+    assert torch.equal(load_checkpoint(tmp_path).module(x, mask), model(x, mask))
