@@ -53,7 +53,7 @@ import psutil
 from kafka import KafkaConsumer, KafkaProducer
 from sqlalchemy import create_engine, text
 
-from fraudops.local.kafka import Flavour, LocalBroker, make_broker
+from local.kafka import Flavour, LocalBroker, make_broker
 
 FRAUDOPS = Path(sys.executable).parent / "fraudops"
 PHASES = ("sustained", "messy", "naive", "fixed", "saturation")

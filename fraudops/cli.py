@@ -14,7 +14,6 @@ from importlib.metadata import entry_points
 import typer
 
 from fraudops.commands import data as data_commands
-from fraudops.commands import platform as platform_commands
 from fraudops.commands import rules as rules_commands
 
 app = typer.Typer(
@@ -25,8 +24,6 @@ app = typer.Typer(
 )
 app.add_typer(data_commands.app, name="data")
 app.add_typer(rules_commands.app, name="rules")
-app.command("demo")(platform_commands.demo)
-app.command("up")(platform_commands.up)
 
 
 def _load_unit_commands(root: typer.Typer) -> None:

@@ -1,5 +1,9 @@
-"""The embedded local platform: the whole system as supervised processes on one machine.
+"""The local unit: the whole system as supervised processes on one machine (orchestration).
 
+It starts the deployable units through their command lines and imports none of them, except
+monitoring's decision-log contract (`monitoring.decisions`), which the drift watch reads.
+
+- `cli`: ``fraudops demo`` and ``fraudops up``.
 - `supervisor`: start processes in their own process groups, wait for readiness, stop them
   (SIGTERM, then SIGKILL after a grace period), one log file each.
 - `layout`: the state dir (``FRAUDOPS_HOME``, default ``.fraudops/demo``), fresh ports per run,

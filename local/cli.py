@@ -1,5 +1,8 @@
 """`fraudops demo` and `fraudops up`: the embedded local platform, one command each.
 
+The local unit's command line, mounted into `fraudops` through the ``fraudops.cli`` entry points
+(pyproject.toml), as every unit's is.
+
 `demo` runs the whole loop (data, training, serving, streaming with drift, retraining, live
 model switch) with a live view and a summary; `up` starts the same platform without the
 scenario and keeps it running until Ctrl-C. Both stop every process they started on exit,
@@ -23,12 +26,12 @@ from rich.table import Table
 from fraudops.data.drift import DRIFTS
 
 if TYPE_CHECKING:
-    from fraudops.local.display import LiveStatus
-    from fraudops.local.platform import LocalPlatform
-    from fraudops.local.timeline import Timeline
+    from local.display import LiveStatus
+    from local.platform import LocalPlatform
+    from local.timeline import Timeline
 
-# The local platform needs the streaming and dev extras (kafka-python, the broker binary): it is
-# imported inside the commands so that the CLI still loads in an image without them.
+# The platform's modules (kafka-python, the broker binary, ...) are imported inside the commands:
+# `fraudops --help` loads this module and should stay fast.
 
 HomeOption = Annotated[Path | None, typer.Option(
     help="State dir (default FRAUDOPS_HOME or .fraudops/demo).")]
@@ -60,12 +63,12 @@ def demo(
     if drift not in DRIFTS:
         raise typer.BadParameter(f"choose one of {', '.join(DRIFTS)}", param_hint="--drift")
     _check_kafka(kafka)
-    from fraudops.local import scenario
-    from fraudops.local.display import LiveStatus
-    from fraudops.local.exceptions import LocalPlatformError
-    from fraudops.local.platform import LocalPlatform
-    from fraudops.local.settings import LocalSettings
-    from fraudops.local.summary import render as render_summary
+    from local import scenario
+    from local.display import LiveStatus
+    from local.exceptions import LocalPlatformError
+    from local.platform import LocalPlatform
+    from local.settings import LocalSettings
+    from local.summary import render as render_summary
 
     _quiet_libraries()
     console = Console()
@@ -112,10 +115,10 @@ def up(
     the store with them.
     """
     _check_kafka(kafka)
-    from fraudops.local.exceptions import LocalPlatformError
-    from fraudops.local.platform import LocalPlatform
-    from fraudops.local.settings import LocalSettings
-    from fraudops.local.timeline import Timeline
+    from local.exceptions import LocalPlatformError
+    from local.platform import LocalPlatform
+    from local.settings import LocalSettings
+    from local.timeline import Timeline
 
     _quiet_libraries()
     console = Console()
@@ -147,8 +150,8 @@ def _check_kafka(kafka: str) -> None:
 
 def _bring_up(platform: LocalPlatform, rows: int) -> None:
     """Broker, MLflow, a champion (trained now if missing), then the units."""
-    from fraudops.local import services
-    from fraudops.local.dataset import prepare
+    from local import services
+    from local.dataset import prepare
 
     timeline = platform.timeline
     timeline.start("platform")
@@ -187,7 +190,7 @@ def _serve_forever(console: Console, platform: LocalPlatform) -> None:
 
 
 def _exit_code(timeline: Timeline) -> int:
-    from fraudops.local.timeline import StepStatus
+    from local.timeline import StepStatus
 
     failed = [s for s in timeline.steps.values() if s.status is StepStatus.FAILED]
     return EXIT_INCOMPLETE if failed else 0
@@ -206,7 +209,7 @@ def _view(console: Console, status: LiveStatus, live: bool | None) -> Iterator[N
         status.timeline.listener = _plain_printer(console)
         yield
         return
-    from fraudops.local.display import render
+    from local.display import render
 
     with Live(get_renderable=lambda: render(status), console=console, refresh_per_second=4,
               transient=False):

@@ -11,11 +11,11 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from fraudops.local.probe import StoreSnapshot
-from fraudops.local.stream import StreamProgress
-from fraudops.local.summary import DriftOutcome
-from fraudops.local.supervisor import ManagedProcess, ProcessState
-from fraudops.local.timeline import StepStatus, Timeline
+from local.probe import StoreSnapshot
+from local.stream import StreamProgress
+from local.summary import DriftOutcome
+from local.supervisor import ManagedProcess, ProcessState
+from local.timeline import StepStatus, Timeline
 
 STEP_ICONS = {StepStatus.PENDING: "[dim]·[/]", StepStatus.RUNNING: "[yellow]▶[/]",
               StepStatus.DONE: "[green]✓[/]", StepStatus.FAILED: "[red]✗[/]",

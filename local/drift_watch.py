@@ -14,10 +14,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fraudops.local.layout import pid_alive
-from fraudops.local.platform import LocalPlatform
-from fraudops.local.summary import DriftOutcome
-from fraudops.local.supervisor import ManagedProcess
+from local.layout import pid_alive
+from local.platform import LocalPlatform
+from local.summary import DriftOutcome
+from local.supervisor import ManagedProcess
 
 
 @dataclass

@@ -6,7 +6,7 @@ from pathlib import Path
 
 
 class LocalPlatformError(RuntimeError):
-    """Base of every error raised by `fraudops.local`."""
+    """Base of every error raised by `local`."""
 
 
 class ProcessFailedError(LocalPlatformError):

@@ -50,7 +50,7 @@ class KafkaCheck:
     bootstrap: str
 
     def __call__(self) -> bool:
-        from fraudops.local.kafka import broker_serves
+        from local.kafka import broker_serves
 
         return broker_serves(self.bootstrap)
 

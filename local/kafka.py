@@ -13,7 +13,7 @@ Two flavours, one interface (`LocalBroker`):
   for (see the README): JoinGroup is held for half the session timeout, ``ListOffsets(latest)``
   is wrong, and its memory engine slows down as a topic fills.
 
-``python -m fraudops.local.kafka fetch`` fetches the Apache runtime (``tools/fetch_kafka.sh``
+``python -m local.kafka fetch`` fetches the Apache runtime (``tools/fetch_kafka.sh``
 calls it); ``... run`` starts a broker in the foreground for manual use.
 """
 
@@ -35,7 +35,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Self
 
-from fraudops.local.exceptions import PrerequisiteError
+from local.exceptions import PrerequisiteError
 
 #: The broker's version. 4.x is KRaft-only; 4.1 is the newest line that kafka-python 3.0 and our
 #: client settings were checked against here (produce, groups, manual commits, rebalances).
@@ -50,7 +50,7 @@ RUNTIME_ENV = "FRAUDOPS_KAFKA_RUNTIME"
 FLAVOUR_ENV = "FRAUDOPS_TEST_KAFKA"
 
 _POM = """<?xml version="1.0" encoding="UTF-8"?>
-<!-- Written by fraudops.local.kafka: the Apache Kafka broker runtime, pinned. -->
+<!-- Written by local.kafka: the Apache Kafka broker runtime, pinned. -->
 <project xmlns="http://maven.apache.org/POM/4.0.0">
   <modelVersion>4.0.0</modelVersion>
   <groupId>io.fraudops</groupId>
@@ -468,7 +468,7 @@ def make_broker(flavour: Flavour | str, workdir: Path, **options: object) -> Loc
 # -- command line -------------------------------------------------------------------------------
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fraudops.local.kafka", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m local.kafka", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     fetch = commands.add_parser("fetch", help="fetch the Apache Kafka runtime through Maven")

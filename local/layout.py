@@ -19,8 +19,8 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from fraudops.local.exceptions import LocalPlatformError
-from fraudops.local.health import free_port
+from local.exceptions import LocalPlatformError
+from local.health import free_port
 
 DEFAULT_HOME = Path(".fraudops/demo")
 

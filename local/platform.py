@@ -16,12 +16,12 @@ from typing import Self
 
 import httpx
 
-from fraudops.local import services
-from fraudops.local.exceptions import LocalPlatformError
-from fraudops.local.kafka import Flavour
-from fraudops.local.layout import Layout, RunRecord, claim, release, sweep
-from fraudops.local.supervisor import ManagedProcess, ProcessSpec, Supervisor
-from fraudops.local.timeline import Timeline
+from local import services
+from local.exceptions import LocalPlatformError
+from local.kafka import Flavour
+from local.layout import Layout, RunRecord, claim, release, sweep
+from local.supervisor import ManagedProcess, ProcessSpec, Supervisor
+from local.timeline import Timeline
 from fraudops.settings import ModelNames
 
 

@@ -18,16 +18,16 @@ from pathlib import Path
 import pandas as pd
 
 from fraudops.data.frame import UNKNOWN_LABEL
-from fraudops.local import services
-from fraudops.local.dataset import DemoData, prepare, write_labelled
-from fraudops.local.display import LiveStatus
-from fraudops.local.drift_watch import DriftWatch
-from fraudops.local.platform import LocalPlatform
-from fraudops.local.probe import StoreProbe, StoreSnapshot, served_versions
-from fraudops.local.stream import StreamProducer, kafka_producer
-from fraudops.local.summary import Summary, summarize
-from fraudops.local.supervisor import ManagedProcess
-from fraudops.local.timeline import StepStatus, Timeline
+from local import services
+from local.dataset import DemoData, prepare, write_labelled
+from local.display import LiveStatus
+from local.drift_watch import DriftWatch
+from local.platform import LocalPlatform
+from local.probe import StoreProbe, StoreSnapshot, served_versions
+from local.stream import StreamProducer, kafka_producer
+from local.summary import Summary, summarize
+from local.supervisor import ManagedProcess
+from local.timeline import StepStatus, Timeline
 from fraudops.settings import TopicSettings
 
 STEPS = ("platform", "data", "training", "serving", "warm-up", "streaming", "drift + retraining",

@@ -13,10 +13,10 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from fraudops.local import kafka
-from fraudops.local.health import HttpCheck, KafkaCheck, TcpCheck
-from fraudops.local.layout import Layout
-from fraudops.local.supervisor import ProcessSpec
+from local import kafka
+from local.health import HttpCheck, KafkaCheck, TcpCheck
+from local.layout import Layout
+from local.supervisor import ProcessSpec
 from fraudops.settings import ModelNames, TopicSettings
 
 #: API key the local gateway accepts (a throwaway value for loopback use only).
@@ -82,7 +82,7 @@ def create_topics(layout: Layout, flavour: kafka.Flavour, topics: list[str],
                   partitions: int = 3) -> list[ProcessSpec]:
     """Jobs that create the platform's topics (neither broker creates them on its own here)."""
     if flavour is kafka.Flavour.APACHE:
-        return [ProcessSpec("topics", (sys.executable, "-m", "fraudops.local.kafka",
+        return [ProcessSpec("topics", (sys.executable, "-m", "local.kafka",
                                        "create-topics", "--bootstrap", layout.kafka_bootstrap,
                                        "--partitions", str(partitions), *topics))]
     return [ProcessSpec(f"topic-{topic}",
@@ -225,6 +225,6 @@ def decisions_log(layout: Layout) -> Path:
 
 def version_data(layout: Layout, data_path: Path) -> ProcessSpec:
     """`dvc add` the training data in the state dir's DVC repository."""
-    return ProcessSpec("dvc", (sys.executable, "-m", "fraudops.local.versioning",
+    return ProcessSpec("dvc", (sys.executable, "-m", "local.versioning",
                                str(layout.home.resolve()), str(data_path.resolve())),
                        separate_stdout=True)

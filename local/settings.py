@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from fraudops.local.layout import DEFAULT_HOME
+from local.layout import DEFAULT_HOME
 from fraudops.settings import CommonSettings
 
 

@@ -20,8 +20,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Self
 
-from fraudops.local.exceptions import JobFailedError, ProcessFailedError
-from fraudops.local.health import HealthCheck
+from local.exceptions import JobFailedError, ProcessFailedError
+from local.health import HealthCheck
 
 POLL_S = 0.1
 

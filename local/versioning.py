@@ -1,6 +1,6 @@
 """Version the demo's training data with DVC (run as a child process: DVC is slow to import).
 
-    python -m fraudops.local.versioning STATE_DIR DATA_FILE
+    python -m local.versioning STATE_DIR DATA_FILE
 
 Makes STATE_DIR a DVC repository (no git: the state dir is not a checkout) unless it is one,
 and `dvc add`s DATA_FILE, leaving ``DATA_FILE.dvc`` whose md5 the training run logs as the data
@@ -31,7 +31,7 @@ def version(root: Path, target: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
-        print("usage: python -m fraudops.local.versioning STATE_DIR DATA_FILE", file=sys.stderr)
+        print("usage: python -m local.versioning STATE_DIR DATA_FILE", file=sys.stderr)
         return 2
     print(version(Path(args[0]), Path(args[1])))
     return 0

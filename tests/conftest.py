@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from fraudops.local.exceptions import PrerequisiteError
-from fraudops.local.kafka import Flavour, LocalBroker, default_flavour, make_broker
+from local.exceptions import PrerequisiteError
+from local.kafka import Flavour, LocalBroker, default_flavour, make_broker
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

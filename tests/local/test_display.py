@@ -9,12 +9,12 @@ from pathlib import Path
 
 from rich.console import Console
 
-from fraudops.local.display import LiveStatus, render
-from fraudops.local.probe import StoreSnapshot
-from fraudops.local.stream import StreamProgress
-from fraudops.local.summary import DriftOutcome
-from fraudops.local.supervisor import ManagedProcess, ProcessSpec, ProcessState
-from fraudops.local.timeline import Timeline
+from local.display import LiveStatus, render
+from local.probe import StoreSnapshot
+from local.stream import StreamProgress
+from local.summary import DriftOutcome
+from local.supervisor import ManagedProcess, ProcessSpec, ProcessState
+from local.timeline import Timeline
 
 
 def _text(status: LiveStatus) -> str:

@@ -8,9 +8,9 @@ import sys
 import time
 from pathlib import Path
 
-from fraudops.local.drift_watch import DriftWatch, LogTail
-from fraudops.local.summary import DriftOutcome
-from fraudops.local.timeline import Timeline
+from local.drift_watch import DriftWatch, LogTail
+from local.summary import DriftOutcome
+from local.timeline import Timeline
 
 
 def _append(path: Path, text: str) -> None:

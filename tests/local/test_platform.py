@@ -13,14 +13,14 @@ import httpx
 import pytest
 from kafka import KafkaConsumer
 
-from fraudops.local.dataset import prepare
-from fraudops.local.exceptions import LocalPlatformError
-from fraudops.local.layout import Layout, RunRecord, claim, release, run_members
-from fraudops.local.platform import LocalPlatform
-from fraudops.local.services import platform_topics
-from fraudops.local.stream import StreamProducer, kafka_producer
-from fraudops.local.supervisor import group_alive
-from fraudops.local.timeline import Timeline
+from local.dataset import prepare
+from local.exceptions import LocalPlatformError
+from local.layout import Layout, RunRecord, claim, release, run_members
+from local.platform import LocalPlatform
+from local.services import platform_topics
+from local.stream import StreamProducer, kafka_producer
+from local.supervisor import group_alive
+from local.timeline import Timeline
 
 
 @pytest.mark.integration

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from fraudops.local import services
-from fraudops.local.platform import LocalPlatform
-from fraudops.local.timeline import Timeline
+from local import services
+from local.platform import LocalPlatform
+from local.timeline import Timeline
 
 
 def test_links_lead_to_the_analyst_console_on_the_gateway(tmp_path) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from rich.console import Console
 
-from fraudops.local.summary import DriftOutcome, Quality, render, summarize
+from local.summary import DriftOutcome, Quality, render, summarize
 
 
 def _stream() -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:

@@ -10,9 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fraudops.local.exceptions import JobFailedError, ProcessFailedError
-from fraudops.local.health import HttpCheck, TcpCheck, free_port
-from fraudops.local.supervisor import ProcessSpec, ProcessState, Supervisor, group_alive
+from local.exceptions import JobFailedError, ProcessFailedError
+from local.health import HttpCheck, TcpCheck, free_port
+from local.supervisor import ProcessSpec, ProcessState, Supervisor, group_alive
 
 PY = sys.executable
 
