@@ -10,21 +10,33 @@ delivered again (same transaction, time, verdict and source) is recorded once.
 
 Readers that want one verdict per transaction (retraining data, the drift job's quality
 figures, the console) read `labels`; the history answers who said what, and when.
+
+Each entry also holds the judged transaction's entity keys (account, merchant, device): those
+the label carried, else the stored transaction's at the time the label is recorded ("" when
+neither is known: a label recorded before its transaction, without keys). `entity_labels`
+reads an account's, merchant's or device's recent labels by them (`POST /v1/score`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import json
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, or_, select, update
 
-from fraudops.store.models import Base, Label, LabelEvent, LabelOutcome, utcnow
+from fraudops.schema import TransactionLabel
+from fraudops.store.models import Base, Decision, Label, LabelEvent, LabelOutcome, utcnow
 from fraudops.store.records import LabelEntry, LabelRecord
 
 _HISTORY = LabelEvent.__table__
 _LABELS = Label.__table__
+_DECISIONS = Decision.__table__
+#: The judged transaction's keys stored with each entry (`LabelRecord` and column names).
+ENTITY_KEYS = ("account_id", "merchant_id", "device_id")
+#: The columns of a `LabelEntry`.
+_ENTRY_COLUMNS = [c for c in _HISTORY.c if c.name not in ENTITY_KEYS]
 #: Columns of `labels` taken from the entry that set the current verdict.
 _CURRENT_FIELDS = ("label", "source", "analyst", "note", "labelled_at")
 
@@ -58,6 +70,8 @@ class LabelLog:
         ids = list({label.transaction_id for label in labels})
         current = self._current(connection, ids)
         recorded = self._recorded(connection, ids, labels)
+        stored_keys = self._stored_keys(connection, [
+            label.transaction_id for label in labels if not _carried_keys(label)])
         entries: list[LabelEntry] = []
         latest: dict[str, dict[str, Any]] = {}
         for label in labels:
@@ -72,7 +86,9 @@ class LabelLog:
                    "outcome": outcome.value, "source": label.source, "analyst": label.analyst,
                    "note": label.note, "labelled_at": at, "recorded_at": now,
                    "published_at": now if published else None}
-            result = connection.execute(_HISTORY.insert(), row)
+            keys = _carried_keys(label) or stored_keys.get(label.transaction_id, {})
+            result = connection.execute(_HISTORY.insert(), row | {
+                name: keys.get(name) or "" for name in ENTITY_KEYS})
             entries.append(LabelEntry(id=result.inserted_primary_key[0], **row))
             if outcome is not LabelOutcome.LATE:
                 current[label.transaction_id] = (label.label, at)
@@ -84,9 +100,37 @@ class LabelLog:
 
     def entries(self, connection: Connection, transaction_id: str) -> list[LabelEntry]:
         """A transaction's history, oldest first (by `labelled_at`, then insertion)."""
-        query = (select(_HISTORY).where(_HISTORY.c.transaction_id == transaction_id)
+        query = (select(*_ENTRY_COLUMNS).where(_HISTORY.c.transaction_id == transaction_id)
                  .order_by(_HISTORY.c.labelled_at, _HISTORY.c.id))
         return [LabelEntry(**row._mapping) for row in connection.execute(query)]
+
+    def entity_labels(self, connection: Connection, *, since: datetime, before: datetime,
+                      accounts: Collection[str] = (), merchants: Collection[str] = (),
+                      devices: Collection[str] = (), limit: int) -> tuple[
+                          list[TransactionLabel], bool]:
+        """Every label with ``since < labelled_at < before`` of a transaction of one of the
+        accounts, merchants or devices, with its transaction's keys, by `labelled_at` (then
+        insertion); at most the latest `limit` of them, and whether more were left out.
+        One query over the entity indexes (``ix_label_history_<entity>``)."""
+        conditions = [getattr(_HISTORY.c, name).in_(sorted({k for k in keys if k}))
+                      for name, keys in zip(ENTITY_KEYS, (accounts, merchants, devices),
+                                            strict=True) if any(keys)]
+        if not conditions or limit <= 0:
+            return [], False
+        query = (select(_HISTORY.c.transaction_id, _HISTORY.c.label, _HISTORY.c.labelled_at,
+                        *(getattr(_HISTORY.c, name) for name in ENTITY_KEYS))
+                 .where(_HISTORY.c.labelled_at > since, _HISTORY.c.labelled_at < before,
+                        or_(*conditions))
+                 .order_by(_HISTORY.c.labelled_at.desc(), _HISTORY.c.id.desc())
+                 .limit(limit + 1))
+        rows = connection.execute(query).all()
+        # Stored values, validated when they were recorded: no second validation per row.
+        labels = [TransactionLabel.model_construct(
+            transaction_id=row.transaction_id, label=row.label,
+            labelled_at=_utc(row.labelled_at),
+            **{name: getattr(row, name) or None for name in ENTITY_KEYS})
+            for row in reversed(rows[:limit])]
+        return labels, len(rows) > limit
 
     def unpublished_verdict(self, connection: Connection,
                             transaction_id: str) -> LabelEntry | None:
@@ -116,6 +160,22 @@ class LabelLog:
                 for row in connection.execute(query)}
 
     @staticmethod
+    def _stored_keys(connection: Connection, ids: list[str]) -> dict[str, dict[str, str]]:
+        """The entity keys of the stored transactions among `ids`."""
+        if not ids:
+            return {}
+        query = select(_DECISIONS.c.transaction_id, _DECISIONS.c.transaction_json).where(
+            _DECISIONS.c.transaction_id.in_(set(ids)))
+        keys = {}
+        for row in connection.execute(query):
+            try:
+                event = json.loads(row.transaction_json)
+            except ValueError:  # an unreadable stored event: its keys stay unknown
+                continue
+            keys[row.transaction_id] = {name: event.get(name) for name in ENTITY_KEYS}
+        return keys
+
+    @staticmethod
     def _recorded(connection: Connection, ids: list[str],
                   labels: Sequence[LabelRecord]) -> set[tuple[str, datetime, int, str]]:
         """Keys of the entries a label with an explicit time could be a redelivery of."""
@@ -127,6 +187,12 @@ class LabelLog:
                                                 _HISTORY.c.labelled_at.in_(times))
         return {(row.transaction_id, _utc(row.labelled_at), row.label, row.source)
                 for row in connection.execute(query)}
+
+
+def _carried_keys(label: LabelRecord) -> dict[str, str | None]:
+    """The entity keys a label carries ({} when none)."""
+    keys = {name: getattr(label, name) for name in ENTITY_KEYS}
+    return keys if any(keys.values()) else {}
 
 
 def _utc(value: datetime) -> datetime:

@@ -185,7 +185,9 @@ class LabelEvent(Base):
 
     __tablename__ = "label_history"
     __table_args__ = (Index("ux_label_history_event", "transaction_id", "labelled_at", "label",
-                            "source", unique=True),)
+                            "source", unique=True),
+                      *(Index(f"ix_label_history_{entity}", f"{entity}_id", "labelled_at")
+                        for entity in ("account", "merchant", "device")))
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"),
                                     primary_key=True, autoincrement=True)
@@ -204,6 +206,13 @@ class LabelEvent(Base):
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     #: When the verdict was produced to the `labels` topic (None: not by this entry).
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: The judged transaction's entity keys ("" unknown): those the label carried, else the
+    #: stored transaction's when the label was recorded. What `/v1/score` finds an account's,
+    #: a merchant's or a device's recent verdicts by (`LabelLog.entity_labels`). Added to
+    #: existing stores by `Store.create_schema` (`ADDED_COLUMNS`, `ENTITY_INDEXES`).
+    account_id: Mapped[str] = mapped_column(String(ID_LENGTH), default="", server_default="")
+    merchant_id: Mapped[str] = mapped_column(String(ID_LENGTH), default="", server_default="")
+    device_id: Mapped[str] = mapped_column(String(ID_LENGTH), default="", server_default="")
 
 
 class StreamCheckpoint(Base):
@@ -274,6 +283,12 @@ class RuleListEntry(Base):
 
 
 #: Columns added to tables that existed before them: (table, column). `Store.create_schema`
-#: adds the missing ones (each has a server default, so old rows read as "no rules").
+#: adds the missing ones (each has a server default, so old rows read as "no rules", "keys
+#: unknown").
 ADDED_COLUMNS = (("decisions", "rules_fired"), ("decisions", "rule_set_version"),
-                 ("alerts", "rules_fired"), ("alerts", "rule_set_version"))
+                 ("alerts", "rules_fired"), ("alerts", "rule_set_version"),
+                 ("label_history", "account_id"), ("label_history", "merchant_id"),
+                 ("label_history", "device_id"))
+#: Indexes of tables that existed before them: `Store.create_schema` creates the missing ones.
+ENTITY_INDEXES = ("ix_label_history_account", "ix_label_history_merchant",
+                  "ix_label_history_device")

@@ -79,6 +79,11 @@ class LabelRecord:
     analyst: str | None = None
     note: str | None = None
     labelled_at: datetime | None = None
+    #: The judged transaction's keys when the label carries them (None: the store looks them
+    #: up in the stored transaction).
+    account_id: str | None = None
+    merchant_id: str | None = None
+    device_id: str | None = None
 
     def __post_init__(self) -> None:
         if self.label not in (0, 1):
@@ -88,11 +93,11 @@ class LabelRecord:
 
     @classmethod
     def from_label(cls, label: TransactionLabel) -> LabelRecord:
-        """The record of a validated label (its entity keys are not stored: the transaction
-        has them)."""
+        """The record of a validated label, with the entity keys it carries."""
         return cls(transaction_id=label.transaction_id, label=label.label,
                    source=label.source.value, analyst=label.analyst, note=label.note,
-                   labelled_at=label.labelled_at)
+                   labelled_at=label.labelled_at, account_id=label.account_id,
+                   merchant_id=label.merchant_id, device_id=label.device_id)
 
 
 @dataclass(frozen=True)

@@ -23,14 +23,16 @@ from sqlalchemy import (
     delete,
     event,
     func,
+    inspect,
     select,
     text,
     update,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
+from fraudops.schema import TransactionLabel
 from fraudops.store.exceptions import (
     NotFoundError,
     StaleCheckpointError,
@@ -39,12 +41,14 @@ from fraudops.store.exceptions import (
 from fraudops.store.label_history import LabelLog
 from fraudops.store.lists import ListsMixin, add_missing_columns
 from fraudops.store.models import (
+    ENTITY_INDEXES,
     Alert,
     AlertStatus,
     Base,
     Decision,
     DecisionSource,
     Label,
+    LabelEvent,
     Notification,
     NotificationStatus,
     StreamCheckpoint,
@@ -123,6 +127,7 @@ class Store(ListsMixin):
         (idempotent; other migrations are out of scope for v1)."""
         Base.metadata.create_all(self.engine)
         add_missing_columns(self.engine)
+        _create_missing_indexes(self.engine, LabelEvent, ENTITY_INDEXES)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -263,6 +268,18 @@ class Store(ListsMixin):
         """Every label given to a transaction, oldest first."""
         with self.engine.connect() as connection:
             return self._labels.entries(connection, transaction_id)
+
+    def entity_labels(self, *, since: datetime, before: datetime,
+                      accounts: Collection[str] = (), merchants: Collection[str] = (),
+                      devices: Collection[str] = (), limit: int = 10_000
+                      ) -> tuple[list[TransactionLabel], bool]:
+        """The labels known in (since, before) of the transactions of these accounts,
+        merchants and devices, with their keys, oldest first; at most the latest `limit`, and
+        whether more were left out (see `LabelLog.entity_labels`)."""
+        with self.engine.connect() as connection:
+            return self._labels.entity_labels(
+                connection, since=since, before=before, accounts=accounts,
+                merchants=merchants, devices=devices, limit=limit)
 
     def unpublished_verdict(self, transaction_id: str) -> LabelEntry | None:
         """The entry to produce when the current verdict has not reached the `labels` topic."""
@@ -415,6 +432,19 @@ _CHECKPOINTS = StreamCheckpoint.__table__
 _STATE = StreamStateEntry.__table__
 _DECISIONS = Decision.__table__
 _SOURCES = DecisionSource.__table__
+
+
+def _create_missing_indexes(engine: Engine, model: type[Base], names: Collection[str]) -> None:
+    """Create the named indexes of `model`'s table where missing (a table created before
+    them); another process creating one at the same time is not an error."""
+    for index in model.__table__.indexes:
+        if index.name not in names:
+            continue
+        try:
+            index.create(engine, checkfirst=True)
+        except SQLAlchemyError:
+            if not inspect(engine).has_index(model.__tablename__, index.name):
+                raise
 
 
 def _of_partition(table: Any, group_id: str, topic: str, partition: int) -> tuple[Any, ...]:

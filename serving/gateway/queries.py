@@ -1,18 +1,23 @@
 """The gateway's reads over the shared decision store (`fraudops.store.Store`).
 
 Thin adapters from the routers' shapes to the store's methods; the only logic here is turning
-stored raw transactions back into `Transaction`s for `/v1/score`.
+stored raw transactions back into `Transaction`s, and reading the labels their replay needs, for
+`/v1/score`.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 
 from pydantic import ValidationError
 
-from fraudops.schema import Transaction
+from fraudops.schema import Transaction, TransactionLabel
 from fraudops.store import Alert, Decision, Label, LabelEntry, Store
+from serving.gateway.scoring import LABEL_LIMIT, LabelScope
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,18 @@ def account_history(store: Store, account_id: str, before: datetime, limit: int,
         except ValidationError:  # a row the consumer stored can still be unreadable: skip it
             continue
     return history
+
+
+def scope_labels(store: Store, scope: LabelScope) -> list[TransactionLabel]:
+    """The labels of `scope` with their transactions' keys, oldest first (at most the latest
+    `LABEL_LIMIT`: a warning says when more were known)."""
+    labels, truncated = store.entity_labels(
+        since=scope.since, before=scope.before, accounts=scope.accounts,
+        merchants=scope.merchants, devices=scope.devices, limit=LABEL_LIMIT)
+    if truncated:
+        log.warning("scoring with the latest %d labels only (account %s)", LABEL_LIMIT,
+                    next(iter(scope.accounts), ""))
+    return labels
 
 
 def ping(store: Store) -> None:

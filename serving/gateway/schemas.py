@@ -30,6 +30,10 @@ class ScoreResponse(BaseModel):
     reason_codes: list[str]
     model_version: str | None
     history_used: int = Field(description="Stored transactions of the account replayed first.")
+    labels_applied: int = Field(
+        default=0, description="Stored labels known before the event (of the account's "
+                               "transactions and of its recent merchants' and devices') "
+                               "applied during the replay.")
     history_source: Literal["store", "unavailable"] = Field(
         description="'unavailable' when the store could not be read: scored without history.")
     model_decision: Literal["approve", "review", "block"] | None = Field(

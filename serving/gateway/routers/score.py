@@ -9,13 +9,13 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.exc import SQLAlchemyError
 
 from fraudops.rules import RuleOutcome
-from fraudops.schema import Transaction
+from fraudops.schema import Transaction, TransactionLabel
 from serving.exceptions import StoreUnavailableError
 from serving.gateway import queries
 from serving.gateway.deps import V1, Services, ServicesDep
 from serving.gateway.errors import StrictJSONRoute
 from serving.gateway.schemas import ScoreResponse
-from serving.gateway.scoring import build_sequence
+from serving.gateway.scoring import label_scope, replay
 
 router = APIRouter(prefix=V1, tags=["scoring"], route_class=StrictJSONRoute)
 log = logging.getLogger(__name__)
@@ -34,8 +34,11 @@ async def score_transaction(transaction: Transaction, services: ServicesDep) -> 
     part of the account's history and of the alert queue.
     """
     served = await services.predictor.features()
-    history, source = await run_in_threadpool(_history, services, transaction)
-    x, mask, used = build_sequence(served.spec, served.info.seq_len, history, transaction)
+    history, labels, source = await run_in_threadpool(_history, services, transaction)
+    # Off the event loop: a busy merchant's labels take milliseconds to replay.
+    replayed = await run_in_threadpool(replay, served.spec, served.info.seq_len, history,
+                                       transaction, labels)
+    x, mask = replayed.x, replayed.mask
     batch = await services.predictor.score(x, mask)
     probability, anomaly = float(batch.fraud_probability[0]), float(batch.anomaly_score[0])
     model_decision = batch.decision[0]
@@ -47,7 +50,8 @@ async def score_transaction(transaction: Transaction, services: ServicesDep) -> 
         transaction_id=transaction.transaction_id, decision=decision,
         fraud_probability=probability, anomaly_score=anomaly,
         reason_codes=list(batch.reason_codes[0]), model_version=batch.model_version,
-        history_used=used, history_source=source, model_decision=model_decision,
+        history_used=replayed.history_used, labels_applied=replayed.labels_applied,
+        history_source=source, model_decision=model_decision,
         rules_fired=list(ruled.fired) if ruled else [],
         rule_set_version=ruled.version if ruled else None)
 
@@ -69,12 +73,17 @@ async def _apply_rules(services: Services, names: tuple[str, ...], transaction: 
     return outcome
 
 
-def _history(services: Services, transaction: Transaction) -> tuple[list[Transaction], str]:
+def _history(services: Services, transaction: Transaction
+             ) -> tuple[list[Transaction], list[TransactionLabel], str]:
+    """The account's stored history and the labels its replay applies (two indexed queries:
+    `serving.gateway.scoring`); none of either when the store cannot be read."""
     limit = services.settings.gateway.score_history_limit
     try:
         store = services.store.get()
-        return queries.account_history(store, transaction.account_id, transaction.timestamp,
-                                       limit, exclude=transaction.transaction_id), "store"
+        history = queries.account_history(store, transaction.account_id, transaction.timestamp,
+                                          limit, exclude=transaction.transaction_id)
+        labels = queries.scope_labels(store, label_scope(history, transaction))
+        return history, labels, "store"
     except (StoreUnavailableError, SQLAlchemyError) as error:
         log.warning("scoring %s without history: %s", transaction.transaction_id, error)
-        return [], "unavailable"
+        return [], [], "unavailable"
