@@ -11,6 +11,12 @@ from, in order of preference:
 A path option (``--reference`` / ``FRAUDOPS_DRIFT__REFERENCE_PATH``) is the fallback for runs that
 logged neither (or whose data set is not reachable from here). Lineage comes first so that after
 a promotion the reference follows the new champion's data.
+
+The label stream beside the data (``<name>.labels.parquet``, as training reads it) comes along:
+the champion scores the reference with its label-informed features point in time, each label
+counted only from its `labelled_at` (see `monitoring.features`), over `LABEL_HISTORY` more of
+the data so that the verdicts of older transactions count as they did in training and in the
+stream. Without a label stream those features say "nothing known", as training said.
 """
 
 from __future__ import annotations
@@ -25,7 +31,9 @@ import numpy as np
 import pandas as pd
 
 from fraudops.data import frame as layout
+from fraudops.data.labels import labels_path, read_labels
 from fraudops.features import FeatureSpec, gather_sequences, sequence_index
+from fraudops.features.spec import LABEL_MEMORY_US
 from fraudops.models import Scorer
 from monitoring.exceptions import ReferenceNotFoundError
 from monitoring.features import window_features, window_rows
@@ -42,6 +50,11 @@ DATA_END_KEYS = ("data.window_end", "fraudops.data.end", "data_end", "train_end"
 HOLDOUT_PREFIX = "sequence."
 #: How an unset value reads back from MLflow params (str(None)).
 _UNSET = {"", "None", "null"}
+#: Where a reference frame keeps the path of its label stream (`frame.attrs`).
+LABELS_ATTR = "labels_path"
+#: History scored before the reference window's lookback when there are labels: a verdict
+#: counts for 28 days after it is known, on a transaction often weeks older than that.
+LABEL_HISTORY = timedelta(microseconds=2 * LABEL_MEMORY_US)
 
 
 @dataclass(frozen=True)
@@ -113,11 +126,14 @@ def _utc(value: str) -> pd.Timestamp:
 
 def _logged_sample(client, run_id: str) -> pd.DataFrame | None:
     names = [a.path for a in client.list_artifacts(run_id, REFERENCE_ARTIFACT)]
-    tables = [n for n in names if n.endswith((".parquet", ".csv"))]
+    tables = [n for n in names if n.endswith((".parquet", ".csv"))
+              and not n.endswith(".labels.parquet")]
     if not tables:
         return None
-    local = client.download_artifacts(run_id, tables[0], tempfile.mkdtemp(prefix="fraudops-ref-"))
-    return _read(local)
+    directory = tempfile.mkdtemp(prefix="fraudops-ref-")
+    if (stream := str(labels_path(tables[0]))) in names:
+        client.download_artifacts(run_id, stream, directory)
+    return _read(client.download_artifacts(run_id, tables[0], directory))
 
 
 def _read(path: str) -> pd.DataFrame:
@@ -128,7 +144,16 @@ def _read(path: str) -> pd.DataFrame:
         if not local.exists():
             raise ReferenceNotFoundError(f"reference data {local} does not exist")
         frame = layout.read(local)
-    return layout.sort_by_time(frame)
+    frame = layout.sort_by_time(frame)
+    if "://" not in path.removeprefix("file://") and labels_path(local).is_file():
+        frame.attrs[LABELS_ATTR] = str(labels_path(local))
+    return frame
+
+
+def reference_labels(data: pd.DataFrame) -> pd.DataFrame | None:
+    """The label stream found beside the reference data (None: there is none)."""
+    path = data.attrs.get(LABELS_ATTR)
+    return read_labels(path) if path else None
 
 
 def reference_window(data: pd.DataFrame, scorer: Scorer, spec: FeatureSpec, span: timedelta,
@@ -141,16 +166,23 @@ def reference_window(data: pd.DataFrame, scorer: Scorer, spec: FeatureSpec, span
     frame, in_window = window_rows(data, start, end, lookback)
     if not in_window.any():
         raise ReferenceNotFoundError(f"the reference data has no rows between {start} and {end}")
-    probability, anomaly = score_rows(frame, in_window, scorer, spec)
+    labels = reference_labels(data)
+    if labels is None:
+        probability, anomaly = score_rows(frame, in_window, scorer, spec)
+    else:  # scored over more history (LABEL_HISTORY), then cut to the frame (its suffix)
+        wide, wide_in_window = window_rows(data, start, end, lookback + LABEL_HISTORY)
+        probability, anomaly = (scores[len(wide) - len(frame):] for scores in score_rows(
+            wide, wide_in_window, scorer, spec, labels))
     return ScoredWindow(frame, in_window, probability, anomaly,
                         frame["label"].to_numpy(dtype=np.int8), start.to_pydatetime(),
                         end.to_pydatetime())
 
 
-def score_rows(frame: pd.DataFrame, in_window: np.ndarray, scorer: Scorer, spec: FeatureSpec
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """Champion scores of the window's rows (NaN for lookback rows, which nobody compares)."""
-    features, rows = window_features(frame, spec, in_window)
+def score_rows(frame: pd.DataFrame, in_window: np.ndarray, scorer: Scorer, spec: FeatureSpec,
+               labels: pd.DataFrame | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Champion scores of the window's rows (NaN for lookback rows, which nobody compares);
+    `labels` count point in time (`monitoring.features.window_features`)."""
+    features, rows = window_features(frame, spec, in_window, labels)
     x, mask = gather_sequences(features, sequence_index(frame, scorer.seq_len)[rows])
     result = scorer.score(x, mask)
     probability = np.full(len(frame), np.nan)
