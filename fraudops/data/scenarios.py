@@ -336,4 +336,14 @@ def fraud_rows(ctx: Context, rng: np.random.Generator, total: int,
     share = np.array([weights[n] for n in names]) / sum(weights[n] for n in names)
     budgets = np.floor(share * total).astype(int)
     budgets[: total - budgets.sum()] += 1
-    return concat_rows([scenario_rows(n, ctx, rng, int(b)) for n, b in zip(names, budgets)])
+    # A scenario may find no incident to stage in a small population (no small shop, no
+    # victims): its shortfall passes to the next ones, so the data set has exactly its rows.
+    parts, missing = [], 0
+    # The planned budgets first, then one more round that only makes up a shortfall.
+    plan = [*zip(names, budgets.tolist()), *((name, 0) for name in names)]
+    for name, budget in plan:
+        if budget + missing <= 0:
+            continue
+        parts.append(scenario_rows(name, ctx, rng, budget + missing))
+        missing = budget + missing - len(parts[-1]["account"])
+    return concat_rows(parts)
