@@ -24,7 +24,7 @@ from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, or_, select, update
+from sqlalchemy import Connection, and_, or_, select, update
 
 from fraudops.schema import TransactionLabel
 from fraudops.store.models import Base, Decision, Label, LabelEvent, LabelOutcome, utcnow
@@ -132,6 +132,23 @@ class LabelLog:
             for row in reversed(rows[:limit])]
         return labels, len(rows) > limit
 
+    def fill_keys(self, connection: Connection) -> int:
+        """Give the entries without entity keys those of their transaction where it is stored
+        now (entries of a store older than the keys, labels recorded before their
+        transaction); returns how many changed. Cheap when there are none (the account
+        index)."""
+        unknown = and_(*(getattr(_HISTORY.c, name) == "" for name in ENTITY_KEYS))
+        query = (select(_HISTORY.c.id, _DECISIONS.c.transaction_json)
+                 .join(_DECISIONS, _DECISIONS.c.transaction_id == _HISTORY.c.transaction_id)
+                 .where(unknown))
+        rows = connection.execute(query).all()
+        for row in rows:
+            keys = _event_keys(row.transaction_json)
+            if keys:
+                connection.execute(update(_HISTORY).where(_HISTORY.c.id == row.id)
+                                   .values({name: keys.get(name) or "" for name in ENTITY_KEYS}))
+        return len(rows)
+
     def unpublished_verdict(self, connection: Connection,
                             transaction_id: str) -> LabelEntry | None:
         """The latest entry of the current verdict if no entry stating that verdict since it
@@ -168,11 +185,8 @@ class LabelLog:
             _DECISIONS.c.transaction_id.in_(set(ids)))
         keys = {}
         for row in connection.execute(query):
-            try:
-                event = json.loads(row.transaction_json)
-            except ValueError:  # an unreadable stored event: its keys stay unknown
-                continue
-            keys[row.transaction_id] = {name: event.get(name) for name in ENTITY_KEYS}
+            if found := _event_keys(row.transaction_json):
+                keys[row.transaction_id] = found
         return keys
 
     @staticmethod
@@ -187,6 +201,15 @@ class LabelLog:
                                                 _HISTORY.c.labelled_at.in_(times))
         return {(row.transaction_id, _utc(row.labelled_at), row.label, row.source)
                 for row in connection.execute(query)}
+
+
+def _event_keys(transaction_json: str) -> dict[str, str | None]:
+    """The entity keys of a stored event ({} when it cannot be read: they stay unknown)."""
+    try:
+        event = json.loads(transaction_json)
+    except ValueError:
+        return {}
+    return {name: event.get(name) for name in ENTITY_KEYS} if isinstance(event, dict) else {}
 
 
 def _carried_keys(label: LabelRecord) -> dict[str, str | None]:

@@ -123,11 +123,14 @@ class Store(ListsMixin):
         return store
 
     def create_schema(self) -> None:
-        """Create missing tables, and the `ADDED_COLUMNS` a table created before them lacks
-        (idempotent; other migrations are out of scope for v1)."""
+        """Create missing tables, and the `ADDED_COLUMNS` and `ENTITY_INDEXES` a table created
+        before them lacks; label history entries without entity keys get their stored
+        transaction's (idempotent; other migrations are out of scope for v1)."""
         Base.metadata.create_all(self.engine)
         add_missing_columns(self.engine)
         _create_missing_indexes(self.engine, LabelEvent, ENTITY_INDEXES)
+        with self.engine.begin() as connection:
+            self._labels.fill_keys(connection)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -144,17 +144,23 @@ def test_a_label_known_after_the_event_does_not_count(tmp_path: Path, database_u
     np.testing.assert_allclose(x_after[-1, columns], batch[-1, columns], atol=1e-6, rtol=0)
 
 
-def test_an_older_store_gets_the_entity_columns_and_indexes(tmp_path: Path) -> None:
-    """A store created before the label entity keys: `create_schema` adds them (old entries
-    read as keys unknown) and their indexes."""
+def test_an_older_store_gets_the_entity_keys_and_their_indexes(tmp_path: Path) -> None:
+    """A store created before the label entity keys: `create_schema` adds the columns and
+    their indexes and gives its entries their stored transactions' keys; a label recorded
+    before its transaction gets them once the transaction is stored and the store reopened."""
     from sqlalchemy import inspect, text
 
     url = f"sqlite:///{tmp_path / 'old.db'}"
     store = Store.from_url(url)
+    store.add_labels([LabelRecord("early", 1, labelled_at=SCORED_AT - timedelta(days=1))])
+    seed(store, [("o1", 1, 15, False)])
     with store.engine.begin() as connection:
         for name in ("account", "merchant", "device"):
             connection.execute(text(f"DROP INDEX ix_label_history_{name}"))
             connection.execute(text(f"ALTER TABLE label_history DROP COLUMN {name}_id"))
+    early = tx("early", "acc-9", "m-1", "d-9", 2)
+    store.write_batch(BatchWrite(decisions=[DecisionRecord(
+        "early", "acc-9", early.timestamp, 25.0, 0.1, 0.1, "approve", early.model_dump_json())]))
     store.close()
     store = Store.from_url(url)
     inspector = inspect(store.engine)
@@ -162,4 +168,7 @@ def test_an_older_store_gets_the_entity_columns_and_indexes(tmp_path: Path) -> N
         c["name"] for c in inspector.get_columns("label_history")}
     assert {"ix_label_history_merchant", "ix_label_history_device"} <= {
         i["name"] for i in inspector.get_indexes("label_history")}
+    labels, truncated = store.entity_labels(since=T0, before=SCORED_AT, merchants=["m-1"])
+    assert [(x.transaction_id, x.account_id, x.device_id) for x in labels] == [
+        ("o1", "acc-2", "d-2"), ("early", "acc-9", "d-9")] and not truncated
     store.close()
