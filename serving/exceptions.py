@@ -31,5 +31,11 @@ class StoreUnavailableError(ServingError):
     """The gateway cannot reach the decision store."""
 
 
+class RulesUnavailableError(ServingError):
+    """A rule set is configured but none could be put in force (it does not compile against the
+    served model's features): `/v1/score` refuses rather than decide without the rules and
+    lists, as the consumer refuses to start."""
+
+
 class ReportNotFoundError(ServingError, LookupError):
     """No drift report with this id (or not in the requested format)."""

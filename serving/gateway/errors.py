@@ -26,6 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from serving.exceptions import (
     KafkaUnavailableError,
     PredictorUnavailableError,
+    RulesUnavailableError,
     StoreUnavailableError,
 )
 
@@ -160,10 +161,17 @@ def _store_down(_: Request, error: Exception) -> JSONResponse:
     return _unavailable("the decision store is unavailable; retry later")
 
 
+def _rules_down(_: Request, error: Exception) -> JSONResponse:
+    log.error("rule set configured but not in force, refusing to score: %s", error)
+    return _unavailable("the configured rule set could not be put in force (the gateway's log "
+                        "says why); refusing to decide without it")
+
+
 def add_error_handlers(app: FastAPI) -> None:
     """Install the handlers above on `app`."""
     app.add_exception_handler(RequestValidationError, _validation_failed)
     app.add_exception_handler(KafkaUnavailableError, _kafka_down)
     app.add_exception_handler(PredictorUnavailableError, _predictor_down)
     app.add_exception_handler(StoreUnavailableError, _store_down)
+    app.add_exception_handler(RulesUnavailableError, _rules_down)
     app.add_exception_handler(SQLAlchemyError, _store_down)

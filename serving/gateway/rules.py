@@ -13,7 +13,7 @@ import logging
 import threading
 
 from fraudops.rules import RulesError, RuleSource, load_rule_set
-from serving.exceptions import ConfigurationError, StoreUnavailableError
+from serving.exceptions import ConfigurationError, RulesUnavailableError, StoreUnavailableError
 from serving.gateway.deps import LazyStore
 from serving.metrics import GatewayMetrics
 
@@ -30,6 +30,7 @@ class GatewayRules:
         self._source: RuleSource | None = None
         self._names: tuple[str, ...] = ()
         self._with_store = False
+        self._refused = ""  # why the last rule set was refused (none in force yet)
         self._lock = threading.Lock()
         if path:
             try:
@@ -42,7 +43,11 @@ class GatewayRules:
         return bool(self.path)
 
     def current(self, feature_names: tuple[str, ...]) -> RuleSource | None:
-        """The rule source for `feature_names`, refreshed when due (blocking: store I/O)."""
+        """The rule source for `feature_names`, refreshed when due (blocking: store I/O).
+
+        Fails closed: with a rule set configured and none in force (the file does not compile
+        against the served features), `RulesUnavailableError`, never a model-only decision
+        that would skip the deny lists."""
         if not self.path:
             return None
         with self._lock:
@@ -50,6 +55,8 @@ class GatewayRules:
                 self._build(feature_names)
             else:
                 self._source.refresh_if_due()
+            if self._source is None:
+                raise RulesUnavailableError(self._refused)
             return self._source
 
     def _build(self, feature_names: tuple[str, ...]) -> None:
@@ -67,6 +74,7 @@ class GatewayRules:
                                       on_reload=lambda outcome, _: reloads.labels(outcome).inc())
         except RulesError as error:  # the running rules (if any) stay
             reloads.labels("refused").inc()
+            self._refused = str(error)
             log.error("rule set refused, %s stays: %s",
                       self._source.engine.version if self._source else "none", error)
             return

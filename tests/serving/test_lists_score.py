@@ -81,6 +81,22 @@ def test_an_invalid_rule_set_is_refused(tmp_path: Path, rules_path: Path) -> Non
     assert 'fraud_rule_set_reloads_total{outcome="refused"} 1.0' in metrics
 
 
+def test_a_rule_set_the_served_model_cannot_run_fails_closed(tmp_path: Path) -> None:
+    """A passthrough feature the served model lacks passes the start-up check but cannot
+    compile: `/v1/score` answers 503 (no decision without the deny lists), then scores again
+    once a rule set that compiles is written."""
+    path = tmp_path / "rules.yaml"
+    path.write_text(RULES.replace("feature: account_first_seen", "feature: extra_no_such_column"))
+    app, _ = build(tmp_path, rules_path=str(path), rules_refresh_s=0.05)
+    with client(app, INGEST_KEY) as ingest:
+        answer = ingest.post("/v1/score", json=transaction("t1", "acc-1").model_dump(
+            mode="json"))
+    assert answer.status_code == 503, answer.text
+    assert "rule set" in answer.json()["detail"] and answer.headers["Retry-After"]
+    path.write_text(RULES)
+    assert score(app, "t2", "acc-1")["rule_set_version"] == "gw-1"
+
+
 def test_an_alert_shows_the_rules_that_fired(tmp_path: Path) -> None:
     from fraudops.store import BatchWrite, DecisionRecord, Store
 
