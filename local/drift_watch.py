@@ -1,34 +1,37 @@
 """Follows the monitoring loop: drift checks, the retraining they start, the predictor's switch.
 
 The drift job runs as a supervised service (`fraudops drift watch`) and appends one JSON line
-per check to its decisions log. This watch reads the new lines: a check whose policy triggered
-carries the pid of the training pipeline the job started (its command launcher, in a session of
-its own); the watch follows that pid until retraining ends, asks MLflow whether the challenger
-was promoted, and watches the predictor until it serves the new champion.
+per check to its decisions log, each a `monitoring.decisions.DecisionEntry` (monitoring owns the
+contract; this is the one import of another unit the local platform makes). A check whose policy
+triggered carries the pid of the training pipeline the job started (its command launcher, in a
+session of its own); the watch follows that pid until retraining ends, asks MLflow whether the
+challenger was promoted, and watches the predictor until it serves the new champion.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from pydantic import ValidationError
 
 from local.layout import pid_alive
 from local.platform import LocalPlatform
 from local.summary import DriftOutcome
 from local.supervisor import ManagedProcess
+from monitoring.decisions import SKIPPED, DecisionEntry, parse_entry
 
 
 @dataclass
 class LogTail:
-    """New lines of an append-only JSON-lines file since the last read."""
+    """New entries of the decisions log since the last read (unparseable lines kept aside)."""
 
     path: Path
     offset: int = 0
     skipped: list[str] = field(default_factory=list)
 
-    def read(self) -> list[dict]:
+    def read(self) -> list[DecisionEntry]:
         try:
             with self.path.open("rb") as handle:
                 handle.seek(self.offset)
@@ -40,8 +43,8 @@ class LogTail:
         entries = []
         for line in complete.decode(errors="replace").splitlines():
             try:
-                entries.append(json.loads(line))
-            except json.JSONDecodeError:
+                entries.append(parse_entry(line))
+            except ValidationError:
                 self.skipped.append(line[:200])
         return entries
 
@@ -98,30 +101,34 @@ class DriftWatch:
             self._retraining_ended(now)
         self._follow_switch(served_versions, now)
 
-    def _judge(self, entry: dict, now: float) -> None:
+    def _judge(self, entry: DecisionEntry, now: float) -> None:
         timeline = self._platform.timeline
-        if entry.get("decision") == "skipped":
+        if entry.decision == SKIPPED:
             return  # nothing scored in the window yet
         self.outcome.checks += 1
         if self.stream_done:
             self._checks_after_stream += 1
         if self.outcome.detected_at_s is None:  # keep the report that found the drift
-            self.outcome.report = entry.get("report_location") or self.outcome.report
-        drifted = ", ".join(entry.get("drifted_features") or []) or "none"
-        timeline.note(f"drift check: share {entry.get('drift_share') or 0:.2f} ({drifted}) -> "
-                      f"{entry.get('decision')} ({entry.get('reason')})")
-        launch = entry.get("launch")
-        if entry.get("launch_error"):
-            self.problems.append(f"retraining not started: {entry['launch_error']}")
+            self.outcome.report = entry.report_location or self.outcome.report
+        drifted = ", ".join(entry.drifted_features) or "none"
+        timeline.note(f"drift check: share {entry.drift_share or 0:.2f} ({drifted}) -> "
+                      f"{entry.decision} ({entry.reason})")
+        launch = entry.launch
+        if entry.launch_error:
+            self.problems.append(f"retraining not started: {entry.launch_error}")
         if self.outcome.detected_at_s is None and (
-                launch or entry.get("drifted") or entry.get("quality_degraded")):
+                launch or entry.drifted or entry.quality_degraded):
             self.outcome.detected_at_s = now - self._t0
             timeline.note("[red]drift detected[/]" + ("" if launch else
                           ": retraining waits for data of the new regime"))
-        if not launch or self.outcome.retraining_started_at_s is not None:
+        if launch is None or self.outcome.retraining_started_at_s is not None:
+            return
+        if launch.pid is None:  # a Kubeflow run or an in-process call: no process to follow
+            self.problems.append(f"retraining started by the {launch.launcher} launcher, which "
+                                 "leaves no process to follow")
             return
         self.outcome.retraining_started_at_s = now - self._t0
-        self._retrain_pid, self._retrain_started = int(launch["run_id"]), now
+        self._retrain_pid, self._retrain_started = launch.pid, now
         self._champion_before = self._platform.champion_versions()
         self._challenger_before = self._platform.alias_versions("challenger")
         timeline.note(f"retraining started (pid {self._retrain_pid})")

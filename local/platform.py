@@ -16,13 +16,13 @@ from typing import Self
 
 import httpx
 
+from fraudops.settings import ModelNames
 from local import services
 from local.exceptions import LocalPlatformError
 from local.kafka import Flavour
 from local.layout import Layout, RunRecord, claim, release, sweep
 from local.supervisor import ManagedProcess, ProcessSpec, Supervisor
 from local.timeline import Timeline
-from fraudops.settings import ModelNames
 
 
 class LocalPlatform:

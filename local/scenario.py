@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from fraudops.data.frame import UNKNOWN_LABEL
+from fraudops.settings import TopicSettings
 from local import services
 from local.dataset import DemoData, prepare, write_labelled
 from local.display import LiveStatus
@@ -28,7 +29,6 @@ from local.stream import StreamProducer, kafka_producer
 from local.summary import Summary, summarize
 from local.supervisor import ManagedProcess
 from local.timeline import StepStatus, Timeline
-from fraudops.settings import TopicSettings
 
 STEPS = ("platform", "data", "training", "serving", "warm-up", "streaming", "drift + retraining",
          "summary")

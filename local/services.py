@@ -13,11 +13,11 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from fraudops.settings import ModelNames, TopicSettings
 from local import kafka
 from local.health import HttpCheck, KafkaCheck, TcpCheck
 from local.layout import Layout
 from local.supervisor import ProcessSpec
-from fraudops.settings import ModelNames, TopicSettings
 
 #: API key the local gateway accepts (a throwaway value for loopback use only).
 LOCAL_API_KEY = "local-demo-key"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from pydantic import Field
 
-from local.layout import DEFAULT_HOME
 from fraudops.settings import CommonSettings
+from local.layout import DEFAULT_HOME
 
 
 class LocalSettings(CommonSettings):

@@ -68,7 +68,9 @@ def _print(outcome, as_json: bool) -> None:
     typer.secho(f"{decision.decision} ({decision.reason}): {decision.detail}",
                 fg="red" if decision.triggered else "green")
     if outcome.launch:
-        typer.echo(f"retraining started: {outcome.launch.launcher} {outcome.launch.run_id}")
+        launch = outcome.launch
+        handle = f"pid {launch.pid}" if launch.pid is not None else launch.run_id
+        typer.echo(f"retraining started: {launch.launcher} {handle}")
     if outcome.launch_error or outcome.detail:
         typer.secho(outcome.launch_error or outcome.detail, fg="yellow")
     typer.echo(f"took {outcome.seconds:.1f} s {outcome.timings}")
@@ -126,7 +128,7 @@ def decisions(last: Annotated[int, typer.Option(help="How many entries.")] = 20,
     entries = DecisionLog(settings.drift.resolved_reports_dir(settings.home)).entries()[-last:]
     for entry in entries:
         if as_json:
-            typer.echo(json.dumps(entry, default=str))
+            typer.echo(entry.model_dump_json())
         else:
-            typer.echo(f"{entry.get('decided_at')} {entry.get('decision')} "
-                       f"({entry.get('reason')}): {entry.get('detail')}")
+            typer.echo(f"{entry.decided_at.isoformat()} {entry.decision} ({entry.reason}): "
+                       f"{entry.detail}")

@@ -21,7 +21,7 @@ from fraudops.features import FeatureSpec
 from fraudops.models import Scorer, load_scorer
 from fraudops.store import Store
 from monitoring import reports
-from monitoring.decisions import DecisionLog
+from monitoring.decisions import SKIPPED, DecisionEntry, DecisionLog
 from monitoring.drift import Comparison, DriftResult, compare
 from monitoring.exceptions import DriftConfigError, EmptyWindowError, RetrainLaunchError
 from monitoring.features import check_columns
@@ -190,10 +190,12 @@ class DriftJob:
 
     def _record(self, comparison: Comparison, outcome: CheckOutcome) -> None:
         entry = self._log_entry(comparison, outcome)
-        outcome.report_location = reports.save(comparison, entry, self.reports_dir)
+        outcome.report_location = reports.save(
+            comparison, entry.model_dump(mode="json", exclude={"report_location"}),
+            self.reports_dir)
         if self.settings.drift.log_to_mlflow:
             self._log_mlflow(comparison, outcome.report_location)
-        entry["report_location"] = outcome.report_location
+        entry.report_location = outcome.report_location
         self.log.append(entry)
 
     def _log_mlflow(self, comparison: Comparison, location: str) -> None:
@@ -206,23 +208,23 @@ class DriftJob:
         except Exception as error:  # noqa: BLE001 - MLflow down must not lose the check
             log.warning("drift check not logged to MLflow: %s", error)
 
-    def _log_entry(self, comparison: Comparison, outcome: CheckOutcome) -> dict:
+    def _log_entry(self, comparison: Comparison, outcome: CheckOutcome) -> DecisionEntry:
         result, decision = comparison.result, outcome.decision
-        return {"decided_at": self.clock().isoformat(), "report_id": result.report_id,
-                "window_start": result.current["start"], "window_end": result.current["end"],
-                "rows": result.current["rows"], "drift_share": result.drift_share,
-                "drifted_features": result.drifted_features,
-                "score_drift": {c.column: c.drifted for c in result.scores},
-                "quality": {k: result.quality.get(k) for k in ("evaluated", "labelled")},
-                "champion": result.champion, **(decision.to_dict() if decision else {}),
-                "triggered": bool(outcome.launch), "launch": outcome.launch and
-                outcome.launch.to_dict(), "launch_error": outcome.launch_error,
-                "note": outcome.detail}
+        return DecisionEntry(
+            decided_at=self.clock(), report_id=result.report_id,
+            window_start=result.current["start"], window_end=result.current["end"],
+            rows=result.current["rows"], drift_share=result.drift_share,
+            drifted_features=result.drifted_features,
+            score_drift={c.column: c.drifted for c in result.scores},
+            quality={k: result.quality.get(k) for k in ("evaluated", "labelled")},
+            champion=result.champion, **(decision.to_dict() if decision else {}),
+            triggered=bool(outcome.launch), launch=outcome.launch,
+            launch_error=outcome.launch_error, note=outcome.detail)
 
     def _skip(self, reason: str, started: float) -> CheckOutcome:
         log.warning("drift check skipped: %s", reason)
-        self.log.append({"decided_at": self.clock().isoformat(), "decision": "skipped",
-                         "reason": "too_few_rows", "detail": reason})
+        self.log.append(DecisionEntry(decided_at=self.clock(), decision=SKIPPED,
+                                      reason="too_few_rows", detail=reason))
         self.metrics.checks.labels("skipped").inc()
         self.metrics.decisions.labels("skipped", "too_few_rows").inc()
         self._push()

@@ -17,7 +17,7 @@ import logging
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from monitoring.exceptions import RetrainLaunchError
@@ -36,14 +36,17 @@ class RetrainRequest:
 
 @dataclass(frozen=True)
 class Launch:
-    """What was started: the launcher kind and its handle (run id, pid, result)."""
+    """What was started: the launcher kind and its handle (a run id or a process id)."""
 
     launcher: str
+    #: The Kubeflow run, or the MLflow run an in-process entry point returned.
     run_id: str | None = None
     detail: str = ""
+    #: The process the command launcher started (in a session of its own).
+    pid: int | None = None
 
     def to_dict(self) -> dict:
-        return {"launcher": self.launcher, "run_id": self.run_id, "detail": self.detail}
+        return asdict(self)
 
 
 class Launcher(Protocol):
@@ -125,7 +128,7 @@ class CommandLauncher:
                     raise RetrainLaunchError(f"{argv[0]} exited with status {code}")
         except (OSError, subprocess.TimeoutExpired) as error:
             raise RetrainLaunchError(f"cannot run {argv[0]}: {error}") from error
-        return Launch("command", str(process.pid), " ".join(argv))
+        return Launch("command", detail=" ".join(argv), pid=process.pid)
 
 
 class EntrypointLauncher:

@@ -15,9 +15,9 @@ from kafka import KafkaConsumer
 
 from fraudops.data import frame as frame_layout
 from fraudops.data.labels import labels_path, read_labels, verdicts_as_of
+from fraudops.schema import TransactionLabel
 from local.dataset import DemoData, prepare, write_labelled
 from local.stream import StreamProducer, kafka_producer
-from fraudops.schema import TransactionLabel
 
 
 @pytest.fixture(scope="module")

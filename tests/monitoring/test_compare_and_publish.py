@@ -22,7 +22,7 @@ import pytest
 from fraudops.data import frame as layout
 from fraudops.data.generate import GeneratorConfig, generate
 from fraudops.features import build_spec
-from monitoring.decisions import DecisionLog
+from monitoring.decisions import DecisionEntry, DecisionLog
 from monitoring.drift import compare
 from monitoring.features import window_rows
 from monitoring.job import CheckOutcome, update_metrics
@@ -107,10 +107,10 @@ def test_reports_and_log_go_to_an_fsspec_url(comparison, tmp_path):
     assert {p.rsplit("/", 1)[-1] for p in fs.ls(root, detail=False)} == {
         "report.html", "report.json", "quality.html"}
     log = DecisionLog(url)
-    log.append({"decided_at": "2026-03-01T00:00:00+00:00", "decision": "hold",
-                "window_end": "w1", "drifted": True, "triggered": False})
-    log.append({"decided_at": "2026-03-01T01:00:00+00:00", "decision": "trigger",
-                "window_end": "w2", "drifted": True, "triggered": True})
+    log.append(DecisionEntry(decided_at="2026-03-01T00:00:00+00:00", decision="hold",
+                             reason="awaiting_confirmation", window_end="w1", drifted=True))
+    log.append(DecisionEntry(decided_at="2026-03-01T01:00:00+00:00", decision="trigger",
+                             reason="drift", window_end="w2", drifted=True, triggered=True))
     assert [p.window_end for p in log.history()] == ["w1", "w2"]
     local = save(comparison, decision, str(tmp_path))
     assert (tmp_path / comparison.result.report_id / "report.json").is_file() and local

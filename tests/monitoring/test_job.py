@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from monitoring.decisions import DecisionLog
 from monitoring.job import DriftJob
 from monitoring.metrics import DriftMetrics
 from monitoring.trigger import Launch
@@ -167,6 +168,9 @@ def test_cli_check_reads_the_environment_and_starts_the_command(drifted_platform
     listed = subprocess.run([str(fraudops), "drift", "decisions", "--json"], env=env,
                             check=False, capture_output=True, text=True, timeout=120)
     assert json.loads(listed.stdout.splitlines()[-1])["report_id"] == outcome["report_id"]
+    # The logged line is the typed contract the local platform's drift watch parses.
+    logged = DecisionLog(str(tmp_path / "home" / "drift-reports")).entries()[-1]
+    assert logged.triggered and logged.launch.pid == outcome["launch"]["pid"] > 0
 
 
 def test_watch_serves_the_drift_metrics(drifted_platform, tmp_path):
