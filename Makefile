@@ -28,3 +28,4 @@ test-fast: setup  ## unit tests only (no services started)
 
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports  # the package graph's contracts (pyproject.toml [tool.importlinter])
