@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from consumers.exceptions import ConsumerError
-from consumers.kafka_io import KafkaSink
+from consumers.kafka_io import KafkaSink, PendingSends
 from consumers.metrics import ConsumerMetrics
 from consumers.processor import BatchOutcome, PreparedBatch, StreamProcessor
 
@@ -115,11 +115,16 @@ class Pipeline:
                 with self.metrics.stage("persist"):
                     # The acks are awaited inside the database transaction, before its commit:
                     # a decision is on the topic before it is durable in the store, never after.
-                    self.processor.persist(outcome, before_commit=sent.wait)
+                    self.processor.persist(outcome, before_commit=lambda: self._acks(sent))
         finally:
             self._write_slots.release()
         self.on_written(outcome)
         return outcome
+
+    def _acks(self, sent: PendingSends) -> None:
+        """Wait for the broker's acknowledgements (timed on its own: part of `persist`)."""
+        with self.metrics.stage("acks"):
+            sent.wait()
 
     @contextmanager
     def _guard(self) -> Iterator[None]:

@@ -29,6 +29,13 @@ def test_bench_stream_smoke_on_both_brokers(tmp_path: Path) -> None:
         sustained = run["sustained"]
         assert sustained["decided"] == sustained["transactions"] == 2000
         assert sustained["throughput_tx_s"] > 0
+        # The CPU budget per transaction: each stage's thread and each process did work.
+        assert sustained["stage_cpu_us_per_tx"]["ingest"] > 0
+        assert sustained["stage_cpu_us_per_tx"]["persist"] > 0
+        assert all(us > 0 for us in sustained["process_cpu_us_per_tx"].values())
+        # Models fitted on realistic rows: alerts are a minority, as in a deployment (fitted
+        # on random rows, 95% were alerts and persist and produce measured twice their cost).
+        assert sustained["consumer_counters"]["alerts"] < 0.25 * sustained["decided"]
         assert run["raw_consume_ceiling"]["msg_s"] > 0
         messy = run["messy"]  # late and duplicate transactions mixed in: each decided once
         assert messy["decided"] == messy["transactions"] == 2000
