@@ -225,3 +225,20 @@ def test_bench_console_smoke(tmp_path):
         assert_positive(figures, "p50_ms", "p95_ms", "max_ms")
         assert figures["p50_ms"] <= figures["p95_ms"] <= figures["max_ms"]
     assert result["views"]["first_page"]["rows"] == 50
+
+
+def test_bench_import_quality_smoke(tmp_path):
+    done = run_smoke("bench_import_quality.py", tmp_path, "--out", "report.json")
+    result = read_report(tmp_path)
+    # Every generated row came through the real import, its V columns as passthrough features.
+    assert result["rows"] == result["rows_imported"] == 3_000
+    assert result["extra_features"] == [f"V{i}" for i in range(1, 29)]
+    assert result["fraud_rows"] > 0
+    names = set(result["results"])
+    assert names == {"LightGBM reference, 20 rounds", "LightGBM reference, 40 rounds",
+                     "default", "quantile"}
+    best = max(result["results"][n]["auprc"] for n in names if n.startswith("LightGBM"))
+    for figures in result["results"].values():
+        assert 0 <= figures["auprc"] <= 1 and 0 <= figures["recall_at_1pct_fpr"] <= 1
+        assert abs(figures["gap_auprc"] - (figures["auprc"] - best)) < 1e-12
+    assert "Imported Kaggle-layout data, 3,000 rows" in done.stdout
