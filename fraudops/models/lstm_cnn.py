@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from fraudops.models.normalization import make_normalizer
+from fraudops.models.normalization import Standardizer
 
 
 @dataclass(frozen=True)
@@ -37,9 +37,6 @@ class LSTMCNNConfig:
     dropout: float = 0.1
     #: Width of the wide branch over the current transaction (0: none, the v1 architecture).
     wide_size: int = 0
-    #: Input normalisation: rank-gauss over this many training quantiles per feature, or (0)
-    #: standardisation, the first architecture (see `fraudops.models.normalization`).
-    quantiles: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -68,7 +65,7 @@ class LSTMCNN(nn.Module):
         super().__init__()
         self.config = config
         c = config
-        self.normalize = make_normalizer(c.input_dim, c.quantiles)
+        self.normalize = Standardizer(c.input_dim)
         self.convs = nn.ModuleList([
             nn.Conv1d(c.input_dim, c.conv_channels, c.kernel_size, padding=c.kernel_size // 2),
             nn.Conv1d(c.conv_channels, c.conv_channels, c.kernel_size, padding=c.kernel_size // 2),

@@ -21,10 +21,6 @@ class SequenceTrainConfig(BaseModel):
     #: Width of the wide branch over the current transaction's features (0: none). The
     #: ablation (benchmarks/bench_ablation.py) found it the largest single gain.
     wide_size: int = Field(default=128, ge=0)
-    #: Input normalisation fitted on training rows and stored in the model: standardisation,
-    #: or rank-gauss (each feature through its training quantiles onto a normal; for skewed
-    #: or anonymous numeric inputs, e.g. imported data; benchmarks/bench_import_quality.py).
-    normalization: Literal["standard", "quantile"] = "standard"
     epochs: int = Field(default=8, ge=1)
     batch_size: int = Field(default=512, ge=8)
     learning_rate: float = Field(default=2e-3, gt=0)

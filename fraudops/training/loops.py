@@ -14,7 +14,6 @@ import torch
 from torch import nn
 
 from fraudops.models import LSTMCNN, Autoencoder, AutoencoderConfig, LSTMCNNConfig, seed_everything
-from fraudops.models.normalization import DEFAULT_QUANTILES
 from fraudops.training.config import TrainingConfig
 from fraudops.training.dataset import FeatureSet
 from fraudops.training.metrics import auprc
@@ -24,8 +23,6 @@ log = logging.getLogger(__name__)
 #: Rows used to fit the input standardisation (plenty for means and spreads).
 NORMALIZATION_ROWS = 100_000
 PREDICT_BATCH = 8192
-#: Quantiles per feature of each input normalisation (0: standardisation).
-QUANTILES = {"standard": 0, "quantile": DEFAULT_QUANTILES}
 
 
 @dataclass
@@ -105,8 +102,7 @@ def train_sequence_model(data: FeatureSet, split: TimeSplit, config: TrainingCon
     rng = np.random.default_rng(config.seed)
     module = LSTMCNN(LSTMCNNConfig(input_dim=data.spec.dim, conv_channels=cfg.conv_channels,
                                    hidden_size=cfg.hidden_size, head_size=cfg.head_size,
-                                   dropout=cfg.dropout, wide_size=cfg.wide_size,
-                                   quantiles=QUANTILES[cfg.normalization]))
+                                   dropout=cfg.dropout, wide_size=cfg.wide_size))
     module.normalize.fit(data.features[_sample_rows(rng, train, NORMALIZATION_ROWS)])
     module.to(device)
     positives = train[data.labels[train] == 1]

@@ -236,7 +236,7 @@ def test_bench_import_quality_smoke(tmp_path):
     assert result["fraud_rows"] > 0
     names = set(result["results"])
     assert names == {"LightGBM reference, 20 rounds", "LightGBM reference, 40 rounds",
-                     "default", "quantile"}
+                     "default", "wide256"}
     best = max(result["results"][n]["auprc"] for n in names if n.startswith("LightGBM"))
     for figures in result["results"].values():
         assert 0 <= figures["auprc"] <= 1 and 0 <= figures["recall_at_1pct_fpr"] <= 1
