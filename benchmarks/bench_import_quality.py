@@ -34,7 +34,8 @@ MAPPING = (Path(__file__).resolve().parent.parent / "examples" / "mappings"
            / "kaggle_creditcard.yaml")
 COMPONENTS = 28
 #: Generator features not folded into the V columns: the file carries them itself (Amount,
-#: Time) or they describe labels, which a public set's PCA never saw.
+#: Time). Label-informed features are computed without a label stream (a public set's PCA
+#: never saw one), so they are constant and dropped with the other constants.
 NOT_IN_V = ("amount_log", "hour_sin", "hour_cos", "dow_sin", "dow_cos")
 #: LSTM-CNN variants: overrides of `SequenceTrainConfig`; "default" is today's configuration.
 VARIANTS: dict[str, dict] = {
