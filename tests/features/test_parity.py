@@ -19,7 +19,7 @@ from fraudops.features import (
     sequence_index,
 )
 from fraudops.features.policy import CONFLICTING_DUPLICATE, DECIDED, DUPLICATE, TOO_LATE
-from tests.features.conftest import random_labels
+from features.conftest import random_labels
 
 #: The features of spec 1.0.0 (before the label-informed ones).
 BASE_FEATURES_V1 = {n for n in build_spec().names
