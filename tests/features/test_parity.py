@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features.conftest import random_labels
 from fraudops.data import frame as tabular
 from fraudops.data.labels import normalize_labels, to_labels
 from fraudops.features import (
@@ -19,7 +20,6 @@ from fraudops.features import (
     sequence_index,
 )
 from fraudops.features.policy import CONFLICTING_DUPLICATE, DECIDED, DUPLICATE, TOO_LATE
-from features.conftest import random_labels
 
 #: The features of spec 1.0.0 (before the label-informed ones).
 BASE_FEATURES_V1 = {n for n in build_spec().names
