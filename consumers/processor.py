@@ -34,6 +34,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 import numpy as np
+from pydantic import ValidationError
 
 from consumers.batches import BatchOutcome, PreparedBatch, ProcessorConfig
 from consumers.deadletters import DeadLetterBreaker, RateLimitedLog
@@ -187,12 +188,27 @@ class StreamProcessor:
             self._dead_letter(record, item, outcome)
             return
         tx_id = item.transaction_id
-        if tx_id not in known and self.in_flight.get(tx_id) is None:
+        judged = self._judged(tx_id, known)
+        if judged is None:
             # Stored anyway (it joins the transaction once that is decided); counted.
             self.metrics.labels_unknown.inc()
+        item = _with_entity_keys(item, judged)
         outcome.writes.labels.append(LabelRecord.from_label(item))
         self._apply_label(item)
         self.breaker.record(False)
+
+    def _judged(self, tx_id: str, known: Known) -> Transaction | None:
+        """The judged transaction, in flight or stored (None: not seen yet)."""
+        pending = known.pending.get(tx_id) or self.in_flight.get(tx_id)
+        if pending is not None:
+            return pending.transaction
+        stored = known.stored.get(tx_id)
+        if stored is None:
+            return None
+        try:
+            return Transaction.model_validate_json(stored.transaction_json)
+        except ValidationError:  # stored by an older schema: the label keeps its own keys
+            return None
 
     def _apply_label(self, label: TransactionLabel) -> None:
         """Update the label-informed features of every owned partition (see `consumers.state`);
@@ -428,3 +444,14 @@ class StreamProcessor:
         partitions = list(partitions)
         self.revoke(partitions)
         return self.assign(partitions)
+
+
+def _with_entity_keys(label: TransactionLabel, judged: Transaction | None) -> TransactionLabel:
+    """`label` with the judged transaction's account, merchant and device where it lacks them
+    (older producers send only the id): the label then counts for the same entities as in the
+    batch features and the gateway, which look the keys up the same way."""
+    if judged is None:
+        return label
+    keys = {key: getattr(judged, key) for key in ("account_id", "merchant_id", "device_id")
+            if getattr(label, key) is None and getattr(judged, key) is not None}
+    return label.model_copy(update=keys) if keys else label

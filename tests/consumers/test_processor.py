@@ -7,6 +7,7 @@ import pickle
 import time
 from datetime import timedelta
 
+import numpy as np
 import pytest
 from consumer_helpers import SEQ_LEN, T0, record, rule_score, tx_doc
 from sqlalchemy import text
@@ -15,6 +16,7 @@ from consumers.notifications import NotificationPlanner
 from consumers.processor import ProcessorConfig, StreamProcessor
 from consumers.settings import NotifySection
 from fraudops.features import OnlineFeatureState, build_spec
+from fraudops.schema import Transaction
 from fraudops.store import StaleCheckpointError, Store
 
 BIG = 50_000.0  # rule_score blocks it
@@ -147,6 +149,37 @@ def test_unknown_duplicate_flipping_and_late_labels(store: Store, new_state) -> 
     p.persist(p.process([record(tx_doc(9), 3)]))  # the unknown transaction arrives
     assert [(r.transaction_id, r.label) for r in store.labelled_transactions()] == [
         ("tx-9", 1), ("tx-1", 1)]
+
+def _merchant_view_after(label: dict, store: Store, new_state, stored: bool) -> np.ndarray:
+    """The features of another account's payment at tx-1's merchant after `label` on tx-1,
+    with tx-1 decided and stored (`stored`) or still in flight in the same poll."""
+    p = processor(store, new_state)
+    if stored:
+        p.persist(p.process(stream(3)))  # tx-1: acc-1 at merchant m-1
+        p.persist(p.process([record(label, 0, topic="labels")]))
+    else:
+        p.persist(p.process([*stream(3), record(label, 0, topic="labels")]))
+    later = Transaction.model_validate(tx_doc(400, "acc-2", merchant_id="m-1"))
+    return p.partitions[0].features.update(later)[0]
+
+
+@pytest.mark.parametrize("stored", [True, False])
+def test_a_label_without_entity_keys_counts_for_its_transactions_entities(
+        tmp_path, new_state, stored: bool) -> None:
+    """An older producer's label (only the transaction id) counts for the judged transaction's
+    merchant exactly as a label carrying the keys does (as batch and the gateway count it)."""
+    doc = {"transaction_id": "tx-1", "label": 1,
+           "labelled_at": (T0 + timedelta(hours=1)).isoformat()}
+    views = []
+    for name, label in (("bare", doc), ("keyed", doc | {"account_id": "acc-1",
+                                                         "merchant_id": "m-1"})):
+        store = Store.from_url(f"sqlite:///{tmp_path / name}.db")
+        views.append(_merchant_view_after(label, store, new_state, stored))
+        store.close()
+    fraud_7d = build_spec().names.index("merchant_fraud_7d_log")
+    assert views[0][fraud_7d] > 0  # the bare label counted at the merchant ...
+    np.testing.assert_array_equal(views[0], views[1])  # ... exactly as the keyed one
+
 
 def test_zombie_writer_is_fenced(store: Store, new_state) -> None:
     zombie = processor(store, new_state)
