@@ -95,7 +95,8 @@ class StreamProcessor:
     # -- assignment ---------------------------------------------------------------------------
 
     def assign(self, partitions: Iterable[int]) -> dict[int, int | None]:
-        """Restore the partitions' state; returns where to seek each (None: Kafka's position)."""
+        """Restore the partitions' state; returns where to seek each (None: nothing stored, from
+        the partition's first record)."""
         group, topic = self.config.group_id, self.config.topics.transactions
         checkpoints = self.store.load_checkpoints(group, topic)
         seeks = {}

@@ -95,11 +95,11 @@ def restore_partition(partition: int, checkpoint: StreamCheckpoint | None,
                       load_entries: Callable[[], Iterable[tuple[str, str, bytes]]],
                       ) -> tuple[PartitionState, int | None]:
     """The partition's state from its checkpoint and stored entries, and the offset to seek to
-    (None: Kafka's)."""
+    (None: nothing stored, from the partition's first record)."""
     if checkpoint is None or checkpoint.snapshot is None:
         log.info("partition %d: no snapshot, starting with empty state", partition)
         stored = checkpoint.next_offset if checkpoint is not None else None
-        return PartitionState(partition, new_state(), stored_offset=stored), None
+        return PartitionState(partition, new_state(), stored_offset=stored), stored
     fresh = new_state()
     try:
         features = OnlineFeatureState.restore(checkpoint.snapshot, load_entries())
