@@ -34,11 +34,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_gateway import _free_port, _wait_http
-
 from fraudops.store import BatchWrite, DecisionRecord, Store
 from fraudops.store.queue import QueueCursor, QueueFilter, alert_queue
+from fraudops.testing import free_port, wait_for_http
 
 KEY = "bench-analyst-key-0123456789"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -105,7 +103,7 @@ def time_view(client: httpx.Client, query: str, requests: int) -> dict:
 
 
 def start_gateway(work: Path, database_url: str) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "FRAUDOPS_HOME": str(work / "home"),
            "FRAUDOPS_GATEWAY__API_KEYS": f"bench:analyst:{KEY}",
            "FRAUDOPS_GATEWAY__PORT": str(port), "FRAUDOPS_DATABASE__URL": database_url,
@@ -116,7 +114,7 @@ def start_gateway(work: Path, database_url: str) -> tuple[subprocess.Popen, str]
     with log.open("wb") as handle:
         process = subprocess.Popen([sys.executable, "-m", "serving.cli", "gateway"], env=env,
                                    stdout=handle, stderr=subprocess.STDOUT)
-    _wait_http(f"http://127.0.0.1:{port}/healthz", process, log)
+    wait_for_http(f"http://127.0.0.1:{port}/healthz", 60, process=process, log=log)
     return process, f"http://127.0.0.1:{port}"
 
 

@@ -36,16 +36,16 @@ def build(root: Path, window_rows: int) -> dict:
     """Data, champion, store; returns what the settings need."""
     import pandas as pd
 
-    from fraudops.data import frame as layout
+    from fraudops.data import tabular
     from fraudops.data.generate import GeneratorConfig, generate
 
     per_day = window_rows / (DAYS - DRIFT_DAY - 5)
     config = GeneratorConfig(rows=int(per_day * DAYS), days=DAYS, seed=11, drift="spending_shift",
                              drift_start=DRIFT_DAY / DAYS)
-    data = layout.sort_by_time(generate(config))
+    data = tabular.sort_by_time(generate(config))
     cut = pd.Timestamp(config.drift_start_datetime())
     train = data[data["timestamp"] < cut].reset_index(drop=True)
-    train_path = layout.write(train, root / "train.parquet")
+    train_path = tabular.write(train, root / "train.parquet")
     checkpoints = _champion(train, root / "models")
     tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
     _register(tracking_uri, checkpoints, root / "mlartifacts", str(train_path), cut.isoformat())
@@ -85,7 +85,7 @@ def _register(tracking_uri: str, checkpoints, artifacts: Path, data_path: str, e
 
 
 def _fill_store(url: str, stream, checkpoints) -> None:
-    from fraudops.data import frame as layout
+    from fraudops.data import tabular
     from fraudops.features import build_spec, compute_batch, gather_sequences, sequence_index
     from fraudops.models import load_scorer
     from fraudops.store import BatchWrite, DecisionRecord, Store
@@ -94,7 +94,7 @@ def _fill_store(url: str, stream, checkpoints) -> None:
     x, mask = gather_sequences(compute_batch(stream, build_spec()), sequence_index(stream, SEQ_LEN))
     result = scorer.score(x, mask)
     store = Store.from_url(url)
-    records = list(layout.to_records(stream))
+    records = list(tabular.to_records(stream))
     times = stream["timestamp"].dt.to_pydatetime()
     for start in range(0, len(records), 20_000):
         store.write_batch(BatchWrite(decisions=[

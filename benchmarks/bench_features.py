@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from fraudops.data import frame as tabular
+from fraudops.data import tabular
 from fraudops.features import OnlineFeatureState, build_spec, compute_batch
 
 #: What `--smoke` runs: tiny sizes, to check the script still works end to end (not a figure).

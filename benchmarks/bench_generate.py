@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from fraudops.data import frame as frame_layout
+from fraudops.data import tabular
 from fraudops.data.generate import GeneratorConfig, generate
 
 #: What `--smoke` runs: tiny sizes, to check the script still works end to end (not a figure).
@@ -28,7 +28,7 @@ def measure(rows: int, seed: int, drift: str) -> dict[str, float]:
     frame = generate(config)
     generated = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        frame_layout.write(frame, Path(tmp) / "bench.parquet")
+        tabular.write(frame, Path(tmp) / "bench.parquet")
     written = time.perf_counter()
     return {"generate_s": generated - began, "write_s": written - generated,
             "total_s": written - began}

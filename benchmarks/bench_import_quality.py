@@ -57,11 +57,11 @@ def kaggle_layout(rows: int, seed: int, noise: float):
     import pandas as pd
     from sklearn.decomposition import PCA
 
-    from fraudops.data import frame as layout
+    from fraudops.data import tabular
     from fraudops.data.generate import GeneratorConfig, generate
     from fraudops.features import build_spec, compute_batch
 
-    ordered = layout.sort_by_time(layout.normalize(generate(GeneratorConfig(rows=rows,
+    ordered = tabular.sort_by_time(tabular.normalize(generate(GeneratorConfig(rows=rows,
                                                                             seed=seed))))
     spec = build_spec()
     features = compute_batch(ordered, spec).astype(np.float64)

@@ -50,6 +50,7 @@ from consumers.messages import Incoming
 from consumers.processor import ProcessorConfig, StreamProcessor
 from fraudops.features import EventTimePolicy, OnlineFeatureState, build_spec
 from fraudops.protocol import ScoreBatch
+from fraudops.schema import APPROVE, BLOCK, REVIEW
 from fraudops.settings import TopicSettings
 from fraudops.store import Store
 
@@ -78,7 +79,7 @@ MIX = (("late", 0.08), ("too_late", 0.02), ("redelivery", 0.01), ("reformatted",
 def rule_score(x: np.ndarray, mask: np.ndarray) -> ScoreBatch:
     """Stands in for the predictor: the probability rises with the amount."""
     probability = 1.0 / (1.0 + np.exp(-(x[:, -1, AMOUNT].astype(np.float64) - 7.0)))
-    decision = ["block" if p > 0.9 else "review" if p > 0.5 else "approve" for p in probability]
+    decision = [BLOCK if p > 0.9 else REVIEW if p > 0.5 else APPROVE for p in probability]
     return ScoreBatch(fraud_probability=probability.astype(np.float32),
                       anomaly_score=x[:, -1, HISTORY].astype(np.float32), decision=decision,
                       reason_codes=[("amount_log",)] * len(decision), model_version="rule/1")

@@ -56,14 +56,15 @@ def write_default_models(directory: Path, seq_len: int) -> tuple[Path, Path]:
 
 
 def start_predictor(sequence: str, autoencoder: str, port: int, threads: int,
-                    log: Path, device: str = "auto") -> subprocess.Popen:
+                    log: Path, device: str = "auto", precision: str = "float64"
+                    ) -> subprocess.Popen:
     env = {**os.environ, "FRAUDOPS_HOME": str(log.parent / "home"),
            "FRAUDOPS_PREDICTOR__SEQUENCE_MODEL_URI": sequence,
            "FRAUDOPS_PREDICTOR__AUTOENCODER_MODEL_URI": autoencoder,
            "FRAUDOPS_PREDICTOR__HTTP_PORT": str(port),
            "FRAUDOPS_PREDICTOR__POLL_INTERVAL_S": "0",
            "FRAUDOPS_PREDICTOR__TORCH_THREADS": str(threads),
-           "FRAUDOPS_PREDICTOR__DEVICE": device}
+           "FRAUDOPS_PREDICTOR__DEVICE": device, "FRAUDOPS_PREDICTOR__PRECISION": precision}
     with log.open("wb") as out:
         process = subprocess.Popen([sys.executable, "-m", "serving.cli", "predictor"], env=env,
                                    stdout=out, stderr=subprocess.STDOUT)
@@ -193,8 +194,11 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[256, 1024])
     parser.add_argument("--clients", type=int, default=16,
                         help="concurrent single-transaction clients (micro-batching figure)")
-    parser.add_argument("--torch-threads", type=int, default=0, help="0 = torch default")
+    parser.add_argument("--torch-threads", type=int, default=1,
+                        help="the predictor's torch threads (its default: 1; 0 = torch default)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    parser.add_argument("--precision", default="float64", choices=["float64", "float32"],
+                        help="the predictor's forward-pass precision")
     parser.add_argument("--sequence-model-uri")
     parser.add_argument("--autoencoder-model-uri")
     parser.add_argument("--out", type=Path)
@@ -216,7 +220,7 @@ def main() -> None:
             sequence, autoencoder = map(str, write_default_models(work, args.seq_len))
         port = _free_port()
         process = start_predictor(sequence, autoencoder, port, args.torch_threads,
-                                  work / "predictor.log", args.device)
+                                  work / "predictor.log", args.device, args.precision)
         try:
             results = run(args, process.pid, port)
         finally:
@@ -224,6 +228,7 @@ def main() -> None:
             process.wait(timeout=30)
     results["config"] = {"seq_len": args.seq_len, "features": build_spec().dim,
                          "torch_threads": args.torch_threads, "device": args.device,
+                         "precision": args.precision,
                          "cpus": os.cpu_count(),
                          "load_avg": os.getloadavg(), "machine": platform.processor() or
                          platform.machine(), "client": "http.client keep-alive, sequential"}

@@ -25,9 +25,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from fraudops.data import frame as tabular
+from fraudops.data import tabular
 from fraudops.features import OnlineFeatureState, build_spec
 from fraudops.rules import RuleEngine, compile_rule_set, decide_batch, parse_rule_set
+from fraudops.schema import APPROVE, BLOCK, REVIEW
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "rules.yaml"
 SMOKE = {"rows": 2_000, "repeat": 1, "list_size": 100}
@@ -83,8 +84,8 @@ def prepared(rows: int, seed: int) -> tuple[list, list, np.ndarray, np.ndarray, 
     rng = np.random.default_rng(seed)
     probabilities = rng.beta(0.5, 8, len(transactions))
     anomalies = rng.gamma(1.0, 0.5, len(transactions))
-    decisions = np.where(probabilities > 0.8, "block",
-                         np.where(probabilities > 0.5, "review", "approve")).tolist()
+    decisions = np.where(probabilities > 0.8, BLOCK,
+                         np.where(probabilities > 0.5, REVIEW, APPROVE)).tolist()
     return transactions, sequences, probabilities, anomalies, decisions
 
 

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from consumers.state import PartitionState, checkpoint_for, restore_partition
-from fraudops.data import frame as tabular
+from fraudops.data import tabular
 from fraudops.features import OnlineFeatureState, build_spec
 from fraudops.store import BatchWrite, Store
 

@@ -16,13 +16,22 @@ ones: timing does not depend on weight values) and `fraudops consume` as subproc
    includes the broker's acks and the commit, the consumer's own event-to-decision histogram
    (observed after each commit, percentiles interpolated inside its buckets);
 3. CPU per process (consumer, predictor, broker, load producer) in each phase;
-4. the transport floor at the fixed rate: kafka-python + the broker alone (no processing), same
+4. the transport floor at the fixed rate: librdkafka + the broker alone (no processing), same
    rate, duration and partitions, so that what the consumer adds shows;
-5. baselines on the same broker: (a) the raw kafka-python consume ceiling (read + JSON decode
+5. baselines on the same broker: (a) the raw librdkafka consume ceiling (read + JSON decode
    only), (b) a naive design: one synchronous predictor call (and one commit) per transaction,
-   i.e. the same consumer with batch size 1.
+   i.e. the same consumer with batch size 1;
+6. scale-out (``scaleout``): the same backlog drained by each of ``--consumers`` counts of
+   consumer processes in one consumer group (one store, one predictor) on ``--partitions``
+   partitions, every consumer busy throughout the measured interval: tx/s in total and per
+   consumer, cores of each process, each consumer's resident memory, the ratio to one consumer
+   and to the raw librdkafka ceiling of the same run, and the sizing figures (tx/s per
+   consumer core, consumer, predictor and broker cores per 1,000 tx/s);
+7. the feature state's memory per account (``memory``, in this process, no broker):
+   tracemalloc of the consumer's `OnlineFeatureState` after N distinct accounts, per million.
 
     python benchmarks/bench_stream.py --transactions 200000 --out stream.json
+    python benchmarks/bench_stream.py --phases scaleout --consumers 1 2 --partitions 2
     python benchmarks/bench_stream.py --phases fixed --transactions 20000   # latency alone
     python benchmarks/bench_stream.py --kafka both --out stream.json        # both brokers
     python benchmarks/bench_stream.py --smoke                                # seconds: it runs
@@ -50,13 +59,15 @@ from pathlib import Path
 import httpx
 import numpy as np
 import psutil
-from kafka import KafkaConsumer, KafkaProducer
+from confluent_kafka import Consumer as KafkaConsumer
+from confluent_kafka import Producer as KafkaProducer
 from sqlalchemy import create_engine, text
 
+from fraudops.store import Store
 from local.kafka import Flavour, LocalBroker, make_broker
 
 FRAUDOPS = Path(sys.executable).parent / "fraudops"
-PHASES = ("sustained", "messy", "naive", "fixed", "saturation")
+PHASES = ("sustained", "messy", "naive", "fixed", "saturation", "scaleout", "memory")
 SCORED = re.compile(r"^fraud_consumer_transactions_scored_total\{[^}]*\} (\S+)$", re.MULTILINE)
 STAGE_SUM = re.compile(r'^fraud_consumer_stage_seconds_sum\{stage="(\w+)"\} (\S+)$', re.MULTILINE)
 STAGE_CPU = re.compile(r'^fraud_consumer_stage_cpu_seconds_total\{stage="(\w+)"\} (\S+)$',
@@ -157,21 +168,35 @@ def messy_docs(docs: list[dict], late_share: float, duplicate_share: float,
 
 def produce_backlog(bootstrap: str, topic: str, docs: list[dict]) -> float:
     """Produce every document as fast as possible; returns messages/s."""
-    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=1 << 20,
-                             acks=1)
+    producer = _producer(bootstrap, linger_ms=20)
     start = time.perf_counter()
     for doc in docs:
-        producer.send(topic, key=doc["account_id"].encode(), value=json.dumps(doc).encode())
+        _send(producer, topic, doc["account_id"].encode(), json.dumps(doc).encode())
     producer.flush()
     elapsed = time.perf_counter() - start
-    producer.close()
     return len(docs) / elapsed
+
+
+def _producer(bootstrap: str, linger_ms: int) -> KafkaProducer:
+    """The load generator's producer (librdkafka, as the consumers'; acks=1: the offered
+    load, not what is measured), placing keys as the platform's producers do."""
+    return KafkaProducer({"bootstrap.servers": bootstrap, "linger.ms": linger_ms, "acks": 1,
+                          "partitioner": "murmur2_random"})
+
+
+def _send(producer: KafkaProducer, topic: str, key: bytes, value: bytes, **kw) -> None:
+    while True:
+        try:
+            producer.produce(topic, value, key, **kw)
+            return
+        except BufferError:  # the local queue is full: let it drain
+            producer.poll(0.05)
 
 
 def produce_at_rate(bootstrap: str, topic: str, templates: list[dict], rate: float,
                     seconds: float, prefix: str) -> int:
     """Produce `rate` tx/s for `seconds`, each stamped with the current time; returns the count."""
-    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=1, acks=1)
+    producer = _producer(bootstrap, linger_ms=1)
     start, sent, tick = time.monotonic(), 0, 0.005
     while (now := time.monotonic()) - start < seconds:
         due = int((now - start) * rate)
@@ -179,28 +204,43 @@ def produce_at_rate(bootstrap: str, topic: str, templates: list[dict], rate: flo
         while sent < due:
             doc = dict(templates[sent % len(templates)], transaction_id=f"{prefix}-{sent}",
                        timestamp=stamp)
-            producer.send(topic, key=doc["account_id"].encode(), value=json.dumps(doc).encode())
+            _send(producer, topic, doc["account_id"].encode(), json.dumps(doc).encode())
             sent += 1
+        producer.poll(0)
         time.sleep(tick)
     producer.flush()
-    producer.close()
     return sent
 
 
+def _consumer(bootstrap: str, group_id: str) -> KafkaConsumer:
+    """A librdkafka consumer with the consumer unit's fetch and group settings (the
+    environment's, as the consumer subprocess reads them)."""
+    from consumers.settings import ConsumerSettings
+
+    settings = ConsumerSettings()
+    c, kafka = settings.consumer, settings.kafka
+    return KafkaConsumer({"bootstrap.servers": bootstrap, "group.id": group_id,
+                          "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                          "fetch.wait.max.ms": c.fetch_max_wait_ms,
+                          "max.partition.fetch.bytes": c.max_partition_fetch_bytes,
+                          "session.timeout.ms": kafka.session_timeout_ms,
+                          "heartbeat.interval.ms": kafka.heartbeat_interval_ms})
+
+
 def raw_consume_ceiling(bootstrap: str, topic: str, n: int) -> dict[str, float]:
-    """kafka-python read + JSON decode only (tuned as in ENVIRONMENT.md): messages per second
-    and per CPU-second of this (single-threaded reading) process."""
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
-                             auto_offset_reset="earliest", enable_auto_commit=False,
-                             max_poll_records=2000, max_partition_fetch_bytes=4 << 20)
+    """The consumers' client (librdkafka) reading + JSON decode only, with the consumer's
+    fetch settings: messages per second and per CPU-second of this process (librdkafka's
+    fetch threads included)."""
+    consumer = _consumer(bootstrap, f"ceiling-{uuid.uuid4()}")
+    consumer.subscribe([topic])
     seen, start, cpu = 0, None, 0.0
     while seen < n:
-        for records in consumer.poll(timeout_ms=1000).values():
-            if start is None:
-                start, cpu = time.perf_counter(), time.process_time()
-            for record in records:
-                json.loads(record.value)
-            seen += len(records)
+        records = [r for r in consumer.consume(2000, 1.0) if r.error() is None]
+        if records and start is None:
+            start, cpu = time.perf_counter(), time.process_time()
+        for record in records:
+            json.loads(record.value())
+        seen += len(records)
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     consumer.close()
     return {"msg_s": round(seen / elapsed, 1), "msg_per_cpu_second": round(seen / cpu, 1)}
@@ -208,32 +248,27 @@ def raw_consume_ceiling(bootstrap: str, topic: str, n: int) -> dict[str, float]:
 
 def transport_floor(bootstrap: str, topic: str, templates: list[dict], rate: float,
                     seconds: float) -> dict:
-    """Event-to-receipt latency of kafka-python + the broker alone, no processing: the same
+    """Event-to-receipt latency of librdkafka + the broker alone, no processing: the same
     offered rate, duration, partition count and fetch settings as the consumer's phase. What
     the consumer adds is its latency minus this floor."""
-    from consumers.settings import ConsumerSettings
-
-    settings = ConsumerSettings()  # the environment's, as the consumer subprocess reads them
-    c, kafka = settings.consumer, settings.kafka
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"floor-{uuid.uuid4()}",
-                             auto_offset_reset="earliest", enable_auto_commit=False,
-                             fetch_max_wait_ms=c.fetch_max_wait_ms,
-                             max_poll_records=c.max_poll_records,
-                             max_partition_fetch_bytes=c.max_partition_fetch_bytes,
-                             session_timeout_ms=kafka.session_timeout_ms,
-                             heartbeat_interval_ms=kafka.heartbeat_interval_ms)
+    consumer = _consumer(bootstrap, f"floor-{uuid.uuid4()}")
+    consumer.subscribe([topic])
     while not consumer.assignment():
-        consumer.poll(timeout_ms=100)
+        consumer.consume(1, 0.1)
     stamps: list[tuple[float, float]] = []
     done = threading.Event()
 
     def receive() -> None:
         parse = datetime.fromisoformat
         while not done.is_set():
-            for records in consumer.poll(timeout_ms=50).values():
-                now = time.time()
-                stamps.extend((parse(json.loads(r.value)["timestamp"]).timestamp(), now)
-                              for r in records)
+            # the first record as soon as it is there, then what is already fetched
+            records = consumer.consume(1, 0.05)
+            if records:
+                records += consumer.consume(1999, 0)
+            records = [r for r in records if r.error() is None]
+            now = time.time()
+            stamps.extend((parse(json.loads(r.value())["timestamp"]).timestamp(), now)
+                          for r in records)
 
     reader = threading.Thread(target=receive, daemon=True)
     reader.start()
@@ -264,7 +299,8 @@ class CpuMeter:
     def __init__(self, processes: dict[str, int]) -> None:
         self.processes = {name: psutil.Process(pid) for name, pid in processes.items()}
 
-    def _sample(self) -> dict[str, float]:
+    def sample(self) -> dict[str, float]:
+        """CPU seconds so far of each process (with its children)."""
         out = {}
         for name, process in self.processes.items():
             total = 0.0
@@ -279,31 +315,48 @@ class CpuMeter:
         return out
 
     def start(self) -> None:
-        self._t0, self._cpu0 = time.monotonic(), self._sample()
+        self._t0, self._cpu0 = time.monotonic(), self.sample()
 
     def stop(self) -> dict[str, float]:
         """Average cores used per process over the interval (1.0 = one core busy)."""
-        elapsed, cpu = time.monotonic() - self._t0, self._sample()
+        elapsed, cpu = time.monotonic() - self._t0, self.sample()
         return {name: round((cpu[name] - self._cpu0[name]) / elapsed, 3) for name in cpu}
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a process and its children (0 once it is gone)."""
+    try:
+        process = psutil.Process(pid)
+        return sum(p.memory_info().rss for p in [process, *process.children(recursive=True)])
+    except psutil.NoSuchProcess:
+        return 0
 
 
 class Consumer:
     """`fraudops consume` in a subprocess with its own topics, store and metrics port."""
 
     def __init__(self, workdir: Path, bootstrap: str, topics: dict[str, str], predictor: str,
-                 batch_size: int, name: str) -> None:
+                 batch_size: int, name: str, db_url: str | None = None,
+                 group_id: str | None = None, wait: bool = True) -> None:
+        """`db_url` and `group_id` default to the consumer's own; consumers of one group share
+        both (`Bench.scaleout`). `wait=False`: returns once started (then `wait_ready`)."""
         self.metrics_port = free_port()
-        self.db_url = f"sqlite:///{workdir / f'{name}.db'}"
+        self.db_url = db_url or f"sqlite:///{workdir / f'{name}.db'}"
+        Store.from_url(self.db_url).close()  # `fraudops db upgrade`: the consumer refuses without
         env = {**os.environ, **topics, "FRAUDOPS_HOME": str(workdir / name),
                "FRAUDOPS_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
                "FRAUDOPS_DATABASE__URL": self.db_url,
-               "FRAUDOPS_CONSUMER__GROUP_ID": f"bench-{name}-{uuid.uuid4().hex[:6]}",
+               "FRAUDOPS_CONSUMER__GROUP_ID": group_id or f"bench-{name}-{uuid.uuid4().hex[:6]}",
                "FRAUDOPS_CONSUMER__PREDICTOR_URL": predictor,
                "FRAUDOPS_CONSUMER__BATCH_SIZE": str(batch_size),
                "FRAUDOPS_CONSUMER__METRICS_PORT": str(self.metrics_port)}
         self.log = (workdir / f"{name}.log").open("wb")
         self.process = subprocess.Popen([str(FRAUDOPS), "consume"], env=env, stdout=self.log,
                                         stderr=subprocess.STDOUT)
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self) -> None:
         wait_http(f"http://127.0.0.1:{self.metrics_port}/metrics", self.process)
 
     def scored(self) -> float:
@@ -434,6 +487,101 @@ def percentiles(seconds: np.ndarray) -> dict[str, float]:
             "count": len(seconds)}
 
 
+class RunSampler(threading.Thread):
+    """Every `interval_s`, while consumers of one group run: each one's decisions so far (its
+    metrics), the CPU seconds of every process (`CpuMeter.sample`) and each consumer's resident
+    memory. `busy_window` then picks the interval in which all of them had work."""
+
+    def __init__(self, consumers: dict[str, Consumer], meter: CpuMeter,
+                 interval_s: float) -> None:
+        super().__init__(daemon=True)
+        self.consumers, self.meter, self.interval_s = consumers, meter, interval_s
+        self.samples: list[dict] = []
+        self._done = threading.Event()
+
+    def sample(self) -> None:
+        self.samples.append({
+            "t": time.monotonic(),
+            "scored": {name: c.scored() for name, c in self.consumers.items()},
+            "cpu": self.meter.sample(),
+            "rss": {name: rss_bytes(c.process.pid) for name, c in self.consumers.items()}})
+
+    def run(self) -> None:
+        self.sample()
+        while not self._done.wait(self.interval_s):
+            self.sample()
+
+    def stop(self) -> list[dict]:
+        self._done.set()
+        self.join(10)
+        self.sample()
+        return self.samples
+
+
+def busy_window(samples: list[dict], start: float) -> tuple[int, int]:
+    """Indices of the samples bounding the interval in which every consumer was busy: from the
+    first sample at or after `start` to the last one before the first consumer to run out of
+    work reached its final count (a consumer that decided nothing after `start` is left out).
+    The whole run from `start` when that leaves no interval (a tiny backlog)."""
+    first = next(i for i, s in enumerate(samples) if s["t"] >= start)
+    final = samples[-1]["scored"]
+    ends = [next(i for i, s in enumerate(samples) if s["scored"][name] >= count) - 1
+            for name, count in final.items() if count > samples[first]["scored"][name]]
+    last = min(ends, default=len(samples) - 1)
+    return (first, last) if last > first else (first, len(samples) - 1)
+
+
+def account_state_memory(accounts: int, per_account: int, seed: int = 0) -> dict:
+    """Memory of the scoring consumer's feature state per account: `OnlineFeatureState` as
+    `fraudops consume` builds it (the spec, K=16, every entity owned), traced with tracemalloc,
+    after `per_account` transactions of each of `accounts` distinct accounts, all within the
+    widest velocity window (7 days: the windows keep every one of them), each account with its
+    own device and one merchant per 10 accounts (so the figure does not depend on `accounts`);
+    the transactions are parsed inside the trace (the ids the state keeps as keys count) and
+    dropped. Also the account-only state of stage mode (`--stage`: the merchant and device
+    values given by their stages; `bench_stages.py` measures theirs per merchant and device)."""
+    import gc
+    import tracemalloc
+
+    from fraudops.features import DEFAULT_SEQ_LEN, OnlineFeatureState, build_spec
+    from fraudops.features.online import entity_feature_names
+    from fraudops.schema import Transaction
+
+    spec, rng, merchants = build_spec(), np.random.default_rng(seed), max(1, accounts // 10)
+    n = accounts * per_account
+    amounts = np.round(rng.lognormal(3, 1.2, n), 2).tolist()
+    shops = rng.integers(merchants, size=n).tolist()
+    step = timedelta(days=6) / max(n, 1)
+    t0 = datetime(2026, 3, 1, tzinfo=UTC)
+    out: dict = {"accounts": accounts, "transactions_per_account": per_account,
+                 "merchants": merchants, "devices": accounts, "seq_len": DEFAULT_SEQ_LEN}
+    for mode, owned in (("scoring", ("account", "merchant", "device")),
+                        ("account_only", ("account",))):
+        given = {e: np.zeros(len(entity_feature_names(e)), dtype=np.float32)
+                 for e in ("merchant", "device")} if mode == "account_only" else None
+        gc.collect()
+        start = time.perf_counter()
+        tracemalloc.start()
+        state = OnlineFeatureState(spec, DEFAULT_SEQ_LEN, owned)
+        for i in range(n):
+            a = i % accounts  # accounts interleaved: each one's transactions spread in time
+            state.update(Transaction(
+                transaction_id=f"tx-{i}", account_id=f"account-{a:09d}", timestamp=t0 + i * step,
+                amount=amounts[i], merchant_id=f"merchant-{shops[i]}",
+                device_id=f"device-{a:09d}", channel="online", merchant_category="retail",
+                country="US"), given)
+        gc.collect()
+        used = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        assert len(state.accounts) == accounts
+        per = used / accounts
+        out[mode] = {"state_bytes": used, "bytes_per_account": round(per),
+                     "mib_per_million_accounts": round(per * 1e6 / 2**20, 1),
+                     "trace_seconds": round(time.perf_counter() - start, 1)}
+        del state
+    return out
+
+
 class Bench:
     """The benchmark's shared services and the phases that use them."""
 
@@ -493,9 +641,11 @@ class Bench:
         meter = self.meter(consumer)
         try:
             consumer.wait_scored(1, timeout=120)
+            # the stage counters first: the work they see from here covers every decision
+            # counted from `first` on
+            stages_before, cpu_before = consumer.stage_totals(), consumer.stage_cpu()
             start, first = time.monotonic(), consumer.scored()
             meter.start()
-            stages_before, cpu_before = consumer.stage_totals(), consumer.stage_cpu()
             done = consumer.wait_scored(decisions, timeout=self.args.timeout)
             elapsed = time.monotonic() - start
             cpu = meter.stop()
@@ -564,7 +714,7 @@ class Bench:
                 "load_average_after": os.getloadavg()}
 
     def transport_floor(self, rate: float) -> dict:
-        """kafka-python + broker latency at `rate` on a fresh topic (see `transport_floor`)."""
+        """librdkafka + broker latency at `rate` on a fresh topic (see `transport_floor`)."""
         topic = broker_topics(self.broker, self.args.partitions)["FRAUDOPS_KAFKA__TOPICS__TRANSACTIONS"]
         return transport_floor(self.broker.bootstrap, topic, self.docs, rate,
                                self.args.latency_seconds)
@@ -593,10 +743,135 @@ class Bench:
                 "tx_per_consumer_cpu_second": round(throughput / max(cpu["consumer"], 1e-9), 1),
                 "load_average_after": os.getloadavg()}
 
+    def scaleout(self, count: int) -> dict:
+        """`count` consumers (processes) in one consumer group sharing one store (a SQLite file
+        in WAL mode; in a deployment, PostgreSQL) on a fresh topic of `--partitions`
+        partitions, all scoring with the one predictor. The group is formed and every member
+        assigned before the backlog is produced (warm-up transactions of their own accounts on
+        every partition until each consumer has decided one: no rebalance while measuring);
+        measured from the end of the produce to the moment the first consumer runs out of work
+        (`busy_window`), so every consumer is busy throughout."""
+        a = self.args
+        topics = broker_topics(self.broker, a.partitions)
+        topic = topics["FRAUDOPS_KAFKA__TOPICS__TRANSACTIONS"]
+        db_url = f"sqlite:///{self.workdir / f'scaleout-{count}.db'}"
+        group = f"bench-scaleout-{count}-{uuid.uuid4().hex[:6]}"
+        load_before = os.getloadavg()
+        consumers: dict[str, Consumer] = {}
+        try:
+            for i in range(count):  # started together, then waited for
+                consumers[f"consumer_{i}"] = Consumer(
+                    self.workdir, self.broker.bootstrap, topics, self.predictor_url,
+                    a.batch_size, f"scaleout{count}-{i}", db_url=db_url, group_id=group,
+                    wait=False)
+            for consumer in consumers.values():
+                consumer.wait_ready()
+            warm = self._form_group(topic, list(consumers.values()))
+            meter = CpuMeter({**{name: c.process.pid for name, c in consumers.items()},
+                              "predictor": self.predictor.pid,
+                              "broker": self.broker.process.pid, "bench": os.getpid()})
+            sampler = RunSampler(consumers, meter, a.sample_seconds)
+            sampler.start()
+            produce_rate = produce_backlog(self.broker.bootstrap, topic, self.docs)
+            produced = time.monotonic()
+            stages_before = {name: c.stage_totals() for name, c in consumers.items()}
+            deadline = produced + a.timeout
+            while (sum(c.scored() for c in consumers.values()) < warm + len(self.docs)
+                   and time.monotonic() < deadline):  # scraped as seldom as sampled: it costs
+                time.sleep(a.sample_seconds)
+            samples = sampler.stop()
+            stages = {name: c.stage_means(stages_before[name]) for name, c in consumers.items()}
+        finally:
+            for consumer in consumers.values():
+                consumer.stop()
+        first, last = busy_window(samples, produced)
+        s0, s1 = samples[first], samples[last]
+        seconds = s1["t"] - s0["t"]
+        per_consumer = {name: round((s1["scored"][name] - s0["scored"][name]) / seconds, 1)
+                        for name in consumers}
+        cores = {name: round((s1["cpu"][name] - s0["cpu"][name]) / seconds, 3)
+                 for name in s1["cpu"]}
+        consumer_cores = sum(cores[name] for name in consumers)
+        throughput = sum(per_consumer.values())
+        mib = 2**20
+        return {"consumers": count, "partitions": a.partitions, "transactions": len(self.docs),
+                "decided": int(sum(samples[-1]["scored"].values()) - warm),
+                "warm_up_transactions": warm,
+                # of the backlog, each consumer's share (its partitions')
+                "decided_per_consumer": {name: int(samples[-1]["scored"][name]
+                                                   - samples[0]["scored"][name])
+                                         for name in consumers},
+                "window_s": round(seconds, 2),
+                "window_decided": round(throughput * seconds),
+                "throughput_tx_s": round(throughput, 1), "per_consumer_tx_s": per_consumer,
+                "cpu_cores": cores, "consumer_cores_total": round(consumer_cores, 3),
+                "tx_per_consumer_core": round(throughput / max(consumer_cores, 1e-9), 1),
+                "consumer_rss_mib": {name: round(s1["rss"][name] / mib, 1) for name in consumers},
+                "consumer_rss_peak_mib": {name: round(max(s["rss"][name] for s in samples) / mib, 1)
+                                          for name in consumers},
+                "predictor_rss_mib": round(rss_bytes(self.predictor.pid) / mib, 1),
+                "mean_stage_ms_per_batch": stages,
+                "store": "one SQLite file (WAL) shared by the group",
+                "backlog_produce_msg_s": round(produce_rate, 1), "backlog_topic": topic,
+                "load_average_before": load_before, "load_average_after": os.getloadavg()}
+
+    def scaleout_all(self) -> dict:
+        """`scaleout` for each of `--consumers`, the raw librdkafka ceiling on the first one's
+        topic (same partitions, same run), and the capacity figures of the one-consumer run."""
+        runs = [self.scaleout(count) for count in self.args.consumers]
+        raw = raw_consume_ceiling(self.broker.bootstrap, runs[0]["backlog_topic"], len(self.docs))
+        one = next((r for r in runs if r["consumers"] == 1), None)
+        for r in runs:
+            r["vs_raw_consume_ceiling"] = round(r["throughput_tx_s"] / raw["msg_s"], 3)
+            if one:
+                r["vs_one_consumer"] = round(r["throughput_tx_s"]
+                                             / max(one["throughput_tx_s"], 1e-9), 2)
+        return {"runs": runs, "raw_consume_ceiling": raw, "capacity": capacity(one or runs[0])}
+
+    def _form_group(self, topic: str, consumers: list[Consumer], timeout: float = 120.0) -> int:
+        """Warm-up transactions on every partition, every 0.2 s, until each consumer has decided
+        one (all assigned: the group is formed), then until all are decided; returns how many
+        were sent. Their accounts are their own and they carry no merchant or device, so the
+        backlog's state starts as in the other phases."""
+        producer = _producer(self.broker.bootstrap, linger_ms=1)
+        template = {k: v for k, v in self.docs[0].items() if k not in ("merchant_id", "device_id")}
+        sent, deadline = 0, time.monotonic() + timeout
+        while True:
+            for partition in range(self.args.partitions):
+                doc = dict(template, transaction_id=f"warm-{sent}",
+                           account_id=f"warm-{partition}")
+                _send(producer, topic, doc["account_id"].encode(), json.dumps(doc).encode(),
+                      partition=partition)
+                sent += 1
+            producer.flush()
+            if all(c.scored() > 0 for c in consumers):
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the group of {len(consumers)} did not form in {timeout} s")
+            time.sleep(0.2)
+        while sum(c.scored() for c in consumers) < sent:
+            if time.monotonic() > deadline:
+                raise TimeoutError("warm-up transactions not all decided")
+            time.sleep(0.1)
+        return sent
+
     def close(self) -> None:
         self.predictor.terminate()
         self.predictor.wait(30)
         self.broker.stop()
+
+
+def capacity(run: dict) -> dict:
+    """Sizing figures of a `Bench.scaleout` run (the one-consumer run where there is one): each
+    process's cores per 1,000 tx/s while the consumers were saturated."""
+    per_1000 = 1000 / max(run["throughput_tx_s"], 1e-9)
+    cores = run["cpu_cores"]
+    return {"consumers": run["consumers"], "tx_s_per_consumer_core": run["tx_per_consumer_core"],
+            "consumer_cores_per_1000_tx_s": round(run["consumer_cores_total"] * per_1000, 3),
+            "predictor_cores_per_1000_tx_s": round(cores["predictor"] * per_1000, 3),
+            "broker_cores_per_1000_tx_s": round(cores["broker"] * per_1000, 3),
+            "consumer_rss_mib": max(run["consumer_rss_mib"].values()),
+            "load_average_after": run["load_average_after"]}
 
 
 def _measured(consumer: Consumer, warmup_prefix: str) -> tuple[np.ndarray, np.ndarray]:
@@ -615,10 +890,13 @@ def _measured(consumer: Consumer, warmup_prefix: str) -> tuple[np.ndarray, np.nd
 
 
 def run(args: argparse.Namespace, flavour: Flavour) -> dict:
+    results: dict = {}
+    if not set(args.phases) - {"memory"}:  # no broker needed
+        return results | {"broker": str(flavour),
+                          "environment_after": {"load_average": os.getloadavg()}}
     with tempfile.TemporaryDirectory(prefix="bench-stream-") as tmp:
         bench = Bench(args, Path(tmp), flavour)
         try:
-            results: dict = {}
             if "sustained" in args.phases:
                 results["sustained"] = bench.sustained()
                 results["raw_consume_ceiling"] = raw_consume_ceiling(
@@ -634,6 +912,8 @@ def run(args: argparse.Namespace, flavour: Flavour) -> dict:
                 saturation = args.saturation_rate or results.get("sustained", {}).get(
                     "throughput_tx_s") or 5000.0
                 results["latency_saturation"] = bench.latency(saturation, "saturation")
+            if "scaleout" in args.phases:
+                results["scaleout"] = bench.scaleout_all()
         finally:
             bench.close()
     results["broker"] = str(flavour)
@@ -660,6 +940,7 @@ def environment(args: argparse.Namespace) -> dict:
     return {"python": platform.python_version(), "cpus": os.cpu_count(),
             "load_average_at_start": os.getloadavg(), "batch_size": args.batch_size,
             "partitions": args.partitions, "predictor_threads": args.predictor_threads,
+            "consumers": args.consumers,
             "models": "given" if args.sequence_model_uri else "default architecture, untrained",
             "time": datetime.now(UTC).isoformat()}
 
@@ -675,7 +956,7 @@ def report(results: dict) -> None:
         print(f"CPU us per transaction   stages {s['stage_cpu_us_per_tx']}; "
               f"processes {s['process_cpu_us_per_tx']}")
         raw = results["raw_consume_ceiling"]
-        print(f"raw kafka-python ceiling {raw['msg_s']:>10,.0f} msg/s "
+        print(f"raw librdkafka ceiling {raw['msg_s']:>10,.0f} msg/s "
               f"({raw['msg_per_cpu_second']:,.0f} per CPU-second)")
     if "messy" in results:
         m = results["messy"]
@@ -711,15 +992,43 @@ def report(results: dict) -> None:
             f"{stage} {[w.get(stage) for w in by_5s]}" for stage in [*slow, "batch_size"]))
         if key == "latency_fixed_rate" and "transport_floor_fixed_rate" in results:
             f = results["transport_floor_fixed_rate"]
-            print(f"{'transport floor':<24} kafka-python + broker alone at the same rate: "
+            print(f"{'transport floor':<24} librdkafka + broker alone at the same rate: "
                   f"p50 {f['p50_ms']} ms p95 {f['p95_ms']} ms p99 {f['p99_ms']} ms; "
                   f"p50 by 5 s {f['p50_ms_by_5s']}; p99 by 5 s {f['p99_ms_by_5s']}")
 
 
+def report_scaleout(results: dict) -> None:
+    if "scaleout" in results:
+        scale = results["scaleout"]
+        raw = scale["raw_consume_ceiling"]
+        for r in scale["runs"]:
+            versus = (f", {r['vs_one_consumer']:.2f} x one consumer"
+                      if "vs_one_consumer" in r else "")
+            print(f"{r['consumers']} consumer(s), {r['partitions']} partitions: "
+                  f"{r['throughput_tx_s']:>8,.0f} tx/s over {r['window_s']} s "
+                  f"({r['vs_raw_consume_ceiling']:.3f} x the raw ceiling {raw['msg_s']:,.0f} "
+                  f"msg/s{versus}); per consumer {r['per_consumer_tx_s']}; cores "
+                  f"{r['cpu_cores']}; {r['tx_per_consumer_core']:,.0f} tx per consumer core; "
+                  f"consumer RSS MiB {r['consumer_rss_mib']}; load {r['load_average_after']}")
+        print(f"capacity                 {scale['capacity']}")
+    if "account_state_memory" in results:
+        m = results["account_state_memory"]
+        kept = {"scoring": f"with a device each and {m['merchants']:,} merchants",
+                "account_only": "stage mode: merchant and device values given"}
+        for mode in ("scoring", "account_only"):
+            print(f"feature state, {mode:<12} {m[mode]['bytes_per_account']:,} bytes per account "
+                  f"= {m[mode]['mib_per_million_accounts']:,.0f} MiB per million accounts "
+                  f"({m['accounts']:,} accounts x {m['transactions_per_account']} transactions, "
+                  f"{kept[mode]}; tracemalloc)")
+
+
 def side_by_side(runs: dict[str, dict]) -> list[tuple[str, ...]]:
     """The headline figures of each broker's run, one row per figure (missing: "-")."""
-    def pick(result: dict, *path: str) -> str:
+    def pick(result: dict, *path: str | int) -> str:
         for key in path:
+            if isinstance(result, list) and isinstance(key, int) and key < len(result):
+                result = result[key]
+                continue
             if not isinstance(result, dict) or key not in result:
                 return "-"
             result = result[key]
@@ -727,7 +1036,7 @@ def side_by_side(runs: dict[str, dict]) -> list[tuple[str, ...]]:
 
     figures = [
         ("sustained tx/s", ("sustained", "throughput_tx_s")),
-        ("raw kafka-python ceiling msg/s", ("raw_consume_ceiling", "msg_s")),
+        ("raw librdkafka ceiling msg/s", ("raw_consume_ceiling", "msg_s")),
         ("late+duplicates tx/s", ("messy", "throughput_tx_s")),
         ("late+duplicates / clean", ("messy_vs_clean",)),
         ("naive tx/s", ("naive_one_call_per_tx", "throughput_tx_s")),
@@ -738,7 +1047,12 @@ def side_by_side(runs: dict[str, dict]) -> list[tuple[str, ...]]:
         ("saturation: achieved tx/s", ("latency_saturation", "achieved_tx_s")),
         ("saturation: p99 ms", ("latency_saturation", "latency", "p99_ms")),
         ("broker CPU cores (sustained)", ("sustained", "cpu_cores", "broker")),
+        ("state bytes per account", ("account_state_memory", "scoring", "bytes_per_account")),
     ]
+    counts = next((r["scaleout"]["runs"] for r in runs.values() if "scaleout" in r), [])
+    for i, r in enumerate(counts):
+        figures.append((f"{r['consumers']} consumer(s): tx/s", ("scaleout", "runs", i,
+                                                                 "throughput_tx_s")))
     return [(name, *(pick(runs[b], *path) for b in runs)) for name, path in figures]
 
 
@@ -751,7 +1065,8 @@ def print_side_by_side(runs: dict[str, dict]) -> None:
 
 
 SMOKE = {"transactions": 2000, "latency_seconds": 3.0, "naive_transactions": 300,
-         "naive_seconds": 2.0, "rate": 200.0, "saturation_rate": 400.0, "timeout": 120.0}
+         "naive_seconds": 2.0, "rate": 200.0, "saturation_rate": 400.0, "timeout": 120.0,
+         "sample_seconds": 0.2, "memory_accounts": 300, "memory_transactions_per_account": 4}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -774,6 +1089,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sequence-model-uri", default="")
     parser.add_argument("--autoencoder-model-uri", default="")
+    parser.add_argument("--consumers", type=int, nargs="+", default=[1, 2],
+                        help="scaleout phase: a run with each number of consumers (processes, "
+                             "one group) on --partitions partitions")
+    parser.add_argument("--sample-seconds", type=float, default=0.5,
+                        help="scaleout phase: how often decisions, CPU and memory are sampled")
+    parser.add_argument("--memory-accounts", type=int, default=5_000,
+                        help="memory phase: distinct accounts in the traced feature state")
+    parser.add_argument("--memory-transactions-per-account", type=int, default=16)
     parser.add_argument("--phases", nargs="+", choices=PHASES, default=list(PHASES),
                         help="which measurements to run (default: all)")
     parser.add_argument("--kafka", choices=[*(f.value for f in Flavour), "both"],
@@ -786,16 +1109,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.smoke:
         for name, value in SMOKE.items():
             setattr(args, name, value)
+    if "scaleout" in args.phases and max(args.consumers) > args.partitions:
+        parser.error(f"--consumers {max(args.consumers)} > --partitions {args.partitions}: "
+                     "a consumer would have no partition")
     return args
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     flavours = list(Flavour) if args.kafka == "both" else [Flavour(args.kafka)]
+    memory = {}
+    if "memory" in args.phases:  # in this process, before the services start; no broker in it
+        memory["account_state_memory"] = account_state_memory(
+            args.memory_accounts, args.memory_transactions_per_account, seed=args.seed) | {
+            "load_average_after": os.getloadavg()}
     runs = {}
     for flavour in flavours:
-        runs[str(flavour)] = {"environment": environment(args), **run(args, flavour)}
+        runs[str(flavour)] = {"environment": environment(args), **memory, **run(args, flavour)}
         report(runs[str(flavour)])
+        report_scaleout(runs[str(flavour)])
     if len(runs) > 1:
         print_side_by_side(runs)
         results = {"brokers": runs}

@@ -2,7 +2,7 @@
 
 One iteration: poll (whatever is buffered: batches grow with the load, so a quiet stream is not
 held back) -> `StreamProcessor.ingest` (state, features) -> when the scoring thread is free,
-`take` a batch and hand it to the `Pipeline`: one predictor call and the decisions, then the
+`take` a batch and hand it to the `ConsumerLoop`: one predictor call and the decisions, then the
 decisions/alerts/dead letters go to the producer and one database transaction writes decisions,
 alerts, notification outbox and partition checkpoints, committed only once the broker has
 acknowledged every produced record (the round trip overlaps the inserts) -> commit the Kafka
@@ -25,13 +25,14 @@ from consumers.exceptions import PredictorError, ShutdownRequested
 from consumers.kafka_io import KafkaSink, KafkaSource
 from consumers.metrics import ConsumerMetrics
 from consumers.notifications import Dispatcher, NotificationPlanner, senders_for
-from consumers.pipeline import InFlight, Pipeline
+from consumers.pipeline import ConsumerLoop, InFlight
 from consumers.predictor import PredictorClient, ScoreFn, spec_from_metadata, timed, with_backoff
 from consumers.processor import BatchOutcome, ProcessorConfig, StreamProcessor
 from consumers.settings import ConsumerSettings
 from fraudops.features import EventTimePolicy, FeatureSpec, OnlineFeatureState
+from fraudops.features.spec import VELOCITY_ENTITIES
 from fraudops.rules import RulesError, RuleSource
-from fraudops.store import StaleCheckpointError, Store
+from fraudops.store import SchemaNotCurrentError, StaleCheckpointError, Store
 
 log = logging.getLogger(__name__)
 _LAG_INTERVAL_S = 5.0
@@ -41,8 +42,9 @@ EXIT_OK, EXIT_FATAL = 0, 1
 
 
 @dataclass
-class Model:
-    """What the consumer must know about the served model."""
+class ModelContract:
+    """What the consumer must know about the served model (its feature spec, sequence length
+    and versions; `fraudops.served_model.ServedModel` is the whole description)."""
 
     spec: FeatureSpec
     seq_len: int
@@ -55,7 +57,7 @@ class ConsumerApp:
 
     settings: ConsumerSettings
     score: ScoreFn | None = None
-    model: Model | None = None
+    model: ModelContract | None = None
     store: Store | None = None
     metrics: ConsumerMetrics = field(default_factory=ConsumerMetrics)
     stop: threading.Event = field(default_factory=threading.Event)
@@ -65,7 +67,11 @@ class ConsumerApp:
     def run(self) -> int:
         """Consume until `stop` is set; returns the process exit code."""
         s = self.settings
-        store = self.store or Store.from_url(s.database.resolved_url(s.home))
+        try:  # a database not at this release's schema: `fraudops db upgrade` first
+            store = self.store or Store.open_current(s.database.resolved_url(s.home))
+        except SchemaNotCurrentError as error:
+            log.error("%s", error)
+            return EXIT_FATAL
         client = None
         if self.score is None or self.model is None:
             client = PredictorClient(s.consumer.predictor_url, s.consumer.predictor_timeout_s)
@@ -88,22 +94,27 @@ class ConsumerApp:
             metadata = self._backoff(client.metadata)()
             spec, info = spec_from_metadata(metadata)
             version = f"{info.sequence_model_version or '?'}/{info.autoencoder_model_version or '?'}"
-            model = Model(spec, info.seq_len, version)
+            model = ModelContract(spec, info.seq_len, version)
             log.info("predictor serves K=%d F=%d (%s), models %s", info.seq_len, info.n_features,
                      spec.fingerprint, version)
         if score is None:
             score = self._backoff(client.score)
         c = s.consumer
-        config = ProcessorConfig(group_id=c.group_id, topics=s.kafka.topics,
+        topics, owned = s.kafka.topics, tuple(VELOCITY_ENTITIES)
+        if c.entity_stages:  # merchant and device features come attached (`consumers.stages`)
+            topics, owned = topics.model_copy(update={"transactions": topics.enriched}), ("account",)
+        config = ProcessorConfig(group_id=c.group_id, topics=topics,
                                  max_message_bytes=c.max_message_bytes,
                                  snapshot_interval_s=c.snapshot_interval_s,
                                  model_version=model.version,
-                                 event_time=EventTimePolicy(c.allowed_lateness_s),
+                                 # with stages the router judges lateness, in `transactions`
+                                 event_time=EventTimePolicy(
+                                     float("inf") if c.entity_stages else c.allowed_lateness_s),
                                  breaker_window=c.dead_letter_breaker_window,
                                  breaker_share=c.dead_letter_breaker_share)
         return StreamProcessor(
             config, store=store, score=timed(score, self.metrics),
-            new_state=lambda: OnlineFeatureState(model.spec, model.seq_len),
+            new_state=lambda: OnlineFeatureState(model.spec, model.seq_len, owned),
             planner=NotificationPlanner(s.notify, store), metrics=self.metrics,
             rules=self._rules(store, model.spec))
 
@@ -130,11 +141,12 @@ class ConsumerApp:
     def _consume(self, processor: StreamProcessor, store: Store,
                  client: PredictorClient | None) -> int:
         s = self.settings
-        topics = s.kafka.topics
+        topics = processor.config.topics
         dispatcher = Dispatcher(store, senders_for(s.notify), max_attempts=s.notify.max_attempts,
                                 metrics=self.metrics)
         sink = KafkaSink(s.kafka, s.consumer.producer_linger_ms)
-        subscribed = [topics.transactions] + ([topics.labels] if s.consumer.consume_labels else [])
+        labels = s.consumer.consume_labels and not s.consumer.entity_stages  # else: in `enriched`
+        subscribed = [topics.transactions] + ([topics.labels] if labels else [])
 
         def revoked(topic: str, partitions: list[int]) -> None:
             if topic == topics.transactions:
@@ -157,11 +169,17 @@ class ConsumerApp:
 
     def install_signal_handlers(self) -> None:
         """SIGTERM and SIGINT ask for a graceful stop (call from the main thread)."""
-        def handler(signum: int, _frame: object) -> None:
-            log.info("signal %d: finishing the batch in flight, then stopping", signum)
-            self.stop.set()
-        signal.signal(signal.SIGTERM, handler)
-        signal.signal(signal.SIGINT, handler)
+        stop_on_signals(self.stop)
+
+
+def stop_on_signals(stop: threading.Event) -> None:
+    """SIGTERM and SIGINT set `stop`: the batch in flight finishes, then the loop stops (call
+    from the main thread). The consumer and the entity stages stop the same way."""
+    def handler(signum: int, _frame: object) -> None:
+        log.info("signal %d: finishing the batch in flight, then stopping", signum)
+        stop.set()
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
 
 
 class _Exit(Exception):
@@ -205,7 +223,7 @@ class HeapFreezer:
 
 @dataclass
 class Loop:
-    """Polls and ingests on this thread; scoring and writing run in the `Pipeline`."""
+    """Polls and ingests on this thread; scoring and writing run in the `ConsumerLoop`."""
 
     source: KafkaSource
     sink: KafkaSink
@@ -221,8 +239,8 @@ class Loop:
     _paused: bool = False
 
     def __post_init__(self) -> None:
-        self.pipeline = Pipeline(self.processor, self.sink, self.metrics,
-                                 on_written=self._written)
+        self.pipeline = ConsumerLoop(self.processor, self.sink, self.metrics,
+                                     on_written=self._written)
 
     def run(self) -> int:
         try:
@@ -343,7 +361,7 @@ class Loop:
     def _resync(self, records: list) -> None:
         """After lost records: restore their transaction partitions from the store and
         rewind every other partition they came from (labels) to its first record."""
-        topic = self.settings.kafka.topics.transactions
+        topic = self.processor.config.topics.transactions
         firsts: dict[tuple[str, int], int] = {}
         for record in records:
             key = (record.topic, record.partition)

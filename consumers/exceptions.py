@@ -1,4 +1,8 @@
-"""Errors of the stream consumer, all rooted in `ConsumerError`."""
+"""Errors of the stream consumer, all rooted in `ConsumerError`.
+
+A predictor that does not answer now raises `fraudops.protocol.PredictorUnavailableError`,
+shared with the gateway (retried here with back-off).
+"""
 
 from __future__ import annotations
 
@@ -20,10 +24,6 @@ class PoisonMessageError(ConsumerError):
 
 class PredictorError(ConsumerError):
     """The predictor answered something the consumer cannot use (not retried)."""
-
-
-class PredictorUnavailableError(ConsumerError):
-    """The predictor is down, slow or overloaded (retried with back-off)."""
 
 
 class IncompatibleModelError(PredictorError):

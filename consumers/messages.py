@@ -13,9 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import numpy as np
 from pydantic import ValidationError
 
 from consumers.exceptions import PoisonMessageError
+from fraudops.features.online import STAGE_ENTITIES
 from fraudops.features.policy import CONFLICTING_DUPLICATE, TOO_LATE
 from fraudops.schema import Transaction, TransactionLabel
 from fraudops.store import DecisionRecord
@@ -38,6 +40,31 @@ _ABSURD_ERRORS = frozenset({"greater_than_equal", "less_than_equal", "greater_th
                             "finite_number"})
 _DETAIL_CHARS = 500
 
+#: Entity stages (`consumers.stages`): the header naming a label (without it: a transaction).
+KIND_HEADER = "fraudops.kind"
+LABEL_KIND = b"label"
+FLOATS = np.dtype("<f8")
+
+
+def feature_header(entity: str) -> str:
+    """The header carrying an entity stage's features (float64, little-endian)."""
+    return f"fraudops.{entity}"
+
+
+def is_label(record: Incoming, labels_topic: str) -> bool:
+    """A record of the labels topic, or a label re-keyed by the stages."""
+    return record.topic == labels_topic or (KIND_HEADER, LABEL_KIND) in record.headers
+
+
+def given_features(record: Incoming) -> dict[str, np.ndarray]:
+    """The entity features the stages attached to `record`, by entity."""
+    given = {}
+    for name, value in record.headers:
+        entity = name.removeprefix("fraudops.")
+        if entity in STAGE_ENTITIES and name != entity:
+            given[entity] = np.frombuffer(value, dtype=FLOATS)
+    return given
+
 
 @dataclass(frozen=True, slots=True)
 class Incoming:
@@ -49,6 +76,7 @@ class Incoming:
     key: bytes | None
     value: bytes | None
     timestamp_ms: int = -1
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -107,3 +107,79 @@ class ConsumerMetrics:
     def serve(self, port: int) -> None:
         """Expose /metrics on `port` (a daemon thread)."""
         start_http_server(port, registry=self.registry)
+
+
+#: A stage's batch steps take milliseconds; a snapshot of a large state up to seconds.
+_STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                  10.0, 30.0)
+
+
+class StageMetrics:
+    """An entity stage's metrics (`consumers.stages`, ``fraudops consume --stage``): their own
+    `fraud_stage_` family with a `stage` label, so the scoring consumer's figures (throughput,
+    lag, error rate) do not count the stages' traffic again."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.consumed = Counter("fraud_stage_records_consumed_total",
+                                "Records an entity stage read, by input topic.",
+                                ["stage", "topic"], registry=r)
+        self.records = Counter(
+            "fraud_stage_records_total",
+            "Records an entity stage processed, by outcome: applied (a transaction applied to "
+            "the stage's entity state; the router: admitted), passed (no key of the stage's "
+            "entity: passed on unchanged), repeat (a transaction id applied before: passed on, "
+            "not applied again), label (a label passed on, applied to its entity where it names "
+            "one), replayed (re-applied to a restored state after a restart, not produced), "
+            "dead_letter.", ["stage", "outcome"], registry=r)
+        self.produced = Counter("fraud_stage_records_produced_total",
+                                "Records an entity stage produced to its output topic "
+                                "(acknowledged by the broker, positions stored).", ["stage"],
+                                registry=r)
+        self.dead_letters = Counter("fraud_stage_dead_letters_total",
+                                    "Records an entity stage sent to the dead-letter topic.",
+                                    ["stage", "reason"], registry=r)
+        self.errors = Counter("fraud_stage_errors_total",
+                              "Recoverable errors of an entity stage (stale_checkpoint: a "
+                              "partition lost to another member).", ["stage", "kind"],
+                              registry=r)
+        self.batch_size = Histogram("fraud_stage_batch_size", "Records per stage batch.",
+                                    ["stage"], buckets=_BATCH_BUCKETS, registry=r)
+        self.step_latency = Histogram(
+            "fraud_stage_batch_seconds",
+            "Time per batch in each step of an entity stage: process (parse, state, features), "
+            "persist (the broker's acknowledgements, then positions and snapshots in one "
+            "database transaction), commit (offsets to Kafka, for lag tooling).",
+            ["stage", "step"], buckets=_STAGE_BUCKETS, registry=r)
+        self.lag = Gauge("fraud_stage_lag_messages",
+                         "An entity stage's lag per assigned partition of its input topics "
+                         "(the broker's end offset minus the position).",
+                         ["stage", "topic", "partition"], registry=r)
+        self.partitions = Gauge("fraud_stage_partitions_assigned",
+                                "Input partitions an entity stage member owns.", ["stage"],
+                                registry=r)
+        self.entities = Gauge("fraud_stage_entities",
+                              "Entities whose state a stage member holds (merchants, devices; "
+                              "the router: accounts with a watermark).", ["stage"], registry=r)
+        self.remembered_ids = Gauge("fraud_stage_remembered_ids",
+                                    "Transaction ids a stage member remembers to refuse repeats "
+                                    "(24 hours of event time).", ["stage"], registry=r)
+        self.snapshot_latency = Histogram(
+            "fraud_stage_snapshot_seconds",
+            "Time to take one partition's state snapshot (the changes since the previous one); "
+            "storing it is part of the persist step.", ["stage"], buckets=_STAGE_BUCKETS,
+            registry=r)
+
+    @contextmanager
+    def step(self, stage: str, name: str) -> Iterator[None]:
+        """Time a block as one batch's `name` step of `stage`."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.step_latency.labels(stage=stage, step=name).observe(time.perf_counter() - start)
+
+    def serve(self, port: int) -> None:
+        """Expose /metrics on `port` (a daemon thread)."""
+        start_http_server(port, registry=self.registry)

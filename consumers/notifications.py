@@ -5,11 +5,16 @@ keyed ``<channel>:<transaction id>`` (so a replay never adds a second one), or a
 row when the account already had `rate_limit_count` notifications within `rate_limit_window_s`
 of event time (event time keeps the decision deterministic when a batch is redone).
 
-Delivery (`Dispatcher`) reads pending rows after each commit, sends them and marks them `sent`
-once the receiver has acknowledged them: at-least-once, with an idempotency key. An email is
+Delivery (`Dispatcher`) claims pending rows after each commit (`Store.claim_notifications`: for
+a lease, rows no other consumer's dispatcher holds), sends them and marks them `sent` once the
+receiver has acknowledged them: at-least-once, with an idempotency key. Every consumer runs a
+dispatcher over the same outbox; the claim keeps two of them from sending the same row (they
+did, under load, when each read every pending row), and the rows of a consumer that died are
+sent by another once its lease has run out. An email is
 marked after the SMTP server's 250 to the end of DATA and carries the dedupe key as its
 ``Message-ID``; a webhook is marked after the 2xx answer and carries it as ``Idempotency-Key``.
-A crash between the acknowledgement and the mark repeats that one message with the same key, so
+A crash between the acknowledgement and the mark repeats that one message (after the lease) with
+the same key, so
 a receiver that keys on it (mail clients and archives thread or drop repeated Message-IDs) sees
 it once; nothing is ever lost. (Marking before the final dot instead, as this module once did,
 trades the repeat for a loss: the window between the mark's commit and the dot's write includes
@@ -20,8 +25,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import smtplib
+import socket
 import threading
+import time
+import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
@@ -224,29 +233,57 @@ def senders_for(settings: NotifySection) -> dict[str, Sender]:
     return senders
 
 
+#: How long a dispatcher holds the rows it claimed. Rows of a dispatcher that died wait this
+#: long; rows a live one has not started sending by half of it are given back. (A delivered
+#: row whose `sent` mark waits longer than the lease for a locked database, `MARK_RETRY_S`, may
+#: be sent again by another consumer, under the same idempotency key.)
+CLAIM_LEASE_S = 30.0
+
+
 class Dispatcher:
-    """Delivers pending outbox rows; `run_once` for tests, `start`/`stop` for the consumer."""
+    """Delivers pending outbox rows; `run_once` for tests, `start`/`stop` for the consumer.
+
+    `owner` names this dispatcher's claims (default: host, process id and a random suffix, so
+    a restarted consumer waits for the claims of the process it replaces to expire)."""
 
     def __init__(self, store: Store, senders: dict[str, Sender], *, max_attempts: int = 5,
-                 metrics: ConsumerMetrics | None = None, idle_s: float = 1.0) -> None:
+                 metrics: ConsumerMetrics | None = None, idle_s: float = 1.0,
+                 lease_s: float = CLAIM_LEASE_S, owner: str | None = None) -> None:
         self.store = store
         self.senders = senders
         self.max_attempts = max_attempts
         self.metrics = metrics
         self.idle_s = idle_s
+        self.lease_s = lease_s
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def run_once(self, limit: int = 200) -> tuple[int, int]:
-        """Try up to `limit` pending notifications; returns (tried, delivered)."""
-        pending = self.store.notifications(status=NotificationStatus.PENDING, limit=limit)
-        return len(pending), sum(self._deliver(row) for row in pending)
+    def run_once(self, limit: int = 100) -> tuple[int, int]:
+        """Claim up to `limit` pending notifications of the enabled channels and try them;
+        returns (tried, delivered). Rows not started by half the lease are given back, so no
+        row is sent after its claim may have passed to another dispatcher."""
+        if not self.senders:  # no channel enabled: nothing to claim (and no write to lock)
+            return 0, 0
+        claimed = self.store.claim_notifications(
+            self.owner, lease=timedelta(seconds=self.lease_s), limit=limit,
+            channels=list(self.senders))
+        deadline = time.monotonic() + self.lease_s / 2
+        delivered = 0
+        for tried, row in enumerate(claimed):
+            if time.monotonic() > deadline:
+                self.store.release_notifications(
+                    self.owner, [left.dedupe_key for left in claimed[tried:]])
+                return tried, delivered
+            delivered += self._deliver(row)
+        return len(claimed), delivered
 
     def _deliver(self, row: Notification) -> bool:
         sender = self.senders.get(row.channel)
-        if sender is None:
-            return False  # channel switched off since the row was planned: leave it pending
+        if sender is None:  # not claimed (`channels`); a caller's own row: give it back
+            self.store.release_notifications(self.owner, [row.dedupe_key])
+            return False
         committed = False
 
         def commit() -> None:
@@ -294,7 +331,7 @@ class Dispatcher:
         if self._thread is not None:
             self._thread.join(timeout)
 
-    def _drain(self, page: int = 200) -> None:
+    def _drain(self, page: int = 100) -> None:
         # Go on while full pages get delivered; a failing channel waits for the next wake-up
         # (at least `idle_s`) instead of burning its attempts in a tight loop.
         try:

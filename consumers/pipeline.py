@@ -46,7 +46,7 @@ class InFlight:
         return self.scoring.result().result()
 
 
-class Pipeline:
+class ConsumerLoop:
     """The scoring and writing threads, and the batches in flight between them."""
 
     def __init__(self, processor: StreamProcessor, sink: KafkaSink, metrics: ConsumerMetrics,

@@ -24,20 +24,16 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from consumers.exceptions import (
-    IncompatibleModelError,
-    PredictorError,
-    PredictorUnavailableError,
-    ShutdownRequested,
-)
+from consumers.exceptions import IncompatibleModelError, PredictorError, ShutdownRequested
 from consumers.metrics import ConsumerMetrics
 from fraudops import protocol
-from fraudops.features import FeatureSpec, build_spec
+from fraudops.features import FeatureSpec
+from fraudops.protocol import PredictorUnavailableError
+from fraudops.served_model import read_served_model
 
 log = logging.getLogger(__name__)
 
 ScoreFn = Callable[[np.ndarray, np.ndarray], protocol.ScoreBatch]
-_EXTRA = "extra_"
 
 
 class PredictorClient:
@@ -123,22 +119,10 @@ def timed(score: ScoreFn, metrics: ConsumerMetrics) -> ScoreFn:
 
 
 def spec_from_metadata(doc: dict[str, Any]) -> tuple[FeatureSpec, protocol.ModelInfo]:
-    """The feature spec the served model was trained on, checked against this code's spec.
-
-    The passthrough columns come from the metadata's feature names; the rebuilt spec's
-    fingerprint must match the model's, else `IncompatibleModelError`.
-    """
+    """The feature spec the served model was trained on, checked against this code's spec
+    (`fraudops.served_model`); `IncompatibleModelError` when they differ."""
     try:
-        info = protocol.ModelInfo.from_metadata(doc)
+        served = read_served_model(doc)
     except protocol.ProtocolError as error:
         raise IncompatibleModelError(str(error)) from error
-    names = (doc.get("parameters") or {}).get(protocol.PARAM_FEATURE_NAMES) or []
-    if isinstance(names, str):
-        names = [n for n in names.split(",") if n]
-    spec = build_spec(tuple(n[len(_EXTRA):] for n in names if n.startswith(_EXTRA)))
-    try:
-        info.check_compatible(n_features=spec.dim, spec_fingerprint=spec.fingerprint,
-                              spec_version=spec.version)
-    except protocol.ProtocolError as error:
-        raise IncompatibleModelError(str(error)) from error
-    return spec, info
+    return served.spec, served.info

@@ -46,6 +46,8 @@ from consumers.messages import (
     Incoming,
     dead_letter,
     decision_message,
+    given_features,
+    is_label,
     parse_label,
     parse_transaction,
     stored_decision_message,
@@ -133,9 +135,10 @@ class StreamProcessor:
         batch.records.extend(records)
         parsed = [self._parse(record) for record in records]
         known = self._lookup(parsed)
+        labels = self.config.topics.labels
         for record, item in zip(records, parsed, strict=True):
             try:
-                if record.topic == self.config.topics.labels:
+                if is_label(record, labels):
                     self._label(record, item, batch.outcome, known)
                 else:
                     self._transaction(record, item, batch, known)
@@ -164,7 +167,7 @@ class StreamProcessor:
     def _parse(self, record: Incoming) -> Transaction | TransactionLabel | PoisonMessageError:
         limit = self.config.max_message_bytes
         try:
-            if record.topic == self.config.topics.labels:
+            if is_label(record, self.config.topics.labels):
                 return parse_label(record.value, limit)
             return parse_transaction(record.value, limit)
         except PoisonMessageError as error:
@@ -184,6 +187,19 @@ class StreamProcessor:
         return Known(self.store.decided(ids), pending)
 
     def _label(self, record: Incoming, item, outcome: BatchOutcome, known: Known) -> None:
+        owner = None
+        if record.topic == self.config.topics.transactions:
+            # Through the entity stages: the label is in its account's partition, ordered with
+            # its transactions, and counts for that partition's state alone.
+            owner = self.partitions.get(record.partition)
+            if owner is None or not owner.accepts(record.offset):
+                return
+            owner.position = record.offset + 1
+            if record.offset < owner.replay_until:  # applied and stored in an earlier life
+                if not isinstance(item, PoisonMessageError):
+                    owner.features.apply_label(item)
+                outcome.offsets[(record.topic, record.partition)] = record.offset + 1
+                return
         outcome.offsets[(record.topic, record.partition)] = record.offset + 1
         if isinstance(item, PoisonMessageError):
             self._dead_letter(record, item, outcome)
@@ -195,7 +211,10 @@ class StreamProcessor:
             self.metrics.labels_unknown.inc()
         item = _with_entity_keys(item, judged)
         outcome.writes.labels.append(LabelRecord.from_label(item))
-        self._apply_label(item)
+        if owner is None:
+            self._apply_label(item)
+        elif owner.features.apply_label(item):
+            owner.labels_changed = True
         self.breaker.record(False)
 
     def _judged(self, tx_id: str, known: Known) -> Transaction | None:
@@ -251,7 +270,7 @@ class StreamProcessor:
         if self._too_late(record, tx, state, batch.outcome):
             return
         payload = record.value.decode()  # what may raise goes before the state changes
-        _, sequence, mask = state.features.update(tx)
+        _, sequence, mask = state.features.update(tx, given_features(record))
         entry = Pending(tx, record.value, record.partition)
         self.in_flight.add(tx_id, entry)
         batch.scored.append(record)
@@ -272,7 +291,7 @@ class StreamProcessor:
             batch.outcome.outgoing.append(
                 stored_decision_message(stored, self.config.topics.decisions))
         if verdict is Verdict.REREAD:  # its own record: the state has not seen it yet
-            state.features.update(tx)
+            state.features.update(tx, given_features(record))
         self.breaker.record(False)
 
     def _too_late(self, record: Incoming, tx: Transaction, state: PartitionState,
@@ -302,7 +321,7 @@ class StreamProcessor:
         if stored is None or not (stored.source is None or is_source(stored, record)):
             return
         try:
-            state.features.update(item)
+            state.features.update(item, given_features(record))
         except Exception as error:  # noqa: BLE001 - dead-lettered in its first life
             log.error("replaying %s/%d/%d: %r", record.topic, record.partition, record.offset,
                       error)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field, SecretStr
 
 from fraudops.features.policy import DEFAULT_ALLOWED_LATENESS_S
+from fraudops.schema import ALERT_DECISIONS
 from fraudops.settings import CommonSettings, DatabaseSettings, KafkaSettings, settings_config
 
 
@@ -35,7 +36,7 @@ class ConsumerSection(BaseModel):
     predictor_timeout_s: float = Field(default=5.0, gt=0)
     backoff_initial_s: float = Field(default=0.1, gt=0)
     backoff_max_s: float = Field(default=5.0, gt=0)
-    # kafka-python tuning (see ENVIRONMENT.md: ~57k msg/s consume with these).
+    # Client tuning: records per poll at most, fetch size per partition, fetch wait (librdkafka).
     max_poll_records: int = Field(default=2000, ge=1)
     max_partition_fetch_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     fetch_max_wait_ms: int = Field(default=5, ge=0)
@@ -43,6 +44,12 @@ class ConsumerSection(BaseModel):
     # 0: a batch's records leave at once (the loop waits for their acks before its commit).
     producer_linger_ms: int = Field(default=0, ge=0)
     consume_labels: bool = True
+    # True: merchant- and device-wide features come from the entity stages (`consumers.stages`,
+    # `fraudops consume --stage router|merchant|device`), right whatever the partitions and
+    # replicas; the consumer reads their `enriched` topic (transactions and labels). False: it
+    # computes them from its own partitions' traffic, right only when one consumer owns every
+    # partition (a one-partition topic, the local demo on tansu).
+    entity_stages: bool = False
     # Event-time policy (fraudops.features.policy, the same in training's batch features): a
     # late transaction is applied in arrival order with its times clamped to its account's,
     # merchant's and device's latest; more than this behind its account's latest event, it is
@@ -73,7 +80,7 @@ class NotifySection(BaseModel):
     email_to: list[str] = Field(default_factory=list)
     webhook_url: str = ""
     webhook_token: SecretStr | None = None
-    decisions: list[str] = Field(default_factory=lambda: ["block", "review"])
+    decisions: list[str] = Field(default_factory=lambda: list(ALERT_DECISIONS))
     # Per account: at most `rate_limit_count` notifications per `rate_limit_window_s` of event time.
     rate_limit_count: int = Field(default=3, ge=1)
     rate_limit_window_s: float = Field(default=600.0, gt=0)

@@ -47,9 +47,11 @@ snapshot with its first transaction. With several consumers, each applies the la
 account's labels reach its own partition's state when both topics have the same partition
 count and the group's assignor co-locates partition p of both (the range assignor does).
 
-Known approximation (reported to the feature owner): merchant and device velocity aggregates are
-global in the batch features but each partition only sees its own accounts' events, so online
-merchant/device counts cover one partition's share of the merchant's traffic.
+Merchant and device state: alone, a partition sees only its own accounts' share of a merchant's
+or device's traffic, while the batch features see all of it; right when one consumer owns every
+partition. With ``FRAUDOPS_CONSUMER__ENTITY_STAGES`` the entity stages (`consumers.stages`) own
+that state per merchant and per device partition, with this same snapshot and position
+machinery, and the consumer keeps only the accounts'.
 """
 
 from __future__ import annotations

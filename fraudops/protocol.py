@@ -6,7 +6,7 @@ dependency on kserve so that a client image does not need it.
 Request inputs:  ``sequences`` FP32 [B, K, F] and ``mask`` BOOL [B, K] (True = a real transaction,
 False = front padding; the last column is the scored transaction).
 Response outputs: ``fraud_probability`` FP32 [B], ``anomaly_score`` FP32 [B], ``decision`` BYTES [B]
-(approve|review|block) and ``reason_codes`` BYTES [B] (comma-separated feature names).
+(a `fraudops.schema.Decision`) and ``reason_codes`` BYTES [B] (comma-separated feature names).
 
 Both encodings are supported: plain JSON and the binary tensor extension, where the JSON header is
 followed by the raw little-endian tensors and its length travels in the
@@ -14,8 +14,9 @@ followed by the raw little-endian tensors and its length travels in the
 binary inputs, and `decode_response` reads either form.
 
 Model metadata (``GET /v2/models/fraud-scorer``) carries ``parameters`` with the feature-spec
-version and fingerprint and the served model versions; `ModelInfo.from_metadata` reads it and
-`ModelInfo.check_compatible` lets a client refuse a predictor built for other features.
+version and fingerprint, the feature names and the served model versions;
+`ModelInfo.from_metadata` reads it and `ModelInfo.check_compatible` lets a client refuse a
+predictor built for other features (`fraudops.served_model` does both for every client).
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ OUTPUT_ANOMALY_SCORE = "anomaly_score"
 OUTPUT_DECISION = "decision"
 OUTPUT_REASON_CODES = "reason_codes"
 OUTPUTS = (OUTPUT_FRAUD_PROBABILITY, OUTPUT_ANOMALY_SCORE, OUTPUT_DECISION, OUTPUT_REASON_CODES)
-DECISIONS = ("approve", "review", "block")
 #: Binary tensor extension: length of the JSON part at the start of the body.
 HEADER_CONTENT_LENGTH = "Inference-Header-Content-Length"
 #: Metadata parameter names.
@@ -54,6 +54,12 @@ _NUMPY_TYPES = {"FP32": np.dtype("<f4"), "FP64": np.dtype("<f8"), "BOOL": np.dty
 
 class ProtocolError(ValueError):
     """A request or response does not follow the fraud-scorer protocol."""
+
+
+class PredictorUnavailableError(Exception):
+    """A client (the stream consumer, the gateway) cannot get a usable answer from the
+    predictor now: down, unreachable, slow or overloaded. The consumer retries it with back-off,
+    the gateway answers 503."""
 
 
 def infer_path(model_name: str = MODEL_NAME) -> str:
@@ -92,6 +98,15 @@ class ModelInfo:
     feature_spec_fingerprint: str | None
     sequence_model_version: str | None = None
     autoencoder_model_version: str | None = None
+    #: The served model's feature names, in order (empty when the predictor does not say).
+    feature_names: tuple[str, ...] = ()
+    #: The V2 ``versions`` of the metadata: what the predictor's answers carry as model version.
+    versions: tuple[str, ...] = ()
+
+    @property
+    def model_versions(self) -> str:
+        """``"<sequence>/<autoencoder>"`` model versions (``?`` for one not known)."""
+        return f"{self.sequence_model_version or '?'}/{self.autoencoder_model_version or '?'}"
 
     @classmethod
     def from_metadata(cls, doc: Mapping[str, Any]) -> ModelInfo:
@@ -105,7 +120,9 @@ class ModelInfo:
                    feature_spec_version=_opt_str(params.get(PARAM_SPEC_VERSION)),
                    feature_spec_fingerprint=_opt_str(params.get(PARAM_SPEC_FINGERPRINT)),
                    sequence_model_version=_opt_str(params.get(PARAM_SEQUENCE_VERSION)),
-                   autoencoder_model_version=_opt_str(params.get(PARAM_AUTOENCODER_VERSION)))
+                   autoencoder_model_version=_opt_str(params.get(PARAM_AUTOENCODER_VERSION)),
+                   feature_names=_names(params.get(PARAM_FEATURE_NAMES)),
+                   versions=tuple(str(v) for v in doc.get("versions") or ()))
 
     def check_compatible(self, *, n_features: int, spec_fingerprint: str | None = None,
                          spec_version: str | None = None) -> None:
@@ -126,6 +143,14 @@ class ModelInfo:
 
 def _opt_str(value: Any) -> str | None:
     return None if value is None else str(value)
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    """Feature names sent as one comma-separated string (the predictor's form) or a list."""
+    if not value:
+        return ()
+    items = value.split(",") if isinstance(value, str) else value
+    return tuple(str(n) for n in items if n)
 
 
 # --------------------------------------------------------------------------------------------

@@ -2,7 +2,10 @@
 
 A `Transaction` is what flows on the `transactions` topic and what `POST /v1/transactions`
 accepts. Tabular data sets (Parquet) use the same field names, one column per field, with the
-passthrough features in columns named ``extra_<name>`` (see `fraudops.data.frame`).
+passthrough features in columns named ``extra_<name>`` (see `fraudops.data.tabular`).
+
+A `Decision` is what is done with a scored transaction, the same vocabulary for the predictor's
+answers, the rules' actions, the store's alerts, the gateway's API and the quality figures.
 
 A `TransactionLabel` is a verdict on one transaction that became known at its own time
 (`labelled_at`): what flows on the `labels` topic, what the gateway's feedback and the store
@@ -14,7 +17,7 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -26,6 +29,8 @@ MIN_TIMESTAMP = datetime(2000, 1, 1, tzinfo=UTC)
 MAX_TIMESTAMP = datetime(2100, 1, 1, tzinfo=UTC)
 #: Most passthrough feature columns a single event may carry.
 MAX_EXTRA_FEATURES = 512
+#: Name prefix of a passthrough feature, as a tabular column and as a model feature.
+EXTRA_PREFIX = "extra_"
 
 
 class Channel(StrEnum):
@@ -55,6 +60,18 @@ class MerchantCategory(StrEnum):
     DIGITAL_GOODS = "digital_goods"
     MONEY_TRANSFER = "money_transfer"
     OTHER = "other"
+
+
+#: A decision that raises an alert for an analyst: the transaction is "flagged".
+AlertDecision = Literal["review", "block"]
+#: What is done with a scored transaction, in increasing severity: let it through (approve), hold
+#: it for an analyst (review), refuse it (block). Of several decisions the most severe wins.
+Decision = Literal["approve", AlertDecision]
+#: The decisions in increasing severity, and their names.
+DECISIONS: tuple[str, ...] = get_args(Decision)
+APPROVE, REVIEW, BLOCK = DECISIONS
+#: The decisions that flag a transaction (an alert): every one but approve.
+ALERT_DECISIONS: tuple[str, ...] = get_args(AlertDecision)
 
 
 Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@/+-]+$")]

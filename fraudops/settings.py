@@ -14,6 +14,8 @@ from pathlib import Path
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from fraudops import __version__
+
 ENV_PREFIX = "FRAUDOPS_"
 
 
@@ -37,7 +39,12 @@ class TopicSettings(BaseModel):
     alerts: str = "fraud-alerts"
     labels: str = "labels"
     dead_letter: str = "transactions-dlq"
-    consumer_state: str = "fraud-consumer-state"
+    # Internal topics of the entity stages (`consumers.stages`; FRAUDOPS_CONSUMER__ENTITY_STAGES):
+    # transactions and labels keyed by merchant, then by device, then by account again with the
+    # merchant's and the device's features attached. As many partitions as `transactions`.
+    by_merchant: str = "transactions-by-merchant"
+    by_device: str = "transactions-by-device"
+    enriched: str = "transactions-enriched"
 
 
 class KafkaSettings(BaseModel):
@@ -53,18 +60,20 @@ class KafkaSettings(BaseModel):
     heartbeat_interval_ms: int = Field(default=2000, ge=100)
     topics: TopicSettings = TopicSettings()
 
-    def client_options(self) -> dict[str, object]:
-        """Connection keyword arguments for kafka-python clients."""
-        options: dict[str, object] = {
-            "bootstrap_servers": self.bootstrap_servers.split(","),
-            "security_protocol": self.security_protocol,
+    def librdkafka_config(self) -> dict[str, str | int]:
+        """The connection as librdkafka configuration (confluent-kafka: every client of the
+        platform)."""
+        config: dict[str, str | int] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol,
         }
         if self.sasl_mechanism:
-            options["sasl_mechanism"] = self.sasl_mechanism
-            options["sasl_plain_username"] = self.sasl_username
+            config["sasl.mechanism"] = self.sasl_mechanism
+            if self.sasl_username is not None:
+                config["sasl.username"] = self.sasl_username
             if self.sasl_password is not None:
-                options["sasl_plain_password"] = self.sasl_password.get_secret_value()
-        return options
+                config["sasl.password"] = self.sasl_password.get_secret_value()
+        return config
 
 
 class ModelNames(BaseModel):
@@ -98,6 +107,32 @@ class DatabaseSettings(BaseModel):
 
     def resolved_url(self, home: Path) -> str:
         return self.url.get_secret_value() or f"sqlite:///{(home / 'fraudops.db').resolve()}"
+
+
+#: The training pipeline's name in Kubeflow Pipelines: the pipeline unit uploads it under this
+#: name, the drift job's launcher starts runs of it.
+PIPELINE_NAME = "fraudops-training"
+#: Default image of the pipeline's components; `fraudops pipeline compile --image`
+#: (FRAUDOPS_KFP__IMAGE) overrides.
+PIPELINE_IMAGE = f"ghcr.io/fraudops/fraudops-pipeline:{__version__}"
+
+
+class KfpSettings(BaseModel):
+    """Kubeflow Pipelines (FRAUDOPS_KFP__*): the API endpoint and names, read by the pipeline
+    unit (compile, upload, schedule, run) and the drift job (start a retraining run); the
+    components' image and the deploy target matter to the pipeline unit only."""
+
+    host: str = ""
+    namespace: str = ""
+    pipeline_name: str = PIPELINE_NAME
+    experiment: str = "fraudops-retraining"
+    image: str = PIPELINE_IMAGE
+    cron: str = "0 0 3 * * 0"
+    #: Where kfp.local keeps run outputs; empty means FRAUDOPS_HOME/kfp.
+    pipeline_root: str = ""
+    predictor_name: str = "fraudops-predictor"
+    predictor_namespace: str = "fraudops"
+    canary_percent: int = Field(default=10, ge=0, le=100)
 
 
 class CommonSettings(BaseSettings):

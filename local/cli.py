@@ -23,14 +23,14 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from fraudops.data.drift import DRIFTS
+from fraudops.data.drift_scenarios import DRIFTS
 
 if TYPE_CHECKING:
     from local.display import LiveStatus
     from local.platform import LocalPlatform
     from local.timeline import Timeline
 
-# The platform's modules (kafka-python, the broker binary, ...) are imported inside the commands:
+# The platform's modules (the Kafka client, the broker binary, ...) are imported inside the commands:
 # `fraudops --help` loads this module and should stay fast.
 
 HomeOption = Annotated[Path | None, typer.Option(
@@ -38,6 +38,13 @@ HomeOption = Annotated[Path | None, typer.Option(
 KafkaOption = Annotated[str, typer.Option(
     "--kafka", help="Broker: tansu (embedded, in memory, no Java) or apache (Apache Kafka, "
     "fetched from Maven Central on first use; needs Java 17+ and Maven).")]
+StagesOption = Annotated[bool | None, typer.Option(
+    "--entity-stages/--no-entity-stages",
+    help="Merchant and device features from the entity stages (router, merchant, device "
+    "processes re-keying the stream through Kafka): right with any number of consumers. "
+    "Default: on with --kafka apache, off with tansu (one consumer owns every partition, and "
+    "tansu's fetches slow down as topics fill: the stages' extra hops multiply it; see the "
+    "README).")]
 KAFKA_FLAVOURS = ("tansu", "apache")
 EXIT_INCOMPLETE, EXIT_FAILED, EXIT_INTERRUPTED = 1, 2, 130
 
@@ -58,6 +65,7 @@ def demo(
     live: bool | None = typer.Option(None, "--live/--plain",
                                      help="Live view (default when on a terminal)."),
     kafka: KafkaOption = "tansu",
+    entity_stages: StagesOption = None,
 ) -> None:
     """Run the whole loop locally: data, training, serving, streaming, drift, retraining."""
     if drift not in DRIFTS:
@@ -82,7 +90,7 @@ def demo(
     with _signals_interrupt():
         try:
             with LocalPlatform(state_dir, clean=clean, timeline=timeline,
-                               kafka=kafka) as platform:
+                               kafka=kafka, entity_stages=entity_stages) as platform:
                 status.processes = platform.processes
                 with _view(console, status, live):
                     summary = scenario.DemoRun(options, platform, status).run()
@@ -106,6 +114,7 @@ def up(
     rows: int = typer.Option(60_000, "--rows", help="Training rows if no champion exists yet."),
     home: HomeOption = None,
     kafka: KafkaOption = "tansu",
+    entity_stages: StagesOption = None,
 ) -> None:
     """Start the local platform (no scenario) and keep it running until Ctrl-C.
 
@@ -128,7 +137,7 @@ def up(
     with _signals_interrupt():
         try:
             with LocalPlatform(state_dir, clean=False, timeline=timeline,
-                               kafka=kafka) as platform:
+                               kafka=kafka, entity_stages=entity_stages) as platform:
                 if kafka == "tansu":  # the topics start empty: so does what was made of them
                     for suffix in ("", "-wal", "-shm"):  # SQLite keeps a journal beside it
                         Path(f"{platform.layout.store_db}{suffix}").unlink(missing_ok=True)
@@ -217,12 +226,13 @@ def _view(console: Console, status: LiveStatus, live: bool | None) -> Iterator[N
 
 
 def _quiet_libraries() -> None:
-    """Health checks (httpx) and the stream producer (kafka-python) log every request and
-    connection at INFO; those lines would drown the view (the units' logs are in files)."""
+    """Health checks (httpx) log every request at INFO, and librdkafka (the stream producer)
+    warns of every dropped connection, e.g. while the broker starts; those lines would drown
+    the view (the units' logs are in files)."""
     import logging
 
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("kafka").setLevel(logging.ERROR)  # slow-poll warnings under load too
+    logging.getLogger("librdkafka").setLevel(logging.ERROR)
 
 
 def _plain_printer(console: Console) -> Callable[[float, str], None]:

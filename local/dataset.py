@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from fraudops.data import frame as frame_layout
+from fraudops.data import tabular
 from fraudops.data.generate import GeneratorConfig, generate
 from fraudops.data.labels import (
     LabelStreamConfig,
@@ -73,7 +73,7 @@ class DemoData:
 
     def stream_events(self) -> pd.DataFrame:
         """The stream as it is produced: no ground truth (label unknown, no scenario)."""
-        return self.stream.assign(label=frame_layout.UNKNOWN_LABEL, fraud_scenario=None)
+        return self.stream.assign(label=tabular.UNKNOWN_LABEL, fraud_scenario=None)
 
     def labels_between(self, frame: pd.DataFrame, start: pd.Timestamp | None,
                        end: pd.Timestamp | None) -> pd.DataFrame:
@@ -109,7 +109,7 @@ def prepare(out_dir: Path, train_rows: int, stream_rows: int, *, reserve_rows: i
     labels = generate_labels(frame, seed, DEMO_LABELS)
     train = known_labels(frame[frame["timestamp"] < split], labels, split)
     stream = frame[frame["timestamp"] >= split].reset_index(drop=True)
-    train_path = frame_layout.write(train, out_dir / "transactions.parquet")
+    train_path = tabular.write(train, out_dir / "transactions.parquet")
     write_labels(labels[labels["labelled_at"] < split], labels_path(train_path))
     return DemoData(train_path=train_path, train=train, stream=stream, drift=drift,
                     drift_start=config.drift_start_datetime(), labels=labels, split=split,
@@ -124,7 +124,7 @@ def known_labels(frame: pd.DataFrame, labels: pd.DataFrame,
     from it."""
     verdicts = verdicts_as_of(labels[labels["labelled_at"] < moment], moment)
     known = frame["transaction_id"].map(verdicts.set_index("transaction_id")["label"])
-    return frame.assign(label=known.fillna(frame_layout.UNKNOWN_LABEL).astype("int8"))
+    return frame.assign(label=known.fillna(tabular.UNKNOWN_LABEL).astype("int8"))
 
 
 def write_labelled(data: DemoData, streamed: int, path: Path) -> Path:
@@ -141,7 +141,7 @@ def write_labelled(data: DemoData, streamed: int, path: Path) -> Path:
     rows = pd.concat([data.train, data.stream.iloc[:streamed]], ignore_index=True)
     _replace(labels_path(path), lambda partial: write_labels(
         data.labels[data.labels["labelled_at"] < moment], partial))
-    return _replace(path, lambda partial: frame_layout.write(
+    return _replace(path, lambda partial: tabular.write(
         known_labels(rows, data.labels, moment), partial))
 
 

@@ -37,8 +37,9 @@ from typing import Self
 
 from local.exceptions import PrerequisiteError
 
-#: The broker's version. 4.x is KRaft-only; 4.1 is the newest line that kafka-python 3.0 and our
-#: client settings were checked against here (produce, groups, manual commits, rebalances).
+#: The broker's version. 4.x is KRaft-only; 4.1 is the newest line that our clients (librdkafka,
+#: kafka-python 3.0 before it) and client settings were checked against here (produce, groups,
+#: manual commits, rebalances).
 KAFKA_VERSION = "4.1.1"
 #: Kafka 4.1 logs through slf4j 1.7 (its slf4j-api is 1.7.36): the matching simple binding
 #: writes the broker's log to stderr (kept in broker.log). Without a binding the log is dropped.
@@ -217,39 +218,34 @@ def _listening(port: int) -> bool:
 def create_topics(bootstrap: str, names: Iterable[str], partitions: int = 3,
                   timeout_s: float = 30.0) -> None:
     """Create each topic that does not exist yet (Kafka's admin API; idempotent)."""
-    from kafka.admin import KafkaAdminClient, NewTopic
-    from kafka.errors import TopicAlreadyExistsError
+    from confluent_kafka import KafkaError
+    from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
-    try:
-        existing = set(admin.list_topics())
-        wanted = [NewTopic(name, partitions, 1) for name in dict.fromkeys(names)
-                  if name not in existing]
-        if wanted:
-            try:
-                admin.create_topics(wanted, timeout_ms=int(timeout_s * 1000))
-            except TopicAlreadyExistsError:
-                pass
-    finally:
-        admin.close()
+    admin = AdminClient({"bootstrap.servers": bootstrap,
+                         "socket.timeout.ms": int(timeout_s * 1000)})
+    existing = set(admin.list_topics(timeout=timeout_s).topics)
+    wanted = [NewTopic(name, partitions, 1) for name in dict.fromkeys(names)
+              if name not in existing]
+    if not wanted:
+        return
+    futures = admin.create_topics(wanted, operation_timeout=timeout_s, request_timeout=timeout_s)
+    for future in futures.values():
+        error = future.exception(timeout_s)
+        if error is not None and error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+            raise error
 
 
 def broker_serves(bootstrap: str) -> bool:
     """True when the broker answers a metadata request that names at least one broker (the
     port of an Apache broker opens before it has registered with its controller)."""
-    from kafka.admin import KafkaAdminClient
-    from kafka.errors import KafkaError
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
 
     try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
-    except (KafkaError, OSError, ValueError):
+        admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 3000})
+        return bool(admin.list_topics(timeout=3).brokers)
+    except (KafkaException, OSError, ValueError):
         return False
-    try:
-        return bool(admin.describe_cluster().get("brokers"))
-    except (KafkaError, OSError, ValueError):
-        return False
-    finally:
-        admin.close()
 
 
 # -- running brokers ----------------------------------------------------------------------------

@@ -19,6 +19,8 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import psutil
+
 from local.exceptions import LocalPlatformError
 from local.health import free_port
 
@@ -37,16 +39,18 @@ class Ports:
     drift_metrics: int
     #: Apache Kafka's KRaft controller listener (unused with tansu).
     kafka_controller: int
+    #: /metrics of the entity stages (router, merchant, device), when they run.
+    stage_metrics: tuple[int, int, int]
 
     @classmethod
     def pick(cls) -> Ports:
         """Distinct free ports (asked of the OS one after another)."""
         chosen: list[int] = []
-        while len(chosen) < 7:
+        while len(chosen) < 10:
             port = free_port()
             if port not in chosen:
                 chosen.append(port)
-        return cls(*chosen)
+        return cls(*chosen[:7], tuple(chosen[7:]))
 
 
 @dataclass(frozen=True)
@@ -192,34 +196,25 @@ def _kill(pid: int, signum: int) -> None:
 
 
 def run_members(run_id: str) -> list[int]:
-    """Live processes whose environment carries `run_id` (Linux /proc; empty elsewhere)."""
-    marker = f"{RUN_ID_ENV}={run_id}".encode()
+    """Live processes whose environment carries `run_id` (those this user may read)."""
     members = []
-    for entry in Path("/proc").glob("[0-9]*"):
-        try:
-            environ = (entry / "environ").read_bytes()
-        except OSError:
+    for process in psutil.process_iter():
+        if process.pid == os.getpid():
             continue
-        pid = int(entry.name)
-        if pid != os.getpid() and marker in environ.split(b"\0") and not _is_zombie(pid):
-            members.append(pid)
+        try:
+            if (process.environ().get(RUN_ID_ENV) == run_id
+                    and process.status() != psutil.STATUS_ZOMBIE):
+                members.append(process.pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):  # gone, a zombie, or not ours
+            continue
     return members
 
 
 def pid_alive(pid: int) -> bool:
     """True while `pid` runs and is not a zombie (works for processes that are not our children)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
+    except psutil.AccessDenied:  # another user's process: it exists
         return True
-    return not _is_zombie(pid)
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2:].split()[0] == "Z"

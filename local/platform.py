@@ -17,6 +17,7 @@ from typing import Self
 import httpx
 
 from fraudops.settings import ModelNames
+from fraudops.store import create_store_engine, migrate
 from local import services
 from local.exceptions import LocalPlatformError
 from local.kafka import Flavour
@@ -30,9 +31,17 @@ class LocalPlatform:
 
     def __init__(self, home: Path, *, clean: bool, timeline: Timeline,
                  base_env: Mapping[str, str] | None = None,
-                 kafka: Flavour = Flavour.TANSU) -> None:
+                 kafka: Flavour = Flavour.TANSU, entity_stages: bool | None = None) -> None:
         self.layout = Layout(home)
         self.kafka = Flavour(kafka)
+        #: Merchant and device features from the entity stages (`consumers.stages`). Default:
+        #: with Apache Kafka; with tansu the one consumer owns every partition, so its own
+        #: merchant and device state already sees their whole traffic, and the stages would
+        #: cost latency there: tansu's fetches slow down as a topic fills, and the stages add
+        #: three topics and hops to each transaction's path (measured: README, "In the local
+        #: platform").
+        self.entity_stages = self.kafka is Flavour.APACHE if entity_stages is None \
+            else entity_stages
         self.timeline = timeline
         self._clean = clean
         self._base_env = dict(os.environ if base_env is None else base_env)
@@ -89,17 +98,33 @@ class LocalPlatform:
                     predictor_poll_s: float = 5.0) -> ManagedProcess | None:
         """Predictor first (the others ask it for the model's shape), then consumer and gateway;
         the drift job (`drift`) is started last and not waited for (it is slow to import):
-        watch it with `Supervisor.poll_ready`."""
+        watch it with `Supervisor.poll_ready`. The store is upgraded to this release's schema
+        first (`upgrade_store`): the consumer and the gateway refuse one that is not."""
         supervisor = self._require()
+        self.upgrade_store()
         supervisor.start(services.predictor(self.layout, predictor_poll_s))
         self.timeline.note("predictor serving the champion")
+        stages = [services.entity_stage(self.layout, stage) for stage in services.STAGES
+                  if self.entity_stages]
+        consumer = services.consumer(self.layout, entity_stages=self.entity_stages)
         others = [supervisor.start(spec, wait=False)
-                  for spec in (services.consumer(self.layout), services.gateway(self.layout))]
+                  for spec in (*stages, consumer, services.gateway(self.layout))]
         monitor = supervisor.start(drift, wait=False) if drift is not None else None
         for process in others:
             supervisor.wait_ready(process)
             self.timeline.note(f"{process.name} ready")
         return monitor
+
+    def upgrade_store(self) -> None:
+        """What `fraudops db upgrade` does, on the platform's store, in this process (the
+        command line would first import every unit: seconds on a small machine)."""
+        engine = create_store_engine(self.layout.store_url)
+        try:
+            before, after = migrate.upgrade(engine)
+        finally:
+            engine.dispose()
+        self.timeline.note(f"decision store at schema {after}"
+                           + ("" if before == after else f" (was {before or 'empty'})"))
 
     def run_job(self, spec: ProcessSpec, timeout_s: float) -> ManagedProcess:
         return self._require().run_job(spec, timeout_s)

@@ -92,4 +92,4 @@ def served_versions(predictor_url: str, timeout_s: float = 2.0) -> str | None:
         info = protocol.ModelInfo.from_metadata(response.json())
     except (httpx.HTTPError, ValueError):
         return None
-    return f"{info.sequence_model_version or '?'}/{info.autoencoder_model_version or '?'}"
+    return info.model_versions

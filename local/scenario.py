@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from fraudops.data.frame import UNKNOWN_LABEL
+from fraudops.data import tabular
 from fraudops.settings import TopicSettings
 from local import services
 from local.dataset import DemoData, prepare, write_labelled
@@ -200,7 +200,7 @@ class DemoRun:
             self.timeline.skip("warm-up", "nothing to replay")
             return
         # History as it happened: the events without their verdicts, the verdicts on `labels`.
-        events = frame.assign(label=UNKNOWN_LABEL, fraud_scenario=None)
+        events = frame.assign(label=tabular.UNKNOWN_LABEL, fraud_scenario=None)
         producer = self._producer(events, self.options.warmup_rate,
                                   labels=data.labels_between(frame, None, data.split))
         producer.start()

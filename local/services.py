@@ -125,17 +125,35 @@ def predictor(layout: Layout, poll_interval_s: float = 5.0) -> ProcessSpec:
         ready_timeout_s=120, grace_s=10, url=f"{layout.predictor_url}/v2/models/{PREDICTOR_MODEL}")
 
 
-def consumer(layout: Layout, group_id: str = "fraud-consumer") -> ProcessSpec:
+#: The entity stages in stream order (`consumers.stages`).
+STAGES = ("router", "merchant", "device")
+
+
+def consumer(layout: Layout, group_id: str = "fraud-consumer",
+             entity_stages: bool = False) -> ProcessSpec:
     env = {
         "FRAUDOPS_CONSUMER__PREDICTOR_URL": layout.predictor_url,
         "FRAUDOPS_CONSUMER__GROUP_ID": group_id,
         "FRAUDOPS_CONSUMER__METRICS_PORT": str(layout.ports.consumer_metrics),
+        "FRAUDOPS_CONSUMER__ENTITY_STAGES": str(entity_stages).lower(),
     }
     return ProcessSpec(
         "consumer", (*fraudops_command(), "consume"), env=env,
         health=HttpCheck(f"http://127.0.0.1:{layout.ports.consumer_metrics}/metrics"),
         ready_timeout_s=90, grace_s=15,
         url=f"http://127.0.0.1:{layout.ports.consumer_metrics}/metrics")
+
+
+def entity_stage(layout: Layout, stage: str, group_id: str = "fraud-consumer") -> ProcessSpec:
+    """One entity stage (`fraudops consume --stage ...`): merchant- and device-wide features
+    right across partitions (`consumers.stages`); its group is ``<group_id>-<stage>``. Serves
+    its metrics (`fraud_stage_*`) on a port of its own, which tells it is up."""
+    port = layout.ports.stage_metrics[STAGES.index(stage)]
+    env = {"FRAUDOPS_CONSUMER__GROUP_ID": group_id, "FRAUDOPS_CONSUMER__METRICS_PORT": str(port),
+           "FRAUDOPS_CONSUMER__ENTITY_STAGES": "true"}
+    url = f"http://127.0.0.1:{port}/metrics"
+    return ProcessSpec(f"stage-{stage}", (*fraudops_command(), "consume", "--stage", stage),
+                       env=env, health=HttpCheck(url), ready_timeout_s=90, grace_s=15, url=url)
 
 
 def gateway(layout: Layout) -> ProcessSpec:

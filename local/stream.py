@@ -19,10 +19,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from kafka import KafkaProducer
+from confluent_kafka import KafkaError, Producer
 
-from fraudops.data import frame as frame_layout
+from fraudops.data import tabular
+from fraudops.kafka import make_producer
 from fraudops.schema import Transaction, TransactionLabel
+from fraudops.settings import KafkaSettings
 
 TICK_S = 0.02
 
@@ -55,7 +57,7 @@ class StreamProducer:
     """Produces `frame`'s rows to `topic` at `rate` events per second until done or stopped,
     and `labels` (a label stream, in time order) to `labels_topic` as event time passes them."""
 
-    def __init__(self, producer_factory: Callable[[], KafkaProducer], topic: str,
+    def __init__(self, producer_factory: Callable[[], Producer], topic: str,
                  frame: pd.DataFrame, rate: float, drift_mask: pd.Series | None = None,
                  limit: int | None = None, labels: pd.DataFrame | None = None,
                  labels_topic: str = "labels") -> None:
@@ -110,41 +112,55 @@ class StreamProducer:
         except Exception as error:  # noqa: BLE001 - reported in the summary, not a crash
             progress.errors.append(f"{type(error).__name__}: {error}")
         finally:
-            producer.flush(timeout=30)
-            producer.close(timeout=10)
+            unacknowledged = producer.flush(30)
+            if unacknowledged:
+                progress.errors.append(f"{unacknowledged} records not acknowledged within 30 s")
             progress.finished_at = time.monotonic()
 
-    def _produce_all(self, producer: KafkaProducer) -> None:
+    def _produce_all(self, producer: Producer) -> None:
         progress = self.progress
-        records = frame_layout.to_records(self._frame)
+        records = tabular.to_records(self._frame)
         times = self._frame["timestamp"].to_numpy(dtype="datetime64[us]")
         for index, record in enumerate(records):
             while not self._stop.is_set() and index >= self._due():
-                time.sleep(TICK_S)
+                producer.poll(TICK_S)  # waits a tick and serves the delivery reports
             if self._stop.is_set() or index >= progress.total:
                 return
             tx = Transaction.model_validate(record)
-            future = producer.send(self._topic, key=tx.account_id.encode(),
-                                   value=tx.model_dump_json().encode())
-            future.add_errback(self._failed)
+            self._send(producer, self._topic, tx.account_id.encode(),
+                       tx.model_dump_json().encode())
             self.sent_at[index] = time.time()
             progress.sent += 1
             if self._drift[index] and progress.drift_sent_at is None:
                 progress.drift_sent_at = time.monotonic()
             self._send_labels(producer, times[index])
 
-    def _send_labels(self, producer: KafkaProducer, now: np.datetime64) -> None:
+    def _send_labels(self, producer: Producer, now: np.datetime64) -> None:
         """Send every label known by event time `now` (labelled at or before it)."""
         progress = self.progress
         due = int(np.searchsorted(self._label_times, now, side="right"))
         for key, value in self._labels[progress.labels_sent:due]:
-            producer.send(self._labels_topic, key=key, value=value).add_errback(self._failed)
+            self._send(producer, self._labels_topic, key, value)
         progress.labels_sent = max(progress.labels_sent, due)
 
     def _due(self) -> float:
         return (time.monotonic() - (self.progress.started_at or 0.0)) * self._rate
 
-    def _failed(self, error: BaseException) -> None:
+    def _send(self, producer: Producer, topic: str, key: bytes, value: bytes) -> None:
+        """Queue one record; a full local queue waits for the I/O thread to drain it."""
+        while True:
+            try:
+                producer.produce(topic, value, key, on_delivery=self._delivered)
+                producer.poll(0)
+                return
+            except BufferError:
+                producer.poll(TICK_S)
+
+    def _delivered(self, error: KafkaError | None, message: object) -> None:
+        if error is not None:
+            self._failed(error)
+
+    def _failed(self, error: KafkaError | BaseException) -> None:
         self.progress.failed += 1
         if len(self.progress.errors) < 5:
             self.progress.errors.append(f"{type(error).__name__}: {error}")
@@ -165,7 +181,7 @@ def _label_messages(labels: pd.DataFrame | None) -> list[tuple[bytes, bytes]]:
     return messages
 
 
-def kafka_producer(bootstrap: str) -> KafkaProducer:
+def kafka_producer(bootstrap: str) -> Producer:
     """A producer tuned for the local broker (small lingering batches, all acks)."""
-    return KafkaProducer(bootstrap_servers=bootstrap.split(","), acks="all", linger_ms=20,
-                         batch_size=256 * 1024, retries=5)
+    return make_producer(KafkaSettings(bootstrap_servers=bootstrap),
+                         **{"linger.ms": 20, "batch.size": 256 * 1024, "retries": 5})

@@ -18,7 +18,8 @@ import pandas as pd
 from rich.console import Group
 from rich.table import Table
 
-FLAGGED = ("review", "block")
+from fraudops.schema import ALERT_DECISIONS
+
 PERCENTILES = (50, 95, 99)
 
 
@@ -105,7 +106,7 @@ def summarize(stream: pd.DataFrame, after_drift: np.ndarray, sent_at: np.ndarray
                           "label": stream["label"].to_numpy(), "after_drift": after_drift,
                           "sent_at": sent_at})
     joined = truth.merge(decisions, on="transaction_id", how="inner")
-    flagged = joined["decision"].isin(FLAGGED).to_numpy()
+    flagged = joined["decision"].isin(ALERT_DECISIONS).to_numpy()
     label = (joined["label"].to_numpy() == 1).astype(np.int8)
     after = joined["after_drift"].to_numpy(dtype=bool)
     quality = {"all": Quality.of(flagged, label).as_dict(),

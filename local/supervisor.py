@@ -20,6 +20,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Self
 
+import psutil
+
 from local.exceptions import JobFailedError, ProcessFailedError
 from local.health import HealthCheck
 
@@ -270,29 +272,17 @@ def _signal_group(pgid: int, signum: int) -> None:
 
 
 def group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes in process group `pgid` (Linux /proc; else a kill(0) probe)."""
-    proc = Path("/proc")
-    if not proc.is_dir():
-        try:
-            os.killpg(pgid, 0)
-            return [pgid]
-        except (ProcessLookupError, PermissionError):
-            return []
+    """Live (non-zombie) processes in process group `pgid`."""
     members = []
-    for entry in proc.iterdir():
-        if entry.name.isdigit() and _stat_group(entry) == pgid:
-            members.append(int(entry.name))
+    for process in psutil.process_iter(["status"]):
+        if process.info["status"] == psutil.STATUS_ZOMBIE:  # already dead, only not reaped
+            continue
+        try:
+            if os.getpgid(process.pid) == pgid:  # psutil has no process group; the OS tells
+                members.append(process.pid)
+        except OSError:  # gone since the listing
+            continue
     return members
-
-
-def _stat_group(entry: Path) -> int | None:
-    try:
-        stat = (entry / "stat").read_text()
-    except OSError:
-        return None
-    # Fields after the parenthesised command: state ppid pgrp ...; zombies are already dead.
-    fields = stat[stat.rfind(")") + 2:].split()
-    return None if fields[0] == "Z" else int(fields[2])
 
 
 def group_alive(pgid: int) -> bool:

@@ -40,11 +40,15 @@ def _settings(window: float | None, reference: str | None, trigger: bool | None)
 def _job(settings):
     from mlflow import MlflowClient
 
-    from fraudops.store import Store
+    from fraudops.store import SchemaNotCurrentError, Store
     from monitoring.job import DriftJob
     from monitoring.trigger import build_launcher
 
-    store = Store.from_url(settings.database.resolved_url(settings.home))
+    try:  # as the consumer and the gateway: a store not at this release's schema is refused
+        store = Store.open_current(settings.database.resolved_url(settings.home))
+    except SchemaNotCurrentError as error:  # the message names `fraudops db upgrade`
+        typer.secho(f"drift: {error}", fg="red", err=True)
+        raise typer.Exit(2) from error
     tracking_uri = settings.mlflow.resolved_tracking_uri(settings.home)
     registry = MlflowClient(tracking_uri, registry_uri=tracking_uri)
     launcher = build_launcher(settings.retrain, settings.kfp)

@@ -28,22 +28,15 @@ import numpy as np
 import pandas as pd
 
 from fraudops.features import FeatureSpec, compute_batch
-from fraudops.features.spec import EXPOSURE_WINDOW, LABEL_ENTITIES, LABEL_WINDOWS
+from fraudops.features.spec import CATEGORY_PREFIX, CHANNEL_PREFIX, LABEL_FEATURES
 
 #: Categorical drift columns decoded from a one-hot group: column -> prefix in the spec.
-ONE_HOT_GROUPS = {"channel": "channel_", "category": "category_"}
+ONE_HOT_GROUPS = {"channel": CHANNEL_PREFIX, "category": CATEGORY_PREFIX}
 
 
 def label_informed(spec: FeatureSpec) -> set[str]:
     """The spec's label-informed features (never drift columns: see the module docstring)."""
-    names = {f"{entity}_{stat}_{window}" for entity in LABEL_ENTITIES for window in LABEL_WINDOWS
-             for stat in ("fraud", "labelled")}
-    names = {f"{name}_log" for name in names}
-    names |= {f"{entity}_fraud_rate_{window}" for entity in LABEL_ENTITIES
-              for window in LABEL_WINDOWS}
-    names |= {f"merchant_fraud_known_{EXPOSURE_WINDOW}", f"device_fraud_known_{EXPOSURE_WINDOW}",
-              f"account_risky_visits_{EXPOSURE_WINDOW}_log"}
-    return names & set(spec.names)
+    return set(LABEL_FEATURES) & set(spec.names)
 
 
 def known_columns(spec: FeatureSpec) -> tuple[set[str], set[str]]:

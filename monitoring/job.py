@@ -22,7 +22,7 @@ from fraudops.models import Scorer, load_scorer
 from fraudops.store import Store
 from monitoring import reports
 from monitoring.decisions import SKIPPED, DecisionEntry, DecisionLog
-from monitoring.drift import Comparison, DriftResult, compare
+from monitoring.drift_detection import Comparison, DriftResult, compare
 from monitoring.exceptions import DriftConfigError, EmptyWindowError, RetrainLaunchError
 from monitoring.features import check_columns
 from monitoring.metrics import DriftMetrics

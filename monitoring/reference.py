@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fraudops.data import frame as layout
+from fraudops.data import tabular
 from fraudops.data.labels import labels_path, read_labels
 from fraudops.features import FeatureSpec, gather_sequences, sequence_index
 from fraudops.features.spec import LABEL_MEMORY_US
@@ -138,13 +138,13 @@ def _logged_sample(client, run_id: str) -> pd.DataFrame | None:
 
 def _read(path: str) -> pd.DataFrame:
     if "://" in path and not path.startswith("file://"):
-        frame = layout.normalize(pd.read_parquet(path))  # s3://... through fsspec/s3fs
+        frame = tabular.normalize(pd.read_parquet(path))  # s3://... through fsspec/s3fs
     else:
         local = Path(path.removeprefix("file://"))
         if not local.exists():
             raise ReferenceNotFoundError(f"reference data {local} does not exist")
-        frame = layout.read(local)
-    frame = layout.sort_by_time(frame)
+        frame = tabular.read(local)
+    frame = tabular.sort_by_time(frame)
     if "://" not in path.removeprefix("file://") and labels_path(local).is_file():
         frame.attrs[LABELS_ATTR] = str(labels_path(local))
     return frame

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from monitoring.drift import Comparison
+from monitoring.drift_detection import Comparison
 from monitoring.exceptions import ReportStorageError
 
 log = logging.getLogger(__name__)

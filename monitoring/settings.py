@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from fraudops.settings import CommonSettings, DatabaseSettings, MLflowSettings
+from fraudops.settings import CommonSettings, DatabaseSettings, KfpSettings, MLflowSettings
 
 #: Interpretable drift features: numeric columns of the shared feature implementation whose
 #: distribution does not depend on how much history the job loads (velocity counts vary with
@@ -108,15 +108,6 @@ class RetrainPolicySettings(BaseModel):
     #: it does not declare): any of window_start, window_end, trigger_reason, drift_report_id,
     #: champion_version. All of them are in the run name and the decisions log anyway.
     context_params: tuple[str, ...] = ("window_end",)
-
-
-class KfpSettings(BaseModel):
-    """Kubeflow Pipelines API (the same names the pipeline unit reads)."""
-
-    host: str = ""
-    namespace: str = ""
-    pipeline_name: str = "fraudops-training"
-    experiment: str = "fraudops-retraining"
 
 
 class MonitoringSettings(CommonSettings):

@@ -20,8 +20,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
+from fraudops.settings import KfpSettings
 from monitoring.exceptions import RetrainLaunchError
-from monitoring.settings import KfpSettings, RetrainPolicySettings
+from monitoring.settings import RetrainPolicySettings
 
 log = logging.getLogger(__name__)
 

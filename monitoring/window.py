@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import func, select
 
-from fraudops.data import frame as layout
+from fraudops.data import tabular
 from fraudops.store import Decision, Label, Store
 from monitoring.exceptions import EmptyWindowError
 
@@ -143,9 +143,9 @@ def parse_events(events: tuple[str, ...] | list[str]) -> pd.DataFrame:
     records = [json.loads(event) for event in events]
     for record in records:
         for name, value in (record.pop("extra", None) or {}).items():
-            record[layout.EXTRA_PREFIX + name] = value
+            record[tabular.EXTRA_PREFIX + name] = value
     frame = pd.DataFrame.from_records(records)
     frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True, format="ISO8601")
     if "label" in frame.columns:
         frame["label"] = frame["label"].astype("float64")
-    return layout.normalize(frame)
+    return tabular.normalize(frame)

@@ -10,7 +10,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from pipelines.pipeline import DEFAULT_IMAGE, build_pipeline
+from fraudops.settings import PIPELINE_IMAGE
+from pipelines.pipeline import build_pipeline
 
 log = logging.getLogger(__name__)
 console = Console(stderr=True)
@@ -43,7 +44,7 @@ def declared_only(params: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in params.items() if k in declared}
 
 
-def compile_pipeline(out: Path, image: str = DEFAULT_IMAGE,
+def compile_pipeline(out: Path, image: str = PIPELINE_IMAGE,
                      env: dict[str, str] | None = None) -> Path:
     """Write the pipeline's IR YAML (what the Kubeflow UI uploads)."""
     from kfp import compiler

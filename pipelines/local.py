@@ -7,13 +7,14 @@ import logging
 import time
 from pathlib import Path
 
+from fraudops.settings import PIPELINE_IMAGE
 from fraudops.training.retrain import TrainingOutcome, outcome_from_dict
-from pipelines.pipeline import DEFAULT_IMAGE, build_pipeline
+from pipelines.pipeline import build_pipeline
 
 log = logging.getLogger(__name__)
 
 
-def run_local(params: dict[str, object], pipeline_root: Path, image: str = DEFAULT_IMAGE
+def run_local(params: dict[str, object], pipeline_root: Path, image: str = PIPELINE_IMAGE
               ) -> TrainingOutcome:
     """Run the pipeline with `params` under kfp.local; returns the gate's outcome.
 

@@ -9,14 +9,10 @@ No ``from __future__ import annotations`` here or in components/: kfp reads the 
 from kfp import dsl
 
 from components.training import build_components
-from fraudops import __version__
-
-PIPELINE_NAME = "fraudops-training"
-#: Default component image; `fraudops pipeline compile --image` (FRAUDOPS_KFP__IMAGE) overrides.
-DEFAULT_IMAGE = f"ghcr.io/fraudops/fraudops-pipeline:{__version__}"
+from fraudops.settings import PIPELINE_IMAGE, PIPELINE_NAME
 
 
-def build_pipeline(image: str = DEFAULT_IMAGE, env: dict[str, str] | None = None):
+def build_pipeline(image: str = PIPELINE_IMAGE, env: dict[str, str] | None = None):
     """The pipeline function with components bound to `image`; `env` is set on every task
     (e.g. FRAUDOPS_MLFLOW__TRACKING_URI for a cluster: compiled in, never a secret)."""
     c = build_components(image)

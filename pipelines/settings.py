@@ -4,27 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, Field
-
-from fraudops.settings import settings_config
+from fraudops.settings import KfpSettings, settings_config
 from fraudops.training.settings import TrainingSettings
-from pipelines.pipeline import DEFAULT_IMAGE, PIPELINE_NAME
-
-
-class KfpSettings(BaseModel):
-    """Kubeflow Pipelines endpoint, names, image and the deploy target."""
-
-    host: str = ""
-    namespace: str = ""
-    pipeline_name: str = PIPELINE_NAME
-    experiment: str = "fraudops-retraining"
-    image: str = DEFAULT_IMAGE
-    cron: str = "0 0 3 * * 0"
-    #: Where kfp.local keeps run outputs; empty means FRAUDOPS_HOME/kfp.
-    pipeline_root: str = ""
-    predictor_name: str = "fraudops-predictor"
-    predictor_namespace: str = "fraudops"
-    canary_percent: int = Field(default=10, ge=0, le=100)
 
 
 class PipelineSettings(TrainingSettings):

@@ -73,11 +73,12 @@ def gateway(
     except ServingError as error:
         typer.secho(f"gateway: {error}", fg="red", err=True)
         raise typer.Exit(2) from error
-    g = settings.gateway
-    uvicorn.run(application, host=g.host, port=g.port, log_level=settings.log_level.lower(),
-                access_log=g.access_log, server_header=False,  # no "server: uvicorn" banner
-                timeout_keep_alive=g.keep_alive_timeout_s,
-                forwarded_allow_ips=g.forwarded_allow_ips)
+    gateway = settings.gateway
+    uvicorn.run(application, host=gateway.host, port=gateway.port,
+                log_level=settings.log_level.lower(), access_log=gateway.access_log,
+                server_header=False,  # no "server: uvicorn" banner
+                timeout_keep_alive=gateway.keep_alive_timeout_s,
+                forwarded_allow_ips=gateway.forwarded_allow_ips)
 
 
 if __name__ == "__main__":  # `python -m serving.cli predictor` (what the container runs)

@@ -1,4 +1,10 @@
-"""Errors of the serving unit; all derive from `ServingError`."""
+"""Errors of the serving unit; all derive from `ServingError`.
+
+The predictor's own refusals are not repeated here: a model built for other features raises
+`fraudops.models.FeatureSpecMismatchError` (where the check lives, in loading), and a malformed
+request `kserve.errors.InvalidInput` (KServe answers it with 400). A predictor the gateway
+cannot use now raises `fraudops.protocol.PredictorUnavailableError`, the one the consumer raises.
+"""
 
 from __future__ import annotations
 
@@ -9,18 +15,6 @@ class ServingError(Exception):
 
 class ConfigurationError(ServingError):
     """Settings that cannot work (no API key, bad model URI, ...)."""
-
-
-class IncompatibleModelError(ServingError):
-    """A model built for other features (spec version, dimension, sequence length) than the code's."""
-
-
-class ModelSwapError(ServingError):
-    """A new champion could not be loaded; the predictor keeps serving the previous one."""
-
-
-class PredictorUnavailableError(ServingError):
-    """The gateway cannot reach the predictor or got no usable answer from it."""
 
 
 class KafkaUnavailableError(ServingError):

@@ -24,7 +24,7 @@ class PredictorMetrics:
     def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
         self.request_seconds = Histogram(
             "fraud_predictor_request_duration_seconds",
-            "Time to score one inference request (decode to encoded answer).",
+            "Time to score one inference request (start of preprocess to end of postprocess).",
             ["protocol"], buckets=_LATENCY_BUCKETS, registry=registry)
         self.forward_seconds = Histogram(
             "fraud_predictor_forward_duration_seconds",

@@ -22,9 +22,8 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from fraudops import protocol
 from fraudops.features import FEATURE_SPEC_VERSION, FeatureSpec
-from fraudops.models import Scorer
+from fraudops.models import FeatureSpecMismatchError, Scorer
 from serving.batching import MicroBatcher
-from serving.exceptions import IncompatibleModelError
 from serving.metrics import PredictorMetrics
 from serving.reasons import ReasonCoder, build_reason_coder
 from serving.validation import decode_v1, decode_v2
@@ -50,12 +49,12 @@ class ServedModel:
               ) -> ServedModel:
         """Check `scorer` against the running code, prepare reason codes and warm it up."""
         if scorer.feature_spec_version != FEATURE_SPEC_VERSION:
-            raise IncompatibleModelError(
+            raise FeatureSpecMismatchError(
                 f"model feature-spec version {scorer.feature_spec_version!r} differs from the "
                 f"code's {FEATURE_SPEC_VERSION!r}; retrain the models or deploy matching code")
         spec = FeatureSpec.from_dict(scorer.feature_spec)
         if spec.dim != scorer.feature_dim:
-            raise IncompatibleModelError(f"model expects {scorer.feature_dim} features but its "
+            raise FeatureSpecMismatchError(f"model expects {scorer.feature_dim} features but its "
                                          f"feature spec names {spec.dim}")
         reasons = build_reason_coder(scorer.sequence_model, spec.names, scorer.seq_len,
                                      top_k=reason_codes, min_z=reason_min_z)
@@ -127,8 +126,32 @@ class BatchScores:
                            self.decision[rows], self.reason_codes[rows], self.served)
 
 
+@dataclass(frozen=True)
+class DecodedRequest:
+    """What `preprocess` hands to `predict`: the checked arrays and what the answer needs."""
+
+    x: np.ndarray
+    mask: np.ndarray
+    v2: InferRequest | None  # None: a V1 request
+    started: float  # perf_counter() at the start of preprocess
+
+
+@dataclass(frozen=True)
+class ScoredRequest:
+    """What `predict` hands to `postprocess`."""
+
+    request: DecodedRequest
+    scores: BatchScores
+
+
 class FraudPredictor(Model):
-    """KServe model `fraud-scorer` (V1 and V2 REST; batched; hot-swappable)."""
+    """KServe model `fraud-scorer` (V1 and V2 REST; batched; hot-swappable).
+
+    KServe's lifecycle as designed, so its own stage histograms (``request_preprocess_seconds``,
+    ``request_predict_seconds``, ``request_postprocess_seconds``) split the server's time:
+    `preprocess` decodes and checks the request, `predict` runs the forward pass, `postprocess`
+    builds the response object that KServe's data plane encodes.
+    """
 
     def __init__(self, name: str, loader: Callable[[], ServedModel], metrics: PredictorMetrics,
                  *, max_request_batch: int = 8192, max_merged_batch: int = 2048) -> None:
@@ -171,9 +194,17 @@ class FraudPredictor(Model):
         with self._metrics.forward_seconds.time():
             return served.score(x, mask)
 
-    async def predict(self, payload: dict | InferRequest, headers: dict[str, str] | None = None,
-                      response_headers: dict[str, str] | None = None
-                      ) -> dict | InferResponse:
+    def count_invalid(self) -> None:
+        """Count a request refused with 400 before it reached `preprocess` (framing)."""
+        self._metrics.invalid_requests.inc()
+
+    def validate(self, payload: Any) -> Any:
+        # KServe's check of the raw body; ours happened in `preprocess`.
+        return payload if isinstance(payload, DecodedRequest) else super().validate(payload)
+
+    async def preprocess(self, payload: dict | InferRequest, headers: dict[str, str] | None = None
+                         ) -> DecodedRequest:
+        """Decode and check a V1 body or V2 request into arrays (400 for anything malformed)."""
         start = time.perf_counter()
         is_v2 = isinstance(payload, InferRequest)
         served = self.served
@@ -183,11 +214,24 @@ class FraudPredictor(Model):
         except InvalidInput:
             self._metrics.invalid_requests.inc()
             raise
-        scores = await self._batcher.submit(x, mask)
-        self._observe(scores, len(x))
-        response = self._v2_response(payload, scores) if is_v2 else _v1_response(scores)
-        self._metrics.request_seconds.labels("v2" if is_v2 else "v1").observe(
-            time.perf_counter() - start)
+        return DecodedRequest(x, mask, payload if is_v2 else None, start)
+
+    async def predict(self, payload: DecodedRequest, headers: dict[str, str] | None = None,
+                      response_headers: dict[str, str] | None = None) -> ScoredRequest:
+        """Score the request's rows (merged with concurrent requests into one forward pass)."""
+        scores = await self._batcher.submit(payload.x, payload.mask)
+        self._observe(scores, len(payload.x))
+        return ScoredRequest(payload, scores)
+
+    async def postprocess(self, result: ScoredRequest, headers: dict[str, str] | None = None,
+                          response_headers: dict[str, str] | None = None
+                          ) -> dict | InferResponse:
+        """The answer in the request's protocol (KServe's data plane encodes it)."""
+        request, scores = result.request.v2, result.scores
+        response = _v1_response(scores) if request is None else self._v2_response(request,
+                                                                                    scores)
+        self._metrics.request_seconds.labels("v1" if request is None else "v2").observe(
+            time.perf_counter() - result.request.started)
         return response
 
     def _observe(self, scores: BatchScores, rows: int) -> None:

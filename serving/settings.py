@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
@@ -51,8 +51,16 @@ class PredictorSettings(BaseModel):
     #: Off by default: the Prometheus histograms carry the same figures at a fraction of the
     #: CPU cost.
     request_logging: bool = False
-    #: torch intra-op threads; 0 keeps torch's default.
-    torch_threads: int = Field(default=0, ge=0)
+    #: torch intra-op threads; 0 keeps torch's default (one per core the host has, not per
+    #: core the pod may use). 1 measured best on a 2-core machine shared with the consumer and
+    #: the broker: a second thread sped a lone 1,024-row pass up but made single requests and
+    #: every figure under load worse (README, "Predictor tuning").
+    torch_threads: int = Field(default=1, ge=0)
+    #: Forward-pass precision. float64 scores a transaction bit for bit the same whatever else
+    #: shares its batch (a batch redone after a crash gives the same decisions); float32 is
+    #: about 3-4x faster on the CPU, but a row's scores can move in the last bits with the
+    #: batch around it (`fraudops.models.Scorer`).
+    precision: Literal["float64", "float32"] = "float64"
     #: Reason codes: at most this many features per transaction, each at least `reason_min_z`
     #: standard deviations away from the training mean.
     reason_codes: int = Field(default=3, ge=0, le=16)

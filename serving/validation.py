@@ -31,6 +31,10 @@ def decode_v2(request: InferRequest, seq_len: int, n_features: int,
         if inputs[name].datatype != datatype:
             raise InvalidInput(f"input '{name}' must have datatype {datatype}, "
                                f"got {inputs[name].datatype}")
+    wanted = sorted({o.name for o in request.request_outputs or ()} - set(protocol.OUTPUTS))
+    if wanted:
+        raise InvalidInput(f"unknown output(s) {wanted}; this model answers "
+                           f"{list(protocol.OUTPUTS)}")
     x = _as_array(inputs[protocol.INPUT_SEQUENCES], np.float32)
     mask = _as_array(inputs[protocol.INPUT_MASK], np.bool_)
     return check_arrays(x, mask, seq_len, n_features, max_batch)
@@ -41,14 +45,23 @@ def _as_array(item: InferInput, dtype: type) -> np.ndarray:
     if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
         raise InvalidInput(f"input '{item.name}' has an invalid shape {shape!r}")
     expected = int(np.prod(shape)) if shape else 1
-    raw = getattr(item, "_raw_data", None)
-    if raw is not None:  # binary tensor extension: decoded without a Python list round trip
-        size = np.dtype(dtype).itemsize
-        if len(raw) != expected * size:
-            raise InvalidInput(f"input '{item.name}' has {len(raw)} bytes of data; shape {shape} "
-                               f"needs {expected * size}")
-        return np.frombuffer(raw, dtype=dtype).reshape(shape)
+    if item.data is None or (expected and len(item.data) == 0):
+        return _from_binary(item, dtype, shape, expected)
     return _from_json(item, dtype, shape, expected)
+
+
+def _from_binary(item: InferInput, dtype: type, shape: list[int], expected: int) -> np.ndarray:
+    """A binary tensor (REST extension, gRPC raw contents), read in place by KServe."""
+    needed = expected * np.dtype(dtype).itemsize
+    size = (item.parameters or {}).get("binary_data_size")
+    if size is not None and size != needed:
+        raise InvalidInput(f"input '{item.name}' has {size} bytes of data; shape {shape} "
+                           f"needs {needed}")
+    try:
+        return item.as_numpy()  # np.frombuffer over the request's bytes: no copy
+    except (TypeError, ValueError) as error:
+        raise InvalidInput(f"input '{item.name}' has no data matching shape {shape} "
+                           f"({needed} bytes): {error}") from None
 
 
 def _from_json(item: InferInput, dtype: type, shape: list[int], expected: int) -> np.ndarray:

@@ -6,9 +6,10 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -17,23 +18,6 @@ from local.exceptions import PrerequisiteError
 from local.kafka import Flavour, LocalBroker, default_flavour, make_broker
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    """An unused loopback TCP port."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
 
 
 def _broker_or_skip(flavour: Flavour, workdir: Path, **options: object) -> LocalBroker:
@@ -45,10 +29,10 @@ def _broker_or_skip(flavour: Flavour, workdir: Path, **options: object) -> Local
         pytest.skip(f"no {flavour} Kafka broker here: {error}")
 
 
-@pytest.fixture(autouse=True)
-def _isolate_mlflow_globals() -> Iterator[None]:
+@contextmanager
+def _mlflow_globals_kept() -> Iterator[None]:
     """MLflow's set_tracking_uri / set_registry_uri write process globals AND environment
-    variables that every later subprocess inherits: undo them after each test."""
+    variables that every later subprocess inherits: put them back as they were."""
     import mlflow.tracking._model_registry.utils as registry_utils
     import mlflow.tracking._tracking_service.utils as tracking_utils
 
@@ -62,6 +46,25 @@ def _isolate_mlflow_globals() -> Iterator[None]:
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
+
+
+@pytest.fixture
+def mlflow_globals_restored() -> Iterator[None]:
+    """MLflow's tracking and registry URIs as they were before the test.
+
+    Only where MLflow runs in the test's process (training, monitoring, components, pipelines,
+    the predictor's model watcher): their conftest.py or module makes it autouse, with
+    `mlflow_globals_restored_per_module` for what module-scoped fixtures set; elsewhere MLflow
+    is not even imported."""
+    with _mlflow_globals_kept():
+        yield
+
+
+@pytest.fixture(scope="module")
+def mlflow_globals_restored_per_module() -> Iterator[None]:
+    """MLflow's URIs as they were before the module (set by its module-scoped fixtures)."""
+    with _mlflow_globals_kept():
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -104,9 +107,10 @@ def group_id_factory() -> Callable[[str], str]:
 
 
 @pytest.fixture
-def postgres_url() -> str:
+def postgres_url() -> Iterator[str]:
     """SQLAlchemy URL of a fresh database on the local PostgreSQL server, one per test (skips
-    if absent): tests never see each other's rows."""
+    if absent): tests never see each other's rows. Dropped afterwards, with any connection the
+    test left open."""
     host = os.environ.get("FRAUDOPS_TEST_PG_HOST", "127.0.0.1")
     port = int(os.environ.get("FRAUDOPS_TEST_PG_PORT", "5432"))
     with socket.socket() as sock:
@@ -116,6 +120,11 @@ def postgres_url() -> str:
         pytest.skip("psql client not installed")
     name = f"fraudops_test_{uuid.uuid4().hex[:8]}"
     user = os.environ.get("FRAUDOPS_TEST_PG_USER", "postgres")
-    subprocess.run(["psql", "-h", host, "-p", str(port), "-U", user, "-d", "postgres", "-c",
-                    f"CREATE DATABASE {name}"], check=True, capture_output=True)
-    return f"postgresql+psycopg://{user}@{host}:{port}/{name}"
+    psql = ["psql", "-h", host, "-p", str(port), "-U", user, "-d", "postgres", "-c"]
+    subprocess.run([*psql, f"CREATE DATABASE {name}"], check=True, capture_output=True)
+    yield f"postgresql+psycopg://{user}@{host}:{port}/{name}"
+    dropped = subprocess.run([*psql, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"],
+                             check=False, capture_output=True, text=True)
+    if dropped.returncode != 0:
+        warnings.warn(f"test database {name} not dropped: {dropped.stderr.strip()}",
+                      stacklevel=1)

@@ -11,15 +11,8 @@ if command -v chromium >/dev/null 2>&1; then
   exit 0
 fi
 
-SUDO=""
-if [[ "$(id -u)" != "0" ]]; then
-  command -v sudo >/dev/null 2>&1 || { echo "need root or sudo to apt-get install chromium" >&2; exit 1; }
-  SUDO="sudo"
-fi
-
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-# --no-install-recommends: no desktop integration or extra fonts' recommends; the fonts the
-# package depends on still come, so pages render real text.
-$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
+source "$(dirname "${BASH_SOURCE[0]}")/apt.sh"
+# Without recommends: no desktop integration or extra fonts' recommends; the fonts the package
+# depends on still come, so pages render real text.
+apt_install chromium
 echo "installed: $(chromium --version 2>/dev/null | head -1)"

@@ -7,16 +7,11 @@
 # Usage: bash tools/install_postgres.sh
 set -euo pipefail
 
-SUDO=""
-if [[ "$(id -u)" != "0" ]]; then
-  command -v sudo >/dev/null 2>&1 || { echo "need root or sudo for PostgreSQL" >&2; exit 1; }
-  SUDO="sudo"
-fi
+source "$(dirname "${BASH_SOURCE[0]}")/apt.sh"
+SUDO=$(root_prefix "set up PostgreSQL")
 
 if ! command -v pg_ctlcluster >/dev/null 2>&1 || [[ -z "$(ls /etc/postgresql 2>/dev/null)" ]]; then
-  export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+  apt_install postgresql
 fi
 VERSION=$(ls /etc/postgresql | sort -V | tail -1)
 HBA=/etc/postgresql/$VERSION/main/pg_hba.conf

@@ -12,15 +12,7 @@ if command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 
   exit 0
 fi
 
-SUDO=""
-if [[ "$(id -u)" != "0" ]]; then
-  command -v sudo >/dev/null 2>&1 || { echo "need root or sudo to apt-get install prometheus" >&2; exit 1; }
-  SUDO="sudo"
-fi
-
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-# --no-install-recommends: skip the node exporter and friends; policy-rc.d keeps the
-# service from being started where an init system exists.
-$SUDO apt-get install -y -qq --no-install-recommends prometheus prometheus-pushgateway >/dev/null
+source "$(dirname "${BASH_SOURCE[0]}")/apt.sh"
+# Without recommends: no node exporter and friends.
+apt_install prometheus prometheus-pushgateway
 echo "installed: $(promtool --version 2>&1 | head -1)"

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from fraudops.data import frame as frame_layout
+from fraudops.data import tabular
 from fraudops.data.generate import DRIFTS, GeneratorConfig
 from fraudops.data.generate import generate as generate_frame
 from fraudops.data.labels import (
@@ -81,7 +81,7 @@ def generate(
         advance("label stream")
         labels = generate_labels(frame, config.seed, config.labels)
         advance("writing parquet")
-        frame_layout.write(frame, out)
+        tabular.write(frame, out)
         write_labels(labels, labels_out or labels_path(out))
         bar.update(task, completed=len(STAGES))
     table = summary_table(frame, config, out, time.perf_counter() - began)
@@ -107,7 +107,7 @@ def summary_table(frame: pd.DataFrame, config: GeneratorConfig, out: Path,
     table.add_row("accounts", f"{frame['account_id'].nunique():,}")
     table.add_row("span", f"{frame['timestamp'].min():%Y-%m-%d %H:%M} .. "
                           f"{frame['timestamp'].max():%Y-%m-%d %H:%M}")
-    table.add_row("fraud rate", f"{frame_layout.label_rate(frame):.3%}")
+    table.add_row("fraud rate", f"{tabular.label_rate(frame):.3%}")
     for name, count in frame["fraud_scenario"].value_counts().sort_index().items():
         table.add_row(f"  {name}", f"{count:,} ({count / rows:.3%})")
     if config.drift != "none":

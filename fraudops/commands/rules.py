@@ -44,7 +44,7 @@ def backtest(
 ) -> None:
     """Replay a labelled data set: alert volume, precision, recall and value caught per rule
     and overall (beside the model alone when the models are given)."""
-    from fraudops.data import frame as tabular
+    from fraudops.data import tabular
     from fraudops.rules.backtest import backtest as run_backtest
 
     try:
@@ -67,16 +67,14 @@ def _scores(frame, sequence_uri: str | None, autoencoder_uri: str | None):
         return None
     if not (sequence_uri and autoencoder_uri):
         raise RulesError("give both --sequence-model and --autoencoder-model")
-    from fraudops.features import build_spec, compute_batch, gather_sequences, sequence_index
+    from fraudops.features import compute_batch, gather_sequences, sequence_index, spec_from_names
     from fraudops.models.scorer import load_scorer
     from fraudops.rules.backtest import Scores
 
     scorer = load_scorer(sequence_uri, autoencoder_uri)
     order = np.argsort(frame["timestamp"].to_numpy(), kind="stable")
     ordered = frame.iloc[order].reset_index(drop=True)
-    passthrough = [n.removeprefix("extra_") for n in scorer.feature_names
-                   if n.startswith("extra_")]
-    features = compute_batch(ordered, build_spec(passthrough))
+    features = compute_batch(ordered, spec_from_names(scorer.feature_names))
     x, mask = gather_sequences(features, sequence_index(ordered, scorer.seq_len))
     result = scorer.score(x, mask)
     back = np.empty_like(order)

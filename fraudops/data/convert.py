@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from fraudops.data.frame import BASE_COLUMNS, EXTRA_PREFIX, STRING_COLUMNS, UNKNOWN_LABEL
+from fraudops.data import tabular
 from fraudops.data.labels import LABEL_COLUMNS
 from fraudops.data.mapping import (
     CODE_FIELDS,
@@ -167,9 +167,9 @@ def amounts(chunk: pd.DataFrame, mapping: ColumnMapping, drops: Drops) -> pd.Ser
 
 
 def labels(chunk: pd.DataFrame, mapping: ColumnMapping, drops: Drops) -> np.ndarray:
-    """1 fraud, 0 legitimate, UNKNOWN_LABEL where unlabelled (or no label column at all)."""
+    """1 fraud, 0 legitimate, tabular.UNKNOWN_LABEL where unlabelled (or no label column at all)."""
     if mapping.label is None:
-        return np.full(len(chunk), UNKNOWN_LABEL, dtype=np.int8)
+        return np.full(len(chunk), tabular.UNKNOWN_LABEL, dtype=np.int8)
     spec = mapping.label
     raw = chunk[spec.column]
     if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
@@ -185,7 +185,7 @@ def labels(chunk: pd.DataFrame, mapping: ColumnMapping, drops: Drops) -> np.ndar
     if spec.required:
         drops.flag("missing label", missing)
     out = positive.astype(np.int8)
-    out[missing] = UNKNOWN_LABEL
+    out[missing] = tabular.UNKNOWN_LABEL
     return out
 
 
@@ -290,7 +290,7 @@ def _label_stream(chunk: pd.DataFrame, mapping: ColumnMapping, out: dict[str, ob
         known = parse_times(chunk[spec.time.column], spec.time)
     else:
         known = events + pd.Timedelta(spec.delay)
-    labelled = keep & (out["label"] != UNKNOWN_LABEL)
+    labelled = keep & (out["label"] != tabular.UNKNOWN_LABEL)
     unreadable = known.isna().to_numpy()
     out_of_range = ~unreadable & ~((known >= pd.Timestamp(MIN_TIMESTAMP))
                                    & (known < pd.Timestamp(MAX_TIMESTAMP))).to_numpy()
@@ -327,7 +327,7 @@ def _assemble(
     out: dict[str, object], values: np.ndarray | None, schema: pa.Schema, keep: np.ndarray
 ) -> pa.Table:
     rows = int(keep.sum())
-    arrays = [_take(out.get(name), keep, rows, schema.field(name).type) for name in BASE_COLUMNS]
+    arrays = [_take(out.get(name), keep, rows, schema.field(name).type) for name in tabular.BASE_COLUMNS]
     if values is not None:
         # one copy, into column-major rows, so each feature column is passed without another
         kept = np.compress(keep, np.ascontiguousarray(values.T), axis=1)
@@ -345,9 +345,9 @@ def _take(value: object, keep: np.ndarray, rows: int, kind: pa.DataType) -> pa.A
 
 
 def output_schema(extra_names: list[str]) -> pa.Schema:
-    """The Parquet schema of an imported data set (the `fraudops.data.frame` layout)."""
-    types = {c: pa.string() for c in STRING_COLUMNS}
+    """The Parquet schema of an imported data set (the `fraudops.data.tabular` layout)."""
+    types = {c: pa.string() for c in tabular.STRING_COLUMNS}
     types.update(timestamp=pa.timestamp("ns", tz="UTC"), amount=pa.float64(), label=pa.int8())
-    fields = [pa.field(c, types[c]) for c in BASE_COLUMNS]
-    fields += [pa.field(EXTRA_PREFIX + name, pa.float64()) for name in extra_names]
+    fields = [pa.field(c, types[c]) for c in tabular.BASE_COLUMNS]
+    fields += [pa.field(tabular.EXTRA_PREFIX + name, pa.float64()) for name in extra_names]
     return pa.schema(fields)

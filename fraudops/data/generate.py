@@ -1,7 +1,7 @@
 """Synthetic transaction data: accounts with habits, seasonality, labelled fraud, optional drift.
 
 `generate(GeneratorConfig(...))` returns a normalized, time-sorted frame in the layout of
-`fraudops.data.frame`. The same configuration always yields the same frame: the population,
+`fraudops.data.tabular`. The same configuration always yields the same frame: the population,
 the legitimate traffic, the fraud incidents and the drift each draw from their own random stream
 spawned from the seed, so switching drift on leaves every row before the drift point unchanged.
 
@@ -19,14 +19,11 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from fraudops.data import frame as frame_layout
-from fraudops.data.drift import DRIFTS, apply_drift
+from fraudops.data import tabular
+from fraudops.data.drift_scenarios import DRIFTS, apply_drift
 from fraudops.data.labels import LabelStreamConfig
 from fraudops.data.population import (
     AMOUNT_MULT,
-    CATEGORIES,
-    CH,
-    CHANNELS,
     COUNTRIES,
     USUAL_SLOTS,
     USUAL_WEIGHTS,
@@ -46,6 +43,8 @@ from fraudops.data.scenarios import (
     fraud_rows,
     lookalike_rows,
 )
+from fraudops.features.encoding import CHANNEL_INDEX
+from fraudops.features.spec import CATEGORIES, CHANNELS
 from fraudops.schema import Channel
 
 __all__ = ["ALL_SCENARIOS", "DRIFTS", "SCENARIOS", "GeneratorConfig", "generate"]
@@ -62,7 +61,7 @@ PURCHASE, TRANSFER, ATM, CASH_OUT = range(4)
 #: Share of legitimate rows from fraud-like episodes (sprees, new phones, in-app purchases).
 LOOKALIKE_SHARE = 0.015
 DIGITAL = np.isin(np.arange(len(CHANNELS)),
-                  [CH[Channel.ONLINE], CH[Channel.TRANSFER], CH[Channel.CASH_OUT]])
+                  [CHANNEL_INDEX[Channel.ONLINE], CHANNEL_INDEX[Channel.TRANSFER], CHANNEL_INDEX[Channel.CASH_OUT]])
 
 Progress = Callable[[str], None]
 
@@ -161,11 +160,11 @@ def legit_rows(rng: np.random.Generator, pop: Population, n: int, weekday0: int)
     where = np.where(travelling, acc.travel_country[account], acc.home[account])
     merchant = _merchants(rng, pop, account, kind, where)
     channel = pop.merchants.channel[merchant].copy()
-    channel[kind == CASH_OUT] = CH[Channel.CASH_OUT]
-    at_merchant = np.isin(channel, [CH[Channel.CARD_PRESENT], CH[Channel.ATM]])
+    channel[kind == CASH_OUT] = CHANNEL_INDEX[Channel.CASH_OUT]
+    at_merchant = np.isin(channel, [CHANNEL_INDEX[Channel.CARD_PRESENT], CHANNEL_INDEX[Channel.ATM]])
     country = np.where(at_merchant, pop.merchants.country[merchant], where)
     # Some online sessions come through a VPN or a roaming phone: a foreign IP country.
-    vpn = (channel == CH[Channel.ONLINE]) & (rng.random(n) < 0.004)
+    vpn = (channel == CHANNEL_INDEX[Channel.ONLINE]) & (rng.random(n) < 0.004)
     country[vpn] = rng.integers(0, len(COUNTRIES), int(vpn.sum()))
     return make_rows(account, ts=ts, amount=_amounts(rng, pop, account, kind, merchant),
                      merchant=merchant, channel=channel, country=country,
@@ -192,21 +191,21 @@ def _merchants(rng: np.random.Generator, pop: Population, account: np.ndarray,
     # Occasionally somewhere new; abroad, shops are necessarily new.
     abroad = where != acc.home[account]
     explore = (kind == PURCHASE) & ((rng.random(n) < 0.06)
-                                    | (abroad & (m.channel[merchant] != CH[Channel.ONLINE])))
-    regular = m.channel <= CH[Channel.ONLINE]  # card-present or online shops
+                                    | (abroad & (m.channel[merchant] != CHANNEL_INDEX[Channel.ONLINE])))
+    regular = m.channel <= CHANNEL_INDEX[Channel.ONLINE]  # card-present or online shops
     _draw_local(rng, m, merchant, explore, where, regular)
-    _draw_local(rng, m, merchant, kind == ATM, where, m.channel == CH[Channel.ATM])
+    _draw_local(rng, m, merchant, kind == ATM, where, m.channel == CHANNEL_INDEX[Channel.ATM])
     bank = np.isin(kind, [TRANSFER, CASH_OUT])
     merchant[bank] = acc.bank[account[bank]]
     other_bank = (kind == TRANSFER) & (rng.random(n) < 0.15)
-    _draw_local(rng, m, merchant, other_bank, where, m.channel == CH[Channel.TRANSFER])
+    _draw_local(rng, m, merchant, other_bank, where, m.channel == CHANNEL_INDEX[Channel.TRANSFER])
     return merchant
 
 
 def _draw_local(rng: np.random.Generator, m: Merchants, merchant: np.ndarray, rows: np.ndarray,
                 where: np.ndarray, allowed: np.ndarray) -> None:
     """Replace `merchant[rows]` by merchants of the row's country (or online ones) in place."""
-    online = m.channel == CH[Channel.ONLINE]
+    online = m.channel == CHANNEL_INDEX[Channel.ONLINE]
     for country in np.unique(where[rows]):
         sel = np.flatnonzero(rows & (where == country))
         idx, p = m.pool(allowed & ((m.country == country) | online))
@@ -254,15 +253,15 @@ def assemble(rows: Rows, pop: Population, config: GeneratorConfig) -> pd.DataFra
         "amount": rows["amount"],
         "currency": "USD",
         "merchant_id": _strings(_labels("m-{:05d}", len(pop.merchants))[rows["merchant"]]),
-        "merchant_category": _strings(np.array([c.value for c in CATEGORIES], dtype=object)[
+        "merchant_category": _strings(np.array(CATEGORIES, dtype=object)[
             pop.merchants.category[rows["merchant"]]]),
-        "channel": _strings(np.array([c.value for c in CHANNELS], dtype=object)[rows["channel"]]),
+        "channel": _strings(np.array(CHANNELS, dtype=object)[rows["channel"]]),
         "country": _strings(np.array(COUNTRIES, dtype=object)[rows["country"]]),
         "device_id": _strings(_device_labels(rows["device"])),
         "label": rows["label"],
         "fraud_scenario": _strings(scenario[rows["scenario"]]),
     })
-    return frame_layout.normalize(frame)
+    return tabular.normalize(frame)
 
 
 def _strings(values: object) -> pd.arrays.StringArray:

@@ -28,6 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from fraudops.data import tabular
 from fraudops.data.convert import (
     Drops,
     as_text,
@@ -37,7 +38,6 @@ from fraudops.data.convert import (
     output_schema,
 )
 from fraudops.data.exceptions import SourceError, UnsupportedFormatError
-from fraudops.data.frame import STRING_COLUMNS
 from fraudops.data.labels import labels_path
 from fraudops.data.mapping import ColumnMapping, CsvOptions, load_mapping
 
@@ -318,7 +318,7 @@ def _write(
     parsed = 0  # rows the reader delivered: derived ids count these, so chunking cannot move them
     # Dictionary encoding only pays off for the low-cardinality text columns; trying it on
     # float features costs time and then falls back anyway.
-    options = {"compression": "zstd", "use_dictionary": list(STRING_COLUMNS)}
+    options = {"compression": "zstd", "use_dictionary": list(tabular.STRING_COLUMNS)}
     try:
         with ExitStack() as files:
             writer = files.enter_context(

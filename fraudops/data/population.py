@@ -12,12 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fraudops.features.encoding import CATEGORY_INDEX, CHANNEL_INDEX
+from fraudops.features.spec import CATEGORIES
 from fraudops.schema import Channel, MerchantCategory
-
-CHANNELS = tuple(Channel)
-CATEGORIES = tuple(MerchantCategory)
-CH = {c: i for i, c in enumerate(CHANNELS)}
-CAT = {c: i for i, c in enumerate(CATEGORIES)}
 
 #: (ISO-2 code, region, share of account holders). Far countries are those in another region.
 COUNTRY_TABLE = (
@@ -124,7 +121,7 @@ def empty_rows() -> Rows:
 def make_rows(account: np.ndarray, **columns: object) -> Rows:
     """Rows for `account` (an array); missing columns get neutral defaults, scalars broadcast."""
     n = len(account)
-    defaults = {"ts": 0.0, "amount": 0.0, "merchant": -1, "channel": CH[Channel.OTHER],
+    defaults = {"ts": 0.0, "amount": 0.0, "merchant": -1, "channel": CHANNEL_INDEX[Channel.OTHER],
                 "country": 0, "device": 0, "label": 0, "scenario": -1}
     dtypes = {"ts": np.float64, "amount": np.float64, "merchant": np.int64, "channel": np.int8,
               "country": np.int16, "device": np.int64, "label": np.int8, "scenario": np.int16}
@@ -155,20 +152,20 @@ def build_population(rng: np.random.Generator, rows: int, span_seconds: float) -
 def _build_merchants(rng: np.random.Generator, n: int) -> Merchants:
     cats = list(CATEGORY_PROFILE)
     share = np.array([CATEGORY_PROFILE[c][0] for c in cats])
-    category = np.array([CAT[c] for c in cats])[rng.choice(len(cats), n, p=share / share.sum())]
+    category = np.array([CATEGORY_INDEX[c] for c in cats])[rng.choice(len(cats), n, p=share / share.sum())]
     online_p = np.array([CATEGORY_PROFILE.get(c, (0, 0.3, 0))[1] for c in CATEGORIES])[category]
-    channel = np.where(rng.random(n) < online_p, CH[Channel.ONLINE], CH[Channel.CARD_PRESENT])
+    channel = np.where(rng.random(n) < online_p, CHANNEL_INDEX[Channel.ONLINE], CHANNEL_INDEX[Channel.CARD_PRESENT])
     # Every country gets its own cash machines and money-transfer agents.
     n_special = 4 * len(COUNTRIES)
     country = np.concatenate([rng.choice(len(COUNTRIES), n, p=COUNTRY_SHARE),
                               np.tile(np.arange(len(COUNTRIES)), 4)])
     # Guarantee card-present merchants in every country (legit travel and impossible travel).
     country[: 2 * len(COUNTRIES)] = np.tile(np.arange(len(COUNTRIES)), 2)
-    channel[: 2 * len(COUNTRIES)] = CH[Channel.CARD_PRESENT]
-    special_channel = np.repeat([CH[Channel.ATM], CH[Channel.ATM], CH[Channel.TRANSFER],
-                                 CH[Channel.TRANSFER]], len(COUNTRIES))
+    channel[: 2 * len(COUNTRIES)] = CHANNEL_INDEX[Channel.CARD_PRESENT]
+    special_channel = np.repeat([CHANNEL_INDEX[Channel.ATM], CHANNEL_INDEX[Channel.ATM], CHANNEL_INDEX[Channel.TRANSFER],
+                                 CHANNEL_INDEX[Channel.TRANSFER]], len(COUNTRIES))
     return Merchants(
-        category=np.concatenate([category, np.full(n_special, CAT[MerchantCategory.MONEY_TRANSFER])]),
+        category=np.concatenate([category, np.full(n_special, CATEGORY_INDEX[MerchantCategory.MONEY_TRANSFER])]),
         channel=np.concatenate([channel, special_channel]).astype(np.int8),
         country=country.astype(np.int16),
         popularity=np.concatenate([rng.lognormal(0.0, 1.0, n), np.ones(n_special)]),
@@ -200,16 +197,16 @@ def _build_accounts(
 
 def _usual_merchants(rng: np.random.Generator, home: np.ndarray, m: Merchants) -> np.ndarray:
     usual = np.empty((len(home), USUAL_SLOTS), dtype=np.int64)
-    regular = m.category != CAT[MerchantCategory.MONEY_TRANSFER]
+    regular = m.category != CATEGORY_INDEX[MerchantCategory.MONEY_TRANSFER]
     for country in np.unique(home):
         who = np.flatnonzero(home == country)
-        idx, p = m.pool(regular & ((m.country == country) | (m.channel == CH[Channel.ONLINE])))
+        idx, p = m.pool(regular & ((m.country == country) | (m.channel == CHANNEL_INDEX[Channel.ONLINE])))
         usual[who] = idx[rng.choice(len(idx), (len(who), USUAL_SLOTS), p=p)]
     return usual
 
 
 def _transfer_merchant(rng: np.random.Generator, home: np.ndarray, m: Merchants) -> np.ndarray:
-    idx = np.flatnonzero(m.channel == CH[Channel.TRANSFER])
+    idx = np.flatnonzero(m.channel == CHANNEL_INDEX[Channel.TRANSFER])
     by_country = {int(m.country[i]): [] for i in idx}
     for i in idx:
         by_country[int(m.country[i])].append(i)

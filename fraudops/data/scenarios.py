@@ -16,8 +16,6 @@ import numpy as np
 
 from fraudops.data.population import (
     AMOUNT_MULT,
-    CAT,
-    CH,
     RISKY_COUNTRIES,
     Population,
     Rows,
@@ -28,6 +26,7 @@ from fraudops.data.population import (
     new_devices,
     take_rows,
 )
+from fraudops.features.encoding import CATEGORY_INDEX, CHANNEL_INDEX
 from fraudops.schema import Channel, MerchantCategory
 
 #: Fraud scenarios in the training data (order fixes the codes in `Rows["scenario"]`).
@@ -42,12 +41,12 @@ DEFAULT_WEIGHTS = {"account_takeover": 0.25, "card_testing": 0.22, "mule_cash_ou
 HOUR = 3600.0
 MINUTE = 60.0
 
-_HIGH_VALUE = [CAT[c] for c in (MerchantCategory.ELECTRONICS, MerchantCategory.JEWELRY,
+_HIGH_VALUE = [CATEGORY_INDEX[c] for c in (MerchantCategory.ELECTRONICS, MerchantCategory.JEWELRY,
                                 MerchantCategory.DIGITAL_GOODS, MerchantCategory.RETAIL,
                                 MerchantCategory.TRAVEL)]
-_TESTING = [CAT[c] for c in (MerchantCategory.DIGITAL_GOODS, MerchantCategory.OTHER,
+_TESTING = [CATEGORY_INDEX[c] for c in (MerchantCategory.DIGITAL_GOODS, MerchantCategory.OTHER,
                              MerchantCategory.ENTERTAINMENT)]
-_STORE = [CAT[c] for c in (MerchantCategory.ELECTRONICS, MerchantCategory.JEWELRY,
+_STORE = [CATEGORY_INDEX[c] for c in (MerchantCategory.ELECTRONICS, MerchantCategory.JEWELRY,
                            MerchantCategory.RETAIL, MerchantCategory.RESTAURANT)]
 
 
@@ -66,12 +65,12 @@ class Context:
     @classmethod
     def build(cls, population: Population, legit: Rows) -> Context:
         m = population.merchants
-        online = m.channel == CH[Channel.ONLINE]
+        online = m.channel == CHANNEL_INDEX[Channel.ONLINE]
         pools = {"high_value": m.pool(online & np.isin(m.category, _HIGH_VALUE)),
                  "testing": m.pool(online & np.isin(m.category, _TESTING)),
-                 "transfer": m.pool(m.channel == CH[Channel.TRANSFER])}
+                 "transfer": m.pool(m.channel == CHANNEL_INDEX[Channel.TRANSFER])}
         home = population.accounts.home[legit["account"]]
-        anchors = np.flatnonzero((legit["channel"] == CH[Channel.CARD_PRESENT])
+        anchors = np.flatnonzero((legit["channel"] == CHANNEL_INDEX[Channel.CARD_PRESENT])
                                  & (legit["country"] == home)
                                  & (legit["ts"] < population.span_seconds - 3 * HOUR))
         return cls(population=population, legit=legit, online_pools=pools, anchors=anchors)
@@ -103,10 +102,10 @@ def account_takeover(ctx: Context, rng: np.random.Generator) -> Rows:
     country = rng.choice(RISKY_COUNTRIES) if rng.random() < 0.7 else acc.home[a]
     merchant = ctx.pick(rng, "high_value", n)
     amount = np.maximum(acc.spend[a] * rng.uniform(4, 14, n), rng.uniform(120, 600, n))
-    channel = np.full(n, CH[Channel.ONLINE])
+    channel = np.full(n, CHANNEL_INDEX[Channel.ONLINE])
     if rng.random() < 0.35:  # finish by wiring money out
         merchant[-1] = ctx.pick(rng, "transfer", 1)[0]
-        channel[-1] = CH[Channel.TRANSFER]
+        channel[-1] = CHANNEL_INDEX[Channel.TRANSFER]
         amount[-1] = acc.spend[a] * rng.uniform(15, 40)
     return make_rows(np.full(n, a), ts=_burst(rng, ctx.incident_time(rng), n, 150.0),
                      amount=amount, merchant=merchant, channel=channel, country=country,
@@ -126,7 +125,7 @@ def card_testing(ctx: Context, rng: np.random.Generator) -> Rows:
     device = new_devices(rng, 1)[0] if rng.random() < 0.75 else acc.devices[a, 0]
     country = rng.choice(RISKY_COUNTRIES) if rng.random() < 0.6 else acc.home[a]
     return make_rows(np.full(n, a), ts=_burst(rng, ctx.incident_time(rng), n, 45.0),
-                     amount=amount, merchant=merchant, channel=CH[Channel.ONLINE],
+                     amount=amount, merchant=merchant, channel=CHANNEL_INDEX[Channel.ONLINE],
                      country=country, device=device)
 
 
@@ -140,7 +139,7 @@ def mule_cash_out(ctx: Context, rng: np.random.Generator) -> Rows:
     t0 = ctx.incident_time(rng)
     cash_times = t0 + rng.uniform(3, 45) * MINUTE + np.cumsum(rng.exponential(8 * MINUTE, k))
     device = new_devices(rng, 1)[0] if rng.random() < 0.6 else acc.devices[a, 0]
-    channel = np.r_[CH[Channel.TRANSFER], np.full(k, CH[Channel.CASH_OUT])]
+    channel = np.r_[CHANNEL_INDEX[Channel.TRANSFER], np.full(k, CHANNEL_INDEX[Channel.CASH_OUT])]
     return make_rows(np.full(k + 1, a), ts=np.r_[t0, cash_times], amount=np.r_[total, drained],
                      merchant=ctx.pick(rng, "transfer", k + 1), channel=channel,
                      country=acc.home[a], device=device)
@@ -153,7 +152,7 @@ def compromised_merchant(ctx: Context, rng: np.random.Generator) -> Rows:
     locals_ = np.flatnonzero(acc.home == country)
     quiet = m.popularity < np.median(m.popularity)
     candidates = np.flatnonzero(quiet & (m.country == country)
-                                & np.isin(m.channel, [CH[Channel.CARD_PRESENT], CH[Channel.ONLINE]]))
+                                & np.isin(m.channel, [CHANNEL_INDEX[Channel.CARD_PRESENT], CHANNEL_INDEX[Channel.ONLINE]]))
     if len(candidates) == 0 or len(locals_) < 5:
         return make_rows(np.zeros(0, np.int64))
     merchant = int(rng.choice(candidates))
@@ -161,7 +160,7 @@ def compromised_merchant(ctx: Context, rng: np.random.Generator) -> Rows:
     account = np.repeat(victims, np.where(rng.random(len(victims)) < 0.3, 2, 1))
     n = len(account)
     ts = ctx.incident_time(rng) + np.sort(rng.uniform(0, rng.uniform(0.5, 3.0) * HOUR, n))
-    online = m.channel[merchant] == CH[Channel.ONLINE]
+    online = m.channel[merchant] == CHANNEL_INDEX[Channel.ONLINE]
     return make_rows(account, ts=ts, amount=acc.spend[account] * rng.uniform(2.5, 8, n),
                      merchant=merchant, channel=m.channel[merchant],
                      country=acc.home[account] if online else m.country[merchant],
@@ -176,13 +175,13 @@ def impossible_travel(ctx: Context, rng: np.random.Generator) -> Rows:
     n = int(rng.integers(1, 5))
     country = far_country(rng, int(acc.home[a]))
     if country not in ctx.store_pools:
-        ctx.store_pools[country] = merchants_in(m, country, CH[Channel.CARD_PRESENT], _STORE)
+        ctx.store_pools[country] = merchants_in(m, country, CHANNEL_INDEX[Channel.CARD_PRESENT], _STORE)
     idx, p = ctx.store_pools[country]
     t1 = ctx.legit["ts"][anchor] + rng.uniform(10, 90) * MINUTE
     ts = t1 + np.r_[0.0, np.cumsum(rng.exponential(12 * MINUTE, n - 1))]
     return make_rows(np.full(n, a), ts=ts, amount=acc.spend[a] * rng.uniform(2, 8, n),
                      merchant=idx[rng.choice(len(idx), n, p=p)],
-                     channel=CH[Channel.CARD_PRESENT], country=country, device=0)
+                     channel=CHANNEL_INDEX[Channel.CARD_PRESENT], country=country, device=0)
 
 
 DAY = 86400.0
@@ -195,8 +194,8 @@ def stealth_terminal(ctx: Context, rng: np.random.Generator) -> Rows:
     acc, m = ctx.population.accounts, ctx.population.merchants
     # a small shop's terminal (a skimmer, a breached POS): its fraud is a visible share of it
     quiet = m.popularity < np.median(m.popularity)
-    shops = np.flatnonzero(quiet & np.isin(m.channel, [CH[Channel.CARD_PRESENT],
-                                                       CH[Channel.ONLINE]]))
+    shops = np.flatnonzero(quiet & np.isin(m.channel, [CHANNEL_INDEX[Channel.CARD_PRESENT],
+                                                       CHANNEL_INDEX[Channel.ONLINE]]))
     merchant = int(rng.choice(shops))
     regulars = np.flatnonzero((acc.usual == merchant).any(axis=1))
     if len(regulars) < 3:
@@ -208,7 +207,7 @@ def stealth_terminal(ctx: Context, rng: np.random.Generator) -> Rows:
     day = np.floor(rng.uniform(0, days, n))
     hour = rng.normal(acc.peak_hour[account], acc.hour_spread[account]) % 24
     ts = np.sort(t0 + day * DAY + hour * HOUR)
-    online = m.channel[merchant] == CH[Channel.ONLINE]
+    online = m.channel[merchant] == CHANNEL_INDEX[Channel.ONLINE]
     amount = (acc.spend[account] * AMOUNT_MULT[m.category[merchant]]
               * np.exp(rng.normal(0, 0.65, n)))
     return make_rows(account, ts=ts, amount=amount, merchant=merchant,
@@ -241,7 +240,7 @@ def common_point_of_compromise(ctx: Context, rng: np.random.Generator) -> Rows:
                       np.repeat(new_devices(rng, len(victims)), k))
     rows = make_rows(account, ts=ts, amount=acc.spend[account] * rng.uniform(2, 6, len(account)),
                      merchant=ctx.pick(rng, "high_value", len(account)),
-                     channel=CH[Channel.ONLINE], country=acc.home[account], device=device)
+                     channel=CHANNEL_INDEX[Channel.ONLINE], country=acc.home[account], device=device)
     return take_rows(rows, np.flatnonzero(keep))
 
 
@@ -292,7 +291,7 @@ def shopping_spree(ctx: Context, rng: np.random.Generator) -> Rows:
     n = int(rng.integers(3, 8))
     return make_rows(np.full(n, a), ts=_burst(rng, ctx.incident_time(rng), n, 900.0),
                      amount=acc.spend[a] * rng.uniform(1.5, 6, n),
-                     merchant=ctx.pick(rng, "high_value", n), channel=CH[Channel.ONLINE],
+                     merchant=ctx.pick(rng, "high_value", n), channel=CHANNEL_INDEX[Channel.ONLINE],
                      country=acc.home[a], device=acc.devices[a, 0])
 
 
@@ -303,7 +302,7 @@ def new_phone(ctx: Context, rng: np.random.Generator) -> Rows:
     n = int(rng.integers(1, 4))
     return make_rows(np.full(n, a), ts=_burst(rng, ctx.incident_time(rng), n, 1800.0),
                      amount=acc.spend[a] * np.exp(rng.normal(0.5, 0.7, n)),
-                     merchant=ctx.pick(rng, "high_value", n), channel=CH[Channel.ONLINE],
+                     merchant=ctx.pick(rng, "high_value", n), channel=CHANNEL_INDEX[Channel.ONLINE],
                      country=acc.home[a], device=new_devices(rng, 1)[0])
 
 
@@ -314,7 +313,7 @@ def micro_purchases(ctx: Context, rng: np.random.Generator) -> Rows:
     n = int(rng.integers(3, 9))
     return make_rows(np.full(n, a), ts=_burst(rng, ctx.incident_time(rng), n, 300.0),
                      amount=rng.choice([0.99, 1.99, 2.99, 4.99], n),
-                     merchant=ctx.pick(rng, "testing", 1)[0], channel=CH[Channel.ONLINE],
+                     merchant=ctx.pick(rng, "testing", 1)[0], channel=CHANNEL_INDEX[Channel.ONLINE],
                      country=acc.home[a], device=acc.devices[a, 0])
 
 

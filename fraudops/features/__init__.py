@@ -17,6 +17,7 @@ from fraudops.features.spec import (
     FEATURE_SPEC_VERSION,
     FeatureSpec,
     build_spec,
+    spec_from_names,
 )
 
 __all__ = [
@@ -34,4 +35,5 @@ __all__ = [
     "epoch_micros",
     "gather_sequences",
     "sequence_index",
+    "spec_from_names",
 ]

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from fraudops.data.frame import EXTRA_PREFIX
 from fraudops.features import encoding
 from fraudops.features.labels import OPEN, smoothed_rate, verdict_runs
 from fraudops.features.spec import (
+    CATEGORY_PREFIX,
+    CHANNEL_PREFIX,
     EXPOSURE_WINDOW,
     LABEL_ENTITIES,
     LABEL_WINDOWS,
@@ -30,6 +31,7 @@ from fraudops.features.spec import (
     Z_VARIANCE_FLOOR,
     FeatureSpec,
 )
+from fraudops.schema import EXTRA_PREFIX
 
 
 def timestamps_us(frame: pd.DataFrame) -> np.ndarray:
@@ -53,7 +55,7 @@ def compute_batch(frame: pd.DataFrame, spec: FeatureSpec, *, arrival_order: bool
     ts = timestamps_us(frame)
     in_time_order = len(ts) < 2 or not np.any(np.diff(ts) < 0)
     if not (in_time_order or arrival_order):
-        raise ValueError("frame must be sorted by timestamp (use fraudops.data.frame.sort_by_time)")
+        raise ValueError("frame must be sorted by timestamp (use fraudops.data.tabular.sort_by_time)")
     columns: dict[str, np.ndarray] = {}
     cents = encoding.to_cents(frame["amount"].to_numpy())
     log_amount = encoding.cents_log(cents)
@@ -61,8 +63,9 @@ def compute_batch(frame: pd.DataFrame, spec: FeatureSpec, *, arrival_order: bool
     cyclic = encoding.cyclic_time(ts)
     for i, name in enumerate(("hour_sin", "hour_cos", "dow_sin", "dow_cos")):
         columns[name] = cyclic[:, i]
-    _one_hot(columns, "channel", frame["channel"], encoding.CHANNEL_INDEX, encoding.OTHER_CHANNEL)
-    _one_hot(columns, "category", frame["merchant_category"], encoding.CATEGORY_INDEX,
+    _one_hot(columns, CHANNEL_PREFIX, frame["channel"], encoding.CHANNEL_INDEX,
+             encoding.OTHER_CHANNEL)
+    _one_hot(columns, CATEGORY_PREFIX, frame["merchant_category"], encoding.CATEGORY_INDEX,
              encoding.OTHER_CATEGORY)
     account = pd.factorize(frame["account_id"])[0]
     columns.update(_novelty(frame))
@@ -75,7 +78,7 @@ def compute_batch(frame: pd.DataFrame, spec: FeatureSpec, *, arrival_order: bool
     columns.update(_label_features(judged_runs(frame, labels), codes, clock, clamp))
     for name in spec.passthrough:
         values = frame[EXTRA_PREFIX + name].to_numpy(dtype=np.float64, na_value=np.nan)
-        columns[f"extra_{name}"] = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
+        columns[EXTRA_PREFIX + name] = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
     out = np.empty((len(frame), spec.dim), dtype=np.float32)
     for j, name in enumerate(spec.names):
         out[:, j] = columns[name]
@@ -86,7 +89,7 @@ def _one_hot(columns, prefix, values: pd.Series, index: dict[str, int], other: i
     codes = pd.Categorical(values, categories=list(index)).codes.astype(np.int64)
     codes = np.where(codes < 0, other, codes)
     for name, i in index.items():
-        columns[f"{prefix}_{name}"] = (codes == i).astype(np.float64)
+        columns[prefix + name] = (codes == i).astype(np.float64)
 
 
 def _novelty(frame: pd.DataFrame) -> dict[str, np.ndarray]:

@@ -148,10 +148,11 @@ class LabelState:
     """The label-informed part of the online state: per-transaction verdicts (to apply a flip
     or ignore a repeat), per-entity runs, and each account's recent risky visits."""
 
-    def __init__(self) -> None:
+    def __init__(self, entities: Iterable[str] = tuple(LABEL_ENTITIES)) -> None:
         #: transaction id -> (labels [(labelled_at, verdict)], entity keys, runs)
         self.verdicts: dict[str, tuple[list, tuple, list[Run]]] = {}
-        self.entities: dict[str, dict[str, EntityLabels]] = {e: {} for e in LABEL_ENTITIES}
+        #: The entities whose runs this state keeps (an entity stage keeps its own only).
+        self.entities: dict[str, dict[str, EntityLabels]] = {e: {} for e in entities}
         #: account -> clamped times of its risky visits in the exposure window
         self.risky: dict[str, list[int]] = {}
         self.ignored = 0  # labels without entity keys (their transaction unknown to the sender)
@@ -164,7 +165,7 @@ class LabelState:
         (a repeat, a redelivery) or is ignored (no entity keys)."""
         record = self.verdicts.get(tx_id)
         if record is None:
-            if not any(keys.values()):
+            if not any(keys.get(e) for e in self.entities):
                 self.ignored += 1
                 return False
             record = ([], tuple(keys[e] for e in LABEL_ENTITIES), [])
@@ -185,9 +186,9 @@ class LabelState:
 
     def _move_runs(self, entity_keys: tuple, old: list[Run], new: list[Run]) -> None:
         for entity, key in zip(LABEL_ENTITIES, entity_keys, strict=True):
-            if key is None:
+            table = self.entities.get(entity)
+            if key is None or table is None:
                 continue
-            table = self.entities[entity]
             runs = table.get(key)
             if runs is None:
                 runs = table[key] = EntityLabels()
@@ -211,28 +212,40 @@ class LabelState:
                  keys: dict[str, str | None]) -> None:
         """Write one event's label features into `vec`; `times` are the event's clamped times
         per entity (None: no key)."""
-        known = []
-        for entity in LABEL_ENTITIES:
-            key, t = keys[entity], times[entity]
-            runs = None if key is None else self.entities[entity].get(key)
-            if runs is None:  # nothing known (the common case): counts stay 0
-                for _, _, r_slot in slots[entity]:
-                    vec[r_slot] = _PRIOR
-                known.append(False)
-                continue
+        known = {entity: self.entity_features(vec, slots, entity, keys[entity], times[entity])
+                 for entity in LABEL_ENTITIES}
+        self.exposure(vec, slots, keys["account"], times["account"],
+                      known["merchant"] or known["device"])
+
+    def entity_features(self, vec: list[float], slots: dict, entity: str, key: str | None,
+                        t: int | None) -> bool:
+        """Write one entity's label features for an event at its clamped time `t` (None: the
+        event has no key for it); a merchant's or device's "known fraud" flag too. Returns
+        whether the entity had confirmed fraud in the exposure window."""
+        runs = None if key is None else self.entities[entity].get(key)
+        known = False
+        if runs is None:  # nothing known (the common case): counts stay 0
+            for _, _, r_slot in slots[entity]:
+                vec[r_slot] = _PRIOR
+        else:
             counts = runs.counts(t)
             for (fraud, labelled), (f_slot, l_slot, r_slot) in zip(counts, slots[entity],
                                                                     strict=True):
                 vec[f_slot] = math.log1p(fraud)
                 vec[l_slot] = math.log1p(labelled)
                 vec[r_slot] = smoothed_rate(fraud, labelled)
-            known.append(counts[_EXPOSURE][0] > 0)
-        merchant, device = known[1], known[2]
-        vec[slots["merchant_known"]] = float(merchant)
-        vec[slots["device_known"]] = float(device)
-        if merchant or device or keys["account"] in self.risky:
-            vec[slots["risky_visits"]] = math.log1p(
-                self._risky_visits(keys["account"], times["account"], merchant or device))
+            known = counts[_EXPOSURE][0] > 0
+        flag = slots.get(entity + "_known")
+        if flag is not None:
+            vec[flag] = float(known)
+        return known
+
+    def exposure(self, vec: list[float], slots: dict, account: str, t: int,
+                 risky: bool) -> None:
+        """The account's risky visits, this event's included when `risky` (its merchant or
+        device had confirmed fraud in the exposure window)."""
+        if risky or account in self.risky:
+            vec[slots["risky_visits"]] = math.log1p(self._risky_visits(account, t, risky))
 
     def _risky_visits(self, account: str, t: int, risky: bool) -> int:
         visits = self.risky.get(account)
@@ -262,7 +275,8 @@ class LabelState:
             return self.verdicts.get(key)
         if kind == "risky":
             return (self.risky.get(key),)
-        return self.entities[kind.removeprefix("labels.")][key].to_tuple()
+        runs = self.entities[kind.removeprefix("labels.")].get(key)
+        return None if runs is None else runs.to_tuple()
 
     def load(self, kind: str, key: str, values: tuple | None) -> None:
         """Put back one entry written by `entry`."""
@@ -275,6 +289,8 @@ class LabelState:
             if values[0] is not None:
                 self.risky[key] = values[0]
         else:
-            self.entities[kind.removeprefix("labels.")][key] = EntityLabels.from_tuple(values)
+            table = self.entities.get(kind.removeprefix("labels."))
+            if table is not None:  # an entity this state no longer owns: dropped
+                table[key] = EntityLabels.from_tuple(values)
 
     KINDS = ("verdict", "risky", *("labels." + e for e in LABEL_ENTITIES))

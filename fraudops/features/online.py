@@ -9,6 +9,12 @@ account, and per account, merchant and device velocity) changed since the previo
 a snapshot costs grows with the traffic since the last one, not with every account ever seen;
 `restore()` rebuilds the state from the stored header and entries.
 
+The merchant and device parts can run apart (`owned`): an entity stage keeps one entity's
+velocity and label state for the entities of its partitions (`entity_update`), and the scoring
+state takes those values as given (`update(tx, given)`). Either way the same code computes
+them; with every entity owned (the default) one consumer computes everything, which is right
+when it sees every event of the merchants and devices (see `consumers.stages`).
+
 Entries use pickle: they are internal data written and read by the platform's own consumer,
 never accepted from outside.
 """
@@ -28,6 +34,8 @@ import numpy as np
 from fraudops.features import encoding
 from fraudops.features.labels import LabelState
 from fraudops.features.spec import (
+    CATEGORY_PREFIX,
+    CHANNEL_PREFIX,
     DEFAULT_SEQ_LEN,
     EXPOSURE_WINDOW,
     LABEL_ENTITIES,
@@ -40,7 +48,7 @@ from fraudops.features.spec import (
     Z_VARIANCE_FLOOR,
     FeatureSpec,
 )
-from fraudops.schema import Transaction, TransactionLabel
+from fraudops.schema import EXTRA_PREFIX, Transaction, TransactionLabel
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _WIDTHS = tuple(WINDOWS.values())
@@ -48,6 +56,25 @@ _SNAPSHOT_FORMAT = 3  # 1: the whole state in one pickle; 2: without label state
 _ACCOUNT = "account"
 _VELOCITY = "velocity."  # + entity
 _TAU = 2.0 * math.pi
+_SEEN = "seen"
+_WATERMARK = "watermark"
+#: Entities whose features an entity stage can compute apart (keyed by them in the broker).
+STAGE_ENTITIES = ("merchant", "device")
+#: How long (event time, behind the newest event) an entity stage remembers the transaction ids
+#: it applied, to refuse a duplicate: the upstream stage re-producing its unfinished batch after
+#: a crash, a producer retry (see `consumers.stages`).
+SEEN_HORIZON_US = 24 * 3600 * 1_000_000
+_SEEN_BUCKET_US = 60 * 1_000_000
+
+
+def entity_feature_names(entity: str) -> tuple[str, ...]:
+    """The features an entity stage computes for `entity` ("merchant" or "device"), in the
+    order it hands them on: velocity, label-informed, and its "known fraud" flag last."""
+    names = [f"{entity}_{stat}_{window}_log" for window in WINDOWS for stat in VELOCITY_STATS]
+    for window in LABEL_WINDOWS:
+        names += [f"{entity}_fraud_{window}_log", f"{entity}_labelled_{window}_log",
+                  f"{entity}_fraud_rate_{window}"]
+    return (*names, f"{entity}_fraud_known_{EXPOSURE_WINDOW}")
 
 
 def _amount_z(log_amount: float, n: int, total: float, total_sq: float) -> tuple[float, float]:
@@ -96,8 +123,11 @@ class _Velocity:
         times.append(ts)
         amounts.append(cents)
         newest = base + len(times) - 1
+        heads, sums, all_maxima, log1p = self.heads, self.sums, self.maxima, math.log1p
+        # Locals instead of attribute look-ups in the loop (the hottest code of the consumer);
+        # the same operations in the same order, so the same floats.
         for w, width in enumerate(_WIDTHS):
-            head, total, maxima = self.heads[w], self.sums[w] + cents, self.maxima[w]
+            head, total, maxima = heads[w], sums[w] + cents, all_maxima[w]
             horizon = ts - width
             while times[head - base] <= horizon:
                 total -= amounts[head - base]
@@ -107,12 +137,13 @@ class _Velocity:
             maxima.append(newest)
             while maxima[0] < head:
                 maxima.popleft()
-            self.heads[w], self.sums[w] = head, total
+            heads[w], sums[w] = head, total
             count_slot, sum_slot, max_slot = slots[w]
-            vec[count_slot] = math.log1p(newest - head + 1)
-            vec[sum_slot] = math.log1p(total / 100.0)
-            vec[max_slot] = math.log1p(amounts[maxima[0] - base] / 100.0)
-        self._compact()
+            vec[count_slot] = log1p(newest - head + 1)
+            vec[sum_slot] = log1p(total / 100.0)
+            vec[max_slot] = log1p(amounts[maxima[0] - base] / 100.0)
+        if heads[0] - base > 256:  # cheap test first: `_compact` looks at every window
+            self._compact()
 
     def to_tuple(self) -> tuple:
         """Plain containers (they pickle about 3x faster than the object itself), without the
@@ -195,18 +226,66 @@ class StateDelta:
     full: bool
 
 
-class OnlineFeatureState:
-    """Per-account, per-merchant and per-device state for streaming feature computation."""
+class _RecentIds:
+    """The transaction ids applied in the last `SEEN_HORIZON_US` of event time (behind the
+    newest event seen), in one-minute buckets (the snapshot entries)."""
 
-    def __init__(self, spec: FeatureSpec, seq_len: int = DEFAULT_SEQ_LEN) -> None:
+    __slots__ = ("buckets", "dirty", "ids", "newest")
+
+    def __init__(self) -> None:
+        self.ids: dict[str, int] = {}  # id -> its bucket
+        self.buckets: dict[int, list[str]] = {}
+        self.newest = 0
+        self.dirty: set[int] = set()
+
+    def add(self, tx_id: str, ts: int) -> bool:
+        """Remember `tx_id`; False when it is remembered already (a duplicate)."""
+        if tx_id in self.ids:
+            return False
+        bucket = ts // _SEEN_BUCKET_US
+        self.ids[tx_id] = bucket
+        self.buckets.setdefault(bucket, []).append(tx_id)
+        self.dirty.add(bucket)
+        if bucket > self.newest // _SEEN_BUCKET_US:  # the horizon moves: once a minute
+            horizon = (ts - SEEN_HORIZON_US) // _SEEN_BUCKET_US
+            for old in [b for b in self.buckets if b < horizon]:
+                for gone in self.buckets.pop(old):
+                    del self.ids[gone]
+                self.dirty.add(old)
+        self.newest = max(self.newest, ts)
+        return True
+
+    def load(self, bucket: int, values: tuple | None) -> None:
+        if values is not None:
+            ids, newest = values
+            self.buckets[bucket] = ids
+            self.ids.update(dict.fromkeys(ids, bucket))
+            self.newest = max(self.newest, newest)
+
+
+class OnlineFeatureState:
+    """Per-account, per-merchant and per-device state for streaming feature computation;
+    `owned` names the entities whose state it keeps (the others' values are given)."""
+
+    def __init__(self, spec: FeatureSpec, seq_len: int = DEFAULT_SEQ_LEN,
+                 owned: Iterable[str] = tuple(VELOCITY_ENTITIES)) -> None:
         self.spec = spec
         self.seq_len = seq_len
+        self.owned = tuple(e for e in VELOCITY_ENTITIES if e in set(owned))
         self.accounts: dict[str, _Account] = {}
-        self.velocity: dict[str, dict[str, _Velocity]] = {e: {} for e in VELOCITY_ENTITIES}
+        self.velocity: dict[str, dict[str, _Velocity]] = {e: {} for e in self.owned}
+        self.seen = _RecentIds()  # used by the stages only (`consumers.stages`)
+        #: The router's account watermarks (the latest event time admitted per account).
+        self.watermarks: dict[str, int] = {}
         #: (kind, key) of the entries changed since the last `delta()`.
         self._dirty: set[tuple[str, str]] = set()
         self._full = True  # nothing stored matches this state yet
         self._index = {name: i for i, name in enumerate(spec.names)}
+        self._dim = spec.dim
+        self._time_slots = tuple(self._index[name] for name in (
+            "amount_log", "hour_sin", "hour_cos", "dow_sin", "dow_cos"))
+        #: (one-hot prefix, enum member) -> its slot, filled as members are met.
+        self._onehot: dict[tuple[str, object], int] = {}
         self._novelty_slots = [self._index[f"account_new_{f.removesuffix('_id')}"]
                                for f in NOVELTY_FIELDS]
         self._velocity_slots = {
@@ -214,8 +293,8 @@ class OnlineFeatureState:
                      for window in WINDOWS]
             for entity in VELOCITY_ENTITIES
         }
-        #: Verdicts and what they say about accounts, merchants and devices.
-        self.labels = LabelState()
+        #: Verdicts and what they say about the owned accounts, merchants and devices.
+        self.labels = LabelState(self.owned)
         self._label_slots: dict = {}
         for entity in LABEL_ENTITIES:  # the counts are log1p'd, the rate is not
             self._label_slots[entity] = [
@@ -225,13 +304,37 @@ class OnlineFeatureState:
         self._label_slots["device_known"] = self._index[f"device_fraud_known_{EXPOSURE_WINDOW}"]
         self._label_slots["risky_visits"] = self._index[
             f"account_risky_visits_{EXPOSURE_WINDOW}_log"]
+        self._entity_slots = {e: [self._index[n] for n in entity_feature_names(e)]
+                              for e in STAGE_ENTITIES}
 
-    def update(self, tx: Transaction) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def update(self, tx: Transaction, given: dict[str, np.ndarray] | None = None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Apply one event (in arrival order, late or not): its features [F], the account's
-        sequence [K, F] including it, and the sequence mask [K]."""
-        features = self.features(tx)
+        sequence [K, F] including it, and the sequence mask [K]. `given`: the values of the
+        entities not owned (`entity_update` of their stage), for those the event has a key of."""
+        features = self.features(tx, given)
         self.accounts[tx.account_id].push(features)
         return (features, *self.sequence(tx.account_id))
+
+    def route(self, tx: Transaction, allowed_lateness_us: float) -> tuple[str, int]:
+        """The router's admission of `tx`, in its account's arrival order (the `transactions`
+        partition), under the consumer's rules (`fraudops.features.policy.admit_stream`):
+        ("duplicate", 0) for an id admitted before (within `SEEN_HORIZON_US`), ("too_late",
+        lateness) for an event more than allowed behind its account's watermark (not
+        remembered: a later copy is judged afresh), else ("new", lateness) (remembered; the
+        watermark moves)."""
+        ts = epoch_micros(tx.timestamp)
+        if tx.transaction_id in self.seen.ids:
+            return "duplicate", 0
+        latest = self.watermarks.get(tx.account_id, ts)
+        late_by = max(0, latest - ts)
+        if late_by > allowed_lateness_us:
+            return "too_late", late_by
+        self.seen.add(tx.transaction_id, ts)
+        if ts >= latest:
+            self.watermarks[tx.account_id] = ts
+            self._dirty.add((_WATERMARK, tx.account_id))
+        return "new", late_by
 
     def lateness_us(self, tx: Transaction) -> int:
         """How far (microseconds) `tx` is behind its account's watermark, the latest event time
@@ -241,36 +344,45 @@ class OnlineFeatureState:
             return 0
         return max(0, account.last_ts - epoch_micros(tx.timestamp))
 
-    def features(self, tx: Transaction) -> np.ndarray:
+    def features(self, tx: Transaction, given: dict[str, np.ndarray] | None = None
+                 ) -> np.ndarray:
         """Compute one event's features and update the state (without the sequence)."""
         ts = epoch_micros(tx.timestamp)
         cents = round(tx.amount * 100.0)
-        vec = [0.0] * self.spec.dim
+        vec = [0.0] * self._dim
         at = self._index
         log_amount = math.log1p(cents / 100.0)
-        vec[at["amount_log"]] = log_amount
+        amount_slot, hour_sin, hour_cos, dow_sin, dow_cos = self._time_slots
+        vec[amount_slot] = log_amount
         day = (ts % encoding.DAY_US) / encoding.DAY_US
         week = (((ts // encoding.DAY_US) + encoding.EPOCH_WEEKDAY) % 7 + day) / 7.0
-        vec[at["hour_sin"]], vec[at["hour_cos"]] = math.sin(_TAU * day), math.cos(_TAU * day)
-        vec[at["dow_sin"]], vec[at["dow_cos"]] = math.sin(_TAU * week), math.cos(_TAU * week)
-        vec[at["channel_" + tx.channel.value]] = 1.0
-        vec[at["category_" + tx.merchant_category.value]] = 1.0
+        vec[hour_sin], vec[hour_cos] = math.sin(_TAU * day), math.cos(_TAU * day)
+        vec[dow_sin], vec[dow_cos] = math.sin(_TAU * week), math.cos(_TAU * week)
+        onehot = self._onehot
+        for prefix, member in ((CHANNEL_PREFIX, tx.channel), (CATEGORY_PREFIX,
+                                                               tx.merchant_category)):
+            slot = onehot.get((prefix, member))
+            if slot is None:  # the first time (an unknown name raises as before)
+                slot = onehot[(prefix, member)] = at[prefix + member.value]
+            vec[slot] = 1.0
         account = self.accounts.get(tx.account_id)
         if account is None:
             account = self.accounts[tx.account_id] = _Account(self.seq_len, self.spec.dim)
         self._dirty.add((_ACCOUNT, tx.account_id))
         self._account_features(vec, account, tx, ts, log_amount)
-        keys, times = {}, {}
-        for entity, key in VELOCITY_ENTITIES.items():
-            entity_key = keys[entity] = getattr(tx, key)
-            times[entity] = None
-            if entity_key is not None:
-                # The entity's clamped time (the event-time policy) for its label windows too.
-                times[entity] = self._velocity_features(vec, entity, entity_key, ts, cents)
-        self.labels.features(vec, self._label_slots, times, keys)
+        account_ts = self._velocity_features(vec, "account", tx.account_id, ts, cents)
+        self.labels.entity_features(vec, self._label_slots, "account", tx.account_id, account_ts)
+        risky = False
+        for entity in STAGE_ENTITIES:
+            key = getattr(tx, VELOCITY_ENTITIES[entity])
+            if entity in self.velocity:
+                risky |= self._entity_features(vec, entity, key, ts, cents)
+            else:
+                risky |= self._given(vec, entity, key, given)
+        self.labels.exposure(vec, self._label_slots, tx.account_id, account_ts, risky)
         for name in self.spec.passthrough:
             value = tx.extra.get(name, 0.0)
-            vec[at["extra_" + name]] = value if math.isfinite(value) else 0.0
+            vec[at[EXTRA_PREFIX + name]] = value if math.isfinite(value) else 0.0
         return np.array(vec, dtype=np.float32)
 
     def _account_features(self, vec, account: _Account, tx, ts: int, log_amount: float) -> None:
@@ -293,6 +405,38 @@ class OnlineFeatureState:
         account.n += 1
         account.sum += log_amount
         account.sumsq += log_amount * log_amount
+
+    def _entity_features(self, vec, entity: str, key: str | None, ts: int, cents: int) -> bool:
+        """A merchant's or device's velocity and label features (whether it had confirmed fraud
+        in the exposure window); the event's time is clamped to the entity's watermark (the
+        event-time policy) for both."""
+        t = None if key is None else self._velocity_features(vec, entity, key, ts, cents)
+        return self.labels.entity_features(vec, self._label_slots, entity, key, t)
+
+    def _given(self, vec, entity: str, key: str | None,
+               given: dict[str, np.ndarray] | None) -> bool:
+        """Write the values an entity stage computed (an event without the key: the values
+        of no entity, as computed here)."""
+        if key is None:
+            return self.labels.entity_features(vec, self._label_slots, entity, None, None)
+        if given is None or entity not in given:
+            raise ValueError(f"no {entity} features given for {entity} {key}")
+        values = given[entity]
+        for slot, value in zip(self._entity_slots[entity], values, strict=True):
+            vec[slot] = float(value)
+        return bool(values[-1] > 0)
+
+    def entity_update(self, tx: Transaction, entity: str) -> np.ndarray | None:
+        """An entity stage's step: apply `tx` to its `entity`'s state and return the entity's
+        features (float64, `entity_feature_names` order). None for a transaction without the
+        entity's key, or one applied before (a duplicate: see `SEEN_HORIZON_US`)."""
+        key = getattr(tx, VELOCITY_ENTITIES[entity])
+        ts = epoch_micros(tx.timestamp)
+        if key is None or not self.seen.add(tx.transaction_id, ts):
+            return None
+        vec = [0.0] * self.spec.dim
+        self._entity_features(vec, entity, key, ts, round(tx.amount * 100.0))
+        return np.array([vec[slot] for slot in self._entity_slots[entity]], dtype=np.float64)
 
     def _velocity_features(self, vec, entity: str, key: str, ts: int, cents: int) -> int:
         table = self.velocity[entity]
@@ -333,13 +477,17 @@ class OnlineFeatureState:
             keys += [(_VELOCITY + entity, key) for entity, table in self.velocity.items()
                      for key in table]
             keys += self.labels.keys()
+            keys += [(_SEEN, str(bucket)) for bucket in self.seen.buckets]
+            keys += [(_WATERMARK, account) for account in self.watermarks]
         else:
-            keys = self._dirty | self.labels.dirty
+            keys = (self._dirty | self.labels.dirty
+                    | {(_SEEN, str(bucket)) for bucket in self.seen.dirty})
         dumps, protocol = pickle.dumps, pickle.HIGHEST_PROTOCOL
         entries = {(kind, key): dumps(self._entry(kind, key).to_tuple(), protocol)
                    for kind, key in keys}
         delta = StateDelta(self._header, entries, full=self._full)
         self._dirty, self._full, self.labels.dirty = set(), False, set()
+        self.seen.dirty = set()
         return delta
 
     def _entry(self, kind: str, key: str) -> _Account | _Velocity | _Plain:
@@ -347,23 +495,31 @@ class OnlineFeatureState:
             return self.accounts[key]
         if kind in LabelState.KINDS:
             return _Plain(self.labels.entry(kind, key))
+        if kind == _WATERMARK:
+            return _Plain((self.watermarks[key],))
+        if kind == _SEEN:
+            ids = self.seen.buckets.get(int(key))
+            return _Plain(None if ids is None else (ids, self.seen.newest))
         return self.velocity[kind.removeprefix(_VELOCITY)][key]
 
     @functools.cached_property
     def _header(self) -> bytes:
         return pickle.dumps({"format": _SNAPSHOT_FORMAT, "spec": self.spec.to_dict(),
-                             "seq_len": self.seq_len}, protocol=pickle.HIGHEST_PROTOCOL)
+                             "seq_len": self.seq_len, "owned": self.owned},
+                            protocol=pickle.HIGHEST_PROTOCOL)
 
     @classmethod
-    def restore(cls, header: bytes,
-                entries: Iterable[tuple[str, str, bytes]]) -> OnlineFeatureState:
+    def restore(cls, header: bytes, entries: Iterable[tuple[str, str, bytes]],
+                owned: Iterable[str] | None = None) -> OnlineFeatureState:
         """Rebuild a state from a delta's header and the stored (kind, key, entry) rows;
-        refuses another format or feature-spec version (ValueError)."""
+        refuses another format or feature-spec version (ValueError). With `owned` (the
+        entities the caller keeps now) the entries of other entities are dropped."""
         payload = pickle.loads(header)
         if payload.get("format") != _SNAPSHOT_FORMAT:
             raise ValueError(f"unsupported state snapshot format {payload.get('format')!r}")
         spec = FeatureSpec.from_dict(payload["spec"])
-        state = cls(spec, payload["seq_len"])
+        stored_owned = tuple(payload.get("owned", VELOCITY_ENTITIES))
+        state = cls(spec, payload["seq_len"], stored_owned if owned is None else owned)
         if spec.fingerprint != payload["spec"]["fingerprint"]:
             raise ValueError("state snapshot was written under a different feature spec")
         for kind, key, blob in entries:
@@ -371,8 +527,14 @@ class OnlineFeatureState:
                 state.accounts[key] = _Account.from_tuple(pickle.loads(blob))
             elif kind in LabelState.KINDS:
                 state.labels.load(kind, key, pickle.loads(blob))
+            elif kind == _SEEN:
+                state.seen.load(int(key), pickle.loads(blob))
+            elif kind == _WATERMARK:
+                state.watermarks[key] = pickle.loads(blob)[0]
             else:
-                table = state.velocity[kind.removeprefix(_VELOCITY)]
-                table[key] = _Velocity.from_tuple(pickle.loads(blob))
-        state._full = False  # the stored copy is this state
+                table = state.velocity.get(kind.removeprefix(_VELOCITY))
+                if table is not None:
+                    table[key] = _Velocity.from_tuple(pickle.loads(blob))
+        # The stored copy is this state, unless it kept other entities (then it is replaced).
+        state._full = state.owned != stored_owned
         return state

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from fraudops.schema import Channel, MerchantCategory
+from fraudops.schema import EXTRA_PREFIX, Channel, MerchantCategory
 
 #: Bump on any change to a feature's definition or order: models trained on another version are
 #: refused by the predictor.
@@ -52,6 +53,9 @@ EXPOSURE_WINDOW = "7d"
 
 CHANNELS = tuple(c.value for c in Channel)
 CATEGORIES = tuple(c.value for c in MerchantCategory)
+#: Name prefixes of the one-hot groups: feature ``channel_online`` is 1 for an online payment.
+CHANNEL_PREFIX = "channel_"
+CATEGORY_PREFIX = "category_"
 #: Variance floor for the amount z-score: keeps it finite and stable for steady spenders.
 Z_VARIANCE_FLOOR = 0.05
 Z_CLIP = 10.0
@@ -59,14 +63,19 @@ Z_CLIP = 10.0
 
 def _base_names() -> tuple[str, ...]:
     names = ["amount_log", "hour_sin", "hour_cos", "dow_sin", "dow_cos"]
-    names += [f"channel_{c}" for c in CHANNELS]
-    names += [f"category_{c}" for c in CATEGORIES]
+    names += [CHANNEL_PREFIX + c for c in CHANNELS]
+    names += [CATEGORY_PREFIX + c for c in CATEGORIES]
     names += [f"account_new_{f.removesuffix('_id')}" for f in NOVELTY_FIELDS]
     names += ["account_first_seen", "account_gap_log", "account_history_log"]
     names += ["account_amount_z", "account_amount_diff"]
     for entity in VELOCITY_ENTITIES:
         for window in WINDOWS:
             names += [f"{entity}_{stat}_{window}_log" for stat in VELOCITY_STATS]
+    return (*names, *_label_names())
+
+
+def _label_names() -> tuple[str, ...]:
+    names = []
     for entity in LABEL_ENTITIES:
         for window in LABEL_WINDOWS:
             names += [f"{entity}_fraud_{window}_log", f"{entity}_labelled_{window}_log",
@@ -77,6 +86,8 @@ def _base_names() -> tuple[str, ...]:
 
 
 BASE_FEATURES: tuple[str, ...] = _base_names()
+#: The label-informed features (from verdicts, not from the traffic), in spec order.
+LABEL_FEATURES: tuple[str, ...] = _label_names()
 
 
 @dataclass(frozen=True)
@@ -91,7 +102,7 @@ class FeatureSpec:
         duplicates = {n for n in self.passthrough if self.passthrough.count(n) > 1}
         if duplicates:
             raise ValueError(f"duplicate passthrough features: {sorted(duplicates)}")
-        names = BASE_FEATURES + tuple(f"extra_{n}" for n in self.passthrough)
+        names = BASE_FEATURES + tuple(EXTRA_PREFIX + n for n in self.passthrough)
         object.__setattr__(self, "names", names)
 
     @property
@@ -116,3 +127,11 @@ class FeatureSpec:
 def build_spec(passthrough: tuple[str, ...] | list[str] = ()) -> FeatureSpec:
     """The current spec, with the data set's passthrough columns appended."""
     return FeatureSpec(passthrough=tuple(passthrough))
+
+
+def spec_from_names(names: Iterable[str]) -> FeatureSpec:
+    """The current spec with the passthrough features among `names` (a model's feature names).
+
+    Only the passthrough names are read: whether the rest matches is the fingerprint's business.
+    """
+    return build_spec([n.removeprefix(EXTRA_PREFIX) for n in names if n.startswith(EXTRA_PREFIX)])

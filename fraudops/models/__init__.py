@@ -10,15 +10,11 @@ from fraudops.models.exceptions import (
     ModelLoadError,
 )
 from fraudops.models.lstm_cnn import LSTMCNN, LSTMCNNConfig
-from fraudops.models.policy import APPROVE, BLOCK, DECISIONS, REVIEW, DecisionPolicy
+from fraudops.models.policy import DecisionPolicy
 from fraudops.models.scorer import LoadedModelInfo, Scorer, ScoreResult, load_scorer
 
 __all__ = [
-    "APPROVE",
-    "BLOCK",
-    "DECISIONS",
     "LSTMCNN",
-    "REVIEW",
     "Autoencoder",
     "AutoencoderConfig",
     "DecisionPolicy",

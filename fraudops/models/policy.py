@@ -15,8 +15,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-APPROVE, REVIEW, BLOCK = "approve", "review", "block"
-DECISIONS = (APPROVE, REVIEW, BLOCK)
+from fraudops.schema import APPROVE, BLOCK, REVIEW
 
 
 @dataclass(frozen=True)

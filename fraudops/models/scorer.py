@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from fraudops.models.calibration import Calibration
 from fraudops.models.checkpoint import (
@@ -61,6 +62,20 @@ class LoadedModelInfo:
                 "run_id": self.run_id}
 
 
+class FusedModels(nn.Module):
+    """Both forward passes as one call: the raw fraud probability and the anomaly score, stacked
+    [B, 2], so a batch costs one module call and one device-to-host copy (one sync on a GPU)."""
+
+    def __init__(self, sequence: nn.Module, autoencoder: nn.Module):
+        super().__init__()
+        self.sequence = sequence
+        self.autoencoder = autoencoder
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        probability = torch.sigmoid(self.sequence(x, mask))
+        return torch.stack([probability, self.autoencoder.anomaly_score(x[:, -1, :])], dim=1)
+
+
 class Scorer:
     """Both models plus policy; `score(x, mask)` gives probabilities, anomalies, decisions.
 
@@ -80,6 +95,7 @@ class Scorer:
         self.dtype = torch.float64 if exact else torch.float32
         self.sequence_model = sequence.module.to(self.device, self.dtype).eval()
         self.autoencoder = autoencoder.module.to(self.device, self.dtype).eval()
+        self.models = FusedModels(self.sequence_model, self.autoencoder).eval()
         self.feature_spec: dict = sequence.feature_spec
         self.seq_len = sequence.seq_len
         self.policy = policy or DecisionPolicy.from_dict(sequence.extra.get("policy") or {})
@@ -117,7 +133,7 @@ class Scorer:
         if not np.isfinite(x).all():
             raise ModelInputError("sequences contain NaN or infinite values")
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def score(self, x: np.ndarray, mask: np.ndarray, reasons: int = 0) -> ScoreResult:
         """Score a batch; `reasons` > 0 adds that many reason codes per row."""
         x = np.asarray(x, dtype=np.float32)
@@ -141,11 +157,9 @@ class Scorer:
     def _score_chunk(self, x: np.ndarray, mask: np.ndarray, reasons: int):
         xt = torch.from_numpy(x).to(self.device, self.dtype)
         mt = torch.from_numpy(mask).to(self.device)
-        raw = torch.sigmoid(self.sequence_model(xt, mt)).cpu().numpy()
-        current = xt[:, -1, :]
-        anomaly = self.autoencoder.anomaly_score(current).cpu().numpy()
+        raw, anomaly = self.models(xt, mt).cpu().numpy().T
         prob = self.calibration.apply(raw, anomaly)
-        codes = self._reason_codes(current, reasons) if reasons > 0 else []
+        codes = self._reason_codes(xt[:, -1, :], reasons) if reasons > 0 else []
         return prob, anomaly, codes
 
     def _reason_codes(self, current: torch.Tensor, top: int) -> list[list[str]]:
@@ -181,9 +195,10 @@ def check_feature_spec(bundle: ModelBundle, expected_version: str | None, uri: s
 
 
 def load_scorer(sequence_uri: str, autoencoder_uri: str, *, device: str = "auto",
-                expected_spec_version: str | None = None, cache_dir: str | Path | None = None
-                ) -> Scorer:
-    """Load both models (MLflow URI or local dir) into a `Scorer` on the chosen device."""
+                expected_spec_version: str | None = None, cache_dir: str | Path | None = None,
+                exact: bool = True) -> Scorer:
+    """Load both models (MLflow URI or local dir) into a `Scorer` on the chosen device
+    (`exact`: float64 forward passes, see `Scorer`)."""
     target = pick_device(device)
     bundles, sources = {}, {}
     for role, uri in (("sequence", sequence_uri), ("autoencoder", autoencoder_uri)):
@@ -192,7 +207,8 @@ def load_scorer(sequence_uri: str, autoencoder_uri: str, *, device: str = "auto"
         check_feature_spec(bundle, expected_spec_version, uri)
         bundles[role], sources[role] = bundle, info
         log.info("loaded %s model from %s (version %s)", role, uri, info.version)
-    return Scorer(bundles["sequence"], bundles["autoencoder"], device=target, sources=sources)
+    return Scorer(bundles["sequence"], bundles["autoencoder"], device=target, sources=sources,
+                  exact=exact)
 
 
 def resolve_model_uri(uri: str, cache_dir: str | Path | None = None

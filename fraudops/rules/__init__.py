@@ -17,11 +17,10 @@ from fraudops.rules.engine import RuleEngine, RuleOutcome, RuleSource, decide_ba
 from fraudops.rules.exceptions import ListEntryError, RulesError, RuleSetError
 from fraudops.rules.lists import FIELD_OF_KIND, check_list_name, normalise_entry
 from fraudops.rules.loader import load_rule_set, parse_rule_set
-from fraudops.rules.schema import ACTIONS, Rule, RuleSet
+from fraudops.rules.schema import Rule, RuleSet
 from fraudops.rules.subjects import ListKind
 
 __all__ = [
-    "ACTIONS",
     "FIELD_OF_KIND",
     "CompiledRule",
     "CompiledRuleSet",

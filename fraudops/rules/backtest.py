@@ -15,15 +15,14 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from fraudops.data import frame as tabular
+from fraudops.data import tabular
 from fraudops.features import build_spec, compute_batch
 from fraudops.rules.compiler import compile_rule_set
 from fraudops.rules.engine import RuleEngine, decide_batch
 from fraudops.rules.exceptions import RulesError
 from fraudops.rules.lists import normalise_entry
 from fraudops.rules.schema import RuleSet
-
-ALERTS = ("review", "block")
+from fraudops.schema import ALERT_DECISIONS, APPROVE
 
 
 @dataclass(frozen=True)
@@ -92,7 +91,7 @@ def backtest(rule_set: RuleSet, frame: pd.DataFrame, *,
     engine = RuleEngine(compile_rule_set(rule_set, spec.names), _entries(rule_set, lists or {}))
     n = len(frame)
     if scores is None:
-        p, a, model = np.zeros(n), np.zeros(n), np.full(n, "approve", dtype=object)
+        p, a, model = np.zeros(n), np.zeros(n), np.full(n, APPROVE, dtype=object)
     else:
         p, a, model = (np.asarray(v)[order] for v in (scores.fraud_probability,
                                                       scores.anomaly_score, scores.decision))
@@ -100,7 +99,7 @@ def backtest(rule_set: RuleSet, frame: pd.DataFrame, *,
     ruled = decide_batch(engine, transactions, features, p.tolist(), a.tolist(),
                          [str(d) for d in model])
     rules_alone = decide_batch(engine, transactions, features, p.tolist(), a.tolist(),
-                               ["approve"] * n)
+                               [APPROVE] * n)
     label = frame["label"].to_numpy()
     labelled, fraud = label >= 0, label == 1
     amount = frame["amount"].to_numpy()
@@ -108,11 +107,11 @@ def backtest(rule_set: RuleSet, frame: pd.DataFrame, *,
     for rule in engine.rules.rules:
         fired = np.array([rule.id in o.fired for o in ruled], dtype=bool)
         per_rule.append(_line(rule.id, rule.action, fired, fraud, labelled, amount))
-    alert = np.array([o.decision in ALERTS for o in rules_alone], dtype=bool)
+    alert = np.array([o.decision in ALERT_DECISIONS for o in rules_alone], dtype=bool)
     overall = [_line("rules alone", "review|block", alert, fraud, labelled, amount)]
     if scores is not None:
-        model_alert = np.isin(model.astype(str), ALERTS)
-        both = np.array([o.decision in ALERTS for o in ruled], dtype=bool)
+        model_alert = np.isin(model.astype(str), ALERT_DECISIONS)
+        both = np.array([o.decision in ALERT_DECISIONS for o in ruled], dtype=bool)
         overall += [_line("model alone", "review|block", model_alert, fraud, labelled, amount),
                     _line("model + rules", "review|block", both, fraud, labelled, amount)]
     return BacktestReport(rule_set.version, n, int(labelled.sum()), int(fraud.sum()),

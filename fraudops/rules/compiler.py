@@ -24,10 +24,11 @@ from typing import Any
 from fraudops.features import BASE_FEATURES
 from fraudops.rules.exceptions import RuleSetError
 from fraudops.rules.loader import walk
-from fraudops.rules.schema import ACTIONS, AllOf, AnyOf, Leaf, NotOf, Rule, RuleSet
+from fraudops.rules.schema import AllOf, AnyOf, Leaf, NotOf, Rule, RuleSet
 from fraudops.rules.subjects import feature_subject, field_subject, score_subject
+from fraudops.schema import DECISIONS
 
-_RANK = {action: rank for rank, action in enumerate(ACTIONS)}
+_RANK = {action: rank for rank, action in enumerate(DECISIONS)}
 _PYTHON_OPS = {"eq": "==", "ne": "!=", "gt": ">", "ge": ">=", "lt": "<", "le": "<=",
                "in": "in", "not_in": "not in", "in_list": "in", "not_in_list": "not in"}
 
@@ -69,7 +70,7 @@ class CompiledRuleSet:
                 override = True
             else:
                 top = max(top, _RANK[rule.action])
-        return ACTIONS[top if override else max(top, _RANK[model_decision])]
+        return DECISIONS[top if override else max(top, _RANK[model_decision])]
 
     def fired_ids(self, fired: Sequence[int]) -> tuple[str, ...]:
         return tuple(self.rules[i].id for i in fired)

@@ -25,7 +25,7 @@ A rule set in YAML::
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Union
 
 from pydantic import (
     BaseModel,
@@ -42,9 +42,8 @@ from pydantic import (
 
 from fraudops.features import BASE_FEATURES
 from fraudops.rules.subjects import ListKind
+from fraudops.schema import APPROVE, DECISIONS, EXTRA_PREFIX, Decision
 
-#: Actions, weakest first (their rank is their precedence among rules).
-ACTIONS = ("approve", "review", "block")
 #: Rule and list ids travel in metric labels and hand-built JSON: a safe alphabet only.
 RULE_ID = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
 VERSION = r"^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,63}$"
@@ -154,7 +153,8 @@ class Rule(_Strict):
     id: str = Field(pattern=RULE_ID)
     owner: str = Field(min_length=1, max_length=128)
     description: str = Field(min_length=1, max_length=2000)
-    action: Literal["approve", "review", "block"]
+    #: A rule's rank among rules is its decision's severity (`fraudops.schema.DECISIONS`).
+    action: Decision
     #: Only for approve: when it fires, the model's review/block is overridden (an allow
     #: list). A review or block rule that fires as well still wins.
     override_model: StrictBool = False
@@ -163,13 +163,13 @@ class Rule(_Strict):
 
     @model_validator(mode="after")
     def _override_only_approves(self) -> Rule:
-        if self.override_model and self.action != "approve":
+        if self.override_model and self.action != APPROVE:
             raise ValueError("override_model is only allowed with action approve")
         return self
 
     @property
     def rank(self) -> int:
-        return ACTIONS.index(self.action)
+        return DECISIONS.index(self.action)
 
 
 class RuleSet(_Strict):
@@ -187,4 +187,4 @@ class RuleSet(_Strict):
 
 def known_feature(name: str, names: tuple[str, ...] = BASE_FEATURES) -> bool:
     """A feature of the current spec, or a passthrough feature (resolved at compile time)."""
-    return name in names or name.startswith("extra_")
+    return name in names or name.startswith(EXTRA_PREFIX)

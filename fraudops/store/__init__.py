@@ -8,10 +8,15 @@ default, PostgreSQL in a cluster::
     store.list_alerts(status="open", limit=20)
     store.record_label(LabelRecord("tx-1", 1, source="analyst", analyst="ana"))
     store.label_history("tx-1")  # every label given, oldest first; store.get_label: the current
+
+The schema is versioned with Alembic (`fraudops.store.migrate`, `fraudops db upgrade`): the
+units open the store with `Store.open_current`, which refuses a database not at this release's
+schema; `Store.from_url` (tests, SQLite dev use) upgrades it first.
 """
 
 from fraudops.store.exceptions import (
     NotFoundError,
+    SchemaNotCurrentError,
     StaleCheckpointError,
     StoreError,
     UnsupportedDatabaseError,
@@ -65,6 +70,7 @@ __all__ = [
     "NotificationRecord",
     "NotificationStatus",
     "RecordSource",
+    "SchemaNotCurrentError",
     "StaleCheckpointError",
     "Store",
     "StoreError",

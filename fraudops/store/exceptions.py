@@ -17,3 +17,7 @@ class NotFoundError(StoreError, LookupError):
 
 class StaleCheckpointError(StoreError):
     """Another writer advanced a stream checkpoint first: this writer lost the partition."""
+
+
+class SchemaNotCurrentError(StoreError):
+    """The database's schema version is not this release's: run `fraudops db upgrade`."""

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, Engine, delete, func, inspect, select, text, update
+from sqlalchemy import Connection, Engine, delete, func, select, update
 
 from fraudops.rules.exceptions import ListEntryError
 from fraudops.rules.lists import check_list_name, normalise_entry
 from fraudops.rules.subjects import ListKind
 from fraudops.store.exceptions import NotFoundError
-from fraudops.store.models import ADDED_COLUMNS, Base, RuleList, RuleListEntry, utcnow
+from fraudops.store.models import Base, RuleList, RuleListEntry, utcnow
 
 if TYPE_CHECKING:
     from typing import Any
@@ -171,20 +171,3 @@ def _info(row: Any) -> ListInfo:
     return ListInfo(name=row.name, kind=row.kind, description=row.description or "",
                     revision=row.revision, entries=row.entry_count, updated_at=row.updated_at)
 
-
-def add_missing_columns(engine: Engine) -> None:
-    """Add the `ADDED_COLUMNS` an existing table lacks (``ALTER TABLE ... ADD COLUMN`` with the
-    column's server default; SQLite and PostgreSQL both support it)."""
-    inspector = inspect(engine)
-    tables = set(inspector.get_table_names())
-    missing = []
-    for table, column in ADDED_COLUMNS:
-        if table in tables and column not in {c["name"] for c in inspector.get_columns(table)}:
-            missing.append(Base.metadata.tables[table].c[column])
-    if not missing:
-        return
-    with engine.begin() as connection:
-        for column in missing:
-            kind = column.type.compile(dialect=engine.dialect)
-            connection.execute(text(f'ALTER TABLE {column.table.name} ADD COLUMN {column.name} '
-                                    f"{kind} NOT NULL DEFAULT ''"))

@@ -77,8 +77,7 @@ class Decision(Base):
     transaction_json: Mapped[str] = mapped_column(Text)
     scored_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     #: Ids of the rules that fired, comma-separated in rule-set order ("" for none), and the
-    #: rule set in force ("" when none was): see `fraudops.rules`. Added to existing stores by
-    #: `Store.create_schema` (`ADDED_COLUMNS`).
+    #: rule set in force ("" when none was): see `fraudops.rules` (migration 0002).
     rules_fired: Mapped[str] = mapped_column(Text, default="", server_default="")
     rule_set_version: Mapped[str] = mapped_column(String(64), default="", server_default="")
 
@@ -86,8 +85,8 @@ class Decision(Base):
 class DecisionSource(Base):
     """The Kafka record a decision was taken from (one row per decision a consumer wrote).
 
-    A table of its own rather than columns of `decisions`, so that an existing store gains it
-    through `create_schema` (missing tables are created; columns are never added). A restarted
+    A table of its own rather than columns of `decisions` (it was added before the schema had
+    migrations, when only missing tables were created). A restarted
     consumer replays the records since its snapshot: it applies to its state the record a
     decision came from and not a redelivery of the same transaction id from another offset.
     """
@@ -124,14 +123,14 @@ class Alert(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     #: Ids of the rules that fired, comma-separated in rule-set order ("" for none), and the
-    #: rule set in force ("" when none was): see `fraudops.rules`. Added to existing stores by
-    #: `Store.create_schema` (`ADDED_COLUMNS`).
+    #: rule set in force ("" when none was): see `fraudops.rules` (migration 0002).
     rules_fired: Mapped[str] = mapped_column(Text, default="", server_default="")
     rule_set_version: Mapped[str] = mapped_column(String(64), default="", server_default="")
 
 
 class Notification(Base):
-    """Outbox of notifications; `dedupe_key` (channel + transaction id) makes it idempotent."""
+    """Outbox of notifications; `dedupe_key` (channel + transaction id) makes it idempotent.
+    A dispatcher claims pending rows for a lease before sending them (`claimed_*`)."""
 
     __tablename__ = "notifications"
     __table_args__ = (Index("ix_notifications_account_time", "account_id", "event_time"),)
@@ -148,6 +147,11 @@ class Notification(Base):
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: The dispatcher sending it, and until when the row is its own (`Store.claim_notifications`;
+    #: migration 0004): until then no other dispatcher takes it; after, any may (its sender
+    #: died). Cleared when the row is marked.
+    claimed_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class Label(Base):
@@ -208,8 +212,8 @@ class LabelEvent(Base):
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     #: The judged transaction's entity keys ("" unknown): those the label carried, else the
     #: stored transaction's when the label was recorded. What `/v1/score` finds an account's,
-    #: a merchant's or a device's recent verdicts by (`LabelLog.entity_labels`). Added to
-    #: existing stores by `Store.create_schema` (`ADDED_COLUMNS`, `ENTITY_INDEXES`).
+    #: a merchant's or a device's recent verdicts by (`LabelLog.entity_labels`; migration
+    #: 0003).
     account_id: Mapped[str] = mapped_column(String(ID_LENGTH), default="", server_default="")
     merchant_id: Mapped[str] = mapped_column(String(ID_LENGTH), default="", server_default="")
     device_id: Mapped[str] = mapped_column(String(ID_LENGTH), default="", server_default="")
@@ -281,14 +285,3 @@ class RuleListEntry(Base):
     note: Mapped[str | None] = mapped_column(Text, nullable=True)
     added_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
-
-#: Columns added to tables that existed before them: (table, column). `Store.create_schema`
-#: adds the missing ones (each has a server default, so old rows read as "no rules", "keys
-#: unknown").
-ADDED_COLUMNS = (("decisions", "rules_fired"), ("decisions", "rule_set_version"),
-                 ("alerts", "rules_fired"), ("alerts", "rule_set_version"),
-                 ("label_history", "account_id"), ("label_history", "merchant_id"),
-                 ("label_history", "device_id"))
-#: Indexes of tables that existed before them: `Store.create_schema` creates the missing ones.
-ENTITY_INDEXES = ("ix_label_history_account", "ix_label_history_merchant",
-                  "ix_label_history_device")

@@ -12,15 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import inspect, literal, select, tuple_
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import literal, select, tuple_
 from sqlalchemy.orm import Session
 
 from fraudops.store.models import Alert
 from fraudops.store.repository import Store
-
-#: The indexes the queue reads by (declared on `Alert`).
-QUEUE_INDEXES = ("ix_alerts_queue", "ix_alerts_risk")
 
 
 @dataclass(frozen=True)
@@ -53,19 +49,6 @@ class QueuePage:
 
     alerts: list[Alert]
     next_cursor: QueueCursor | None
-
-
-def ensure_queue_indexes(store: Store) -> None:
-    """Create the queue's indexes where missing (idempotent). A store created before they
-    existed gets them here: `Store.create_schema` creates missing tables, not indexes."""
-    for index in Alert.__table__.indexes:
-        if index.name not in QUEUE_INDEXES:
-            continue
-        try:
-            index.create(store.engine, checkfirst=True)
-        except SQLAlchemyError:  # another gateway created it between the check and ours
-            if not inspect(store.engine).has_index(Alert.__tablename__, index.name):
-                raise
 
 
 def alert_queue(store: Store, filters: QueueFilter, limit: int,

@@ -6,10 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from fraudops.schema import TransactionLabel
-
-#: Decisions that raise an alert.
-ALERT_DECISIONS = frozenset({"review", "block"})
+from fraudops.schema import ALERT_DECISIONS, TransactionLabel
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ notification. SQLite (the zero-setup default) and PostgreSQL (in a cluster) are 
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -23,38 +24,37 @@ from sqlalchemy import (
     delete,
     event,
     func,
-    inspect,
     select,
     text,
     update,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
 from fraudops.schema import TransactionLabel
+from fraudops.store import migrate
 from fraudops.store.exceptions import (
     NotFoundError,
     StaleCheckpointError,
     UnsupportedDatabaseError,
 )
 from fraudops.store.label_history import LabelLog
-from fraudops.store.lists import ListsMixin, add_missing_columns
+from fraudops.store.lists import ListsMixin
 from fraudops.store.models import (
-    ENTITY_INDEXES,
     Alert,
     AlertStatus,
     Base,
     Decision,
     DecisionSource,
     Label,
-    LabelEvent,
     Notification,
     NotificationStatus,
     StreamCheckpoint,
     StreamStateEntry,
     utcnow,
 )
+from fraudops.store.outbox import OutboxMixin
 from fraudops.store.records import (
     BatchWrite,
     CheckpointRecord,
@@ -100,9 +100,10 @@ def create_store_engine(url: str, **engine_options: Any) -> Engine:
     return create_engine(url, pool_pre_ping=True, **engine_options)
 
 
-class Store(ListsMixin):
+class Store(ListsMixin, OutboxMixin):
     """Repository over the decision store. Thread-safe (one session per call). The deny and
-    allow lists' methods come from `ListsMixin` (`fraudops.store.lists`)."""
+    allow lists' methods come from `ListsMixin` (`fraudops.store.lists`), the outbox claims
+    from `OutboxMixin` (`fraudops.store.outbox`)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -111,26 +112,60 @@ class Store(ListsMixin):
         #: Prepared once: the consumer writes a batch every few milliseconds.
         self._ignore = {model: self._insert_ignore(model)
                         for model in (Decision, DecisionSource, Alert, Notification)}
+        dialect = engine.dialect
+        self._rows = {
+            Decision: _DriverInsert(self._ignore[Decision], _DECISION_COLUMNS, dialect),
+            DecisionSource: _DriverInsert(self._ignore[DecisionSource], _SOURCE_COLUMNS,
+                                          dialect),
+            Alert: _DriverInsert(self._ignore[Alert], _ALERT_COLUMNS, dialect),
+            Notification: _DriverInsert(self._ignore[Notification], _NOTIFICATION_COLUMNS,
+                                        dialect),
+        }
+        state = self._insert(StreamStateEntry)
+        self._state_rows = _DriverInsert(
+            state.on_conflict_do_update(index_elements=[c.name for c in _STATE.primary_key],
+                                        set_={"value": state.excluded.value}),
+            _STATE_COLUMNS, dialect)
         self._decided, self._encode_ids = self._decided_query()
         self._labels = LabelLog(self._insert)
 
     @classmethod
     def from_url(cls, url: str, *, create: bool = True, **engine_options: Any) -> Store:
-        """Open the store at `url`, creating missing tables unless `create` is false."""
+        """Open the store at `url`, upgrading its schema to this release's unless `create` is
+        false (tests and SQLite dev use; the units open it with `open_current`)."""
         store = cls(create_store_engine(url, **engine_options))
         if create:
             store.create_schema()
         return store
 
+    @classmethod
+    def open_current(cls, url: str, **engine_options: Any) -> Store:
+        """Open the store at `url` for a unit (consumer, gateway): raises
+        `SchemaNotCurrentError`, naming `fraudops db upgrade`, unless the database is at this
+        release's schema revision; then gives label history entries recorded before their
+        transaction the transaction's keys (`fill_label_keys`)."""
+        store = cls(create_store_engine(url, **engine_options))
+        try:
+            migrate.check_current(store.engine)
+            store.fill_label_keys()
+        except BaseException:
+            store.close()
+            raise
+        return store
+
     def create_schema(self) -> None:
-        """Create missing tables, and the `ADDED_COLUMNS` and `ENTITY_INDEXES` a table created
-        before them lacks; label history entries without entity keys get their stored
-        transaction's (idempotent; other migrations are out of scope for v1)."""
-        Base.metadata.create_all(self.engine)
-        add_missing_columns(self.engine)
-        _create_missing_indexes(self.engine, LabelEvent, ENTITY_INDEXES)
+        """Bring the database to this release's schema (`fraudops.store.migrate.upgrade`: an
+        empty database is created from the models and stamped, any other one migrated), then
+        `fill_label_keys`. Idempotent."""
+        migrate.upgrade(self.engine)
+        self.fill_label_keys()
+
+    def fill_label_keys(self) -> int:
+        """Give label history entries without entity keys those of their transaction where it
+        is stored now (labels recorded before their transaction); returns how many were
+        looked at. Cheap when there are none (the account index)."""
         with self.engine.begin() as connection:
-            self._labels.fill_keys(connection)
+            return self._labels.fill_keys(connection)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -157,20 +192,25 @@ class Store(ListsMixin):
             raise StaleCheckpointError(f"checkpoint created concurrently: {error.orig}") from error
 
     def _write_rows(self, connection: Connection, batch: BatchWrite) -> None:
-        # Core statements on plain dicts: the ORM's bulk path costs more than the database here.
+        # Whole rows through the driver's executemany (`_DriverInsert`): the ORM's bulk path,
+        # and then Core's per-row parameter handling, cost more than the database here.
         now = utcnow()
         if batch.decisions:
-            connection.execute(self._ignore[Decision],
-                               [_decision_row(d, now) for d in batch.decisions])
-            sources = [_source_row(d) for d in batch.decisions if d.source is not None]
+            rows = self._rows
+            rows[Decision].execute(connection, [_decision_values(d) if d.scored_at is not None
+                                                else _decision_values(d)[:-1] + (now,)
+                                                for d in batch.decisions])
+            sources = [(d.transaction_id, *_source_values(d.source)) for d in batch.decisions
+                       if d.source is not None]
             if sources:
-                connection.execute(self._ignore[DecisionSource], sources)
-            alerts = [_alert_row(d, now) for d in batch.decisions if d.is_alert]
+                rows[DecisionSource].execute(connection, sources)
+            stamps = (now, now)
+            alerts = [_alert_values(d) + stamps for d in batch.decisions if d.is_alert]
             if alerts:
-                connection.execute(self._ignore[Alert], alerts)
+                rows[Alert].execute(connection, alerts)
         if batch.notifications:
-            connection.execute(self._ignore[Notification],
-                               [vars(n) | {"created_at": now} for n in batch.notifications])
+            self._rows[Notification].execute(
+                connection, [_notification_values(n) + (now,) for n in batch.notifications])
         if batch.labels:  # read from the labels topic: they have been published
             self._labels.append(connection, batch.labels, published=True)
         for checkpoint in batch.checkpoints:
@@ -206,10 +246,11 @@ class Store(ListsMixin):
 
     def mark_notification(self, dedupe_key: str, status: NotificationStatus | str,
                           error: str | None = None) -> None:
-        """Record the outcome of one delivery attempt."""
+        """Record the outcome of one delivery attempt (and end the row's claim, if any)."""
         status = NotificationStatus(status)
         values: dict[str, Any] = {"status": status.value, "last_error": error,
-                                  "attempts": Notification.attempts + 1}
+                                  "attempts": Notification.attempts + 1,
+                                  "claimed_by": None, "claimed_until": None}
         if status is NotificationStatus.SENT:
             values["sent_at"] = utcnow()
         with self._sessions.begin() as session:
@@ -409,10 +450,11 @@ class Store(ListsMixin):
             # A concurrent insert of the same key fails here (IntegrityError), rolling back.
             connection.execute(self._insert(StreamCheckpoint), key | values)
         else:
-            statement = update(_CHECKPOINTS).where(
-                *_of_partition(_CHECKPOINTS, **key),
-                _CHECKPOINTS.c.next_offset == checkpoint.expected_offset)
-            if connection.execute(statement.values(**values)).rowcount != 1:
+            statement = _CHECKPOINT_MOVES[checkpoint.snapshot is not None]
+            params = {f"new_{name}": value for name, value in values.items()}
+            params |= {f"of_{name}": value for name, value in key.items()}
+            params["expected_offset"] = checkpoint.expected_offset
+            if connection.execute(statement, params).rowcount != 1:
                 raise StaleCheckpointError(
                     f"checkpoint {tuple(key.values())} moved past offset "
                     f"{checkpoint.expected_offset}: another consumer owns the partition now")
@@ -423,12 +465,10 @@ class Store(ListsMixin):
         if checkpoint.replace_state:
             connection.execute(delete(_STATE).where(*_of_partition(_STATE, **key)))
         if checkpoint.state:
-            statement = self._insert(StreamStateEntry)
-            statement = statement.on_conflict_do_update(
-                index_elements=[column.name for column in _STATE.primary_key],
-                set_={"value": statement.excluded.value})
-            connection.execute(statement, [key | {"kind": kind, "entity": entity, "value": value}
-                                           for (kind, entity), value in checkpoint.state.items()])
+            where = (key["group_id"], key["topic"], key["partition"])
+            self._state_rows.execute(connection, [(*where, kind, entity, value) for
+                                                  (kind, entity), value in
+                                                  checkpoint.state.items()])
 
 
 _CHECKPOINTS = StreamCheckpoint.__table__
@@ -436,37 +476,103 @@ _STATE = StreamStateEntry.__table__
 _DECISIONS = Decision.__table__
 _SOURCES = DecisionSource.__table__
 
+#: The columns the consumer's batch gives, in the order of the value tuples below (`scored_at`
+#: last; the alerts' `created_at`, `updated_at` and the notifications' `created_at` too).
+_DECISION_COLUMNS = ("transaction_id", "account_id", "event_time", "amount", "fraud_probability",
+                     "anomaly_score", "decision", "reason_codes", "model_version",
+                     "transaction_json", "rules_fired", "rule_set_version", "scored_at")
+_decision_values = operator.attrgetter(*_DECISION_COLUMNS)
+_SOURCE_COLUMNS = ("transaction_id", "topic", "partition", "record_offset")
+_source_values = operator.attrgetter("topic", "partition", "offset")
+_ALERT_COLUMNS = (*_ALERT_FIELDS, "created_at", "updated_at")
+_alert_values = operator.attrgetter(*_ALERT_FIELDS)
+_NOTIFICATION_FIELDS = ("dedupe_key", "transaction_id", "account_id", "channel", "event_time",
+                        "payload", "status")
+_NOTIFICATION_COLUMNS = (*_NOTIFICATION_FIELDS, "created_at")
+_notification_values = operator.attrgetter(*_NOTIFICATION_FIELDS)
+_STATE_COLUMNS = ("group_id", "topic", "partition", "kind", "entity", "value")
 
-def _create_missing_indexes(engine: Engine, model: type[Base], names: Collection[str]) -> None:
-    """Create the named indexes of `model`'s table where missing (a table created before
-    them); another process creating one at the same time is not an error."""
-    for index in model.__table__.indexes:
-        if index.name not in names:
-            continue
-        try:
-            index.create(engine, checkfirst=True)
-        except SQLAlchemyError:
-            if not inspect(engine).has_index(model.__tablename__, index.name):
-                raise
+
+class _DriverInsert:
+    """An INSERT (with its ON CONFLICT clause) of whole rows through the driver's executemany.
+
+    Core's executemany handled each row's parameters in Python (`construct_params`: dict
+    look-ups and the bind processors, per row and column), most of the CPU of writing a
+    consumer's batch. Here the statement is compiled once with every column of the table;
+    each row is a tuple of the `given` columns, reordered in C, and only the columns whose type
+    has a bind processor (times, floats on SQLite) go through it: the same processors
+    SQLAlchemy applies, so the stored values are the same. A column not given takes its scalar
+    Python default, or NULL when it has none, as Core's insert would give it.
+    """
+
+    def __init__(self, statement: Any, given: Sequence[str], dialect: Any) -> None:
+        table = statement.table
+        names = [column.key for column in table.columns]
+        fixed: dict[str, Any] = {}
+        for column in table.columns:
+            if column.key in given:
+                continue
+            default = column.default
+            if default is not None and default.is_scalar:
+                fixed[column.key] = default.arg
+            elif default is None and column.nullable:
+                fixed[column.key] = None
+            else:
+                raise ValueError(f"{table.name}.{column.key} must be given")
+        compiled = statement.compile(dialect=dialect, column_keys=names)
+        self.sql = compiled.string
+        order = list(compiled.positiontup) if compiled.positional else names
+        source = [*given, *fixed]
+        self._fixed = tuple(fixed.values())
+        self._reorder = operator.itemgetter(*(source.index(name) for name in order))
+        types = {column.key: column.type for column in table.columns}
+        self._processors = [(i, processor) for i, name in enumerate(order)
+                            if (processor := types[name].dialect_impl(dialect)
+                                .bind_processor(dialect)) is not None]
+        self._names = None if compiled.positional else order
+
+    def execute(self, connection: Connection, rows: Iterable[tuple]) -> None:
+        """Insert `rows` (tuples of the `given` columns, in that order)."""
+        fixed, reorder = self._fixed, self._reorder
+        # A batch's rows share values (its decision time): each object is processed once. By
+        # identity, not equality: 0.0 == -0.0 and equal times in other zones stay apart.
+        processors = [(i, process, {}) for i, process in self._processors]
+        out: list = []
+        for row in rows:
+            values = reorder(row + fixed)
+            if processors:
+                values = list(values)
+                for i, process, done in processors:
+                    value = values[i]
+                    result = done.get(id(value), done)
+                    if result is done:
+                        result = done[id(value)] = process(value)
+                    values[i] = result
+                values = tuple(values)
+            out.append(values)
+        if self._names is not None:
+            out = [dict(zip(self._names, values, strict=True)) for values in out]
+        connection.exec_driver_sql(self.sql, out)
+
+
+def _checkpoint_move(snapshot: bool) -> Any:
+    """The fenced update of a checkpoint row (with its snapshot or not), built once: building
+    the statement for every batch cost more than running it."""
+    key = ("group_id", "topic", "partition")
+    moved = ("next_offset", "updated_at", *(("snapshot", "snapshot_offset") if snapshot else ()))
+    return (update(_CHECKPOINTS)
+            .where(*(_CHECKPOINTS.c[name] == bindparam(f"of_{name}") for name in key),
+                   _CHECKPOINTS.c.next_offset == bindparam("expected_offset"))
+            .values({name: bindparam(f"new_{name}") for name in moved}))
+
+
+#: By whether the checkpoint carries a snapshot.
+_CHECKPOINT_MOVES = {snapshot: _checkpoint_move(snapshot) for snapshot in (False, True)}
 
 
 def _of_partition(table: Any, group_id: str, topic: str, partition: int) -> tuple[Any, ...]:
     """The conditions selecting one partition's rows of a stream-processor table."""
     return (table.c.group_id == group_id, table.c.topic == topic, table.c.partition == partition)
-
-
-def _decision_row(decision: DecisionRecord, now: datetime) -> dict[str, Any]:
-    row = dict(vars(decision))
-    del row["source"]
-    if row["scored_at"] is None:
-        row["scored_at"] = now
-    return row
-
-
-def _source_row(decision: DecisionRecord) -> dict[str, Any]:
-    source = decision.source
-    return {"transaction_id": decision.transaction_id, "topic": source.topic,
-            "partition": source.partition, "record_offset": source.offset}
 
 
 def _decided(row: Any) -> DecisionRecord:
@@ -482,11 +588,6 @@ def _decided(row: Any) -> DecisionRecord:
         reason_codes=values["reason_codes"], model_version=values["model_version"],
         scored_at=values["scored_at"], source=source, rules_fired=values["rules_fired"] or "",
         rule_set_version=values["rule_set_version"] or "")
-
-
-def _alert_row(decision: DecisionRecord, now: datetime) -> dict[str, Any]:
-    return {name: getattr(decision, name) for name in _ALERT_FIELDS} | {
-        "created_at": now, "updated_at": now}
 
 
 def _labelled(decision: Decision, label: Label) -> LabelledTransaction:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fraudops.data import frame as layout
+from fraudops.data import tabular
 from fraudops.data.labels import labels_path, read_labels
 from fraudops.features import (
     FeatureSpec,
@@ -92,9 +92,9 @@ def featurize(frame: pd.DataFrame, seq_len: int, spec: FeatureSpec | None = None
         labels = read_labels(frame.attrs[LABELS_ATTR])
     if frame.empty:
         raise TrainingDataError("the data set is empty")
-    ordered = layout.sort_by_time(layout.normalize(frame))
-    spec = spec or build_spec(layout.passthrough_names(ordered))
-    missing = [n for n in spec.passthrough if layout.EXTRA_PREFIX + n not in ordered.columns]
+    ordered = tabular.sort_by_time(tabular.normalize(frame))
+    spec = spec or build_spec(tabular.passthrough_names(ordered))
+    missing = [n for n in spec.passthrough if tabular.EXTRA_PREFIX + n not in ordered.columns]
     if missing:
         raise TrainingDataError(f"data lacks passthrough column(s) the model needs: {missing}")
     scenarios = ordered["fraud_scenario"].fillna("").astype(str).to_numpy()
@@ -115,8 +115,8 @@ def load_frame(path: str | Path) -> pd.DataFrame:
     if not path.exists():
         raise TrainingDataError(f"data file {path} does not exist")
     try:
-        frame = layout.read(path)
-    except layout.FrameError as error:
+        frame = tabular.read(path)
+    except tabular.FrameError as error:
         raise TrainingDataError(f"{path}: {error}") from error
     if labels_path(path).is_file():
         frame.attrs[LABELS_ATTR] = str(labels_path(path))

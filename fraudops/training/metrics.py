@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from fraudops.schema import APPROVE, BLOCK, DECISIONS
 from fraudops.training.exceptions import TrainingDataError
 
 FPR_POINTS = {"1pct": 0.01, "0.1pct": 0.001}
@@ -153,9 +154,9 @@ def decision_metrics(labels, decisions, amounts=None, scenarios=None) -> dict[st
     """How the approve/review/block policy behaves: rates, recall, fraud amount stopped."""
     labels = np.asarray(labels).astype(bool)
     decisions = np.asarray(decisions).astype(str)
-    flagged = decisions != "approve"
-    blocked = decisions == "block"
-    out = {f"{d}_rate": float(np.mean(decisions == d)) for d in ("approve", "review", "block")}
+    flagged = decisions != APPROVE
+    blocked = decisions == BLOCK
+    out = {f"{d}_rate": float(np.mean(decisions == d)) for d in DECISIONS}
     out["flagged_recall"] = float(flagged[labels].mean()) if labels.any() else np.nan
     out["blocked_recall"] = float(blocked[labels].mean()) if labels.any() else np.nan
     out["flagged_fpr"] = float(flagged[~labels].mean()) if (~labels).any() else np.nan

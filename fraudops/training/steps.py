@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from fraudops.schema import APPROVE
 from fraudops.settings import ModelNames
 from fraudops.training import lineage, reference
 from fraudops.training.config import TrainingConfig
@@ -255,7 +256,7 @@ def holdout_curves(report_dir: str | Path) -> tuple[dict, list[list[int]]]:
 
     with np.load(Path(report_dir) / SCORES_FILE, allow_pickle=False) as scores:
         labels, probability = scores["labels"], scores["fraud_probability"]
-        flagged = scores["decision"] != "approve"
+        flagged = scores["decision"] != APPROVE
     matrix = [[int(((labels == truth) & (flagged == bool(pred))).sum()) for pred in (0, 1)]
               for truth in (0, 1)]
     return curve_points(labels, probability), matrix

@@ -13,6 +13,8 @@ the routes.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,6 +25,7 @@ from fastapi.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import fraudops
+from fraudops.store import SchemaNotCurrentError
 from serving.gateway.console import mount_console
 from serving.gateway.deps import LazyStore, Services, require_role
 from serving.gateway.docs import mount_docs
@@ -46,6 +49,7 @@ from serving.gateway.rules import GatewayRules
 from serving.metrics import GatewayMetrics
 from serving.settings import GatewayServiceSettings
 
+log = logging.getLogger(__name__)
 #: The role each /v1 router requires.
 ROUTER_ROLES = ((transactions, Role.INGEST), (score, Role.INGEST), (alerts, Role.ANALYST),
                 (feedback, Role.ANALYST), (drift, Role.ANALYST), (admin, Role.ADMIN))
@@ -58,26 +62,40 @@ _AUTH_RESPONSES = {401: {"description": "Missing or invalid API key."},
 def build_services(settings: GatewayServiceSettings) -> Services:
     """The gateway's resources; nothing connects until first use. Raises
     `ConfigurationError` for API keys that cannot work."""
-    g = settings.gateway
-    principals = Principals.parse(g.api_keys.get_secret_value(), g.bare_key_roles)
+    gateway = settings.gateway
+    principals = Principals.parse(gateway.api_keys.get_secret_value(), gateway.bare_key_roles)
     metrics = GatewayMetrics()
     store = LazyStore(settings.database.resolved_url(settings.home))
     return Services(
         settings=settings, metrics=metrics,
-        producer=AckedProducer(settings.kafka, g.produce_timeout_s), store=store,
-        predictor=PredictorClient(g.predictor_url, g.predictor_model, g.predictor_timeout_s),
-        reports=DriftReports(g.resolved_reports_dir(settings.home)),
+        producer=AckedProducer(settings.kafka, gateway.produce_timeout_s), store=store,
+        predictor=PredictorClient(gateway.predictor_url, gateway.predictor_model,
+                                  gateway.predictor_timeout_s),
+        reports=DriftReports(gateway.resolved_reports_dir(settings.home)),
         principals=principals,
-        rules=GatewayRules(g.rules_path, g.rules_refresh_s, store, metrics))
+        rules=GatewayRules(gateway.rules_path, gateway.rules_refresh_s, store, metrics))
+
+
+async def _check_store_schema(store: LazyStore, wait_s: float = 10.0) -> None:
+    """Refuse to start on a database not at this release's schema (the error names
+    `fraudops db upgrade`); a database that does not answer within `wait_s` is left for later."""
+    try:
+        await asyncio.wait_for(asyncio.to_thread(store.check_schema), wait_s)
+    except TimeoutError:
+        log.warning("decision store not answering at startup; the gateway starts without it")
+    except SchemaNotCurrentError as error:
+        log.error("refusing to start: %s", error)
+        raise
 
 
 def create_app(settings: GatewayServiceSettings) -> FastAPI:
     """Build the app; raises `ConfigurationError` for settings that cannot work."""
     services = build_services(settings)
-    g = settings.gateway
+    gateway = settings.gateway
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await _check_store_schema(services.store)
         yield
         services.producer.close()
         services.store.close()
@@ -94,19 +112,19 @@ def create_app(settings: GatewayServiceSettings) -> FastAPI:
     # Roles per route: reading and editing entries (analyst), creating lists (admin).
     app.include_router(lists.router, responses=_AUTH_RESPONSES)
     app.include_router(health.router)
-    if g.console_enabled:
+    if gateway.console_enabled:
         mount_console(app, services)
-    if g.docs_enabled:
+    if gateway.docs_enabled:
         mount_docs(app)
     add_error_handlers(app)
-    app.add_middleware(RequestGuard, principals=services.principals, settings=g,
+    app.add_middleware(RequestGuard, principals=services.principals, settings=gateway,
                        metrics=services.metrics)
-    if g.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=g.cors_origins,
+    if gateway.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=gateway.cors_origins,
                            allow_methods=["GET", "POST"],
                            allow_headers=[API_KEY_HEADER, "Content-Type"])
-    if g.allowed_hosts:
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=g.allowed_hosts,
+    if gateway.allowed_hosts:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=gateway.allowed_hosts,
                            www_redirect=False)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(RequestMetrics, metrics=services.metrics)

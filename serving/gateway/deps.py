@@ -6,6 +6,7 @@ pieces of it through the aliases below, so tests can build an app around any set
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from fastapi import Depends, HTTPException, Request, Security, status
 from fastapi.security import APIKeyHeader
 from sqlalchemy.exc import SQLAlchemyError
 
-from fraudops.store import Store, StoreError
+from fraudops.store import SchemaNotCurrentError, Store, StoreError
 from serving.exceptions import StoreUnavailableError
 from serving.gateway.guard import API_KEY_HEADER, PRINCIPAL, V1
 from serving.gateway.kafka import AckedProducer
@@ -28,6 +29,7 @@ from serving.settings import GatewayServiceSettings
 if TYPE_CHECKING:  # it imports LazyStore from here
     from serving.gateway.rules import GatewayRules
 
+log = logging.getLogger(__name__)
 __all__ = ["API_KEY_HEADER", "V1", "PrincipalDep", "ServicesDep", "StoreDep", "require_role"]
 
 
@@ -40,13 +42,25 @@ class LazyStore:
         self._lock = threading.Lock()
 
     def get(self) -> Store:
+        """The store; `StoreUnavailableError` while it is down or not at this release's schema
+        (`Store.open_current`: the error's cause is then `SchemaNotCurrentError`)."""
         with self._lock:
             if self._store is None:
                 try:
-                    self._store = Store.from_url(self._url)
+                    self._store = Store.open_current(self._url)
                 except (SQLAlchemyError, StoreError) as error:
                     raise StoreUnavailableError(f"decision store unavailable: {error}") from error
             return self._store
+
+    def check_schema(self) -> None:
+        """At startup: raise `SchemaNotCurrentError` for a database not at this release's
+        schema (run `fraudops db upgrade`); one that does not answer is left for later."""
+        try:
+            self.get()
+        except StoreUnavailableError as error:
+            if isinstance(error.__cause__, SchemaNotCurrentError):
+                raise error.__cause__ from None
+            log.warning("%s (the gateway starts; requests that need it answer 503)", error)
 
     def close(self) -> None:
         with self._lock:

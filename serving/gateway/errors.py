@@ -23,12 +23,8 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from sqlalchemy.exc import SQLAlchemyError
 
-from serving.exceptions import (
-    KafkaUnavailableError,
-    PredictorUnavailableError,
-    RulesUnavailableError,
-    StoreUnavailableError,
-)
+from fraudops.protocol import PredictorUnavailableError
+from serving.exceptions import KafkaUnavailableError, RulesUnavailableError, StoreUnavailableError
 
 log = logging.getLogger(__name__)
 #: Most validation errors listed in one answer, and characters kept of each text in them.

@@ -8,23 +8,13 @@ fingerprint): a wrong answer is worse than a 503.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 
 import httpx
 import numpy as np
 
 from fraudops import protocol
-from fraudops.features import FEATURE_SPEC_VERSION, FeatureSpec
-from serving.exceptions import PredictorUnavailableError
-
-
-@dataclass(frozen=True)
-class ServedFeatures:
-    """The feature spec and sequence length the predictor currently expects."""
-
-    info: protocol.ModelInfo
-    spec: FeatureSpec
-    label: str
+from fraudops.protocol import PredictorUnavailableError
+from fraudops.served_model import ServedModel, read_served_model
 
 
 class PredictorClient:
@@ -33,10 +23,10 @@ class PredictorClient:
     def __init__(self, base_url: str, model_name: str, timeout_s: float) -> None:
         self._model_name = model_name
         self._client = httpx.AsyncClient(base_url=base_url.rstrip("/"), timeout=timeout_s)
-        self._served: ServedFeatures | None = None
+        self._served: ServedModel | None = None
         self._lock = asyncio.Lock()
 
-    async def features(self) -> ServedFeatures:
+    async def features(self) -> ServedModel:
         """What the served model expects (fetched once, then after each version change)."""
         served = self._served
         if served is not None:
@@ -46,20 +36,13 @@ class PredictorClient:
                 self._served = await self._fetch()
             return self._served
 
-    async def _fetch(self) -> ServedFeatures:
+    async def _fetch(self) -> ServedModel:
         doc = await self._get_json(protocol.metadata_path(self._model_name))
         try:
-            info = protocol.ModelInfo.from_metadata(doc)
-            names = str((doc.get("parameters") or {}).get(protocol.PARAM_FEATURE_NAMES, ""))
-            extras = tuple(n.removeprefix("extra_") for n in names.split(",")
-                           if n.startswith("extra_"))
-            spec = FeatureSpec(passthrough=extras)
-            info.check_compatible(n_features=spec.dim, spec_fingerprint=spec.fingerprint,
-                                  spec_version=FEATURE_SPEC_VERSION)
+            return read_served_model(doc)
         except protocol.ProtocolError as error:
             raise PredictorUnavailableError(f"cannot score with the served model: {error}"
                                             ) from error
-        return ServedFeatures(info, spec, ",".join(doc.get("versions") or []))
 
     async def _get_json(self, path: str) -> dict:
         try:

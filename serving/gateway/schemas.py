@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from fraudops.schema import Identifier
+from fraudops.schema import Decision, Identifier
 
 
 class Accepted(BaseModel):
@@ -24,7 +24,7 @@ class ScoreResponse(BaseModel):
     """Synchronous decision for one transaction."""
 
     transaction_id: str
-    decision: Literal["approve", "review", "block"]
+    decision: Decision
     fraud_probability: float
     anomaly_score: float
     reason_codes: list[str]
@@ -36,7 +36,7 @@ class ScoreResponse(BaseModel):
                                "applied during the replay.")
     history_source: Literal["store", "unavailable"] = Field(
         description="'unavailable' when the store could not be read: scored without history.")
-    model_decision: Literal["approve", "review", "block"] | None = Field(
+    model_decision: Decision | None = Field(
         default=None, description="The model's own decision (`decision` is after the rules).")
     rules_fired: list[str] = Field(default_factory=list,
                                    description="Ids of the rules that fired, in rule-set order.")

@@ -72,6 +72,21 @@ def test_bench_generate_smoke(tmp_path):
     assert "generate 2,000 rows" in done.stdout
 
 
+def test_bench_decode_smoke(tmp_path):
+    done = run_smoke("bench_decode.py", tmp_path, "--out", "report.json")
+    result = read_report(tmp_path)
+    assert (result["batch"], result["repeat"]) == (50, 3)
+    assert result["poison_share"] == 0.1  # every 10th message: bad JSON, schema, absurd
+    figures = result["us_per_message"]
+    assert set(figures) == {"one_by_one", "batch", "one_by_one_with_poison", "batch_with_poison",
+                            "model_validate_json_each", "type_adapter_each",
+                            "core_validator_each"}
+    for figure in figures.values():
+        assert_positive(figure, "best", "median")
+        assert figure["best"] <= figure["median"]
+    assert "decode 50 messages per poll" in done.stdout
+
+
 def test_bench_state_smoke(tmp_path):
     run_smoke("bench_state.py", tmp_path, "--out", "report.json")
     result = read_report(tmp_path)
@@ -242,3 +257,20 @@ def test_bench_import_quality_smoke(tmp_path):
         assert 0 <= figures["auprc"] <= 1 and 0 <= figures["recall_at_1pct_fpr"] <= 1
         assert abs(figures["gap_auprc"] - (figures["auprc"] - best)) < 1e-12
     assert "Imported Kaggle-layout data, 3,000 rows" in done.stdout
+
+
+@pytest.mark.integration
+def test_bench_stages_smoke(tmp_path):
+    """The three entity stages as processes on a real Apache Kafka broker, tiny sizes."""
+    run_smoke("bench_stages.py", tmp_path, "--out", "report.json")
+    result = read_report(tmp_path)
+    in_process = result["in_process"]
+    for stage in ("router", "merchant", "device"):
+        assert_positive(in_process[stage], "cpu_us_per_tx")
+    latency = result["latency"]
+    assert latency["transactions"] == 600  # 200 tx/s for 3 s
+    assert latency["delivered"] >= latency["transactions"]  # every one reached `enriched`
+    for hop in ("router", "merchant", "device", "end_to_end"):
+        figures = latency[hop]
+        assert 0 <= figures["p50_ms"] <= figures["p95_ms"] <= figures["p99_ms"], (hop, figures)
+    assert latency["end_to_end"]["p50_ms"] >= latency["router"]["p50_ms"]

@@ -13,3 +13,14 @@ def small_data_path(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "transactions.parquet"
     generate(GeneratorConfig(rows=3000, seed=3, fraud_rate=0.05, days=20)).to_parquet(path)
     return path
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_globals(mlflow_globals_restored: None) -> None:
+    """The component bodies log to MLflow in-process: its URIs are reset after each
+    test (tests/conftest.py)."""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _mlflow_globals_per_module(mlflow_globals_restored_per_module: None) -> None:
+    """And after each module, what its module-scoped fixtures set."""

@@ -7,20 +7,20 @@ scoring function); the end-to-end tests use the real KServe predictor.
 from __future__ import annotations
 
 import json
-import socket
 import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-from kafka import KafkaConsumer, KafkaProducer
 
 from consumers.messages import Incoming
 from consumers.settings import ConsumerSection, ConsumerSettings
 from fraudops.features import build_spec
+from fraudops.kafka import make_producer
 from fraudops.protocol import ScoreBatch
 from fraudops.settings import DatabaseSettings, KafkaSettings, TopicSettings
+from fraudops.testing import read_records
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 SPEC = build_spec()
@@ -56,19 +56,12 @@ def rule_score(x: np.ndarray, mask: np.ndarray) -> ScoreBatch:
                       model_version="rule/1")
 
 
-def free_port() -> int:
-    """An unused loopback TCP port."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def make_topics(broker, partitions: int = 3) -> TopicSettings:
     """Fresh topics for one test (the broker's memory engine never frees a topic)."""
     suffix = uuid.uuid4().hex[:8]
     names = {field: broker.create_topic(f"{field}-{suffix}", partitions)
              for field in ("transactions", "decisions", "alerts", "labels", "dead_letter")}
-    return TopicSettings(**names, consumer_state=f"state-{suffix}")
+    return TopicSettings(**names)
 
 
 def consumer_settings(broker, topics: TopicSettings, db_url: str, group_id: str,
@@ -81,25 +74,36 @@ def consumer_settings(broker, topics: TopicSettings, db_url: str, group_id: str,
                             database=DatabaseSettings(url=db_url), consumer=section)
 
 
+def send_records(broker, topic: str, records: list[tuple[bytes | None, bytes]]
+                 ) -> list[tuple[int, int]]:
+    """Produce (key, value) records in order, each acknowledged; (partition, offset) of each."""
+    producer = make_producer(KafkaSettings(bootstrap_servers=broker.bootstrap),
+                             **{"linger.ms": 5})
+    reports: list = [None] * len(records)
+
+    def report(index: int):
+        return lambda error, message: reports.__setitem__(index, (error, message))
+
+    for index, (key, value) in enumerate(records):
+        while True:
+            try:
+                producer.produce(topic, value, key, on_delivery=report(index))
+                break
+            except BufferError:  # the local queue is full: let it drain
+                producer.poll(0.05)
+    producer.flush(30)
+    failed = [r for r in reports if r is None or r[0] is not None]
+    assert not failed, f"{len(failed)} of {len(records)} records not produced: {failed[0]}"
+    return [(message.partition(), message.offset()) for _, message in reports]
+
+
 def produce(broker, topic: str, docs: list) -> dict[str, tuple[int, int]]:
     """Send documents (dicts or raw bytes) keyed by account; returns tx id -> (partition, offset)."""
-    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=5)
-    futures = []
-    for doc in docs:
-        if isinstance(doc, bytes):
-            futures.append((None, producer.send(topic, key=b"poison", value=doc)))
-        else:
-            futures.append((doc.get("transaction_id"), producer.send(
-                topic, key=str(doc.get("account_id", "")).encode(),
-                value=json.dumps(doc).encode())))
-    producer.flush()
-    producer.close()
-    placed = {}
-    for tx_id, future in futures:
-        metadata = future.get(timeout=10)
-        if tx_id is not None:
-            placed[tx_id] = (metadata.partition, metadata.offset)
-    return placed
+    placed = send_records(broker, topic, [
+        (b"poison", doc) if isinstance(doc, bytes)
+        else (str(doc.get("account_id", "")).encode(), json.dumps(doc).encode()) for doc in docs])
+    return {doc["transaction_id"]: where for doc, where in zip(docs, placed, strict=True)
+            if not isinstance(doc, bytes) and doc.get("transaction_id") is not None}
 
 
 def decision_id(record) -> str:
@@ -111,39 +115,23 @@ def read_topic(broker, topic: str, expected: int, timeout: float = 20.0,
                distinct: Callable | None = None) -> list:
     """All records of `topic`: waits until at least `expected` arrived, or, with `distinct` (a
     key of a record), until `expected` distinct keys did (republished records then do not
-    count: a stream with repeats would otherwise be read short)."""
-    consumer = KafkaConsumer(topic, bootstrap_servers=broker.bootstrap,
-                             auto_offset_reset="earliest", enable_auto_commit=False,
-                             group_id=None, consumer_timeout_ms=500)
-    records: list = []
+    count: a stream with repeats would otherwise be read short); then 0.3 s more for any
+    records beyond those."""
     keys: set = set()
-    deadline = time.monotonic() + timeout
+    counted = 0
+    complete_at: float | None = None
 
-    def short() -> bool:
-        if distinct is None:
-            return len(records) < expected
-        keys.update(distinct(r) for r in records[short.counted:])
-        short.counted = len(records)
-        return len(keys) < expected
+    def enough(records: list) -> bool:
+        nonlocal counted, complete_at
+        if complete_at is None:
+            if distinct is not None:
+                keys.update(distinct(r) for r in records[counted:])
+                counted = len(records)
+            if (len(keys) if distinct is not None else len(records)) >= expected:
+                complete_at = time.monotonic()
+        return complete_at is not None and time.monotonic() - complete_at >= 0.3
 
-    short.counted = 0
-    while short() and time.monotonic() < deadline:
-        for batch in consumer.poll(timeout_ms=300).values():
-            records.extend(batch)
-    time.sleep(0.3)
-    for batch in consumer.poll(timeout_ms=300).values():
-        records.extend(batch)
-    consumer.close()
-    return records
-
-
-def wait_until(predicate, timeout: float = 30.0, interval: float = 0.1) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise TimeoutError(f"condition not met after {timeout}s")
+    return read_records(broker.bootstrap, topic, until=enough, timeout=timeout + 0.3)
 
 
 def stream_records(n: int, accounts: int = 3) -> list[Incoming]:

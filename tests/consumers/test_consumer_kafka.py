@@ -20,12 +20,12 @@ from consumer_helpers import (
     read_topic,
     rule_score,
     tx_doc,
-    wait_until,
 )
 
-from consumers.app import ConsumerApp, Model
+from consumers.app import ConsumerApp, ModelContract
 from fraudops.store import Store
 from fraudops.store.models import Base
+from fraudops.testing import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +34,8 @@ class Running:
     """A ConsumerApp on a thread."""
 
     def __init__(self, settings) -> None:
-        self.app = ConsumerApp(settings, score=rule_score, model=Model(SPEC, SEQ_LEN, "rule/1"))
+        self.app = ConsumerApp(settings, score=rule_score,
+                               model=ModelContract(SPEC, SEQ_LEN, "rule/1"))
         self.code: int | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()

@@ -20,7 +20,7 @@ from email import message_from_bytes
 
 import pytest
 from aiosmtpd.controller import Controller
-from consumer_helpers import decision_id, free_port, make_topics, produce, read_topic, wait_until
+from consumer_helpers import decision_id, make_topics, produce, read_topic
 from e2e_helpers import (
     Models,
     Service,
@@ -32,6 +32,7 @@ from e2e_helpers import (
 )
 
 from fraudops.store import Store
+from fraudops.testing import free_port, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -256,10 +256,10 @@ def test_labels_unknown_duplicate_and_malformed_have_defined_outcomes(store, new
 class BuggyState(OnlineFeatureState):
     """Feature state with a bug that only one account's transactions hit."""
 
-    def update(self, tx):
+    def update(self, tx, given=None):
         if tx.account_id == "acc-bug":
             raise ZeroDivisionError("a bug in the features")
-        return super().update(tx)
+        return super().update(tx, given)
 
 
 def test_an_exception_while_handling_one_message_dead_letters_it(store, new_state,

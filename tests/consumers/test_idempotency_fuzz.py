@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from consumers.exceptions import PoisonMessageError
 from consumers.messages import Incoming, parse_transaction, stored_decision_message
 from consumers.processor import ProcessorConfig, StreamProcessor
-from fraudops.data import frame as tabular
+from fraudops.data import tabular
 from fraudops.features import EventTimePolicy, OnlineFeatureState, admit_stream, compute_batch
 from fraudops.schema import MAX_AMOUNT
 from fraudops.store import Store

@@ -19,14 +19,14 @@ from consumer_helpers import (
     produce,
     rule_score,
     tx_doc,
-    wait_until,
 )
 
-from consumers.app import ConsumerApp, Model
-from fraudops.data import frame as tabular
+from consumers.app import ConsumerApp, ModelContract
+from fraudops.data import tabular
 from fraudops.features import compute_batch
 from fraudops.features.spec import BASE_FEATURES
 from fraudops.store import Store
+from fraudops.testing import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +44,7 @@ class Recording:
         def score(x, mask):
             rows.extend(x[:, -1, :].astype(np.float64))
             return rule_score(x, mask)
-        self.app = ConsumerApp(settings, score=score, model=Model(SPEC, SEQ_LEN, "rule/1"))
+        self.app = ConsumerApp(settings, score=score, model=ModelContract(SPEC, SEQ_LEN, "rule/1"))
         self.thread = threading.Thread(target=self.app.run, daemon=True)
         self.thread.start()
 

@@ -12,7 +12,7 @@ import pytest
 from consumer_helpers import SEQ_LEN, SPEC, T0, record, rule_score, tx_doc
 
 from consumers.processor import ProcessorConfig, StreamProcessor
-from fraudops.data import frame as tabular
+from fraudops.data import tabular
 from fraudops.features import EventTimePolicy, admit_stream, compute_batch
 from fraudops.schema import Transaction
 from fraudops.store import Store

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from email import message_from_bytes
@@ -11,12 +12,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from aiosmtpd.controller import Controller
-from consumer_helpers import T0, free_port
+from consumer_helpers import T0
 from sqlalchemy.exc import OperationalError
 
 from consumers.notifications import Dispatcher, NotificationPlanner, senders_for
 from consumers.settings import NotifySection
 from fraudops.store import BatchWrite, DecisionRecord, Store
+from fraudops.testing import free_port
 
 
 class _Inbox:
@@ -157,7 +159,8 @@ def test_email_rejected_at_end_of_data_stays_pending(store: Store, smtp) -> None
 def test_crash_after_the_server_accepted_repeats_the_email_with_its_message_id(
         store: Store, smtp, monkeypatch) -> None:
     """At-least-once: a consumer that dies between the server's 250 and the outbox's mark sends
-    that email again on restart, under the same Message-ID (the receiver's idempotency key)."""
+    that email again on restart, once its claim's lease is over, under the same Message-ID (the
+    receiver's idempotency key)."""
     port, inbox = smtp
     settings = NotifySection(smtp_host="127.0.0.1", smtp_port=port, email_to=["ops@bank.test"])
     plan_and_store(store, settings, [alert(1)])
@@ -171,9 +174,12 @@ def test_crash_after_the_server_accepted_repeats_the_email_with_its_message_id(
     with monkeypatch.context() as patch:
         patch.setattr(store, "mark_notification", die)
         with pytest.raises(Crash):
-            Dispatcher(store, senders_for(settings)).run_once()
+            Dispatcher(store, senders_for(settings), lease_s=0.5).run_once()
     assert len(inbox.messages) == 1 and store.notifications(status="pending")
-    assert Dispatcher(store, senders_for(settings)).run_once() == (1, 1)  # the restart
+    restarted = Dispatcher(store, senders_for(settings))
+    assert restarted.run_once() == (0, 0)  # the dead one's claim holds until its lease ends
+    time.sleep(0.6)
+    assert restarted.run_once() == (1, 1)
     assert [m["Message-ID"] for m in inbox.messages] == ["<email.tx-1@fraudops>"] * 2
     assert {n.status for n in store.notifications()} == {"sent"}
 
@@ -198,3 +204,34 @@ def test_a_busy_database_after_delivery_is_waited_out_not_sent_again(
     assert Dispatcher(store, senders_for(settings)).run_once() == (1, 1)
     assert len(calls) == 3 and len(inbox.messages) == 1
     assert {n.status for n in store.notifications()} == {"sent"}
+
+
+@pytest.mark.integration
+def test_two_dispatchers_racing_over_one_outbox_send_each_email_once(postgres_url, smtp) -> None:
+    """Two consumers' dispatchers drain one outbox (PostgreSQL) at the same time: every email
+    goes out exactly once, because each claims rows before sending them. (Reading the pending
+    rows instead, both sent most of them: `test_consumers_join_and_leave` saw repeats.)"""
+    port, inbox = smtp
+    settings = NotifySection(smtp_host="127.0.0.1", smtp_port=port, email_to=["ops@bank.test"])
+    plan_and_store(Store.from_url(postgres_url), settings,
+                   [alert(i, account=f"acc-{i}") for i in range(60)])
+    stores = [Store.from_url(postgres_url, create=False) for _ in range(2)]
+    start, tried = threading.Barrier(2), []
+
+    def drain(store: Store) -> None:
+        dispatcher = Dispatcher(store, senders_for(settings))
+        start.wait()
+        while (done := dispatcher.run_once(limit=10))[0]:
+            tried.append(done)
+
+    threads = [threading.Thread(target=drain, args=(store,)) for store in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    ids = [message["Message-ID"] for message in inbox.messages]
+    assert sorted(ids) == sorted(f"<email.tx-{i}@fraudops>" for i in range(60))
+    assert sum(n for n, _ in tried) == 60
+    assert {n.status for n in stores[0].notifications()} == {"sent"}
+    for store in stores:
+        store.close()

@@ -7,16 +7,13 @@ import threading
 import time
 
 import pytest
-from consumer_helpers import free_port
 
-from consumers.exceptions import (
-    IncompatibleModelError,
-    PredictorUnavailableError,
-    ShutdownRequested,
-)
+from consumers.exceptions import IncompatibleModelError, ShutdownRequested
 from consumers.predictor import PredictorClient, spec_from_metadata, with_backoff
 from fraudops import protocol
 from fraudops.features import build_spec
+from fraudops.protocol import PredictorUnavailableError
+from fraudops.testing import free_port
 
 
 def metadata(spec, seq_len: int = 16, fingerprint: str | None = None) -> dict:

@@ -18,11 +18,11 @@ from consumer_helpers import (
     read_topic,
     rule_score,
     tx_doc,
-    wait_until,
 )
 
-from consumers.app import ConsumerApp, Model
+from consumers.app import ConsumerApp, ModelContract
 from fraudops.store import Store
+from fraudops.testing import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +49,7 @@ def test_deny_list_blocks_and_a_list_change_reaches_the_running_consumer(
     settings = consumer_settings(kafka_broker, topics, str(store.engine.url),
                                  group_id_factory("rules"), rules_path=str(rules),
                                  rules_refresh_s=0.5)
-    app = ConsumerApp(settings, score=rule_score, model=Model(SPEC, SEQ_LEN, "rule/1"))
+    app = ConsumerApp(settings, score=rule_score, model=ModelContract(SPEC, SEQ_LEN, "rule/1"))
     codes: list[int] = []
     thread = threading.Thread(target=lambda: codes.append(app.run()), daemon=True)
     thread.start()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fraudops.data import frame
+from fraudops.data import tabular
 from fraudops.data.generate import GeneratorConfig, generate
 from fraudops.data.versioning import DataVersionError, data_hash, data_version, is_up_to_date
 
@@ -56,7 +56,7 @@ def dvc_repo(tmp_path: Path) -> Path:
 def write_raw_data(repo: Path, rows: int = 1000, seed: int = 0) -> None:
     raw = repo / "data"
     raw.mkdir(exist_ok=True)
-    frame.write(generate(GeneratorConfig(rows=rows, seed=seed)), raw / "transactions.parquet")
+    tabular.write(generate(GeneratorConfig(rows=rows, seed=seed)), raw / "transactions.parquet")
     (raw / "notes.csv").write_text("a,b\n1,2\n")
 
 
@@ -129,10 +129,10 @@ def test_pipeline_generate_and_import_stages(dvc_repo: Path) -> None:
 
     run(dvc_repo, str(BIN / "dvc"), "repro", "import")
 
-    imported = frame.read(dvc_repo / "artifacts" / "data" / "transactions.parquet")
+    imported = tabular.read(dvc_repo / "artifacts" / "data" / "transactions.parquet")
     metrics = json.loads((dvc_repo / "metrics" / "import.json").read_text())
     assert len(imported) == metrics["rows_written"] == metrics["rows_read"] == 2000
-    assert metrics["label_rate"] == pytest.approx(frame.label_rate(imported))
+    assert metrics["label_rate"] == pytest.approx(tabular.label_rate(imported))
     lock = yaml.safe_load((dvc_repo / "dvc.lock").read_text())
     assert {"generate", "import"} <= set(lock["stages"])
     status = run(dvc_repo, str(BIN / "dvc"), "status", "import")

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from fraudops.cli import app
-from fraudops.data import frame as frame_layout
+from fraudops.data import tabular
 from fraudops.data.generate import DRIFTS, SCENARIOS, GeneratorConfig, generate
 from fraudops.schema import Channel, MerchantCategory
 
@@ -52,7 +52,7 @@ def test_different_seeds_differ():
 
 
 def test_layout_and_schema(data):
-    assert list(data.columns) == list(frame_layout.BASE_COLUMNS)
+    assert list(data.columns) == list(tabular.BASE_COLUMNS)
     assert len(data) == ROWS
     assert data["timestamp"].is_monotonic_increasing
     assert data["transaction_id"].is_unique
@@ -63,7 +63,7 @@ def test_layout_and_schema(data):
     assert set(data["channel"]) <= {c.value for c in Channel}
     assert set(data["merchant_category"]) <= {c.value for c in MerchantCategory}
     sample = data.sample(2_000, random_state=0).sort_values("timestamp")
-    validated = list(frame_layout.to_transactions(sample))
+    validated = list(tabular.to_transactions(sample))
     assert len(validated) == len(sample)
     assert all(tx.label in (0, 1) for tx in validated)
 
@@ -250,7 +250,7 @@ def test_cli_writes_a_readable_parquet(tmp_path):
                                       "--out", str(out), "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "rows/s" in result.output and "card_testing" in result.output
-    written = frame_layout.read(out)
+    written = tabular.read(out)
     pd.testing.assert_frame_equal(written, generate(GeneratorConfig(rows=3000, seed=4)))
 
 
@@ -269,7 +269,7 @@ def test_cli_drift_options_and_bad_input(tmp_path):
 
 def test_transactions_can_be_streamed(data):
     # The demo produces the frame to Kafka through to_transactions: every row must validate.
-    head = list(islice(frame_layout.to_transactions(data[data["label"] == 1]), 500))
+    head = list(islice(tabular.to_transactions(data[data["label"] == 1]), 500))
     assert {tx.fraud_scenario for tx in head} <= set(SCENARIOS)
 
 

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fraudops.cli import app
-from fraudops.data import frame
+from fraudops.data import tabular
 from fraudops.data.exceptions import MappingError, SourceError
 from fraudops.data.importer import import_dataset
 from fraudops.data.mapping import load_mapping, parse_mapping
@@ -72,8 +72,8 @@ def test_kaggle_layout_without_account_id(kaggle_csv: Path, tmp_path: Path) -> N
     assert report.label_rate == pytest.approx(expected_label_rate())
     assert report.extra_features == [f"V{i}" for i in range(1, 29)]
 
-    data = frame.read(tmp_path / "out.parquet")
-    assert list(data.columns) == list(frame.BASE_COLUMNS) + [f"extra_V{i}" for i in range(1, 29)]
+    data = tabular.read(tmp_path / "out.parquet")
+    assert list(data.columns) == list(tabular.BASE_COLUMNS) + [f"extra_V{i}" for i in range(1, 29)]
     assert len(data) == report.rows_written
     assert (data["account_id"] == data["transaction_id"]).all()  # each row its own history
     assert data["transaction_id"].is_unique
@@ -81,7 +81,7 @@ def test_kaggle_layout_without_account_id(kaggle_csv: Path, tmp_path: Path) -> N
     assert not {f"cc-{row}" for row in BAD_ROWS} & set(data["transaction_id"])
     assert data["merchant_id"].isna().all() and data["country"].isna().all()
     assert (data["currency"] == "EUR").all()
-    assert frame.label_rate(data) == pytest.approx(expected_label_rate())
+    assert tabular.label_rate(data) == pytest.approx(expected_label_rate())
     source = kaggle_like().drop(index=list(BAD_ROWS)).reset_index(drop=True)
     assert np.allclose(data["amount"], source["Amount"].astype(float))
     assert np.allclose(data["extra_V28"], source["V28"].astype(float))
@@ -93,9 +93,9 @@ def test_kaggle_layout_without_account_id(kaggle_csv: Path, tmp_path: Path) -> N
 
 def test_output_rows_are_valid_transactions(kaggle_csv: Path, tmp_path: Path) -> None:
     import_dataset(kaggle_csv, KAGGLE_MAPPING, tmp_path / "out.parquet")
-    data = frame.read(tmp_path / "out.parquet")
+    data = tabular.read(tmp_path / "out.parquet")
     sample = data.sample(n=200, random_state=1)
-    transactions = list(frame.to_transactions(sample))
+    transactions = list(tabular.to_transactions(sample))
     assert len(transactions) == 200
     assert all(len(tx.extra) == 28 and tx.label in (0, 1) for tx in transactions)
     assert {tx.transaction_id for tx in transactions} == set(sample["transaction_id"])
@@ -107,7 +107,7 @@ def test_chunk_size_does_not_change_the_result(kaggle_csv: Path, tmp_path: Path)
     assert small.dropped == whole.dropped
     assert (small.rows_written, small.fraud_rows) == (whole.rows_written, whole.fraud_rows)
     pd.testing.assert_frame_equal(
-        frame.read(tmp_path / "small.parquet"), frame.read(tmp_path / "whole.parquet")
+        tabular.read(tmp_path / "small.parquet"), tabular.read(tmp_path / "whole.parquet")
     )
 
 
@@ -158,7 +158,7 @@ def test_parquet_source_with_ids_codes_and_datetimes(tmp_path: Path) -> None:
         }
     )
     report = import_dataset(tmp_path / "src.parquet", mapping, tmp_path / "out.parquet")
-    data = frame.read(tmp_path / "out.parquet")
+    data = tabular.read(tmp_path / "out.parquet")
 
     assert report.dropped == {"unparseable timestamp": 1}
     assert data["transaction_id"].tolist() == ["t1", "t2", "t3", "t5"]
@@ -171,7 +171,7 @@ def test_parquet_source_with_ids_codes_and_datetimes(tmp_path: Path) -> None:
     assert data["timestamp"].iloc[0] == pd.Timestamp("2024-03-01T09:00:00Z")  # CET = UTC+1
     assert data["extra_score_a"].tolist() == [0.1, 0.2, 0.3, 0.5]
     assert report.defaulted == {"channel": 2, "merchant_category": 1, "country": 1}
-    list(frame.to_transactions(data))  # every row is a valid Transaction
+    list(tabular.to_transactions(data))  # every row is a valid Transaction
 
 
 def test_missing_columns_are_all_named(tmp_path: Path) -> None:
@@ -243,7 +243,7 @@ def test_cli_imports_and_writes_a_json_report(kaggle_csv: Path, tmp_path: Path) 
     assert result.exit_code == 0, result.output
     assert "rows written" in result.output and "non-numeric amount" in result.output
     figures = json.loads(report.read_text())
-    assert figures["rows_written"] == ROWS - len(BAD_ROWS) == len(frame.read(out))
+    assert figures["rows_written"] == ROWS - len(BAD_ROWS) == len(tabular.read(out))
     assert figures["label_rate"] == pytest.approx(expected_label_rate())
 
 
@@ -277,8 +277,8 @@ def test_platform_mapping_round_trips_generated_data(tmp_path: Path) -> None:
         tmp_path / "o.parquet",
     )
     assert report.dropped == {"negative amount": 1}
-    expected = frame.normalize(generated.drop(index=5).reset_index(drop=True))
-    pd.testing.assert_frame_equal(frame.read(tmp_path / "o.parquet"), expected)
+    expected = tabular.normalize(generated.drop(index=5).reset_index(drop=True))
+    pd.testing.assert_frame_equal(tabular.read(tmp_path / "o.parquet"), expected)
 
 
 def test_unknown_label_values_become_unlabelled(tmp_path: Path) -> None:
@@ -303,7 +303,7 @@ def test_unknown_label_values_become_unlabelled(tmp_path: Path) -> None:
         }
     )
     report = import_dataset(tmp_path / "s.csv", mapping, tmp_path / "o.parquet")
-    assert frame.read(tmp_path / "o.parquet")["label"].tolist() == [1, 0, -1, -1]
+    assert tabular.read(tmp_path / "o.parquet")["label"].tolist() == [1, 0, -1, -1]
     assert (report.labelled_rows, report.fraud_rows, report.dropped) == (2, 1, {})
 
 
@@ -323,7 +323,7 @@ def test_malformed_lines_and_compressed_csv(tmp_path: Path) -> None:
     assert small.dropped == whole.dropped == {"malformed CSV line (too many fields)": 1}
     assert (small.rows_read, small.rows_written) == (40, 39)
     pd.testing.assert_frame_equal(
-        frame.read(tmp_path / "a.parquet"), frame.read(tmp_path / "b.parquet")
+        tabular.read(tmp_path / "a.parquet"), tabular.read(tmp_path / "b.parquet")
     )
 
 
@@ -355,7 +355,7 @@ def test_example_mappings_import_their_layouts(tmp_path: Path) -> None:
     report = import_dataset(
         tmp_path / "paysim.csv", REPO_ROOT / "examples/mappings/paysim.yaml", tmp_path / "p.parquet"
     )
-    data = frame.read(tmp_path / "p.parquet")
+    data = tabular.read(tmp_path / "p.parquet")
     assert report.rows_written == 3 and data["channel"].tolist() == [
         "online",
         "transfer",

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fraudops.cli import app
-from fraudops.data import frame as frame_layout
+from fraudops.data import tabular
 from fraudops.data.exceptions import FrameError
 from fraudops.data.generate import GeneratorConfig, generate
 from fraudops.data.labels import (
@@ -155,7 +155,7 @@ def test_cli_writes_the_label_stream_beside_the_transactions(tmp_path) -> None:
     assert result.exit_code == 0, result.output
     assert "label stream" in result.output and "fraud by chargeback" in result.output
     labels = read_labels(out.with_name("transactions.labels.parquet"))
-    transactions = frame_layout.read(out)
+    transactions = tabular.read(out)
     expected = generate_labels(transactions, 9, LabelStreamConfig(never_reviewed_share=0.5))
     pd.testing.assert_frame_equal(labels, expected)
     assert np.isin(labels["transaction_id"], transactions["transaction_id"]).all()

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fraudops.data import frame as tabular
+from fraudops.data import tabular
 from fraudops.features import (
     BASE_FEATURES,
     FEATURE_SPEC_VERSION,

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fraudops.data import frame as tabular
+from fraudops.data import tabular
 from fraudops.data.labels import normalize_labels, to_labels
 from fraudops.features import OnlineFeatureState, build_spec, compute_batch
 from fraudops.features.batch import judged_runs

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from features.conftest import random_labels
-from fraudops.data import frame as tabular
+from fraudops.data import tabular
 from fraudops.data.labels import normalize_labels, to_labels
 from fraudops.features import (
     EventTimePolicy,

@@ -14,7 +14,7 @@ import tarfile
 
 import pytest
 import yaml
-from conftest import CHART_DIR, NAMESPACE, SCENARIOS, run
+from chart_tools import CHART_DIR, NAMESPACE, SCENARIOS, run
 from crd_validation import load_documents, validate_custom_resources
 from manifests import containers, ident, long_running, pod_labels, pod_specs, selects
 

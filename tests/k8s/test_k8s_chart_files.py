@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 import yaml
-from conftest import CHART_DIR, REPO_ROOT, find_tool, run
+from chart_tools import CHART_DIR, REPO_ROOT, find_tool, run
 from crd_validation import load_documents
 
 sys.path.insert(0, str(REPO_ROOT / "tools"))
@@ -82,7 +82,7 @@ def run_script(env: dict[str, str]) -> subprocess.CompletedProcess:
 
 @pytest.mark.integration
 def test_topic_job_script_creates_missing_topics_once(render, kafka_broker):
-    from kafka.admin import KafkaAdminClient
+    from confluent_kafka.admin import AdminClient
 
     prefix = f"chart-{uuid.uuid4().hex[:8]}"
     env = {**topics_env(render, prefix),
@@ -94,11 +94,9 @@ def test_topic_job_script_creates_missing_topics_once(render, kafka_broker):
     second = run_script(env)
     assert second.returncode == 0, second.stderr
     assert json.loads(second.stdout.splitlines()[-1])["created"] == []
-    admin = KafkaAdminClient(bootstrap_servers=kafka_broker.bootstrap)
-    try:
-        described = {t.get("name", t.get("topic")): len(t["partitions"]) for t in admin.describe_topics(list(wanted))}
-    finally:
-        admin.close()
+    admin = AdminClient({"bootstrap.servers": kafka_broker.bootstrap})
+    topics = admin.list_topics(timeout=30).topics
+    described = {name: len(topics[name].partitions) for name in wanted if name in topics}
     assert described == {name: t["partitions"] for name, t in wanted.items()}
 
 
@@ -111,7 +109,7 @@ def test_topic_job_script_gives_up_clearly_when_the_cluster_is_too_small(render,
            "FRAUDOPS_TOPICS_TIMEOUT_SECONDS": "3"}
     result = run_script(env)
     assert result.returncode == 1
-    assert "InvalidReplicationFactor" in result.stderr
+    assert "INVALID_REPLICATION_FACTOR" in result.stderr
 
 
 @pytest.mark.integration

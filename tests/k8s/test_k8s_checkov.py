@@ -9,7 +9,7 @@ import os
 import re
 
 import pytest
-from conftest import KUSTOMIZE_DIR, SCENARIOS, find_tool, require_tool, run
+from chart_tools import KUSTOMIZE_DIR, SCENARIOS, find_tool, require_tool, run
 from crd_validation import load_documents
 
 SKIP_ANNOTATION = re.compile(r"^checkov\.io/skip\d+$")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import CHART_DIR, REPO_ROOT, require_tool, run
+from chart_tools import CHART_DIR, REPO_ROOT, require_tool, run
 from crd_validation import load_documents
 from manifests import containers, pod_specs
 
@@ -124,7 +124,8 @@ def test_dockerignore_admits_only_package_sources():
 # Chart container name -> image target that runs it.
 CONTAINER_TARGET = {"gateway": "gateway", "consumer": "consumer", "kserve-container": "predictor",
                     "drift": "drift", "compile": "pipeline", "upload": "pipeline",
-                    "schedule": "pipeline", "create-topics": "consumer", "mlflow": "mlflow"}
+                    "schedule": "pipeline", "create-topics": "consumer", "mlflow": "mlflow",
+                    "db-upgrade": "consumer"}
 
 
 def test_images_carry_the_database_driver_their_chart_urls_need(render, dockerfile_stages):

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import KUSTOMIZE_DIR, REPO_ROOT, run
+from chart_tools import KUSTOMIZE_DIR, REPO_ROOT, run
 from crd_validation import load_documents, validate_custom_resources
 from manifests import containers, pod_specs
 

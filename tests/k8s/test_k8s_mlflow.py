@@ -9,36 +9,16 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
-from conftest import NAMESPACE
+from chart_tools import NAMESPACE
 from crd_validation import load_documents
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_until_healthy(url: str, process: subprocess.Popen, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"mlflow server exited: {process.stderr.read().decode()[-2000:]}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"{url} not healthy after {timeout}s")
+from fraudops.testing import free_port, wait_for_http
 
 
 def stop_group(process: subprocess.Popen) -> None:
@@ -77,13 +57,15 @@ def test_chart_mlflow_server_runs_and_guards_host_headers(render, tmp_path):
     port = free_port()
     env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
     env["HOME"] = str(tmp_path)
-    process = subprocess.Popen(
-        local_command(container, f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "artifacts",
-                      port),
-        env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        start_new_session=True)  # its own process group: the server forks workers
+    log = tmp_path / "mlflow.log"
+    with log.open("wb") as errors:
+        process = subprocess.Popen(
+            local_command(container, f"sqlite:///{tmp_path / 'mlflow.db'}",
+                          tmp_path / "artifacts", port),
+            env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=errors,
+            start_new_session=True)  # its own process group: the server forks workers
     try:
-        wait_until_healthy(f"http://127.0.0.1:{port}/health", process)
+        wait_for_http(f"http://127.0.0.1:{port}/health", 90, process=process, log=log)
         service_host = f"fraudops-mlflow.{NAMESPACE}.svc:5000"
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
             search = client.post("/api/2.0/mlflow/experiments/search", json={"max_results": 5},

@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from conftest import CHART_DIR, NAMESPACE, SCENARIOS, run, values_args
+from chart_tools import CHART_DIR, NAMESPACE, SCENARIOS, run, values_args
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import time
 from pathlib import PurePosixPath
 
 import pytest
-from conftest import REPO_ROOT, SCENARIOS
+from chart_tools import REPO_ROOT, SCENARIOS
 from crd_validation import load_documents
 from manifests import pod_spec
 

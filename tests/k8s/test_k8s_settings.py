@@ -7,14 +7,18 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import re
 import sys
 import typing
 
 import pytest
-from conftest import CHART_DIR, SCENARIOS
+import yaml
+from chart_tools import CHART_DIR, REPO_ROOT, SCENARIOS
 from crd_validation import load_documents
 from manifests import containers, pod_specs
 from pydantic import BaseModel
+
+from fraudops.settings import TopicSettings
 
 # Container name -> settings class of the unit it runs ("module:Class").
 UNIT_SETTINGS = {
@@ -102,3 +106,18 @@ def test_field_lookup_rejects_a_typo():
     model = settings_class(UNIT_SETTINGS["kserve-container"])
     assert field_exists(model, ["predictor", "http_port"])
     assert not field_exists(model, ["predictor", "port"])
+
+
+UNITS = ("consumers", "serving", "monitoring", "pipelines", "components", "local")
+
+
+def test_every_topic_is_one_a_unit_reads_or_writes():
+    """Each topic setting (which the local platform creates) is used as `topics.<field>` by a
+    unit, and each topic the chart creates is one of them: no topic exists that nothing uses."""
+    sources = "\n".join(path.read_text(encoding="utf-8") for unit in UNITS
+                        for path in (REPO_ROOT / unit).rglob("*.py"))
+    unused = [name for name in TopicSettings.model_fields
+              if not re.search(rf"\btopics\.{name}\b", sources)]
+    assert unused == []
+    chart = yaml.safe_load((CHART_DIR / "values.yaml").read_text())["kafka"]["topics"]
+    assert {t["name"] for t in chart.values()} <= set(TopicSettings().model_dump().values())

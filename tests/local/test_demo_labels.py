@@ -11,11 +11,11 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from kafka import KafkaConsumer
 
-from fraudops.data import frame as frame_layout
+from fraudops.data import tabular
 from fraudops.data.labels import labels_path, read_labels, verdicts_as_of
 from fraudops.schema import TransactionLabel
+from fraudops.testing import read_records
 from local.dataset import DemoData, prepare, write_labelled
 from local.stream import StreamProducer, kafka_producer
 
@@ -36,7 +36,7 @@ def _expected(frame: pd.DataFrame, labels: pd.DataFrame, moment: pd.Timestamp) -
 
 
 def test_training_file_holds_only_the_verdicts_known_at_the_split(demo: DemoData) -> None:
-    stored = frame_layout.read(demo.train_path)
+    stored = tabular.read(demo.train_path)
     sample = stored.sample(400, random_state=1)
     assert (sample["label"].to_numpy() == _expected(sample, demo.labels, demo.split)).all()
     truth = stored["transaction_id"].map(
@@ -51,7 +51,7 @@ def test_training_file_holds_only_the_verdicts_known_at_the_split(demo: DemoData
 
 
 def test_stream_events_carry_no_ground_truth(demo: DemoData) -> None:
-    records = list(frame_layout.to_records(demo.stream_events().head(200)))
+    records = list(tabular.to_records(demo.stream_events().head(200)))
     assert all("label" not in r and "fraud_scenario" not in r for r in records)
     assert demo.stream["label"].isin([0, 1]).all()  # the summary's truth stays in memory
 
@@ -60,7 +60,7 @@ def test_stream_events_carry_no_ground_truth(demo: DemoData) -> None:
 def test_retraining_data_has_the_verdicts_known_at_the_stream_time(demo: DemoData, tmp_path,
                                                                    streamed: int) -> None:
     path = write_labelled(demo, streamed, tmp_path / "labelled.parquet")
-    frame = frame_layout.read(path)
+    frame = tabular.read(path)
     shown = min(streamed, len(demo.stream))
     assert len(frame) == len(demo.train) + shown
     moment = demo.stream["timestamp"].iloc[shown - 1] if shown else demo.split
@@ -102,10 +102,6 @@ def test_label_stream_reaches_the_topic_in_event_time_order(demo: DemoData,
 
 
 def _read_both(bootstrap: str, *topics: str) -> list[tuple[str, bytes]]:
-    consumer = KafkaConsumer(*topics, bootstrap_servers=[bootstrap], group_id=None,
-                             auto_offset_reset="earliest", consumer_timeout_ms=4000)
-    try:
-        records = sorted(consumer, key=lambda m: m.timestamp)
-    finally:
-        consumer.close()
+    records = sorted(read_records(bootstrap, topics, timeout=60, idle_s=4),
+                     key=lambda m: m.timestamp)
     return [(m.topic, m.value) for m in records]

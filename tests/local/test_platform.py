@@ -11,8 +11,9 @@ import time
 
 import httpx
 import pytest
-from kafka import KafkaConsumer
+from confluent_kafka.admin import AdminClient
 
+from fraudops.testing import read_records
 from local.dataset import prepare
 from local.exceptions import LocalPlatformError
 from local.layout import Layout, RunRecord, claim, release, run_members
@@ -43,11 +44,8 @@ def test_broker_and_topics_then_stream_and_clean_stop(tmp_path, kafka: str) -> N
         assert extended.extend()
         assert extended.join(timeout=30) and extended.progress.sent == 200
         assert not extended.extend()  # done: nothing left to extend to
-        consumer = KafkaConsumer("transactions", bootstrap_servers=[bootstrap], group_id=None,
-                                 auto_offset_reset="earliest", consumer_timeout_ms=3000)
-        received = {message.value for message in consumer}
-        topics = consumer.topics()
-        consumer.close()
+        received = {m.value for m in read_records(bootstrap, "transactions", timeout=60, idle_s=3)}
+        topics = set(AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10).topics)
         groups = platform.supervisor.process_groups()
         run_id = platform.record.run_id
     assert len(received) == 300 and producer.progress.failed == 0
@@ -92,7 +90,7 @@ def test_state_dir_in_use_is_refused_and_leftovers_of_a_dead_run_are_stopped(tmp
     deadline = time.monotonic() + 10
     while orphan.pid not in run_members("deadbeef") and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert orphan.pid in run_members("deadbeef"), "the orphan's run id is not visible in /proc"
+    assert orphan.pid in run_members("deadbeef"), "the orphan's run id is not visible to run_members"
     record = claim(layout, clean=True)
     assert orphan.wait(timeout=10) != 0
     assert record.pid == os.getpid() and not (layout.home / "stale.txt").exists()

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fraudops.data import frame as layout
+from fraudops.data import tabular
 from fraudops.data.generate import GeneratorConfig, generate
 from fraudops.features import FeatureSpec
 from fraudops.training.config import (
@@ -56,7 +56,7 @@ def trained():
 def score_frame(frame: pd.DataFrame, scorer) -> pd.DataFrame:
     """The frame in stream order with each transaction's fraud probability."""
     data = featurize(frame, scorer.seq_len, FeatureSpec.from_dict(scorer.feature_spec))
-    ordered = layout.sort_by_time(layout.normalize(frame)).reset_index(drop=True)
+    ordered = tabular.sort_by_time(tabular.normalize(frame)).reset_index(drop=True)
     result = scorer.score(*data.sequences(np.arange(len(data))))
     return ordered.assign(probability=result.fraud_probability)
 
@@ -64,7 +64,7 @@ def score_frame(frame: pd.DataFrame, scorer) -> pd.DataFrame:
 def _riskier_copies(frame: pd.DataFrame, count: int = 40) -> tuple[pd.DataFrame, list[str]]:
     """Copies of late legitimate transactions of accounts with history, one second later,
     from a new device in a new country and 20 times the amount."""
-    ordered = layout.sort_by_time(layout.normalize(frame))
+    ordered = tabular.sort_by_time(tabular.normalize(frame))
     history = ordered.groupby("account_id").cumcount()
     late = ordered[(ordered["label"] == 0) & (history >= 3)
                    & (ordered["timestamp"] > ordered["timestamp"].quantile(0.8))]

@@ -117,3 +117,20 @@ def test_a_row_scores_the_same_whatever_shares_its_batch(tmp_path):
                               != whole.fraud_probability[start:start + size]).sum())
             differing += int((part.anomaly_score != whole.anomaly_score[start:start + size]).sum())
     assert differing == 0  # with exact=False (float32) 318 of 2,000 values differed here
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_fused_forward_matches_the_two_models_called_apart(tmp_path, exact):
+    """One call for both models (one device-to-host copy) gives what each model gives alone."""
+    scorer = load_scorer(*map(str, _save(tmp_path)), device="cpu", expected_spec_version="test-1",
+                         exact=exact)
+    assert scorer.dtype == (torch.float64 if exact else torch.float32)
+    x, mask = _inputs()
+    result = scorer.score(x, mask)
+    xt = torch.from_numpy(x).to(scorer.dtype)
+    with torch.no_grad():
+        raw = torch.sigmoid(scorer.sequence_model(xt, torch.from_numpy(mask))).numpy()
+        anomaly = scorer.autoencoder.anomaly_score(xt[:, -1, :]).numpy()
+    np.testing.assert_array_equal(result.anomaly_score, anomaly.astype(np.float32))
+    np.testing.assert_array_equal(result.fraud_probability,
+                                  scorer.calibration.apply(raw, anomaly).astype(np.float32))

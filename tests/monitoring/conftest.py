@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from fraudops.data import frame as layout
+from fraudops.data import tabular
 from fraudops.data.generate import GeneratorConfig, generate
 from fraudops.features import build_spec, compute_batch, gather_sequences, sequence_index
 from fraudops.store import BatchWrite, DecisionRecord, Store
@@ -41,7 +41,7 @@ class Platform:
 def make_data(drift: str, seed: int = 5) -> tuple[pd.DataFrame, datetime]:
     config = GeneratorConfig(rows=ROWS, days=DAYS, seed=seed, drift=drift,
                              drift_start=DRIFT_DAY / DAYS)
-    return layout.sort_by_time(generate(config)), config.drift_start_datetime()
+    return tabular.sort_by_time(generate(config)), config.drift_start_datetime()
 
 
 def save_champion(train: pd.DataFrame, directory: Path):
@@ -87,7 +87,7 @@ def score_into_store(stream: pd.DataFrame, checkpoints, store: Store) -> None:
     spec = build_spec()
     x, mask = gather_sequences(compute_batch(stream, spec), sequence_index(stream, SEQ_LEN))
     result = scorer.score(x, mask)
-    events = list(layout.to_records(stream))
+    events = list(tabular.to_records(stream))
     decisions = [
         DecisionRecord(transaction_id=e["transaction_id"], account_id=e["account_id"],
                        event_time=ts.to_pydatetime(), amount=float(e["amount"]),
@@ -101,7 +101,7 @@ def score_into_store(stream: pd.DataFrame, checkpoints, store: Store) -> None:
 def build_platform(root: Path, drift: str) -> Platform:
     data, drift_start = make_data(drift)
     train = data[data["timestamp"] < pd.Timestamp(drift_start)].reset_index(drop=True)
-    train_path = layout.write(train, root / "data" / "train.parquet")
+    train_path = tabular.write(train, root / "data" / "train.parquet")
     checkpoints = save_champion(train, root / "checkpoints")
     tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
     register_champion(tracking_uri, checkpoints,
@@ -112,7 +112,7 @@ def build_platform(root: Path, drift: str) -> Platform:
     # the drift point have their full week of history in the store too).
     stream = data[data["timestamp"] >= data["timestamp"].min() + timedelta(days=14)]
     stream = stream.reset_index(drop=True)
-    layout.write(data, root / "data" / "all.parquet")  # what retraining grows into
+    tabular.write(data, root / "data" / "all.parquet")  # what retraining grows into
     store = Store.from_url(f"sqlite:///{root / 'fraudops.db'}")
     score_into_store(stream, checkpoints, store)
     return Platform(root, store, tracking_uri, train_path, drift_start, stream)
@@ -164,3 +164,14 @@ def day():
 def champion_saver():
     """save_champion(train_frame, directory) -> (sequence_dir, autoencoder_dir)."""
     return save_champion
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_globals(mlflow_globals_restored: None) -> None:
+    """The drift job logs its checks to MLflow in-process: its URIs are reset after each
+    test (tests/conftest.py)."""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _mlflow_globals_per_module(mlflow_globals_restored_per_module: None) -> None:
+    """And after each module, what its module-scoped fixtures set."""

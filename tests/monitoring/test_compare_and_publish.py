@@ -8,9 +8,7 @@ without it (tools/install_prometheus.sh).
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
-import time
 from datetime import timedelta
 
 import fsspec
@@ -19,11 +17,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fraudops.data import frame as layout
+from fraudops.data import tabular
 from fraudops.data.generate import GeneratorConfig, generate
 from fraudops.features import build_spec
+from fraudops.testing import free_port, wait_for_http
 from monitoring.decisions import DecisionEntry, DecisionLog
-from monitoring.drift import compare
+from monitoring.drift_detection import compare
 from monitoring.features import window_rows
 from monitoring.job import CheckOutcome, update_metrics
 from monitoring.metrics import DriftMetrics
@@ -47,7 +46,7 @@ def _window(frame: pd.DataFrame, start, end, scores: np.random.Generator) -> Sco
 
 @pytest.fixture(scope="module")
 def comparison():
-    data = layout.sort_by_time(generate(GeneratorConfig(
+    data = tabular.sort_by_time(generate(GeneratorConfig(
         rows=20_000, days=20, seed=4, drift="spending_shift", drift_start=0.5)))
     t0 = data["timestamp"].min().normalize()
     rng = np.random.default_rng(0)
@@ -70,7 +69,7 @@ def test_spending_shift_drifts_amounts_and_quality_is_evaluated(comparison):
 def test_few_labels_skip_quality(comparison):
     assert comparison.result.quality["labelled_fraud"] >= POLICY.min_labelled_fraud
     strict = RetrainPolicySettings(min_labelled=10**6)
-    from monitoring.drift import _quality  # the rule itself, without rerunning Evidently
+    from monitoring.drift_detection import _quality  # the rule itself, without rerunning Evidently
 
     frame = pd.DataFrame({"label": [0, 1, -1] * 10, "fraud_probability": np.linspace(0, 1, 30)})
     quality, snapshot = _quality(frame, frame, strict)
@@ -78,7 +77,7 @@ def test_few_labels_skip_quality(comparison):
 
 
 def test_quality_reference_is_the_champion_holdout_when_logged():
-    from monitoring.drift import _quality
+    from monitoring.drift_detection import _quality
 
     rng = np.random.default_rng(1)
     labels = (rng.random(3000) < 0.05).astype(int)
@@ -131,16 +130,10 @@ def test_metrics_textfile_and_endpoint(comparison, tmp_path):
     assert 'fraud_drift_feature_drifted{feature="amount_log"} 1.0' in text
     assert 'fraud_retrain_decisions_total{decision="hold",reason="awaiting_confirmation"} 1.0' \
         in text
-    port = _free_port()
+    port = free_port()
     metrics.serve(port, addr="127.0.0.1")
     body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     assert 'fraud_drift_quality{metric="auprc",side="current"}' in body
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.integration
@@ -148,20 +141,12 @@ def test_push_to_a_real_pushgateway(comparison, tmp_path):
     binary = shutil.which("prometheus-pushgateway")
     if binary is None:
         pytest.skip("prometheus-pushgateway not installed (tools/install_prometheus.sh)")
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen([binary, f"--web.listen-address=127.0.0.1:{port}"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "pushgateway not ready"
-            time.sleep(0.1)
+        wait_for_http(f"{url}/-/ready", 15, process=process)
         metrics = DriftMetrics()
         update_metrics(metrics, comparison, _outcome(comparison), "auprc")
         metrics.push(f"127.0.0.1:{port}")

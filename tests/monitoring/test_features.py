@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fraudops.data import frame as layout
+from fraudops.data import tabular
 from fraudops.features import build_spec, compute_batch
 from monitoring.features import check_columns, drift_frame, window_rows
 from monitoring.settings import DEFAULT_CATEGORICAL_FEATURES, DEFAULT_NUMERIC_FEATURES
@@ -16,7 +16,7 @@ SPEC = build_spec()
 
 def _frame() -> pd.DataFrame:
     times = pd.date_range("2026-03-01", periods=6, freq="6h", tz="UTC")
-    return layout.normalize(pd.DataFrame({
+    return tabular.normalize(pd.DataFrame({
         "transaction_id": [f"t{i}" for i in range(6)], "account_id": ["a", "a", "b", "a", "b", "c"],
         "timestamp": times, "amount": [5, 50, 7, 500, 8, 9],
         "channel": ["online", "atm", "online", "card_present", "transfer", "bogus"],

@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fraudops.data import frame as layout
+from fraudops.data import tabular
 from fraudops.data.generate import GeneratorConfig, generate
 from fraudops.data.labels import generate_labels, labels_path, write_labels
 from fraudops.features import build_spec, compute_batch
 from fraudops.models import ScoreResult
-from monitoring.drift import LABEL_COLUMN, SCORE_COLUMNS, _column_results, _drift_report
+from monitoring.drift_detection import LABEL_COLUMN, SCORE_COLUMNS, _column_results, _drift_report
 from monitoring.features import (
     check_columns,
     drift_frame,
@@ -39,7 +39,7 @@ LOOKBACK = timedelta(days=7)
 @pytest.fixture(scope="module")
 def stream() -> tuple[pd.DataFrame, pd.DataFrame]:
     """A generated stream without drift and its label stream."""
-    data = layout.sort_by_time(generate(GeneratorConfig(rows=40_000, days=DAYS, seed=5)))
+    data = tabular.sort_by_time(generate(GeneratorConfig(rows=40_000, days=DAYS, seed=5)))
     return data, generate_labels(data, 5)
 
 
@@ -115,7 +115,7 @@ class FeatureScorer:
 
 def test_the_reference_is_scored_with_its_label_stream_point_in_time(stream, tmp_path) -> None:
     data, labels = stream
-    path = layout.write(data, tmp_path / "train.parquet")
+    path = tabular.write(data, tmp_path / "train.parquet")
     write_labels(labels, labels_path(path))
     frame, _, _ = reference_data(Champion("fraud-lstm-cnn", "1", None), None, str(path))
     end = data["timestamp"].min().normalize() + pd.Timedelta(days=DAYS - 1)

@@ -33,11 +33,12 @@ _SUFFIXES = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_sum",
 
 def exported_metrics() -> dict[str, set[str]]:
     """Every sample name the units export -> its label names."""
-    from consumers.metrics import ConsumerMetrics
+    from consumers.metrics import ConsumerMetrics, StageMetrics
     from monitoring.metrics import DriftMetrics
     from serving.metrics import GatewayMetrics, PredictorMetrics
 
     registries = [ConsumerMetrics(CollectorRegistry()).registry,
+                  StageMetrics(CollectorRegistry()).registry,
                   DriftMetrics(CollectorRegistry()).registry,
                   GatewayMetrics(CollectorRegistry()).registry]
     predictor = CollectorRegistry()
@@ -119,7 +120,7 @@ def test_dashboard_structure():
             assert panel["targets"] and panel["datasource"]["uid"] == "${datasource}"
     titles = " ".join(p["title"].lower() for p in panels)
     for topic in ("throughput", "latency", "decision mix", "fraud rate", "lag",
-                  "drift per feature", "model version"):
+                  "drift per feature", "model version", "stage lag", "stage throughput"):
         assert topic in titles, topic
 
 
@@ -127,7 +128,7 @@ def test_alert_rules_cover_the_operational_risks():
     alerts = {name for name, _ in queries_of_rules()}
     assert {"FraudConsumerLagHigh", "FraudPredictorLatencySLOBreach", "FraudConsumerErrorRateHigh",
             "FraudGatewayErrorRateHigh", "FraudDataDrift", "FraudNoTraffic",
-            "FraudGatewayAuthFailuresHigh"} <= alerts
+            "FraudGatewayAuthFailuresHigh", "FraudStageLagGrowing"} <= alerts
 
 
 def _promtool() -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -22,19 +21,16 @@ import httpx
 import pytest
 import yaml
 
+from fraudops.store import Store
+from fraudops.testing import free_port
+
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 FRAUDOPS = Path(sys.executable).parent / "fraudops"
 RULES = ROOT / "monitoring" / "prometheus" / "rules" / "fraudops.rules.yaml"
 DASHBOARD = ROOT / "monitoring" / "grafana" / "fraudops-dashboard.json"
-TOPIC_FIELDS = ("transactions", "decisions", "alerts", "labels", "dead_letter", "consumer_state")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+TOPIC_FIELDS = ("transactions", "decisions", "alerts", "labels", "dead_letter")
 
 
 def _start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
@@ -80,24 +76,23 @@ def prometheus_binary() -> str:
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory, request):
-    from fraudops.data import frame as layout
+    from fraudops.data import tabular
     from fraudops.data.generate import GeneratorConfig, generate
 
     save_champion = request.getfixturevalue("champion_saver")
-    data = layout.sort_by_time(generate(GeneratorConfig(rows=2_000, days=7, seed=2)))
+    data = tabular.sort_by_time(generate(GeneratorConfig(rows=2_000, days=7, seed=2)))
     return save_champion(data, tmp_path_factory.mktemp("scrape-models")), data
 
 
 def _produce(bootstrap: str, topic: str, data) -> None:
-    from kafka import KafkaProducer
+    from fraudops.data import tabular
+    from fraudops.kafka import make_producer
+    from fraudops.settings import KafkaSettings
 
-    from fraudops.data import frame as layout
-
-    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
-    for record in layout.to_records(data.head(300)):
-        producer.send(topic, key=record["account_id"].encode(), value=json.dumps(record).encode())
-    producer.flush(30)
-    producer.close()
+    producer = make_producer(KafkaSettings(bootstrap_servers=bootstrap), **{"linger.ms": 5})
+    for record in tabular.to_records(data.head(300)):
+        producer.produce(topic, json.dumps(record).encode(), record["account_id"].encode())
+    assert producer.flush(30) == 0, "records not acknowledged within 30 s"
 
 
 def _query(url: str, expr: str) -> dict:
@@ -154,6 +149,7 @@ def test_prometheus_scrapes_predictor_and_consumer(tmp_path, models, kafka_broke
             "FRAUDOPS_CONSUMER__METRICS_PORT": str(ports["consumer"]),
             "FRAUDOPS_CONSUMER__BATCH_MAX_WAIT_MS": "20",
             **{f"FRAUDOPS_KAFKA__TOPICS__{f.upper()}": t for f, t in topics.items()}}
+        Store.from_url(consumer_env["FRAUDOPS_DATABASE__URL"]).close()  # `fraudops db upgrade`
         consumer = _start([str(FRAUDOPS), "consume"], consumer_env, consumer_log)
         processes.append(consumer)
         consumer_metrics = f"http://127.0.0.1:{ports['consumer']}/metrics"

@@ -7,17 +7,17 @@ from datetime import timedelta
 import pandas as pd
 import pytest
 
-from fraudops.data import frame as layout
+from fraudops.data import tabular
 from monitoring.exceptions import ReferenceNotFoundError
 from monitoring.reference import Champion, reference_data
 
 
 def _data(tmp_path, name: str, days: int = 10):
     times = pd.date_range("2026-03-01", periods=days * 24, freq="1h", tz="UTC")
-    frame = layout.normalize(pd.DataFrame({
+    frame = tabular.normalize(pd.DataFrame({
         "transaction_id": [f"{name}-{i}" for i in range(len(times))],
         "account_id": "a", "timestamp": times, "amount": 1.0}))
-    return layout.write(frame, tmp_path / f"{name}.parquet")
+    return tabular.write(frame, tmp_path / f"{name}.parquet")
 
 
 def _champion(**lineage) -> Champion:
@@ -68,7 +68,7 @@ def test_reference_window_takes_the_last_span_before_the_end(tmp_path):
 
     from fraudops.features import build_spec
 
-    frame = layout.read(_data(tmp_path, "d"))
+    frame = tabular.read(_data(tmp_path, "d"))
     end = pd.Timestamp("2026-03-05", tz="UTC")
     window = reference_window(frame, ConstantScorer(), build_spec(), timedelta(days=2),
                               timedelta(days=1), end)

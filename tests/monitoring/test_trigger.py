@@ -14,8 +14,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from fraudops.settings import KfpSettings
 from monitoring.exceptions import RetrainLaunchError
-from monitoring.settings import KfpSettings, RetrainPolicySettings
+from monitoring.settings import RetrainPolicySettings
 from monitoring.trigger import (
     CommandLauncher,
     EntrypointLauncher,

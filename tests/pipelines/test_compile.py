@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import yaml
 
+from fraudops.settings import PIPELINE_IMAGE
 from pipelines.cli import COMPILED, compile_pipeline
-from pipelines.pipeline import DEFAULT_IMAGE
 
 
 def test_committed_yaml_matches_source(tmp_path):
-    fresh = compile_pipeline(tmp_path / "pipeline.yaml", DEFAULT_IMAGE, env={})
+    fresh = compile_pipeline(tmp_path / "pipeline.yaml", PIPELINE_IMAGE, env={})
     assert COMPILED.is_file(), "run `fraudops pipeline compile` and commit the YAML"
     assert fresh.read_text() == COMPILED.read_text(), (
         "pipelines/compiled/training_pipeline.yaml is stale: run `fraudops pipeline compile` "

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fraudops.cli import app
-from fraudops.data import frame as tabular
+from fraudops.data import tabular
 from fraudops.data.generate import GeneratorConfig, generate
 from fraudops.rules import RulesError, parse_rule_set
 from fraudops.rules.backtest import Scores, backtest

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from fraudops.features import BASE_FEATURES
 from fraudops.rules import RuleEngine, compile_rule_set, load_rule_set, parse_rule_set
-from fraudops.rules.schema import ACTIONS, AllOf, AnyOf, Leaf, NotOf, RuleSet
-from fraudops.schema import Channel, MerchantCategory, Transaction
+from fraudops.rules.schema import AllOf, AnyOf, Leaf, NotOf, RuleSet
+from fraudops.schema import DECISIONS, Channel, MerchantCategory, Transaction
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "rules.yaml"
 ACCOUNTS = ["a1", "a2", "a3"]
@@ -117,7 +117,7 @@ conditions = st.recursive(leaves, lambda inner: st.one_of(
     st.lists(inner, min_size=1, max_size=3).map(lambda c: {"all": c}),
     st.lists(inner, min_size=1, max_size=3).map(lambda c: {"any": c}),
     inner.map(lambda c: {"not": c})), max_leaves=6)
-rules = st.lists(st.tuples(conditions, st.sampled_from(ACTIONS), st.booleans()),
+rules = st.lists(st.tuples(conditions, st.sampled_from(DECISIONS), st.booleans()),
                  min_size=1, max_size=8)
 
 
@@ -142,13 +142,13 @@ def check(rule_set: RuleSet, tx, row, score, lists, model) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(rules, transactions, feature_rows, scores, list_contents, st.sampled_from(ACTIONS))
+@given(rules, transactions, feature_rows, scores, list_contents, st.sampled_from(DECISIONS))
 def test_random_rule_sets_match_the_reference(drawn, tx, row, score, lists, model) -> None:
     check(rule_set_of(drawn), tx, row, score, lists, model)
 
 
 @settings(max_examples=200, deadline=None)
-@given(transactions, feature_rows, scores, list_contents, st.sampled_from(ACTIONS))
+@given(transactions, feature_rows, scores, list_contents, st.sampled_from(DECISIONS))
 def test_the_example_rule_set_matches_the_reference(tx, row, score, lists, model) -> None:
     check(_EXAMPLE_SET, tx, row, score, lists, model)
 

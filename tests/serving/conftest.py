@@ -10,11 +10,12 @@ import pytest
 from serving_helpers import (
     ModelDirs,
     RunningService,
-    free_port,
     start_service,
     stop_process,
     write_tiny_models,
 )
+
+from fraudops.testing import free_port
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ the guard, the strict JSON parsing and the label history run as in production.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,14 +14,15 @@ from pathlib import Path
 import numpy as np
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy.exc import SQLAlchemyError
 
 from fraudops import protocol
 from fraudops.features import FEATURE_SPEC_VERSION, FeatureSpec
 from fraudops.schema import Transaction
+from fraudops.served_model import ServedModel
 from fraudops.store import BatchWrite, DecisionRecord, Store
 from serving.exceptions import KafkaUnavailableError
 from serving.gateway.app import create_app
-from serving.gateway.predictor_client import ServedFeatures
 from serving.settings import GatewayServiceSettings, GatewaySettings
 
 INGEST_KEY = "ingest-key-0123456789"
@@ -74,10 +76,10 @@ class StubPredictor:
     def __init__(self, seq_len: int = 4) -> None:
         spec = FeatureSpec()
         info = protocol.ModelInfo(seq_len, spec.dim, FEATURE_SPEC_VERSION, spec.fingerprint,
-                                  "1", "1")
-        self.served = ServedFeatures(info, spec, "seq:1+ae:1")
+                                  "1", "1", feature_names=spec.names, versions=("seq:1+ae:1",))
+        self.served = ServedModel(info, spec)
 
-    async def features(self) -> ServedFeatures:
+    async def features(self) -> ServedModel:
         return self.served
 
     async def score(self, x: np.ndarray, mask: np.ndarray) -> protocol.ScoreBatch:
@@ -125,7 +127,11 @@ def build(tmp: Path, database_url: str | None = None,
           **gateway: object) -> tuple[FastAPI, RecordingProducer]:
     """The app over a SQLite store in `tmp` (or `database_url`), with the recording producer
     and the stub predictor; `gateway`: `GatewaySettings` fields."""
-    app = create_app(settings(tmp, database_url, **gateway))
+    configured = settings(tmp, database_url, **gateway)
+    # `fraudops db upgrade`: the gateway refuses a store not at this release's schema.
+    with contextlib.suppress(SQLAlchemyError):  # a test's database that is down stays down
+        Store.from_url(configured.database.resolved_url(configured.home)).close()
+    app = create_app(configured)
     producer = RecordingProducer()
     app.state.services.producer = producer
     app.state.services.predictor = StubPredictor()

@@ -3,29 +3,21 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import numpy as np
 
 from fraudops.features import build_spec
 from fraudops.models import DecisionPolicy
 from fraudops.models.untrained import TINY_AUTOENCODER, TINY_SEQUENCE, write_untrained_pair
+from fraudops.testing import wait_for_http
 
 SEQ_LEN = 8
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-
-def free_port() -> int:
-    """An unused loopback TCP port."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 #: The serving CLI (`fraudops serve ...` without the root CLI, which other units extend).
 SERVE = [sys.executable, "-m", "serving.cli"]
@@ -77,19 +69,15 @@ def start_service(args: list[str], env: dict[str, str], ready_url: str, log_path
     with log_path.open("wb") as log:
         process = subprocess.Popen([*SERVE, *args], env=full_env, stdout=log,
                                    stderr=subprocess.STDOUT, cwd=REPO_ROOT)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{args} exited with {process.returncode}:\n"
-                               f"{log_path.read_text(errors='replace')[-4000:]}")
-        try:
-            if httpx.get(ready_url, timeout=1.0).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    stop_process(process)
-    raise TimeoutError(f"{args} not ready after {timeout}s:\n{log_path.read_text()[-4000:]}")
+    try:
+        wait_for_http(ready_url, timeout, process=process, log=log_path)
+    except RuntimeError as error:
+        raise RuntimeError(f"{args}: {error}") from error
+    except TimeoutError as error:
+        stop_process(process)
+        raise TimeoutError(f"{args} not ready after {timeout}s:\n{log_path.read_text()[-4000:]}"
+                           ) from error
+    return process
 
 
 def stop_process(process: subprocess.Popen) -> None:

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from console_helpers import VIEWER_KEY, XSS, alert_record, browser, csrf_of, login, seed, walk
 from gateway_fakes import ANALYST_KEY, INGEST_KEY, PRINCIPALS, T0, build
-from sqlalchemy import inspect, text
+
+from fraudops.schema import ALERT_DECISIONS
 
 
 def _gateway(tmp_path: Path, url: str | None = None):
@@ -196,6 +197,17 @@ def test_pages_cover_the_queue_once_riskiest_first(gateway_on) -> None:
     assert risks == sorted(risks, reverse=True)
 
 
+def test_the_decision_filter_offers_the_alert_decisions(gateway_on) -> None:
+    app, _, _ = gateway_on
+    with browser(app) as client:
+        login(client, ANALYST_KEY)
+        page = client.get("/console/queue?decision=block").text
+    select = page[page.index('<select name="decision">'):]
+    select = select[:select.index("</select>")]
+    assert re.findall(r'<option value="(\w*)"', select) == ["", *ALERT_DECISIONS]
+    assert re.findall(r'<option value="(\w+)" selected', select) == ["block"]
+
+
 def test_filters_narrow_the_queue(gateway_on) -> None:
     app, _, _ = gateway_on
     since, until = (T0 + timedelta(minutes=30)), (T0 + timedelta(minutes=60))
@@ -269,17 +281,3 @@ def test_rules_fired_are_shown_and_filter_the_queue(tmp_path: Path, request,
                       case) == [("big_amount", "deny_accounts")]
     assert '<span data-testid="rule-set-version">2026-12-06.1</span>' in case
     assert "no rule set was in force" in plain
-
-
-def test_a_store_made_before_the_queue_indexes_gets_them(tmp_path: Path) -> None:
-    store = seed(tmp_path, [alert_record(1, 0.9)])
-    with store.engine.begin() as connection:  # as a store created before the console was
-        for name in ("ix_alerts_queue", "ix_alerts_risk"):
-            connection.execute(text(f"DROP INDEX {name}"))
-    app, _ = build(tmp_path)
-    with browser(app) as client:
-        login(client, ANALYST_KEY)
-        assert client.get("/console/queue").status_code == 200
-    names = {index["name"] for index in inspect(store.engine).get_indexes("alerts")}
-    store.close()
-    assert {"ix_alerts_queue", "ix_alerts_risk"} <= names

@@ -25,15 +25,15 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from kafka import KafkaConsumer
-from serving_helpers import free_port, start_service, stop_process
+from serving_helpers import start_service, stop_process
 
-from consumers.app import ConsumerApp, Model
+from consumers.app import ConsumerApp, ModelContract
 from consumers.settings import ConsumerSection, ConsumerSettings
 from fraudops.features import build_spec
 from fraudops.protocol import ScoreBatch
 from fraudops.settings import DatabaseSettings, KafkaSettings, TopicSettings
 from fraudops.store import Store
+from fraudops.testing import free_port, read_records
 
 pytestmark = pytest.mark.integration
 
@@ -85,7 +85,7 @@ def _topics(broker) -> TopicSettings:
     suffix = uuid.uuid4().hex[:8]
     names = {field: broker.create_topic(f"console-{field}-{suffix}", 1)
              for field in ("transactions", "decisions", "alerts", "labels", "dead_letter")}
-    return TopicSettings(**names, consumer_state=f"console-state-{suffix}")
+    return TopicSettings(**names)
 
 
 def _consumer(broker, topics: TopicSettings, db_url: str,
@@ -96,7 +96,7 @@ def _consumer(broker, topics: TopicSettings, db_url: str,
     settings = ConsumerSettings(kafka=KafkaSettings(bootstrap_servers=broker.bootstrap,
                                                     topics=topics),
                                 database=DatabaseSettings(url=db_url), consumer=section)
-    app = ConsumerApp(settings, score=amount_rule, model=Model(SPEC, SEQ_LEN, "rule/7"))
+    app = ConsumerApp(settings, score=amount_rule, model=ModelContract(SPEC, SEQ_LEN, "rule/7"))
     thread = threading.Thread(target=app.run, daemon=True)
     thread.start()
     return app, thread
@@ -169,12 +169,9 @@ def _wait_for_alert(store: Store, transaction_id: str, timeout: float = 60.0) ->
 
 
 def _labels(bootstrap: str, topic: str, transaction_id: str) -> list[dict]:
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             enable_auto_commit=False, group_id=None, consumer_timeout_ms=3000)
-    found = [json.loads(r.value) for r in consumer if json.loads(r.value)["transaction_id"]
-             == transaction_id]
-    consumer.close()
-    return found
+    records = read_records(bootstrap, topic, timeout=30, idle_s=3)
+    return [json.loads(r.value) for r in records
+            if json.loads(r.value)["transaction_id"] == transaction_id]
 
 
 def test_an_alert_from_the_stream_is_worked_in_the_browser(platform: Platform, chromium) -> None:

@@ -15,13 +15,13 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from kafka import KafkaConsumer
-from serving_helpers import RunningService, free_port, start_service, stop_process
+from serving_helpers import RunningService, start_service, stop_process
 
 from fraudops import protocol
 from fraudops.features import build_spec
 from fraudops.schema import Transaction
 from fraudops.store import BatchWrite, DecisionRecord, Store
+from fraudops.testing import free_port, read_records
 from serving.gateway.scoring import build_sequence
 
 pytestmark = pytest.mark.integration
@@ -102,6 +102,7 @@ def _gateway_env(tmp: Path, bootstrap: str, predictor_url: str, topics: dict[str
         **{f"FRAUDOPS_KAFKA__TOPICS__{k.upper()}": v for k, v in topics.items()},
     }
     env.update(extra)
+    Store.from_url(env["FRAUDOPS_DATABASE__URL"]).close()  # `fraudops db upgrade`
     return env
 
 
@@ -123,16 +124,8 @@ def gateway(kafka_broker, predictor: RunningService, tmp_path_factory) -> Iterat
 
 
 def _consume(bootstrap: str, topic: str, count: int) -> list:
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             enable_auto_commit=False, consumer_timeout_ms=10_000,
-                             group_id=None)
-    records = []
-    for record in consumer:
-        records.append(record)
-        if len(records) >= count:
-            break
-    consumer.close()
-    return records
+    return read_records(bootstrap, topic, until=lambda records: len(records) >= count,
+                        timeout=10)[:count]
 
 
 V1_ROUTES = [("POST", "/v1/transactions"), ("POST", "/v1/score"), ("GET", "/v1/alerts"),

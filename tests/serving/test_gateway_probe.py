@@ -16,7 +16,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from serving_helpers import REPO_ROOT, free_port, start_service, stop_process
+from serving_helpers import REPO_ROOT, start_service, stop_process
+
+from fraudops.store import Store
+from fraudops.testing import free_port
 
 KEY = "ana:analyst:probe-key-0123456789"
 
@@ -30,6 +33,7 @@ def gateway_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
            "FRAUDOPS_DATABASE__URL": f"sqlite:///{tmp / 'store.db'}",
            "FRAUDOPS_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}"}
     url = f"http://127.0.0.1:{port}"
+    Store.from_url(env["FRAUDOPS_DATABASE__URL"]).close()  # `fraudops db upgrade`
     process = start_service(["gateway"], env, f"{url}/healthz", tmp / "gateway.log")
     yield url
     stop_process(process)

@@ -19,7 +19,8 @@ from serving_helpers import ModelDirs, random_batch, write_tiny_models
 
 from fraudops import protocol
 
-pytestmark = pytest.mark.integration
+# The test points MLflow at its own store in-process (tests/conftest.py resets its URIs).
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("mlflow_globals_restored")]
 
 SEQ, AE = "fraud-lstm-cnn", "fraud-autoencoder"
 

@@ -15,6 +15,7 @@ from serving_helpers import SERVE, ModelDirs, RunningService, random_batch, writ
 from fraudops import protocol
 from fraudops.features import FEATURE_SPEC_VERSION, build_spec
 from fraudops.models import load_scorer
+from fraudops.schema import DECISIONS
 
 pytestmark = pytest.mark.integration
 
@@ -225,4 +226,4 @@ def test_requested_outputs_subset(predictor: RunningService, tiny_models: ModelD
     assert response.status_code == 200, response.text
     outputs = response.json()["outputs"]
     assert [o["name"] for o in outputs] == [protocol.OUTPUT_DECISION]
-    assert set(outputs[0]["data"]) <= set(protocol.DECISIONS)
+    assert set(outputs[0]["data"]) <= set(DECISIONS)

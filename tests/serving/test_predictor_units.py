@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
+from typing import Any
 
 import numpy as np
 import pytest
 from kserve.errors import InvalidInput
+from kserve.protocol.infer_type import InferRequest, InferResponse
 from prometheus_client import CollectorRegistry
 from serving_helpers import ModelDirs, random_batch
 
+from fraudops import protocol
 from fraudops.models import load_scorer
 from serving.batching import MicroBatcher
 from serving.exceptions import ConfigurationError
+from serving.kserve_compat import parse_v2_body
 from serving.metrics import PredictorMetrics
 from serving.predictor import FraudPredictor, ServedModel
 from serving.reasons import ReasonCoder
-from serving.server import check_device
+from serving.server import check_device, load_served
+from serving.settings import PredictorSettings
 from serving.validation import check_arrays, decode_v1
 
 
@@ -142,3 +148,90 @@ def test_device_checked_before_loading() -> None:
     if not torch.cuda.is_available():  # this check needs a machine without a GPU
         with pytest.raises(ConfigurationError, match="CUDA is not available"):
             check_device("cuda:0")
+
+
+def _loaded_predictor(tiny_models: ModelDirs) -> tuple[FraudPredictor, CollectorRegistry]:
+    registry = CollectorRegistry()
+    predictor = FraudPredictor("fraud-scorer", lambda: ServedModel.build(load_scorer(
+        str(tiny_models.sequence), str(tiny_models.autoencoder), device="cpu")),
+        PredictorMetrics(registry), max_request_batch=16)
+    predictor.load()
+    return predictor, registry
+
+
+def _call(predictor: FraudPredictor, payload: dict | InferRequest) -> dict | InferResponse:
+    async def stages() -> dict | InferResponse:  # KServe's Model.__call__, stage by stage
+        decoded = await predictor.preprocess(payload)
+        assert predictor.validate(decoded) is decoded
+        return await predictor.postprocess(await predictor.predict(decoded))
+
+    return asyncio.run(stages())
+
+
+def test_stages_decode_score_and_answer_requested_outputs(tiny_models: ModelDirs) -> None:
+    predictor, _ = _loaded_predictor(tiny_models)
+    x, mask = random_batch(3, tiny_models.seq_len, tiny_models.dim)
+    body, headers = protocol.encode_request(x, mask, binary=True, request_id="r-7")
+    request = parse_v2_body(body, {k.lower(): v for k, v in headers.items()}, predictor.name)
+    decoded = asyncio.run(predictor.preprocess(request))
+    np.testing.assert_array_equal(decoded.x, x)
+    np.testing.assert_array_equal(decoded.mask, mask)
+    response = _call(predictor, request)
+    assert isinstance(response, InferResponse) and response.id == "r-7"
+    expected = predictor.served.score(x, mask)
+    np.testing.assert_array_equal(
+        response.get_output_by_name(protocol.OUTPUT_FRAUD_PROBABILITY).as_numpy(),
+        expected.fraud_probability)
+    v1 = _call(predictor, {"instances": [{"sequences": x[0].tolist(), "mask": mask[0].tolist()}]})
+    assert v1["predictions"][0]["decision"] == expected.decision[0]
+    predictor.stop()
+
+
+def _binary_v2(x: np.ndarray, mask: np.ndarray, change: Any) -> InferRequest:
+    """A binary V2 request whose JSON header `change` edits (tensors cut to the declared size)."""
+    tensors = [x.tobytes(), mask.tobytes()]
+    doc = {"inputs": [
+        {"name": "sequences", "datatype": "FP32", "shape": list(x.shape),
+         "parameters": {"binary_data_size": len(tensors[0])}},
+        {"name": "mask", "datatype": "BOOL", "shape": list(mask.shape),
+         "parameters": {"binary_data_size": len(tensors[1])}}]}
+    change(doc)
+    raw = b"".join(t[:item["parameters"]["binary_data_size"]]
+                   for t, item in zip(tensors, doc["inputs"], strict=True))
+    text = json.dumps(doc).encode()
+    return parse_v2_body(text + raw, {"inference-header-content-length": str(len(text))},
+                         "fraud-scorer")
+
+
+def _declare(index: int, **fields: Any) -> Any:
+    def change(doc: dict) -> None:
+        item = doc["inputs"][index]
+        item["parameters"].update(fields.pop("parameters", {}))
+        item.update(fields)
+    return change
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (_declare(0, datatype="FP64"), "must have datatype FP32, got FP64"),
+    (_declare(1, shape=[1, 3], parameters={"binary_data_size": 3}),
+     r"'mask' must have shape \[1, 8\]"),
+    (_declare(0, parameters={"binary_data_size": 8}), "has 8 bytes of data"),
+    (lambda doc: doc.update(outputs=[{"name": "score"}]), r"unknown output\(s\) \['score'\]"),
+])
+def test_preprocess_refuses_malformed_requests_with_a_message(
+        tiny_models: ModelDirs, change: Any, message: str) -> None:
+    predictor, registry = _loaded_predictor(tiny_models)
+    request = _binary_v2(*random_batch(1, tiny_models.seq_len, tiny_models.dim), change)
+    with pytest.raises(InvalidInput, match=message):
+        asyncio.run(predictor.preprocess(request))
+    assert registry.get_sample_value("fraud_predictor_invalid_requests_total") == 1
+    predictor.stop()
+
+
+@pytest.mark.parametrize(("precision", "dtype"), [("float64", "float64"), ("float32", "float32")])
+def test_precision_setting_reaches_the_scorer(tiny_models: ModelDirs, precision: str,
+                                              dtype: str) -> None:
+    settings = PredictorSettings(device="cpu", precision=precision)
+    served = load_served(str(tiny_models.sequence), str(tiny_models.autoencoder), settings)
+    assert str(served.scorer.dtype) == f"torch.{dtype}"
+    assert next(served.scorer.models.parameters()).dtype == served.scorer.dtype

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from gateway_fakes import INGEST_KEY, T0, StubPredictor, build, client
 
-from fraudops.data import frame as tabular
+from fraudops.data import tabular
 from fraudops.features import FeatureSpec, compute_batch
 from fraudops.schema import Transaction
 from fraudops.store import BatchWrite, DecisionRecord, LabelRecord, Store
@@ -145,16 +145,20 @@ def test_a_label_known_after_the_event_does_not_count(tmp_path: Path, database_u
 
 
 def test_an_older_store_gets_the_entity_keys_and_their_indexes(tmp_path: Path) -> None:
-    """A store created before the label entity keys: `create_schema` adds the columns and
-    their indexes and gives its entries their stored transactions' keys; a label recorded
-    before its transaction gets them once the transaction is stored and the store reopened."""
+    """A store created before migrations and the label entity keys: `create_schema` (upgrading
+    it) adds the columns and their indexes and gives its entries their stored transactions'
+    keys; a label recorded before its transaction gets them once the transaction is stored and
+    the store reopened."""
     from sqlalchemy import inspect, text
+
+    from fraudops.store.migrate import VERSION_TABLE
 
     url = f"sqlite:///{tmp_path / 'old.db'}"
     store = Store.from_url(url)
     store.add_labels([LabelRecord("early", 1, labelled_at=SCORED_AT - timedelta(days=1))])
     seed(store, [("o1", 1, 15, False)])
     with store.engine.begin() as connection:
+        connection.execute(text(f"DROP TABLE {VERSION_TABLE}"))  # from before migrations
         for name in ("account", "merchant", "device"):
             connection.execute(text(f"DROP INDEX ix_label_history_{name}"))
             connection.execute(text(f"ALTER TABLE label_history DROP COLUMN {name}_id"))

@@ -9,10 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 from mlflow import MlflowClient
 
 from serving.metrics import PredictorMetrics
 from serving.watcher import ChampionWatcher
+
+#: The watcher reads the MLflow registry in-process (tests/conftest.py resets its URIs).
+pytestmark = pytest.mark.usefixtures("mlflow_globals_restored")
 
 SEQ, AE = "fraud-lstm-cnn", "fraud-autoencoder"
 

@@ -10,6 +10,7 @@ from sqlalchemy import inspect, text
 
 from fraudops.rules import ListEntryError
 from fraudops.store import BatchWrite, DecisionRecord, NotFoundError, Store
+from fraudops.store.migrate import VERSION_TABLE
 
 
 def test_revisions_move_with_every_change_and_only_then(store: Store) -> None:
@@ -52,9 +53,11 @@ def test_pages_by_value_with_a_prefix(store: Store) -> None:
 
 
 def test_a_store_from_before_rules_gains_the_columns(store: Store) -> None:
-    """`create_schema` adds the rule columns to existing decisions and alerts tables; old rows
-    read as "no rules"."""
+    """A store from before migrations (no version table) and before the rules: upgrading it
+    (`create_schema`) adds the rule columns to the decisions and alerts tables; old rows read
+    as "no rules"."""
     with store.engine.begin() as connection:
+        connection.execute(text(f"DROP TABLE {VERSION_TABLE}"))
         for table in ("decisions", "alerts"):
             connection.execute(text(f"ALTER TABLE {table} DROP COLUMN rules_fired"))
             connection.execute(text(f"ALTER TABLE {table} DROP COLUMN rule_set_version"))

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -143,6 +144,56 @@ def test_before_commit_failure_rolls_the_batch_back(store: Store) -> None:
     store.write_batch(batch, before_commit=lambda: calls.append("acked"))
     assert calls[-1] == "acked" and store.counts()["alerts"] == 1
     assert store.get_alert("t1").status == AlertStatus.OPEN
+
+
+def raw_rows(store: Store, table: str, key: str, leave_out: tuple[str, ...]) -> list[tuple]:
+    """A table's rows as the driver returns them (no SQLAlchemy result processing), without
+    their key column and the `leave_out` ones, in key order."""
+    with store.engine.connect() as connection:
+        rows = connection.exec_driver_sql(f"SELECT * FROM {table} ORDER BY {key}")
+        names = list(rows.keys())
+        return [tuple(v for n, v in zip(names, row, strict=True)
+                      if n != key and n not in leave_out) for row in rows]
+
+
+def test_batch_rows_match_what_core_inserts(store: Store) -> None:
+    """The batch write's driver-level executemany stores the very values SQLAlchemy Core's
+    insert of the same records does (bind processors, defaults, NULLs): each record written
+    once each way, under another key, then the raw rows compared."""
+    from sqlalchemy import insert
+
+    from fraudops.store.models import Alert, Decision, Notification
+
+    scored = datetime(2026, 3, 1, 14, 0, 0, 123456, tzinfo=timezone(timedelta(hours=2)))
+    decisions = [replace(decision("t1", "block", minutes=3), scored_at=scored, amount=-0.0,
+                         rules_fired="r1,r2", rule_set_version="v1"),
+                 replace(decision("t2", "review", probability=1e-300), scored_at=scored)]
+    notifications = [notification("t1"), replace(notification("t2", channel="webhook"),
+                                                 status="rate_limited")]
+    now = datetime(2026, 3, 2, tzinfo=UTC)
+    store.write_batch(BatchWrite(decisions=[replace(d, transaction_id="a-" + d.transaction_id)
+                                            for d in decisions],
+                                 notifications=[replace(n, dedupe_key="a-" + n.dedupe_key)
+                                                for n in notifications]))
+    with store.engine.begin() as connection:
+        rows = [{k: v for k, v in vars(d).items() if k != "source"} for d in decisions]
+        connection.execute(insert(Decision), [r | {"transaction_id": "b-" + r["transaction_id"]}
+                                              for r in rows])
+        alert_columns = {c.key for c in Alert.__table__.columns}
+        connection.execute(insert(Alert), [
+            {k: v for k, v in r.items() if k in alert_columns}
+            | {"transaction_id": "b-" + r["transaction_id"], "created_at": now,
+               "updated_at": now} for r in rows])
+        connection.execute(insert(Notification), [
+            vars(n) | {"dedupe_key": "b-" + n.dedupe_key, "created_at": now}
+            for n in notifications])
+    for table, key, stamps in (("decisions", "transaction_id", ()),
+                               ("alerts", "transaction_id", ("created_at", "updated_at")),
+                               ("notifications", "dedupe_key", ("created_at",))):
+        # (the batch stamps its own write time: everything else is compared)
+        rows = raw_rows(store, table, key, stamps)
+        assert len(rows) == 4, table
+        assert rows[:2] == rows[2:], table
 
 
 def test_notification_outbox(store: Store) -> None:

@@ -42,3 +42,14 @@ def small_data_path(small_frame, tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "transactions.parquet"
     small_frame.to_parquet(path)
     return path
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_globals(mlflow_globals_restored: None) -> None:
+    """Training logs to and registers in MLflow in-process: its URIs are reset after each
+    test (tests/conftest.py)."""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _mlflow_globals_per_module(mlflow_globals_restored_per_module: None) -> None:
+    """And after each module, what its module-scoped fixtures set."""

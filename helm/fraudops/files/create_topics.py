@@ -1,9 +1,10 @@
 """Create the fraudops Kafka topics that do not exist yet (the chart's topic Job, without Strimzi).
 
-Runs in the consumer image. Reads the connection from the same FRAUDOPS_KAFKA__* variables as every
-unit and the topic list from FRAUDOPS_TOPICS_SPEC (JSON: [{name, partitions, replicas, config}]).
-Existing topics are left as they are (partition counts are never changed behind the operator's
-back); the Job retries while the brokers come up, for up to FRAUDOPS_TOPICS_TIMEOUT_SECONDS.
+Runs in the consumer image (its streaming extra brings confluent-kafka's admin client). Reads the
+connection from the same FRAUDOPS_KAFKA__* variables as every unit and the topic list from
+FRAUDOPS_TOPICS_SPEC (JSON: [{name, partitions, replicas, config}]). Existing topics are left as
+they are (partition counts are never changed behind the operator's back); the Job retries while
+the brokers come up, for up to FRAUDOPS_TOPICS_TIMEOUT_SECONDS.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import logging
 import os
 import sys
 
-from kafka.admin import KafkaAdminClient, NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
@@ -39,36 +40,39 @@ class Settings(BaseSettings):
     topics_timeout_seconds: float = 300.0
 
 
-def create_missing(admin: KafkaAdminClient, topics: list[TopicSpec]) -> list[str]:
+def create_missing(admin: AdminClient, topics: list[TopicSpec], timeout_s: float) -> list[str]:
     """Create each topic not yet on the cluster; return the names created."""
-    existing = set(admin.list_topics())
+    existing = set(admin.list_topics(timeout=timeout_s).topics)
     missing = [t for t in topics if t.name not in existing]
-    created = []
+    if not missing:
+        return []
+    futures = admin.create_topics(
+        [NewTopic(t.name, t.partitions, t.replicas, config={k: str(v) for k, v in t.config.items()})
+         for t in missing], operation_timeout=timeout_s, request_timeout=timeout_s)
+    created, failure = [], None
     for topic in missing:
-        new = NewTopic(topic.name, topic.partitions, topic.replicas,
-                       topic_configs={k: str(v) for k, v in topic.config.items()})
         try:
-            admin.create_topics([new])
+            futures[topic.name].result()
             created.append(topic.name)
-        except TopicAlreadyExistsError:  # another replica of the Job won the race
-            pass
+        except KafkaException as error:
+            if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:  # else: another Job won
+                failure = failure or error
+    if failure is not None:
+        raise failure
     return created
 
 
 def run(settings: Settings) -> list[str]:
-    @retry(retry=retry_if_exception_type(KafkaError),
+    @retry(retry=retry_if_exception_type(KafkaException),
            stop=stop_after_delay(settings.topics_timeout_seconds),
            wait=wait_exponential(max=10), reraise=True)
     def attempt() -> list[str]:
         # Each attempt gives up within the overall budget, so tenacity decides on retries.
-        attempt_ms = int(min(30.0, settings.topics_timeout_seconds) * 1000)
-        admin = KafkaAdminClient(client_id="fraudops-create-topics",
-                                 bootstrap_timeout_ms=attempt_ms, request_timeout_ms=attempt_ms,
-                                 **settings.kafka.client_options())
-        try:
-            return create_missing(admin, settings.topics_spec)
-        finally:
-            admin.close()
+        attempt_s = min(30.0, settings.topics_timeout_seconds)
+        admin = AdminClient({**settings.kafka.librdkafka_config(),
+                             "client.id": "fraudops-create-topics",
+                             "socket.timeout.ms": int(attempt_s * 1000)})
+        return create_missing(admin, settings.topics_spec, attempt_s)
 
     return attempt()
 
@@ -78,7 +82,7 @@ def main() -> int:
     settings = Settings()
     try:
         created = run(settings)
-    except KafkaError as error:
+    except KafkaException as error:
         log.error("could not create topics on %s within %.0f s: %r",
                   settings.kafka.bootstrap_servers, settings.topics_timeout_seconds, error)
         return 1

@@ -81,8 +81,14 @@ fraudops/settings.py). Secrets are referenced with secretKeyRef, never copied in
   value: {{ $k.topics.labels.name | quote }}
 - name: FRAUDOPS_KAFKA__TOPICS__DEAD_LETTER
   value: {{ $k.topics.deadLetter.name | quote }}
-- name: FRAUDOPS_KAFKA__TOPICS__CONSUMER_STATE
-  value: {{ $k.topics.consumerState.name | quote }}
+{{- with .Values.consumer.entityStages.topics }}
+- name: FRAUDOPS_KAFKA__TOPICS__BY_MERCHANT
+  value: {{ .byMerchant | quote }}
+- name: FRAUDOPS_KAFKA__TOPICS__BY_DEVICE
+  value: {{ .byDevice | quote }}
+- name: FRAUDOPS_KAFKA__TOPICS__ENRICHED
+  value: {{ .enriched | quote }}
+{{- end }}
 {{- end }}
 
 {{/* Settings every unit shares: home and logging. */}}
@@ -115,6 +121,12 @@ fraudops/settings.py). Secrets are referenced with secretKeyRef, never copied in
 - name: FRAUDOPS_DATABASE__URL
   value: {{ printf "postgresql+psycopg://%s@%s:5432/%s" .Values.postgresql.username (include "fraudops.postgresHost" .) .Values.postgresql.database | quote }}
 {{- end }}
+{{- end }}
+
+{{/* The schema migration Job (`fraudops db upgrade`): the same store as the consumer's. */}}
+{{- define "fraudops.env.migrations" -}}
+{{ include "fraudops.env.common" . }}
+{{ include "fraudops.env.database" . }}
 {{- end }}
 
 {{- define "fraudops.env.gateway" -}}
@@ -184,6 +196,8 @@ fraudops/settings.py). Secrets are referenced with secretKeyRef, never copied in
   value: {{ .Values.consumer.metricsPort | quote }}
 - name: FRAUDOPS_CONSUMER__PREDICTOR_URL
   value: {{ include "fraudops.predictorUrl" . | quote }}
+- name: FRAUDOPS_CONSUMER__ENTITY_STAGES
+  value: {{ .Values.consumer.entityStages.enabled | quote }}
 {{- if $n.smtpHost }}
 - name: FRAUDOPS_NOTIFY__SMTP_HOST
   value: {{ $n.smtpHost | quote }}
@@ -335,10 +349,25 @@ fraudops/settings.py). Secrets are referenced with secretKeyRef, never copied in
   value: {{ .Values.kafka.createTopicsJob.timeoutSeconds | quote }}
 {{- end }}
 
+{{/* Every topic (key -> {name, partitions, replicas, config}) as JSON: kafka.topics and, with the
+entity stages, their internal topics, partitioned and replicated like transactions (records
+keep their partition's entities: as many partitions as the input). */}}
+{{- define "fraudops.topics" -}}
+{{- $topics := deepCopy .Values.kafka.topics -}}
+{{- $s := .Values.consumer.entityStages -}}
+{{- if and .Values.consumer.enabled $s.enabled }}
+{{- $tx := .Values.kafka.topics.transactions -}}
+{{- range $key, $name := $s.topics }}
+{{- $_ := set $topics $key (dict "name" $name "partitions" $tx.partitions "replicas" $tx.replicas "config" (dict)) }}
+{{- end }}
+{{- end }}
+{{- toJson $topics }}
+{{- end }}
+
 {{/* The topics as JSON [{name, partitions, replicas, config}], for the topic-creation Job. */}}
 {{- define "fraudops.topicsSpec" -}}
 {{- $topics := list -}}
-{{- range $key, $t := .Values.kafka.topics }}
+{{- range $key, $t := include "fraudops.topics" . | fromJson }}
 {{- $topics = append $topics (dict "name" $t.name "partitions" $t.partitions "replicas" $t.replicas "config" $t.config) }}
 {{- end }}
 {{- toJson $topics }}

@@ -159,3 +159,60 @@ unmounted (automountServiceAccountToken: false).
   mountPath: /var/run/secrets/kubeflow/pipelines
   readOnly: true
 {{- end }}
+
+{{/*
+Lag-based autoscaling (KEDA) of a Kafka consumer group: a ScaledObject on the group's lag on one
+topic, replicas capped at that topic's partitions (more would sit idle), and the
+TriggerAuthentication when the brokers need SASL. Args: ctx, unit, group, topic, partitions,
+autoscaling (the unit's values), container (whose environment names the SASL user).
+*/}}
+{{- define "fraudops.lagScaler" -}}
+{{- $a := .autoscaling }}
+{{- $k := .ctx.Values.kafka -}}
+apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata:
+  {{- include "fraudops.metadata" (dict "ctx" .ctx "unit" .unit) | nindent 2 }}
+spec:
+  scaleTargetRef:
+    name: {{ include "fraudops.unitName" (dict "ctx" .ctx "unit" .unit) }}
+  minReplicaCount: {{ $a.minReplicas }}
+  maxReplicaCount: {{ min (int $a.maxReplicas) (int .partitions) }}
+  pollingInterval: {{ $a.pollingInterval }}
+  cooldownPeriod: {{ $a.cooldownPeriod }}
+  triggers:
+    - type: kafka
+      metadata:
+        bootstrapServers: {{ include "fraudops.kafkaBootstrap" .ctx | quote }}
+        consumerGroup: {{ .group | quote }}
+        topic: {{ .topic | quote }}
+        lagThreshold: {{ $a.lagThreshold | quote }}
+        allowIdleConsumers: "false"
+        {{- if has $k.securityProtocol (list "SSL" "SASL_SSL") }}
+        tls: enable
+        {{- end }}
+        {{- if $k.saslMechanism }}
+        {{- $kedaSasl := dict "PLAIN" "plaintext" "SCRAM-SHA-256" "scram_sha256" "SCRAM-SHA-512" "scram_sha512" "OAUTHBEARER" "oauthbearer" }}
+        sasl: {{ index $kedaSasl $k.saslMechanism }}
+      authenticationRef:
+        name: {{ include "fraudops.unitName" (dict "ctx" .ctx "unit" .unit) }}
+---
+# The lag scaler logs in as the consumer does: user name from the container's environment,
+# password from the same Secret.
+apiVersion: keda.sh/v1alpha1
+kind: TriggerAuthentication
+metadata:
+  {{- include "fraudops.metadata" (dict "ctx" .ctx "unit" .unit) | nindent 2 }}
+spec:
+  env:
+    - parameter: username
+      name: {{ include "fraudops.envName.saslUsername" .ctx }}
+      containerName: {{ .container }}
+  {{- with $k.saslPassword.existingSecret }}
+  secretTargetRef:
+    - parameter: password
+      name: {{ . }}
+      key: {{ $k.saslPassword.key }}
+  {{- end }}
+        {{- end }}
+{{- end }}

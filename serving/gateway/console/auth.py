@@ -9,7 +9,6 @@ counted in the same metric.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
@@ -18,8 +17,6 @@ from fastapi import Depends, Request
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from fraudops.store import Store
-from fraudops.store.queue import ensure_queue_indexes
 from serving.gateway.console.session import COOKIE, ConsoleSession, SessionCodec
 from serving.gateway.deps import Services
 from serving.gateway.guard import FailedAuthLimiter
@@ -53,8 +50,6 @@ class Console:
     templates: Jinja2Templates
     limiter: FailedAuthLimiter
     principals: dict[str, Principal] = field(default_factory=dict)
-    _indexed: bool = False
-    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def build(cls, services: Services) -> Console:
@@ -66,14 +61,6 @@ class Console:
         return cls(services, SessionCodec(settings), Jinja2Templates(env=environment),
                    FailedAuthLimiter(settings.auth_failure_limit),
                    {p.name: p for p in services.principals.described()})
-
-    def prepare(self, store: Store) -> None:
-        """Give the store the queue's indexes (once per process; a store made before them
-        lacks them)."""
-        with self._lock:
-            if not self._indexed:
-                ensure_queue_indexes(store)
-                self._indexed = True
 
     def login(self, client: str, key: str) -> Principal:
         """The principal holding `key`; raises `ConsoleRefusal` (401, 403, 429)."""

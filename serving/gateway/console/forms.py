@@ -14,14 +14,13 @@ from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 from fraudops.rules.schema import RULE_ID
-from fraudops.schema import MAX_AMOUNT
+from fraudops.schema import ALERT_DECISIONS, MAX_AMOUNT
 from fraudops.store import AlertStatus
 from fraudops.store.queue import QueueCursor, QueueFilter
 from serving.gateway.console.auth import ConsoleRefusal
 
 #: Statuses the queue offers; "any" shows every status.
 STATUSES = ("open", "confirmed_fraud", "dismissed", "any")
-DECISIONS = ("review", "block")
 #: The fields of the filter form (and of the links that keep them).
 FIELDS = ("status", "decision", "since", "until", "min_amount", "max_amount", "account_id",
           "rule")
@@ -52,7 +51,7 @@ def parse_queue_form(query: Mapping[str, str]) -> QueueForm:
     status = _choice(values["status"], STATUSES, "status")
     filters = QueueFilter(
         status=None if status == "any" else AlertStatus(status).value,
-        decision=_choice(values["decision"], DECISIONS, "decision") or None,
+        decision=_choice(values["decision"], ALERT_DECISIONS, "decision") or None,
         since=_time(values["since"], "since"), until=_time(values["until"], "until"),
         min_amount=_amount(values["min_amount"], "min_amount"),
         max_amount=_amount(values["max_amount"], "max_amount"),

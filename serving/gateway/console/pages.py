@@ -14,6 +14,7 @@ from fastapi import APIRouter, Form, HTTPException, Path, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
+from fraudops.schema import ALERT_DECISIONS
 from fraudops.store import NotFoundError, Store
 from fraudops.store.queue import alert_queue
 from serving.exceptions import KafkaUnavailableError
@@ -115,12 +116,12 @@ def logout(request: Request, console: ConsoleDep,
 def queue(request: Request, console: ConsoleDep, user: ReaderDep, store: StoreDep) -> Response:
     """Alerts by risk, filtered, one keyset page (follow the "next" link)."""
     form = parse_queue_form(request.query_params)
-    console.prepare(store)
     size = console.services.settings.gateway.console_page_size
     page = alert_queue(store, form.filters, size, form.after)
     next_link = form.link(page.next_cursor) if page.next_cursor else None
     return render(request, console, "queue.html", user=user, alerts=page.alerts, form=form,
-                  statuses=STATUSES, next_link=next_link, first_link=form.link(),
+                  statuses=STATUSES, decisions=ALERT_DECISIONS, next_link=next_link,
+                  first_link=form.link(),
                   deeper=form.after is not None)
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, status
 
+from fraudops.schema import AlertDecision
 from fraudops.store import AlertStatus, NotFoundError
 from serving.gateway import queries
 from serving.gateway.deps import V1, ServicesDep, StoreDep
@@ -26,7 +27,7 @@ def list_alerts(
     since: Annotated[datetime | None, Query(description="Event time >= (ISO 8601).")] = None,
     until: Annotated[datetime | None, Query(description="Event time < (ISO 8601).")] = None,
     account_id: Annotated[str | None, Query(max_length=128)] = None,
-    decision: Literal["review", "block"] | None = None,
+    decision: AlertDecision | None = None,
     alert_status: Annotated[AlertStatus | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,

@@ -26,8 +26,6 @@ import numpy as np
 
 from fraudops.data.population import (
     AMOUNT_MULT,
-    CAT,
-    CH,
     COUNTRIES,
     COUNTRY_SHARE,
     Merchants,
@@ -38,6 +36,7 @@ from fraudops.data.population import (
     take_rows,
 )
 from fraudops.data.scenarios import Context, scenario_rows
+from fraudops.features.encoding import CATEGORY_INDEX, CHANNEL_INDEX
 from fraudops.schema import Channel, MerchantCategory
 
 DRIFTS = ("none", "new_fraud_pattern", "spending_shift", "merchant_mix", "bust_out_wave")
@@ -80,7 +79,7 @@ def bust_out(ctx: Context, rng: np.random.Generator) -> Rows:
     n = int(rng.integers(4, 11))
     merchant = acc.usual[a, rng.integers(0, acc.usual.shape[1], n)]
     channel = m.channel[merchant]
-    present = channel == CH[Channel.CARD_PRESENT]
+    present = channel == CHANNEL_INDEX[Channel.CARD_PRESENT]
     t0 = ctx.incident_time(rng)
     return make_rows(np.full(n, a), ts=t0 + np.cumsum(rng.exponential(1200.0, n)),
                      amount=acc.spend[a] * rng.uniform(6, 18, n), merchant=merchant,
@@ -109,10 +108,10 @@ def _spending_shift(rng, pop, rows, start, fraud_rate):
     after = np.flatnonzero(_post_legit(rows, start))
     rows["amount"][after] = np.round(
         rows["amount"][after] * np.exp(rng.normal(np.log(SPEND_FACTOR), 0.15, len(after))), 2)
-    in_store = after[rows["channel"][after] == CH[Channel.CARD_PRESENT]]
+    in_store = after[rows["channel"][after] == CHANNEL_INDEX[Channel.CARD_PRESENT]]
     moved = in_store[rng.random(len(in_store)) < ONLINE_SHIFT]
     m = pop.merchants
-    idx, p = m.pool(m.channel == CH[Channel.ONLINE])
+    idx, p = m.pool(m.channel == CHANNEL_INDEX[Channel.ONLINE])
     rows["merchant"][moved] = idx[rng.choice(len(idx), len(moved), p=p)]
     _go_online(pop, rows, moved)
     return rows, pop
@@ -127,7 +126,7 @@ def _go_online(pop: Population, rows: Rows, moved: np.ndarray) -> None:
     """Rows in `moved` become online purchases from the account's home, on its own phone."""
     acc = pop.accounts
     account = rows["account"][moved]
-    rows["channel"][moved] = CH[Channel.ONLINE]
+    rows["channel"][moved] = CHANNEL_INDEX[Channel.ONLINE]
     rows["country"][moved] = acc.home[account]
     switched = (rows["ts"][moved] >= acc.device_switch[account]).astype(np.int64)
     rows["device"][moved] = acc.devices[account, switched]
@@ -138,7 +137,7 @@ def _merchant_mix(rng, pop, rows, start, fraud_rate):
     pop, first_new = _open_merchants(rng, pop)
     favourites = _new_favourites(rng, pop, first_new)
     m = pop.merchants
-    shops = m.channel[rows["merchant"]] <= CH[Channel.ONLINE]
+    shops = m.channel[rows["merchant"]] <= CHANNEL_INDEX[Channel.ONLINE]
     after = np.flatnonzero(_post_legit(rows, start) & shops)
     moved = after[rng.random(len(after)) < NEW_MERCHANT_SHARE]
     old = rows["merchant"][moved]
@@ -146,10 +145,10 @@ def _merchant_mix(rng, pop, rows, start, fraud_rate):
     rows["merchant"][moved] = new
     ratio = AMOUNT_MULT[m.category[new]] / AMOUNT_MULT[m.category[old]]
     rows["amount"][moved] = np.round(np.maximum(rows["amount"][moved] * ratio, 0.25), 2)
-    online = m.channel[new] == CH[Channel.ONLINE]
+    online = m.channel[new] == CHANNEL_INDEX[Channel.ONLINE]
     _go_online(pop, rows, moved[online])
     in_store = moved[~online]
-    rows["channel"][in_store] = CH[Channel.CARD_PRESENT]
+    rows["channel"][in_store] = CHANNEL_INDEX[Channel.CARD_PRESENT]
     rows["country"][in_store] = m.country[new[~online]]
     rows["device"][in_store] = 0
     return rows, pop
@@ -159,9 +158,9 @@ def _open_merchants(rng: np.random.Generator, pop: Population) -> tuple[Populati
     """Append new merchants (ids after the existing ones) with the drifted category mix."""
     m = pop.merchants
     n = max(30, int(0.3 * len(m)))
-    cats = np.array([CAT[c] for c in NEW_CATEGORY_MIX])
+    cats = np.array([CATEGORY_INDEX[c] for c in NEW_CATEGORY_MIX])
     share = np.array(list(NEW_CATEGORY_MIX.values()))
-    channel = np.where(rng.random(n) < 0.7, CH[Channel.ONLINE], CH[Channel.CARD_PRESENT])
+    channel = np.where(rng.random(n) < 0.7, CHANNEL_INDEX[Channel.ONLINE], CHANNEL_INDEX[Channel.CARD_PRESENT])
     # At least one in-store shop per country, so every account has a local new favourite.
     country = rng.choice(len(COUNTRIES), n, p=COUNTRY_SHARE)
     country[: len(COUNTRIES)] = np.arange(len(COUNTRIES))
@@ -180,7 +179,7 @@ def _new_favourites(rng: np.random.Generator, pop: Population, first_new: int) -
     favourites = np.empty((len(acc), NEW_FAVOURITES), dtype=np.int64)
     for country in np.unique(acc.home):
         who = np.flatnonzero(acc.home == country)
-        idx, p = m.pool(is_new & ((m.country == country) | (m.channel == CH[Channel.ONLINE])))
+        idx, p = m.pool(is_new & ((m.country == country) | (m.channel == CHANNEL_INDEX[Channel.ONLINE])))
         favourites[who] = idx[rng.choice(len(idx), (len(who), NEW_FAVOURITES), p=p)]
     return favourites
 

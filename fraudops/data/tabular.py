@@ -13,9 +13,8 @@ import numpy as np
 import pandas as pd
 
 from fraudops.data.exceptions import FrameError
-from fraudops.schema import Channel, MerchantCategory, Transaction
+from fraudops.schema import EXTRA_PREFIX, Channel, MerchantCategory, Transaction
 
-EXTRA_PREFIX = "extra_"
 UNKNOWN_LABEL = -1
 
 STRING_COLUMNS = (
