@@ -119,27 +119,37 @@ def test_stages_and_consumer_killed_mid_stream(kafka_broker, tmp_path, group_id_
             raise AssertionError(f"{decided()} of {count} decided\n{tails}") from None
 
     kills = []
+    produced_ids: set[str] = set()
+
+    def produce_killing(records: list[dict], victims: tuple[str, str]) -> None:
+        """Produce a phase in parts, killing each victim once a quarter (then a half) of the
+        phase is decided, while an eighth more is in flight and the rest not yet produced:
+        a fast pipeline cannot finish the phase before its kills (CI's did)."""
+        base, before = decided(), set(produced_ids)
+        sent = 0
+        for fraction, victim in zip((1 / 4, 1 / 2), victims, strict=True):
+            end = int(len(records) * (fraction + 1 / 8))
+            produce(kafka_broker, topics.transactions, records[sent:end])
+            sent = end
+            target = {d["transaction_id"] for d in records[:int(len(records) * fraction)]}
+            wait_decided(base + len(target - before))
+            kill(victim)
+            kills.append((victim, decided()))
+        produce(kafka_broker, topics.transactions, records[sent:])
+        produced_ids.update(d["transaction_id"] for d in records)
+
     try:
         for name in ("router", "merchant-1", "merchant-2", "device", "scorer"):
             start(name)
         (first, first_labels), (second, _) = stream.phases
         n_first = len({d["transaction_id"] for d in first})
-        produce(kafka_broker, topics.transactions, first)
-        for target, victim in ((n_first // 4, "merchant-1"), (n_first // 2, "scorer")):
-            wait_decided(target)
-            kill(victim)
-            kills.append((victim, decided()))
+        produce_killing(first, ("merchant-1", "scorer"))
         wait_decided(n_first)
         produce(kafka_broker, topics.labels, first_labels)
         judged = len({d["transaction_id"] for d in first_labels})
         wait_until(lambda: store.counts()["labels"] >= judged, timeout=120)
-        produce(kafka_broker, topics.transactions, second)
         total = len(stream.transactions)
-        for target, victim in ((n_first + (total - n_first) // 3, "device"),
-                               (n_first + (total - n_first) // 2, "router")):
-            wait_decided(target)
-            kill(victim)
-            kills.append((victim, decided()))
+        produce_killing(second, ("device", "router"))
         wait_decided(total)
         notified = store.counts()["notifications"]
         wait_until(lambda: len(set(handler.message_ids)) >= notified, timeout=180)
