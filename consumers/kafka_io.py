@@ -275,12 +275,15 @@ class PendingSends:
         if not self.sent:
             return
         deadline = time.monotonic() + self._timeout_s
-        poll = self._producer.poll
+        # flush, not poll: librdkafka ignores linger.ms during a flush, so what still lingers
+        # leaves now (the sink lingers to send a batch's records in few requests, not to delay
+        # them). Only the writing thread produces, so nothing of another batch is waited for.
+        flush = self._producer.flush
         while self.acknowledged + len(self.errors) < self.sent:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            poll(min(left, 0.5))
+            flush(min(left, 0.5))
         missing = self.sent - self.acknowledged
         if missing:
             error = self.errors[0] if self.errors else "not acknowledged in time"

@@ -41,8 +41,11 @@ class ConsumerSection(BaseModel):
     max_partition_fetch_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     fetch_max_wait_ms: int = Field(default=5, ge=0)
     max_poll_interval_ms: int = Field(default=300_000, ge=1000)
-    # 0: a batch's records leave at once (the loop waits for their acks before its commit).
-    producer_linger_ms: int = Field(default=0, ge=0)
+    # How long the producer gathers a batch's outgoing records into one request while the
+    # batch's database work runs; the wait for their acks (before the commit) sends whatever
+    # still lingers at once, so this adds no latency. 0: every record leaves at once, in many
+    # small requests (on Apache Kafka the broker's CPU per transaction was 3x higher).
+    producer_linger_ms: int = Field(default=5, ge=0)
     consume_labels: bool = True
     # True: merchant- and device-wide features come from the entity stages (`consumers.stages`,
     # `fraudops consume --stage router|merchant|device`), right whatever the partitions and

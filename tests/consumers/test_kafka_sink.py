@@ -9,6 +9,8 @@ construction."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from consumer_helpers import make_topics, read_topic
 
@@ -55,8 +57,6 @@ def test_the_reference_murmur2_matches_the_java_vectors() -> None:
             for data in JAVA_MURMUR2} == JAVA_MURMUR2
 
 
-
-
 @pytest.mark.integration
 def test_keyed_records_go_where_the_default_partitioner_puts_them(kafka_broker) -> None:
     topic = make_topics(kafka_broker, partitions=5).decisions
@@ -89,3 +89,21 @@ def test_a_record_the_broker_refuses_fails_the_wait(kafka_broker) -> None:
             sent.wait()
     finally:
         sink.close()
+
+
+@pytest.mark.integration
+def test_the_wait_sends_what_lingers_at_once(kafka_broker) -> None:
+    """The sink lingers to gather a batch's records into few requests while the batch's
+    database work runs; the wait for the acks must not sit out the linger."""
+    topic = make_topics(kafka_broker, partitions=3).decisions
+    sink = KafkaSink(KafkaSettings(bootstrap_servers=kafka_broker.bootstrap), linger_ms=5_000)
+    try:
+        sink.send([Outgoing(topic, b"warm", b"up")]).wait()  # connections and metadata
+        started = time.monotonic()
+        sent = sink.send([Outgoing(topic, f"k{i}".encode(), b"v") for i in range(50)])
+        sent.wait()
+        waited = time.monotonic() - started
+    finally:
+        sink.close()
+    assert sent.acknowledged == 50
+    assert waited < 2.5, f"acks took {waited:.2f} s with a 5 s linger"
