@@ -22,8 +22,9 @@ def load_served(sequence_uri: str, autoencoder_uri: str, settings: PredictorSett
                 ) -> ServedModel:
     """Load both models (MLflow URI or local directory) and prepare them for serving."""
     check_device(settings.device)
-    scorer = load_scorer(sequence_uri, autoencoder_uri, device=settings.device,
-                         exact=settings.precision == "float64")
+    exact = settings.precision == "float64"
+    scorer = load_scorer(sequence_uri, autoencoder_uri, device=settings.device, exact=exact,
+                         block_rows=None if exact else settings.block_rows)
     return ServedModel.build(scorer, reason_codes=settings.reason_codes,
                              reason_min_z=settings.reason_min_z)
 

@@ -56,11 +56,18 @@ class PredictorSettings(BaseModel):
     #: the broker: a second thread sped a lone 1,024-row pass up but made single requests and
     #: every figure under load worse (README, "Predictor tuning").
     torch_threads: int = Field(default=1, ge=0)
-    #: Forward-pass precision. float64 scores a transaction bit for bit the same whatever else
-    #: shares its batch (a batch redone after a crash gives the same decisions); float32 is
-    #: about 3-4x faster on the CPU, but a row's scores can move in the last bits with the
-    #: batch around it (`fraudops.models.Scorer`).
-    precision: Literal["float64", "float32"] = "float64"
+    #: Forward-pass precision. Either way a transaction scores bit for bit the same whatever
+    #: else shares its batch (a batch redone after a crash gives the same decisions;
+    #: `fraudops.models.Scorer`): float64 in one pass, float32 in passes of exactly
+    #: `block_rows` rows. float32 halved the server's time for 500 rows and took a third of it
+    #: for 1,024 on this 2-core machine; float64 is faster below about 40 rows (a single
+    #: transaction: 0.8 against 2.3-3.0 ms in the models), so it suits a predictor that only
+    #: answers the gateway's single transactions.
+    precision: Literal["float64", "float32"] = "float32"
+    #: Rows per float32 forward pass (the last pass padded). With 64, batches of 500 and 1,024
+    #: took 16.2 and 31.9 ms on one thread (32: 27.3 and 58.1; 128: 14.2 and 26.5, but 3.4-4.0
+    #: ms for up to 64 rows against 2.3-3.0).
+    block_rows: int = Field(default=64, ge=1, le=8192)
     #: Reason codes: at most this many features per transaction, each at least `reason_min_z`
     #: standard deviations away from the training mean.
     reason_codes: int = Field(default=3, ge=0, le=16)

@@ -20,7 +20,6 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
 
 from fraudops.models.normalization import Standardizer
 
@@ -91,13 +90,16 @@ class LSTMCNN(nn.Module):
             # Re-zero the tail after every layer so the next one sees exactly what a shorter,
             # unpadded sequence would (its own zero padding), not ReLU(bias) leaking in.
             conv = torch.relu(layer(conv)) * real
-        packed = pack_padded_sequence(conv.transpose(1, 2), lengths.cpu(), batch_first=True,
-                                      enforce_sorted=False)
-        _, (hidden, _) = self.lstm(packed)
+        # Every row runs all K steps and the state after its last real step is read back:
+        # left-aligned, the zeros after it cannot reach that state. (Packing the sequences,
+        # as before, let the rows at each step depend on the other rows' lengths, so a row's
+        # float32 result depended on the batch around it.)
+        states, _ = self.lstm(conv.transpose(1, 2))  # [B, K, H]
+        hidden = states.gather(1, (lengths - 1).view(-1, 1, 1).expand(-1, 1, states.shape[2]))
         last = (lengths - 1).view(-1, 1, 1).expand(-1, conv.shape[1], 1)
         conv_last = torch.gather(conv, 2, last).squeeze(-1)
         current = z[:, -1, :]  # the scored transaction itself is always the last column
-        logit = self.head(torch.cat([hidden[-1], conv_last, current], dim=1)).squeeze(-1)
+        logit = self.head(torch.cat([hidden.squeeze(1), conv_last, current], dim=1)).squeeze(-1)
         if self.wide is not None:
             logit = logit + self.wide(current).squeeze(-1)
         return logit

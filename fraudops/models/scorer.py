@@ -79,20 +79,33 @@ class FusedModels(nn.Module):
 class Scorer:
     """Both models plus policy; `score(x, mask)` gives probabilities, anomalies, decisions.
 
-    Scores do not depend on which other rows share the batch: the forward passes run in float64
-    (the answer is float32). In float32 the matrix kernels pick another summation order for
-    another batch shape, so the same transaction scored in two batches differed by up to 7e-7;
-    a batch redone after a crash (its decisions already produced, not yet committed) then put
-    two different records for one id on `fraud-decisions`. Rounded to float32, float64 results
-    agree. It costs about twice the forward time on the CPU; `exact=False` keeps float32.
+    A row's scores must not depend on which other rows share its batch: a batch redone after
+    a crash (its decisions already produced, not yet committed) has other neighbours, and a
+    score that moved in its last bits put two different records for one id on
+    `fraud-decisions`. In float32 the matrix kernels pick another summation order for another
+    batch shape (the same transaction scored in two batches differed by up to 7e-7). Two ways
+    keep a row's scores fixed:
+
+    * ``exact=True``: the forward passes run in float64 (the answer is float32, and rounded to
+      float32 the results agree); two to four times the float32 time on the CPU;
+    * ``block_rows=N`` (with ``exact=False``): float32 passes of exactly N rows each (the last
+      one padded with copies of the batch's first row), so every pass has the same shape and
+      the kernels the same order whatever the batch. Padding costs on small batches (a single
+      transaction is scored as N rows).
+
+    ``exact=False`` without ``block_rows``: plain float32 in one pass (training's evaluation).
     """
 
     def __init__(self, sequence: ModelBundle, autoencoder: ModelBundle,
                  policy: DecisionPolicy | None = None, device: torch.device | str = "cpu",
-                 sources: dict[str, LoadedModelInfo] | None = None, exact: bool = True):
+                 sources: dict[str, LoadedModelInfo] | None = None, exact: bool = True,
+                 block_rows: int | None = None):
         _check_pair(sequence, autoencoder)
+        if block_rows is not None and (exact or block_rows < 1):
+            raise ValueError("block_rows needs exact=False and at least one row")
         self.device = torch.device(device)
         self.dtype = torch.float64 if exact else torch.float32
+        self.block_rows = block_rows
         self.sequence_model = sequence.module.to(self.device, self.dtype).eval()
         self.autoencoder = autoencoder.module.to(self.device, self.dtype).eval()
         self.models = FusedModels(self.sequence_model, self.autoencoder).eval()
@@ -157,15 +170,28 @@ class Scorer:
     def _score_chunk(self, x: np.ndarray, mask: np.ndarray, reasons: int):
         xt = torch.from_numpy(x).to(self.device, self.dtype)
         mt = torch.from_numpy(mask).to(self.device)
-        raw, anomaly = self.models(xt, mt).cpu().numpy().T
+        raw, anomaly = self._blocked(self.models, xt, mt).cpu().numpy().T
         prob = self.calibration.apply(raw, anomaly)
         codes = self._reason_codes(xt[:, -1, :], reasons) if reasons > 0 else []
         return prob, anomaly, codes
 
+    def _blocked(self, module: nn.Module, *inputs: torch.Tensor) -> torch.Tensor:
+        """`module(*inputs)`, in passes of exactly `block_rows` rows when set (see `Scorer`)."""
+        size = self.block_rows
+        if size is None:
+            return module(*inputs)
+        rows = len(inputs[0])
+        pad = -rows % size
+        if pad:
+            inputs = tuple(torch.cat([t, t[:1].expand(pad, *t.shape[1:])]) for t in inputs)
+        return torch.cat([module(*(t[i:i + size] for t in inputs))
+                          for i in range(0, rows + pad, size)])[:rows]
+
     def _reason_codes(self, current: torch.Tensor, top: int) -> list[list[str]]:
         # The features the autoencoder reconstructs worst are the ones that make the
         # transaction unusual: an explanation an analyst can check against the raw data.
-        errors = (self.autoencoder(current) - self.autoencoder.normalize(current)).pow(2)
+        errors = (self._blocked(self.autoencoder, current)
+                  - self.autoencoder.normalize(current)).pow(2)
         top = min(top, errors.shape[1])
         index = errors.topk(top, dim=1).indices.cpu().numpy()
         names = self.feature_names or [f"f{i}" for i in range(errors.shape[1])]
@@ -196,9 +222,10 @@ def check_feature_spec(bundle: ModelBundle, expected_version: str | None, uri: s
 
 def load_scorer(sequence_uri: str, autoencoder_uri: str, *, device: str = "auto",
                 expected_spec_version: str | None = None, cache_dir: str | Path | None = None,
-                exact: bool = True) -> Scorer:
+                exact: bool = True, block_rows: int | None = None) -> Scorer:
     """Load both models (MLflow URI or local dir) into a `Scorer` on the chosen device
-    (`exact`: float64 forward passes, see `Scorer`)."""
+    (`exact`: float64 forward passes; `block_rows`: float32 passes of that many rows; see
+    `Scorer`)."""
     target = pick_device(device)
     bundles, sources = {}, {}
     for role, uri in (("sequence", sequence_uri), ("autoencoder", autoencoder_uri)):
@@ -208,7 +235,7 @@ def load_scorer(sequence_uri: str, autoencoder_uri: str, *, device: str = "auto"
         bundles[role], sources[role] = bundle, info
         log.info("loaded %s model from %s (version %s)", role, uri, info.version)
     return Scorer(bundles["sequence"], bundles["autoencoder"], device=target, sources=sources,
-                  exact=exact)
+                  exact=exact, block_rows=block_rows)
 
 
 def resolve_model_uri(uri: str, cache_dir: str | Path | None = None

@@ -97,26 +97,44 @@ def test_models_from_different_specs_are_not_paired(tmp_path):
         load_scorer(str(seq_dir), str(ae_dir), device="cpu", expected_spec_version="test-1")
 
 
-def test_a_row_scores_the_same_whatever_shares_its_batch(tmp_path):
+def _differing_across_batches(scorer, x: np.ndarray, mask: np.ndarray, seed: int = 2) -> int:
+    """Scores that differ, bit for bit, between the whole batch and smaller shuffled ones."""
+    whole = scorer.score(x, mask, reasons=3)
+    order = np.random.default_rng(seed).permutation(len(x))
+    differing = 0
+    for size in (1, 7, 17, 64, 65, 333):
+        for start in range(0, len(x), size):
+            rows = order[start:start + size]
+            part = scorer.score(x[rows], mask[rows], reasons=3)
+            differing += int((part.fraud_probability != whole.fraud_probability[rows]).sum())
+            differing += int((part.anomaly_score != whole.anomaly_score[rows]).sum())
+            differing += sum(a != whole.reason_codes[r]
+                             for a, r in zip(part.reason_codes, rows, strict=True))
+    return differing
+
+
+@pytest.mark.parametrize(("exact", "block_rows"), [(True, None), (False, 64), (False, 32)])
+def test_a_row_scores_the_same_whatever_shares_its_batch(tmp_path, exact, block_rows):
     """A batch redone after a crash has other neighbours; its rows must score bit for bit as
-    before (else `fraud-decisions` gets two different records for one id). float32 does not
-    hold this with the default architecture on this machine's CPU; float64 does."""
+    before (else `fraud-decisions` gets two different records for one id): float64 in one
+    pass, or float32 in passes of one fixed shape. Histories of every length, so that the
+    rows' real steps differ (packed sequences made a row's float32 result depend on the other
+    rows' lengths)."""
     g = np.random.default_rng(1)
     rows, k, f = 600, 16, 59
     x = g.normal(size=(rows, k, f)).astype(np.float32)
-    mask = np.ones((rows, k), dtype=bool)
+    mask = np.arange(k)[None, :] >= g.integers(0, k, size=rows)[:, None]
     seq_dir, ae_dir = write_untrained_pair(tmp_path, {**SPEC, "names": [f"f{i}" for i in range(f)]},
                                            x[:, -1, :], k)
-    scorer = load_scorer(str(seq_dir), str(ae_dir), device="cpu", expected_spec_version="test-1")
-    whole = scorer.score(x, mask)
-    differing = 0
-    for size in (1, 7, 17, 64, 333):
-        for start in range(0, rows, size):
-            part = scorer.score(x[start:start + size], mask[start:start + size])
-            differing += int((part.fraud_probability
-                              != whole.fraud_probability[start:start + size]).sum())
-            differing += int((part.anomaly_score != whole.anomaly_score[start:start + size]).sum())
-    assert differing == 0  # with exact=False (float32) 318 of 2,000 values differed here
+    scorer = load_scorer(str(seq_dir), str(ae_dir), device="cpu", expected_spec_version="test-1",
+                         exact=exact, block_rows=block_rows)
+    assert _differing_across_batches(scorer, x, mask) == 0
+
+
+def test_block_rows_needs_float32(tmp_path):
+    with pytest.raises(ValueError, match="block_rows"):
+        load_scorer(*map(str, _save(tmp_path)), device="cpu", expected_spec_version="test-1",
+                    block_rows=64)
 
 
 @pytest.mark.parametrize("exact", [True, False])

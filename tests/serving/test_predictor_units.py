@@ -228,10 +228,12 @@ def test_preprocess_refuses_malformed_requests_with_a_message(
     predictor.stop()
 
 
-@pytest.mark.parametrize(("precision", "dtype"), [("float64", "float64"), ("float32", "float32")])
+@pytest.mark.parametrize(("precision", "dtype", "blocks"),
+                         [("float64", "float64", None), ("float32", "float32", 48)])
 def test_precision_setting_reaches_the_scorer(tiny_models: ModelDirs, precision: str,
-                                              dtype: str) -> None:
-    settings = PredictorSettings(device="cpu", precision=precision)
+                                              dtype: str, blocks: int | None) -> None:
+    settings = PredictorSettings(device="cpu", precision=precision, block_rows=48)
     served = load_served(str(tiny_models.sequence), str(tiny_models.autoencoder), settings)
     assert str(served.scorer.dtype) == f"torch.{dtype}"
+    assert served.scorer.block_rows == blocks
     assert next(served.scorer.models.parameters()).dtype == served.scorer.dtype
