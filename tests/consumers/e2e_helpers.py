@@ -21,6 +21,7 @@ from consumer_helpers import T0
 from fraudops.features import OnlineFeatureState, build_spec
 from fraudops.models import (
     DecisionPolicy,
+    Scorer,
     load_scorer,
 )
 from fraudops.models.untrained import (
@@ -31,6 +32,7 @@ from fraudops.models.untrained import (
 )
 from fraudops.schema import Transaction
 from fraudops.settings import TopicSettings
+from serving.settings import PredictorSettings
 
 SEQ_LEN = 16
 FRAUDOPS = Path(sys.executable).parent / "fraudops"
@@ -85,11 +87,22 @@ def _features(docs: list[dict], spec) -> list:
     return [state.update(Transaction.model_validate(d)) for d in docs]
 
 
+def served_scorer(models: Models) -> Scorer:
+    """The models as the predictor serves them by default (its precision and forward passes):
+    a reference computed otherwise could differ in the last bits and flip a decision that sits
+    on a threshold."""
+    settings = PredictorSettings(device="cpu")
+    return load_scorer(str(models.sequence), str(models.autoencoder), device="cpu",
+                       exact=settings.precision == "float64",
+                       block_rows=None if settings.precision == "float64"
+                       else settings.block_rows)
+
+
 def reference_scores(models: Models, placed: dict[str, tuple[int, int]],
                      docs: list[dict]) -> dict[str, tuple[float, str]]:
     """Expected (fraud probability, decision) per transaction, computed independently of the
     consumer: one fresh feature state per partition, events in offset order."""
-    scorer = load_scorer(str(models.sequence), str(models.autoencoder), device="cpu")
+    scorer = served_scorer(models)
     by_partition: dict[int, list[dict]] = defaultdict(list)
     for doc in sorted(docs, key=lambda d: placed[d["transaction_id"]]):
         by_partition[placed[doc["transaction_id"]][0]].append(doc)

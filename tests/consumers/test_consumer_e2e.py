@@ -30,6 +30,7 @@ from e2e_helpers import (
     consumer_env,
     predictor_service,
     reference_scores,
+    served_scorer,
     transactions,
     write_models,
 )
@@ -45,7 +46,6 @@ from fraudops.features import (
     sequence_index,
 )
 from fraudops.features.policy import CONFLICTING_DUPLICATE, TOO_LATE
-from fraudops.models import load_scorer
 from fraudops.schema import Transaction
 from fraudops.store import Store
 from fraudops.testing import free_port, wait_until
@@ -318,7 +318,7 @@ def batch_expectation(models: Models, messages: list[dict], placed: list[tuple[i
     policy: each partition's messages in offset order through `admit_stream` (duplicates and
     too-late events refused), `compute_batch(..., arrival_order=True)`, the account sequences
     gathered from those rows, then the models. Also the expected dead-letter reasons."""
-    scorer = load_scorer(str(models.sequence), str(models.autoencoder), device="cpu")
+    scorer = served_scorer(models)
     spec, policy = build_spec(), EventTimePolicy(3600.0)
     expected: dict[str, tuple[float, str]] = {}
     refused: Counter = Counter()
