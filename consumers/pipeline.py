@@ -71,6 +71,11 @@ class ConsumerLoop:
     def busy(self) -> bool:
         return bool(self._inflight)
 
+    def wait_scorer_idle(self, timeout_s: float) -> None:
+        """Block (without the GIL) until the scorer is idle again, at most `timeout_s`."""
+        if self._inflight:
+            wait([self._inflight[-1].scoring], timeout=timeout_s)
+
     def submit(self, batch: PreparedBatch) -> None:
         """Score, then write `batch` after every batch submitted before it."""
         self._inflight.append(InFlight(batch, self._scorer.submit(self._score, batch)))
