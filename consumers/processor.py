@@ -417,7 +417,7 @@ class StreamProcessor:
             # order, and a failed write re-synchronises the partition from the store.
             state.stored_offset = checkpoint.next_offset
             if checkpoint.snapshot is not None:
-                state.last_snapshot = now
+                state.snapshot_taken(now, self.config.snapshot_interval_s)
         if any(c.snapshot is not None for c in outcome.writes.checkpoints):
             self.metrics.stage_latency.labels(stage="snapshot").observe(time.monotonic() - start)
 

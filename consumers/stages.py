@@ -287,7 +287,7 @@ class StageProcessor:
             outcome.checkpoints.append(checkpoint)
             state.stored_offset = checkpoint.next_offset
             if checkpoint.snapshot is not None:
-                state.last_snapshot = now
+                state.snapshot_taken(now, self.config.snapshot_interval_s)
                 self.metrics.snapshot_latency.labels(stage=self.config.stage).observe(
                     time.perf_counter() - start)
 
