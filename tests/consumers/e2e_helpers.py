@@ -12,6 +12,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import timedelta
+from email import message_from_bytes
 from pathlib import Path
 
 import httpx
@@ -114,6 +115,17 @@ def reference_scores(models: Models, placed: dict[str, tuple[int, int]],
                                     strict=True):
             expected[doc["transaction_id"]] = (float(p), str(decision))
     return expected
+
+
+class Inbox:
+    """aiosmtpd handler keeping the Message-ID of every email the SMTP server accepted."""
+
+    def __init__(self) -> None:
+        self.message_ids: list[str] = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.message_ids.append(message_from_bytes(envelope.content)["Message-ID"])
+        return "250 OK"
 
 
 class Service:

@@ -17,7 +17,6 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from email import message_from_bytes
 
 import httpx
 import pytest
@@ -25,6 +24,7 @@ from aiosmtpd.controller import Controller
 from consumer_helpers import decision_id, make_topics, produce, read_topic, send_records
 from e2e_helpers import (
     SEQ_LEN,
+    Inbox,
     Models,
     Service,
     consumer_env,
@@ -51,15 +51,6 @@ from fraudops.store import Store
 from fraudops.testing import free_port, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.message_ids: list[str] = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.message_ids.append(message_from_bytes(envelope.content)["Message-ID"])
-        return "250 OK"
 
 
 @pytest.fixture(scope="module")

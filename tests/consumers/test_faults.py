@@ -16,12 +16,12 @@ import signal
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from email import message_from_bytes
 
 import pytest
 from aiosmtpd.controller import Controller
 from consumer_helpers import decision_id, make_topics, produce, read_topic
 from e2e_helpers import (
+    Inbox,
     Models,
     Service,
     consumer_env,
@@ -35,15 +35,6 @@ from fraudops.store import Store
 from fraudops.testing import free_port, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.message_ids: list[str] = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.message_ids.append(message_from_bytes(envelope.content)["Message-ID"])
-        return "250 OK"
 
 
 @pytest.fixture(scope="module")

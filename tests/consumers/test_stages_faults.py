@@ -13,14 +13,13 @@ import subprocess
 import sys
 import textwrap
 import time
-from email import message_from_bytes
 from pathlib import Path
 
 import numpy as np
 import pytest
 from aiosmtpd.controller import Controller
 from consumer_helpers import produce
-from e2e_helpers import Service, consumer_env
+from e2e_helpers import Inbox, Service, consumer_env
 from stage_helpers import (
     ENTITY_COLUMNS,
     SPEC,
@@ -52,15 +51,6 @@ SCORER = textwrap.dedent(f"""
     app.install_signal_handlers()
     sys.exit(app.run())
 """)
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.message_ids: list[str] = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.message_ids.append(message_from_bytes(envelope.content)["Message-ID"])
-        return "250 OK"
 
 
 class Scorer(Service):
