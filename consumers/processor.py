@@ -56,7 +56,7 @@ from consumers.messages import (
 from consumers.metrics import ConsumerMetrics
 from consumers.notifications import NotificationPlanner
 from consumers.predictor import ScoreFn
-from consumers.state import PartitionState, checkpoint_for, restore_partition
+from consumers.state import PartitionState, checkpoint_for, restore_partitions
 from fraudops.features import OnlineFeatureState
 from fraudops.protocol import ScoreBatch
 from fraudops.rules import RuleOutcome, RuleSource, decide_batch
@@ -99,13 +99,10 @@ class StreamProcessor:
     def assign(self, partitions: Iterable[int]) -> dict[int, int | None]:
         """Restore the partitions' state; returns where to seek each (None: nothing stored, from
         the partition's first record)."""
-        group, topic = self.config.group_id, self.config.topics.transactions
-        checkpoints = self.store.load_checkpoints(group, topic)
+        restored = restore_partitions(self.store, self.config.group_id,
+                                      self.config.topics.transactions, partitions, self.new_state)
         seeks = {}
-        for partition in partitions:
-            state, seek = restore_partition(
-                partition, checkpoints.get(partition), self.new_state,
-                lambda p=partition: self.store.load_state(group, topic, p))
+        for partition, (state, seek) in restored.items():
             self.partitions[partition] = state
             seeks[partition] = seek
         return seeks

@@ -70,7 +70,7 @@ from consumers.messages import (
 )
 from consumers.metrics import StageMetrics
 from consumers.settings import ConsumerSettings
-from consumers.state import PartitionState, checkpoint_for, restore_partition
+from consumers.state import PartitionState, checkpoint_for, restore_partitions
 from fraudops.features import EventTimePolicy, OnlineFeatureState, build_spec
 from fraudops.features.spec import MICROS
 from fraudops.schema import Transaction, TransactionLabel
@@ -159,13 +159,10 @@ class StageProcessor:
 
     def assign(self, topic: str, partitions: Iterable[int]) -> dict[int, int | None]:
         """Restore the partitions' state; returns where to seek each."""
-        group = self.config.group_id
-        checkpoints = self.store.load_checkpoints(group, topic)
+        restored = restore_partitions(self.store, self.config.group_id, topic, partitions,
+                                      self.new_state)
         seeks = {}
-        for partition in partitions:
-            state, seek = restore_partition(
-                partition, checkpoints.get(partition), self.new_state,
-                lambda p=partition: self.store.load_state(group, topic, p))
+        for partition, (state, seek) in restored.items():
             self.partitions[(topic, partition)] = state
             seeks[partition] = seek
         return seeks

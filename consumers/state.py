@@ -62,7 +62,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from fraudops.features import OnlineFeatureState
-from fraudops.store import CheckpointRecord, StreamCheckpoint
+from fraudops.store import CheckpointRecord, Store, StreamCheckpoint
 
 log = logging.getLogger(__name__)
 #: Spreads partitions' snapshot times over the interval (0, 0.62, 0.24, 0.85, 0.47...).
@@ -138,6 +138,18 @@ def restore_partition(partition: int, checkpoint: StreamCheckpoint | None,
     log.info("partition %d: restored snapshot at offset %d (%d accounts), replaying to %d",
              partition, start, len(features.accounts), checkpoint.next_offset)
     return state, start
+
+
+def restore_partitions(store: Store, group_id: str, topic: str, partitions: Iterable[int],
+                       new_state: Callable[[], OnlineFeatureState]
+                       ) -> dict[int, tuple[PartitionState, int | None]]:
+    """`restore_partition` for each of `partitions` of `topic`, from `store` (one read of the
+    group's checkpoints): each partition's state and the offset to seek to."""
+    checkpoints = store.load_checkpoints(group_id, topic)
+    return {partition: restore_partition(
+                partition, checkpoints.get(partition), new_state,
+                lambda p=partition: store.load_state(group_id, topic, p))
+            for partition in partitions}
 
 
 def checkpoint_for(state: PartitionState, *, group_id: str, topic: str, next_offset: int,
