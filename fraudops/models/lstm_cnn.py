@@ -95,9 +95,9 @@ class LSTMCNN(nn.Module):
         # as before, let the rows at each step depend on the other rows' lengths, so a row's
         # float32 result depended on the batch around it.)
         states, _ = self.lstm(conv.transpose(1, 2))  # [B, K, H]
-        hidden = states.gather(1, (lengths - 1).view(-1, 1, 1).expand(-1, 1, states.shape[2]))
-        last = (lengths - 1).view(-1, 1, 1).expand(-1, conv.shape[1], 1)
-        conv_last = torch.gather(conv, 2, last).squeeze(-1)
+        final = (lengths - 1).view(-1, 1, 1)  # each row's last real step
+        hidden = states.gather(1, final.expand(-1, 1, states.shape[2]))
+        conv_last = torch.gather(conv, 2, final.expand(-1, conv.shape[1], 1)).squeeze(-1)
         current = z[:, -1, :]  # the scored transaction itself is always the last column
         logit = self.head(torch.cat([hidden.squeeze(1), conv_last, current], dim=1)).squeeze(-1)
         if self.wide is not None:
