@@ -23,7 +23,6 @@ from fraudops.features import OnlineFeatureState, build_spec
 from fraudops.models import (
     DecisionPolicy,
     Scorer,
-    load_scorer,
 )
 from fraudops.models.untrained import (
     TINY_AUTOENCODER,
@@ -33,6 +32,7 @@ from fraudops.models.untrained import (
 )
 from fraudops.schema import Transaction
 from fraudops.settings import TopicSettings
+from serving.server import load_served
 from serving.settings import PredictorSettings
 
 SEQ_LEN = 16
@@ -92,11 +92,8 @@ def served_scorer(models: Models) -> Scorer:
     """The models as the predictor serves them by default (its precision and forward passes):
     a reference computed otherwise could differ in the last bits and flip a decision that sits
     on a threshold."""
-    settings = PredictorSettings(device="cpu")
-    return load_scorer(str(models.sequence), str(models.autoencoder), device="cpu",
-                       exact=settings.precision == "float64",
-                       block_rows=None if settings.precision == "float64"
-                       else settings.block_rows)
+    return load_served(str(models.sequence), str(models.autoencoder),
+                       PredictorSettings(device="cpu")).scorer
 
 
 def reference_scores(models: Models, placed: dict[str, tuple[int, int]],
