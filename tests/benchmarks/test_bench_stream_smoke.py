@@ -35,9 +35,10 @@ def test_bench_stream_smoke_on_both_brokers(tmp_path: Path) -> None:
         assert sustained["stage_cpu_us_per_tx"]["ingest"] > 0
         assert sustained["stage_cpu_us_per_tx"]["persist"] > 0
         process_us = sustained["process_cpu_us_per_tx"]
-        assert process_us["consumer"] > 0 and process_us["predictor"] > 0
-        # tansu can serve 2,000 records within one 10 ms CPU clock tick: 0 is a measurement.
-        assert process_us["broker"] >= 0
+        assert process_us["consumer"] > 0
+        # The float32 predictor scores 2,000 transactions in a few passes, and tansu serves
+        # them, within one 10 ms CPU clock tick each: 0 is a measurement (CI read 0.0).
+        assert process_us["predictor"] >= 0 and process_us["broker"] >= 0
         # Models fitted on realistic rows: alerts are a minority, as in a deployment (fitted
         # on random rows, 95% were alerts and persist and produce measured twice their cost).
         assert sustained["consumer_counters"]["alerts"] < 0.25 * sustained["decided"]
