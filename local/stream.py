@@ -181,7 +181,16 @@ def _label_messages(labels: pd.DataFrame | None) -> list[tuple[bytes, bytes]]:
     return messages
 
 
-def kafka_producer(bootstrap: str) -> Producer:
-    """A producer tuned for the local broker (small lingering batches, all acks)."""
+#: How long the replay gathers records into one batch. tansu's memory engine (the demo's
+#: broker) scans a partition's stored batches on every fetch: at 200 tx/s, 20 ms batches of one
+#: or two records each put 20,000 batches in the transactions topic within two minutes, the
+#: broker then took 75% of a core (100% at 40,000) and the consumer's fetches stalled for a
+#: minute and more (CI's demo: 38,160 of 45,785 decided). `benchmarks/bench_tansu_fetch.py`
+#: measures it. 100 ms batches hold five times as many records.
+LINGER_MS = 100
+
+
+def kafka_producer(bootstrap: str, linger_ms: int = LINGER_MS) -> Producer:
+    """A producer tuned for the local broker (lingering batches, all acks)."""
     return make_producer(KafkaSettings(bootstrap_servers=bootstrap),
-                         **{"linger.ms": 20, "batch.size": 256 * 1024, "retries": 5})
+                         **{"linger.ms": linger_ms, "batch.size": 256 * 1024, "retries": 5})

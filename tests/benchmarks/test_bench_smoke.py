@@ -87,6 +87,17 @@ def test_bench_decode_smoke(tmp_path):
     assert "decode 50 messages per poll" in done.stdout
 
 
+def test_bench_tansu_fetch_smoke(tmp_path):
+    done = run_smoke("bench_tansu_fetch.py", tmp_path, "--out", "report.json")
+    result = read_report(tmp_path)
+    assert (result["stored"], [c["batch_records"] for c in result["cases"]]) == (500, [1, 5])
+    for case in result["cases"]:
+        assert case["stored_batches"] == 500 // case["batch_records"]
+        assert case["sent"] > 0 and 0 < case["received"] <= case["sent"]
+        assert case["broker_cores"] >= 0
+    assert "500 stored in batches of 5" in done.stdout
+
+
 def test_bench_state_smoke(tmp_path):
     run_smoke("bench_state.py", tmp_path, "--out", "report.json")
     result = read_report(tmp_path)
