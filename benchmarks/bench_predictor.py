@@ -56,15 +56,16 @@ def write_default_models(directory: Path, seq_len: int) -> tuple[Path, Path]:
 
 
 def start_predictor(sequence: str, autoencoder: str, port: int, threads: int,
-                    log: Path, device: str = "auto", precision: str = "float64"
-                    ) -> subprocess.Popen:
+                    log: Path, device: str = "auto", precision: str = "float64",
+                    backend: str = "torch") -> subprocess.Popen:
     env = {**os.environ, "FRAUDOPS_HOME": str(log.parent / "home"),
            "FRAUDOPS_PREDICTOR__SEQUENCE_MODEL_URI": sequence,
            "FRAUDOPS_PREDICTOR__AUTOENCODER_MODEL_URI": autoencoder,
            "FRAUDOPS_PREDICTOR__HTTP_PORT": str(port),
            "FRAUDOPS_PREDICTOR__POLL_INTERVAL_S": "0",
            "FRAUDOPS_PREDICTOR__TORCH_THREADS": str(threads),
-           "FRAUDOPS_PREDICTOR__DEVICE": device, "FRAUDOPS_PREDICTOR__PRECISION": precision}
+           "FRAUDOPS_PREDICTOR__DEVICE": device, "FRAUDOPS_PREDICTOR__PRECISION": precision,
+           "FRAUDOPS_PREDICTOR__BACKEND": backend}
     with log.open("wb") as out:
         process = subprocess.Popen([sys.executable, "-m", "serving.cli", "predictor"], env=env,
                                    stdout=out, stderr=subprocess.STDOUT)
@@ -199,6 +200,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     parser.add_argument("--precision", default="float64", choices=["float64", "float32"],
                         help="the predictor's forward-pass precision")
+    parser.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"],
+                        help="what runs the forward passes (onnxruntime: float32, CPU)")
     parser.add_argument("--sequence-model-uri")
     parser.add_argument("--autoencoder-model-uri")
     parser.add_argument("--out", type=Path)
@@ -220,7 +223,8 @@ def main() -> None:
             sequence, autoencoder = map(str, write_default_models(work, args.seq_len))
         port = _free_port()
         process = start_predictor(sequence, autoencoder, port, args.torch_threads,
-                                  work / "predictor.log", args.device, args.precision)
+                                  work / "predictor.log", args.device, args.precision,
+                                  args.backend)
         try:
             results = run(args, process.pid, port)
         finally:
@@ -228,7 +232,7 @@ def main() -> None:
             process.wait(timeout=30)
     results["config"] = {"seq_len": args.seq_len, "features": build_spec().dim,
                          "torch_threads": args.torch_threads, "device": args.device,
-                         "precision": args.precision,
+                         "precision": args.precision, "backend": args.backend,
                          "cpus": os.cpu_count(),
                          "load_avg": os.getloadavg(), "machine": platform.processor() or
                          platform.machine(), "client": "http.client keep-alive, sequential"}

@@ -21,10 +21,15 @@ log = logging.getLogger(__name__)
 def load_served(sequence_uri: str, autoencoder_uri: str, settings: PredictorSettings
                 ) -> ServedModel:
     """Load both models (MLflow URI or local directory) and prepare them for serving."""
-    check_device(settings.device)
     exact = settings.precision == "float64"
-    scorer = load_scorer(sequence_uri, autoencoder_uri, device=settings.device, exact=exact,
-                         block_rows=None if exact else settings.block_rows)
+    if settings.backend == "onnxruntime" and (exact or settings.device.startswith("cuda")):
+        raise ConfigurationError("backend onnxruntime runs float32 on the CPU: set precision "
+                                 "float32 and device cpu (or auto), or use backend torch")
+    check_device(settings.device)
+    device = "cpu" if settings.backend == "onnxruntime" else settings.device
+    scorer = load_scorer(sequence_uri, autoencoder_uri, device=device, exact=exact,
+                         block_rows=None if exact else settings.block_rows,
+                         backend=settings.backend, threads=settings.torch_threads)
     return ServedModel.build(scorer, reason_codes=settings.reason_codes,
                              reason_min_z=settings.reason_min_z)
 

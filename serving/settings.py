@@ -68,6 +68,10 @@ class PredictorSettings(BaseModel):
     #: took 16.2 and 31.9 ms on one thread (32: 27.3 and 58.1; 128: 14.2 and 26.5, but 3.4-4.0
     #: ms for up to 64 rows against 2.3-3.0).
     block_rows: int = Field(default=64, ge=1, le=8192)
+    #: What runs the float32 passes: torch, or ONNX Runtime over the graphs training logs with
+    #: the models (CPU only; `torch_threads` sets its threads too). See the README's
+    #: "Predictor tuning" for what each measured.
+    backend: Literal["torch", "onnxruntime"] = "torch"
     #: Reason codes: at most this many features per transaction, each at least `reason_min_z`
     #: standard deviations away from the training mean.
     reason_codes: int = Field(default=3, ge=0, le=16)

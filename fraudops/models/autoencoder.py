@@ -22,7 +22,8 @@ from torch import nn
 
 from fraudops.models.normalization import Standardizer
 
-_EPS = 1e-8
+#: Added to the reconstruction error before its log (a perfect reconstruction is not -inf).
+EPS = 1e-8
 #: Smallest residual spread per feature (standardised units): a feature reconstructed almost
 #: perfectly on legit rows must not turn a tiny deviation into an enormous error.
 MIN_RESIDUAL_SCALE = 0.05
@@ -99,7 +100,7 @@ class Autoencoder(nn.Module):
 
     def anomaly_score(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised anomaly score [B] (higher = more unusual)."""
-        log_error = torch.log(self.reconstruction_error(x) + _EPS)
+        log_error = torch.log(self.reconstruction_error(x) + EPS)
         return (log_error - self.score_loc) / self.score_scale
 
     @torch.no_grad()
@@ -108,7 +109,7 @@ class Autoencoder(nn.Module):
         if not 0.0 < target_fpr < 1.0:
             raise ValueError(f"target_fpr must be in (0, 1), got {target_fpr}")
         self.fit_residual_scale(legit_rows)
-        log_error = torch.log(self.reconstruction_error(legit_rows) + _EPS).cpu().numpy()
+        log_error = torch.log(self.reconstruction_error(legit_rows) + EPS).cpu().numpy()
         self.score_loc.fill_(float(np.median(log_error)))
         spread = float(np.subtract(*np.percentile(log_error, [75, 25]))) / 1.349  # IQR -> sigma
         self.score_scale.fill_(max(spread, 1e-3))

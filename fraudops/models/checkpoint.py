@@ -3,9 +3,11 @@
 The JSON holds everything needed to rebuild the module (kind, architecture config) and to check
 it against the running code (feature spec, its version, sequence length) plus, for the sequence
 model, the decision policy. The weights are a plain state dict (loaded with
-``weights_only=True``: no pickled code runs on load). MLflow logs this directory as the
-artifact of a pyfunc model (see `fraudops.models.pyfunc`), so a registered model, a downloaded
-one and a directory left by KServe's storage initializer all load through `load_checkpoint`.
+``weights_only=True``: no pickled code runs on load); ``model.onnx``, when training exported
+one, is the scoring graph for ONNX Runtime (see `fraudops.models.onnx_graph`). MLflow logs
+this directory as the artifact of a pyfunc model (see `fraudops.models.pyfunc`), so a
+registered model, a downloaded one and a directory left by KServe's storage initializer all
+load through `load_checkpoint`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ FORMAT = "fraudops-model/2"
 READABLE_FORMATS = ("fraudops-model/1", FORMAT)
 META_FILE = "fraudops_model.json"
 WEIGHTS_FILE = "weights.pt"
+#: The model's scoring graph for ONNX Runtime (written by training; optional on load).
+ONNX_FILE = "model.onnx"
 SEQUENCE_KIND = "lstm_cnn"
 AUTOENCODER_KIND = "autoencoder"
 _BUILDERS = {
@@ -45,6 +49,8 @@ class ModelBundle:
     feature_spec: dict
     seq_len: int
     extra: dict = field(default_factory=dict)
+    #: The scoring graph (`fraudops.models.onnx_graph`), when one was exported.
+    onnx: bytes | None = None
 
     @property
     def feature_spec_version(self) -> str:
@@ -78,6 +84,8 @@ def save_checkpoint(bundle: ModelBundle, directory: str | Path) -> Path:
     (directory / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
     state = {k: v.detach().cpu() for k, v in bundle.module.state_dict().items()}
     torch.save(state, directory / WEIGHTS_FILE)
+    if bundle.onnx is not None:
+        (directory / ONNX_FILE).write_bytes(bundle.onnx)
     return directory
 
 
@@ -112,4 +120,6 @@ def load_checkpoint(directory: str | Path, device: torch.device | str = "cpu") -
     module.to(device).eval()
     reserved = {"format", "kind", "config", "feature_spec", "feature_spec_version", "seq_len"}
     extra = {k: v for k, v in meta.items() if k not in reserved}
-    return ModelBundle(module, meta["kind"], meta["feature_spec"], int(meta["seq_len"]), extra)
+    graph = root / ONNX_FILE
+    return ModelBundle(module, meta["kind"], meta["feature_spec"], int(meta["seq_len"]), extra,
+                       onnx=graph.read_bytes() if graph.is_file() else None)

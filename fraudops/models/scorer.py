@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 _URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/")
 #: Rows scored per forward pass (bounds memory for large offline batches).
 CHUNK = 8192
+#: How the forward passes run: torch modules, or their ONNX graphs under ONNX Runtime (CPU).
+BACKENDS = ("torch", "onnxruntime")
 #: The feature holding log1p(amount): the cost rule of the policy reads the amount from it.
 AMOUNT_FEATURE = "amount_log"
 
@@ -94,16 +96,29 @@ class Scorer:
       transaction is scored as N rows).
 
     ``exact=False`` without ``block_rows``: plain float32 in one pass (training's evaluation).
+
+    ``backend="onnxruntime"`` (float32, CPU) runs the models' ONNX graphs (logged with them by
+    training; exported on load, with a warning, for a model that has none) in the same passes
+    instead of the torch modules.
     """
 
     def __init__(self, sequence: ModelBundle, autoencoder: ModelBundle,
                  policy: DecisionPolicy | None = None, device: torch.device | str = "cpu",
                  sources: dict[str, LoadedModelInfo] | None = None, exact: bool = True,
-                 block_rows: int | None = None):
+                 block_rows: int | None = None, backend: str = "torch", threads: int = 1):
         _check_pair(sequence, autoencoder)
         if block_rows is not None and (exact or block_rows < 1):
             raise ValueError("block_rows needs exact=False and at least one row")
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; one of {BACKENDS}")
         self.device = torch.device(device)
+        self.backend = backend
+        self._sessions = None
+        if backend == "onnxruntime":
+            if exact or self.device.type != "cpu":
+                raise ValueError("the onnxruntime backend runs float32 (exact=False) on the CPU")
+            self._sessions = tuple(_onnx_session(bundle, threads)
+                                   for bundle in (sequence, autoencoder))
         self.dtype = torch.float64 if exact else torch.float32
         self.block_rows = block_rows
         self.sequence_model = sequence.module.to(self.device, self.dtype).eval()
@@ -169,13 +184,25 @@ class Scorer:
 
     def _score_chunk(self, x: np.ndarray, mask: np.ndarray, reasons: int):
         xt = torch.from_numpy(x).to(self.device, self.dtype)
-        mt = torch.from_numpy(mask).to(self.device)
-        raw, anomaly = self._blocked(self.models, xt, mt).cpu().numpy().T
+        if self._sessions is not None:
+            raw, anomaly = self._blocked(self._onnx_forward, xt, torch.from_numpy(mask)).numpy().T
+        else:
+            mt = torch.from_numpy(mask).to(self.device)
+            raw, anomaly = self._blocked(self.models, xt, mt).cpu().numpy().T
         prob = self.calibration.apply(raw, anomaly)
         codes = self._reason_codes(xt[:, -1, :], reasons) if reasons > 0 else []
         return prob, anomaly, codes
 
-    def _blocked(self, module: nn.Module, *inputs: torch.Tensor) -> torch.Tensor:
+    def _onnx_forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """`FusedModels.forward` through the ONNX graphs: [B, 2] (probability, anomaly)."""
+        sequence, autoencoder = self._sessions
+        x_np = np.ascontiguousarray(x.numpy())
+        logit = sequence.run(None, {"x": x_np, "mask": mask.numpy()})[0]
+        anomaly = autoencoder.run(None, {"current": np.ascontiguousarray(x_np[:, -1, :])})[0]
+        return torch.stack([torch.sigmoid(torch.from_numpy(logit)), torch.from_numpy(anomaly)],
+                           dim=1)
+
+    def _blocked(self, module, *inputs: torch.Tensor) -> torch.Tensor:
         """`module(*inputs)`, in passes of exactly `block_rows` rows when set (see `Scorer`)."""
         size = self.block_rows
         if size is None:
@@ -196,6 +223,24 @@ class Scorer:
         index = errors.topk(top, dim=1).indices.cpu().numpy()
         names = self.feature_names or [f"f{i}" for i in range(errors.shape[1])]
         return [[names[j] for j in row] for row in index]
+
+
+def _onnx_session(bundle: ModelBundle, threads: int):
+    """An ONNX Runtime session over the bundle's graph (exported now when it has none)."""
+    from fraudops.models.onnx_graph import OnnxExportError, export_onnx, session
+
+    graph = bundle.onnx
+    if graph is None:
+        log.warning("the %s model has no ONNX graph (trained before they were exported, or "
+                    "the export was refused): exporting it now", bundle.kind)
+        try:
+            graph = export_onnx(bundle)
+        except OnnxExportError as error:
+            raise ModelLoadError(f"{error}; serve it with backend=torch") from error
+    try:
+        return session(graph, threads)
+    except ImportError as error:
+        raise ModelLoadError("the onnxruntime backend needs the onnxruntime package") from error
 
 
 def _check_pair(sequence: ModelBundle, autoencoder: ModelBundle) -> None:
@@ -222,10 +267,11 @@ def check_feature_spec(bundle: ModelBundle, expected_version: str | None, uri: s
 
 def load_scorer(sequence_uri: str, autoencoder_uri: str, *, device: str = "auto",
                 expected_spec_version: str | None = None, cache_dir: str | Path | None = None,
-                exact: bool = True, block_rows: int | None = None) -> Scorer:
+                exact: bool = True, block_rows: int | None = None, backend: str = "torch",
+                threads: int = 1) -> Scorer:
     """Load both models (MLflow URI or local dir) into a `Scorer` on the chosen device
-    (`exact`: float64 forward passes; `block_rows`: float32 passes of that many rows; see
-    `Scorer`)."""
+    (`exact`: float64 forward passes; `block_rows`: float32 passes of that many rows;
+    `backend`: torch or onnxruntime; see `Scorer`)."""
     target = pick_device(device)
     bundles, sources = {}, {}
     for role, uri in (("sequence", sequence_uri), ("autoencoder", autoencoder_uri)):
@@ -235,7 +281,7 @@ def load_scorer(sequence_uri: str, autoencoder_uri: str, *, device: str = "auto"
         bundles[role], sources[role] = bundle, info
         log.info("loaded %s model from %s (version %s)", role, uri, info.version)
     return Scorer(bundles["sequence"], bundles["autoencoder"], device=target, sources=sources,
-                  exact=exact, block_rows=block_rows)
+                  exact=exact, block_rows=block_rows, backend=backend, threads=threads)
 
 
 def resolve_model_uri(uri: str, cache_dir: str | Path | None = None

@@ -85,9 +85,22 @@ def train_step(kind: str, features_dir: str | Path, out_dir: str | Path,
         return reference_step(data, out_dir, config)
     fit = {"sequence": workflow.fit_sequence, "autoencoder": workflow.fit_autoencoder}[kind]
     trained = fit(data, config)
+    if config.export_onnx:
+        trained.bundle.onnx = _onnx_graph(trained.bundle)
     out = save_checkpoint(trained.bundle, out_dir)
     (out / workflow.SUMMARY_FILE).write_text(json.dumps(trained.summary, indent=2))
     return {k: v for k, v in trained.summary.items() if k != "history"}
+
+
+def _onnx_graph(bundle) -> bytes | None:
+    """The model's checked ONNX graph; None (logged) when it cannot be exported faithfully."""
+    from fraudops.models.onnx_graph import OnnxExportError, export_onnx
+
+    try:
+        return export_onnx(bundle)
+    except OnnxExportError as error:
+        log.error("%s; the model is saved without its ONNX graph", error)
+        return None
 
 
 def reference_step(data: FeatureSet, out_dir: str | Path, config: TrainingConfig) -> dict:

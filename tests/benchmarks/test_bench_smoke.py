@@ -201,10 +201,12 @@ def test_bench_gateway_probe_smoke(tmp_path):
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_bench_predictor_smoke(tmp_path):
-    run_smoke("bench_predictor.py", tmp_path, "--out", "report.json")
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_bench_predictor_smoke(tmp_path, backend):
+    run_smoke("bench_predictor.py", tmp_path, "--out", "report.json", "--backend", backend,
+              "--precision", "float32")
     result = read_report(tmp_path)
-    assert result["config"]["device"] == "cpu"
+    assert (result["config"]["device"], result["config"]["backend"]) == ("cpu", backend)
     assert set(result["single"]) == {"binary", "json"}
     assert set(result["batch"]) == {"16_binary", "16_json"}
     for summary in [*result["single"].values(), *result["batch"].values(),

@@ -237,3 +237,20 @@ def test_precision_setting_reaches_the_scorer(tiny_models: ModelDirs, precision:
     assert str(served.scorer.dtype) == f"torch.{dtype}"
     assert served.scorer.block_rows == blocks
     assert next(served.scorer.models.parameters()).dtype == served.scorer.dtype
+
+
+def test_onnxruntime_backend_setting_reaches_the_scorer(tiny_models: ModelDirs) -> None:
+    settings = PredictorSettings(device="auto", backend="onnxruntime", block_rows=48)
+    served = load_served(str(tiny_models.sequence), str(tiny_models.autoencoder), settings)
+    assert (served.scorer.backend, served.scorer.block_rows) == ("onnxruntime", 48)
+    assert served.scorer.device.type == "cpu"
+    x = np.zeros((3, served.seq_len, served.scorer.feature_dim), dtype=np.float32)
+    assert served.scorer.score(x, np.ones(x.shape[:2], dtype=bool)).fraud_probability.shape == (3,)
+
+
+@pytest.mark.parametrize("settings", [{"precision": "float64"}, {"device": "cuda"}])
+def test_onnxruntime_backend_refuses_float64_and_gpus(tiny_models: ModelDirs,
+                                                      settings: dict) -> None:
+    with pytest.raises(ConfigurationError, match="onnxruntime"):
+        load_served(str(tiny_models.sequence), str(tiny_models.autoencoder),
+                    PredictorSettings(backend="onnxruntime", **settings))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import mlflow
 import numpy as np
 import pytest
@@ -78,6 +80,32 @@ def test_load_scorer_from_registry_and_local_dir(registered):
     from_registry, from_dir = scorer.score(x, mask), local.score(x, mask)
     np.testing.assert_allclose(from_registry.fraud_probability, from_dir.fraud_probability)
     assert list(from_registry.decision) == list(from_dir.decision)
+
+
+def test_registered_models_carry_their_onnx_graphs(registered, caplog):
+    """Training exported each model's scoring graph and MLflow logged it with the model: the
+    onnxruntime backend serves the registered pair without exporting anything, and scores as
+    torch does in float32 (within the export's 1e-5)."""
+    target, _, _ = registered
+    tracking.connect(target)
+    uris = (f"models:/{NAMES.sequence}@champion", f"models:/{NAMES.autoencoder}@champion")
+    for uri in uris:
+        files = {Path(p).name for p in _artifact_files(mlflow.artifacts.download_artifacts(uri))}
+        assert "model.onnx" in files, (uri, files)
+    with caplog.at_level("WARNING", logger="fraudops.models.scorer"):
+        onnx = load_scorer(*uris, device="cpu", exact=False, block_rows=64,
+                           backend="onnxruntime")
+    assert "no ONNX graph" not in caplog.text
+    torch_scorer = load_scorer(*uris, device="cpu", exact=False, block_rows=64)
+    x = np.random.default_rng(1).normal(size=(200, onnx.seq_len, onnx.feature_dim))
+    mask = np.arange(onnx.seq_len)[None, :] >= np.arange(200)[:, None] % onnx.seq_len
+    a, b = onnx.score(x, mask), torch_scorer.score(x, mask)
+    np.testing.assert_allclose(a.fraud_probability, b.fraud_probability, atol=1e-5)
+    np.testing.assert_allclose(a.anomaly_score, b.anomaly_score, atol=1e-4, rtol=1e-5)
+
+
+def _artifact_files(root: str) -> list[str]:
+    return [str(p) for p in Path(root).rglob("*") if p.is_file()]
 
 
 def test_pyfunc_flavour_predicts(registered, tiny_config):
