@@ -30,15 +30,21 @@ def test_bench_stream_smoke_on_both_brokers(tmp_path: Path) -> None:
         assert run["broker"] == broker
         sustained = run["sustained"]
         assert sustained["decided"] == sustained["transactions"] == 2000
-        assert sustained["throughput_tx_s"] > 0
-        # The CPU budget per transaction: each stage's thread and each process did work.
-        assert sustained["stage_cpu_us_per_tx"]["ingest"] > 0
-        assert sustained["stage_cpu_us_per_tx"]["persist"] > 0
-        process_us = sustained["process_cpu_us_per_tx"]
-        assert process_us["consumer"] > 0
-        # The float32 predictor scores 2,000 transactions in a few passes, and tansu serves
-        # them, within one 10 ms CPU clock tick each: 0 is a measurement (CI read 0.0).
-        assert process_us["predictor"] >= 0 and process_us["broker"] >= 0
+        # A 2,000-transaction backlog can be decided before the first scrape on a busy
+        # machine (CI: throughput 0.0): then there is no interval, and the script says so;
+        # otherwise the interval's figures measure something.
+        if sustained["decided_before_window"] < 2000:
+            assert sustained["throughput_tx_s"] > 0
+            # The CPU budget per transaction: each stage's thread and each process did work.
+            assert sustained["stage_cpu_us_per_tx"]["ingest"] > 0
+            assert sustained["stage_cpu_us_per_tx"]["persist"] > 0
+            process_us = sustained["process_cpu_us_per_tx"]
+            assert process_us["consumer"] > 0
+            # The float32 predictor scores 2,000 transactions in a few passes, and tansu
+            # serves them, within one 10 ms CPU clock tick each: 0 is a measurement.
+            assert process_us["predictor"] >= 0 and process_us["broker"] >= 0
+        else:
+            assert "before the measurement window opened" in result.stderr
         # Models fitted on realistic rows: alerts are a minority, as in a deployment (fitted
         # on random rows, 95% were alerts and persist and produce measured twice their cost).
         assert sustained["consumer_counters"]["alerts"] < 0.25 * sustained["decided"]
@@ -50,7 +56,8 @@ def test_bench_stream_smoke_on_both_brokers(tmp_path: Path) -> None:
         assert counted["duplicates"] == messy["mixed_in"]["duplicates"] > 0
         assert counted["late_events"] == messy["mixed_in"]["late"] > 0
         assert counted["dead_letters"] == 0
-        assert run["messy_vs_clean"] > 0
+        if messy["decided_before_window"] < 2000:  # (see above)
+            assert run["messy_vs_clean"] > 0
         fixed = run["latency_fixed_rate"]
         assert fixed["decided"] == fixed["sent"] > 0
         assert 0 < fixed["latency"]["p50_ms"] <= fixed["latency"]["p99_ms"]
