@@ -7,8 +7,9 @@ decisions/alerts/dead letters go to the producer and one database transaction wr
 alerts, notification outbox and partition checkpoints, committed only once the broker has
 acknowledged every produced record (the round trip overlaps the inserts) -> commit the Kafka
 offsets of written batches -> wake the notifier. By default the loop waits for each batch
-(least CPU); `consumer.pipelined` lets it poll and ingest meanwhile. SIGTERM/SIGINT finish the
-batches in flight, then exit 0.
+(least CPU); `consumer.overlap_scoring` polls and ingests the next batch while the predictor
+scores one and writes it while the predictor scores the next; `consumer.pipelined` also moves
+the writes to a thread of their own. SIGTERM/SIGINT finish the batches in flight, then exit 0.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 _LAG_INTERVAL_S = 5.0
 _IDLE_POLL_S = 0.1
 _BUSY_POLL_S = 0.02
+#: With `overlap_scoring` a scored batch is written by the polling thread: poll shorter.
+_OVERLAP_POLL_S = 0.005
 EXIT_OK, EXIT_FATAL = 0, 1
 
 
@@ -239,8 +242,10 @@ class Loop:
     _paused: bool = False
 
     def __post_init__(self) -> None:
+        c = self.settings.consumer
+        self._overlap = c.overlap_scoring and not c.pipelined
         self.pipeline = ConsumerLoop(self.processor, self.sink, self.metrics,
-                                     on_written=self._written)
+                                     on_written=self._written, write_inline=self._overlap)
 
     def run(self) -> int:
         try:
@@ -283,8 +288,10 @@ class Loop:
             with self.metrics.stage("wait"):
                 self.pipeline.wait_scorer_idle(_BUSY_POLL_S)
         self._flow_control(paused=room <= 0)
-        # While the pipeline works, poll briefly: the scorer may be idle again any moment.
-        idle_s = _BUSY_POLL_S if self.pipeline.busy else _IDLE_POLL_S
+        # While the pipeline works, poll briefly: the scorer may be idle again any moment (and
+        # with overlap a scored batch waits for this thread to write it).
+        idle_s = (_OVERLAP_POLL_S if self._overlap else _BUSY_POLL_S) if self.pipeline.busy \
+            else _IDLE_POLL_S
         with self.metrics.stage("poll"):
             records = self.source.poll_batch(max(room, 1), c.batch_max_wait_ms / 1000,
                                              self.stop, idle_s=idle_s)
@@ -295,7 +302,9 @@ class Loop:
             with self.metrics.stage("ingest"):
                 self.processor.ingest(records)
             self._check_dead_letters()
-        if self.processor.pending and self.pipeline.scorer_idle:
+        if self._overlap:
+            self._overlap_step()
+        elif self.processor.pending and self.pipeline.scorer_idle:
             with self.metrics.stage("take"):
                 batch = self.processor.take()
             self.pipeline.submit(batch)
@@ -305,6 +314,17 @@ class Loop:
         if self.heap is not None and self.heap.due(now):
             with self.metrics.stage("gc"):
                 self.heap.run(now)
+
+    def _overlap_step(self) -> None:
+        """Once the batch in flight is scored: hand the next one to the predictor, then write
+        the scored one while it works."""
+        if not self.pipeline.scorer_idle:
+            return
+        if self.processor.pending:
+            with self.metrics.stage("take"):
+                batch = self.processor.take()
+            self.pipeline.submit(batch)
+        self.pipeline.write_scored()
 
     def _check_dead_letters(self) -> None:
         """Stop when most messages go to the dead-letter topic: a broken producer, not poison.

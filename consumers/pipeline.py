@@ -5,6 +5,10 @@ thread whenever that is idle, so it keeps fetching while the predictor and the d
 and batches grow with the load on their own. The scoring thread calls the predictor and hands
 the outcome to the writing thread, which produces the records and makes the batch durable.
 
+With ``write_inline`` the scored batches are not written on a thread of their own: the polling
+thread writes them (`write_scored`), after handing the next batch to the scoring thread, so that
+only the wait for the predictor overlaps its own work.
+
 Batches are written in the order they were taken. After any failure every later batch is
 skipped (`BatchSkipped`) until the polling thread has dealt with it (`reset`): a checkpoint must
 never be stored past a batch that was not.
@@ -51,7 +55,7 @@ class ConsumerLoop:
 
     def __init__(self, processor: StreamProcessor, sink: KafkaSink, metrics: ConsumerMetrics,
                  on_written: Callable[[BatchOutcome], None] = lambda outcome: None,
-                 max_queued_writes: int = 1) -> None:
+                 max_queued_writes: int = 1, write_inline: bool = False) -> None:
         self.processor = processor
         self.sink = sink
         self.metrics = metrics
@@ -62,6 +66,9 @@ class ConsumerLoop:
         self._write_slots = threading.BoundedSemaphore(1 + max_queued_writes)
         self._inflight: deque[InFlight] = deque()
         self._failure: BaseException | None = None
+        self._write_inline = write_inline
+        #: Scored batches waiting for `write_scored` (write_inline), in the order scored.
+        self._scored: deque[tuple[Future, BatchOutcome]] = deque()
 
     @property
     def scorer_idle(self) -> bool:
@@ -80,6 +87,17 @@ class ConsumerLoop:
         """Score, then write `batch` after every batch submitted before it."""
         self._inflight.append(InFlight(batch, self._scorer.submit(self._score, batch)))
 
+    def write_scored(self) -> None:
+        """Write, on this thread and in order, every batch scored so far (write_inline)."""
+        while self._scored:
+            future, outcome = self._scored.popleft()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(self._write(outcome))
+            except BaseException as error:  # the batch's fate, read back by `outcome()`
+                future.set_exception(error)
+
     def completed(self) -> Iterator[InFlight]:
         """Batches whose fate is known, oldest first (removed from the pipeline)."""
         while self._inflight and self._inflight[0].done():
@@ -90,6 +108,7 @@ class ConsumerLoop:
         them with `completed`."""
         for inflight in list(self._inflight):
             wait([inflight.scoring])
+            self.write_scored()
             if inflight.scoring.exception() is None:
                 wait([inflight.scoring.result()])
 
@@ -110,6 +129,10 @@ class ConsumerLoop:
         with self._guard(), self.metrics.stage("decide"):
             outcome = self.processor.decide(batch)
         self._write_slots.acquire()
+        if self._write_inline:
+            written: Future = Future()
+            self._scored.append((written, outcome))
+            return written
         return self._writer.submit(self._write, outcome)
 
     def _write(self, outcome: BatchOutcome) -> BatchOutcome:

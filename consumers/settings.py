@@ -27,6 +27,13 @@ class ConsumerSection(BaseModel):
     # it when the consumer has cores to spare or the predictor is far away); False: one batch
     # at a time, which costs the least CPU (the GIL serialises the threads' Python work).
     pipelined: bool = False
+    # True (with pipelined off): poll and ingest the next batch while the predictor scores
+    # one, and write that one while the predictor scores the next. The writes stay on the
+    # polling thread, so ingest and persist, both CPU-bound Python, never contend for the GIL
+    # (what kept `pipelined` on par with one batch at a time); only the predictor's wait
+    # overlaps. Measured on 2 cores with Apache Kafka: 7,624-7,741 tx/s against 6,274-6,316
+    # one batch at a time, p50 / p99 at 1,000 tx/s 14.2 / 30.4 ms against 12.7 / 29.0 (README).
+    overlap_scoring: bool = True
     metrics_port: int = Field(default=9102, ge=0, le=65535, description="0 = no metrics server.")
     max_message_bytes: int = Field(default=64 * 1024, ge=256)
     # Snapshots of the per-partition feature state: the entries changed since the previous one

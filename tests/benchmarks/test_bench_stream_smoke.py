@@ -35,8 +35,10 @@ def test_bench_stream_smoke_on_both_brokers(tmp_path: Path) -> None:
         # otherwise the interval's figures measure something.
         if sustained["decided_before_window"] < 2000:
             assert sustained["throughput_tx_s"] > 0
-            # The CPU budget per transaction: each stage's thread and each process did work.
-            assert sustained["stage_cpu_us_per_tx"]["ingest"] > 0
+            # The CPU budget per transaction. The last batch is written inside the window (the
+            # count was short of 2,000 when it opened), so persist did work in it; ingest may
+            # all have happened before it (CI: 0.0, the whole smoke backlog ingested early).
+            assert sustained["stage_cpu_us_per_tx"]["ingest"] >= 0
             assert sustained["stage_cpu_us_per_tx"]["persist"] > 0
             process_us = sustained["process_cpu_us_per_tx"]
             assert process_us["consumer"] > 0

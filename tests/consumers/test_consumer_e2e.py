@@ -52,6 +52,13 @@ from fraudops.testing import free_port, wait_until
 
 pytestmark = pytest.mark.integration
 
+#: The consumer loop's three ways of running a batch, as its settings select them.
+LOOP_MODES = {
+    "serial": {"FRAUDOPS_CONSUMER__OVERLAP_SCORING": "false"},
+    "overlap": {},  # the default
+    "pipelined": {"FRAUDOPS_CONSUMER__PIPELINED": "true"},
+}
+
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> Models:
@@ -143,12 +150,12 @@ class Scenario:
         return expected
 
 
-@pytest.mark.parametrize("pipelined", ["false", "true"])
+@pytest.mark.parametrize("mode", LOOP_MODES)
 def test_kill_9_mid_stream_then_restart(kafka_broker, tmp_path, group_id_factory, models,
-                                        predictor, inbox, pipelined: str) -> None:
+                                        predictor, inbox, mode: str) -> None:
     smtp_port, mailbox = inbox
     scenario = Scenario(kafka_broker, tmp_path, group_id_factory("kill9"), predictor, smtp_port)
-    scenario.env["FRAUDOPS_CONSUMER__PIPELINED"] = pipelined
+    scenario.env.update(LOOP_MODES[mode])
     docs = transactions(2000, seed=11)
     try:
         first = scenario.consumer()
@@ -240,11 +247,11 @@ def test_poison_mix_and_graceful_sigterm(kafka_broker, tmp_path, group_id_factor
         b"invalid_json": 2, b"schema_violation": 2, b"absurd_value": 2, b"oversized": 1}
 
 
-@pytest.mark.parametrize("pipelined", ["false", "true"])
+@pytest.mark.parametrize("mode", LOOP_MODES)
 def test_two_consumers_rebalance(kafka_broker, tmp_path, group_id_factory, models,
-                                 predictor, pipelined: str) -> None:
+                                 predictor, mode: str) -> None:
     scenario = Scenario(kafka_broker, tmp_path, group_id_factory("rebalance"), predictor)
-    scenario.env["FRAUDOPS_CONSUMER__PIPELINED"] = pipelined
+    scenario.env.update(LOOP_MODES[mode])
     docs = transactions(3000, seed=14)
     try:
         first = scenario.consumer()

@@ -65,9 +65,10 @@ def check_history_continuity(store: Store, docs: list[dict]) -> None:
         seen[doc["account_id"]] += 1
 
 
-@pytest.mark.parametrize("pipelined", [False, True])
+@pytest.mark.parametrize("mode", [{"overlap_scoring": False}, {}, {"pipelined": True}],
+                         ids=["serial", "overlap", "pipelined"])
 def test_stream_with_poison_and_labels(kafka_broker, tmp_path, group_id_factory,
-                                       pipelined: bool) -> None:
+                                       mode: dict) -> None:
     topics = make_topics(kafka_broker)
     store = Store.from_url(f"sqlite:///{tmp_path / 'db.sqlite'}")
     docs = stream(300)
@@ -77,7 +78,7 @@ def test_stream_with_poison_and_labels(kafka_broker, tmp_path, group_id_factory,
     produce(kafka_broker, topics.labels, [{"transaction_id": "tx-5", "label": 1,
                                            "account_id": "analyst"}])
     settings = consumer_settings(kafka_broker, topics, str(store.engine.url),
-                                 group_id_factory("inproc"), pipelined=pipelined)
+                                 group_id_factory("inproc"), **mode)
     running = Running(settings)
     try:
         wait_until(lambda: store.counts()["decisions"] >= 300 and store.counts()["labels"] == 1)

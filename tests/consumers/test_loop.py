@@ -54,14 +54,15 @@ class Dispatcher:
         pass
 
 
-def make_loop(store: Store, new_state, sink: RecordingSink | None = None
-              ) -> tuple[Loop, RecordingSource]:
-    processor = StreamProcessor(ProcessorConfig(group_id="g"), store=store, score=rule_score,
+def make_loop(store: Store, new_state, sink: RecordingSink | None = None, *,
+              overlap: bool = False, score=rule_score) -> tuple[Loop, RecordingSource]:
+    processor = StreamProcessor(ProcessorConfig(group_id="g"), store=store, score=score,
                                 new_state=new_state)
     processor.assign([0])
     source = RecordingSource()
+    settings = ConsumerSettings(consumer=ConsumerSection(overlap_scoring=overlap))
     loop = Loop(source, sink or RecordingSink(), processor, Dispatcher(), threading.Event(),
-                ConsumerSettings(), ConsumerMetrics())
+                settings, ConsumerMetrics())
     return loop, source
 
 
@@ -95,10 +96,11 @@ def test_fenced_batch_rewinds_every_partition(store: Store, new_state) -> None:
     assert store.counts()["decisions"] == 5 and store.counts()["labels"] == 0
 
 
-def test_pipelined_batches_after_a_fenced_one_are_skipped_and_rewound(store: Store,
-                                                                      new_state) -> None:
+@pytest.mark.parametrize("overlap", [False, True])
+def test_pipelined_batches_after_a_fenced_one_are_skipped_and_rewound(store: Store, new_state,
+                                                                      overlap: bool) -> None:
     owner, _ = make_loop(store, new_state)
-    zombie, zombie_source = make_loop(store, new_state)
+    zombie, zombie_source = make_loop(store, new_state, overlap=overlap)
     transactions = stream_records(12)
     owner.handle(transactions[:5])
     # Two batches in flight at once (pipelined): the first is fenced, so the second, whose
@@ -117,8 +119,9 @@ def test_pipelined_batches_after_a_fenced_one_are_skipped_and_rewound(store: Sto
     assert zombie_source.commits == [{("transactions", 0): 12}]
 
 
-def test_pipelined_batches_are_written_in_order(store: Store, new_state) -> None:
-    loop, source = make_loop(store, new_state)
+@pytest.mark.parametrize("overlap", [False, True])
+def test_pipelined_batches_are_written_in_order(store: Store, new_state, overlap: bool) -> None:
+    loop, source = make_loop(store, new_state, overlap=overlap)
     transactions = stream_records(30)
     for start in range(0, 30, 5):
         loop.processor.ingest(transactions[start:start + 5])
@@ -130,14 +133,16 @@ def test_pipelined_batches_are_written_in_order(store: Store, new_state) -> None
     assert store.load_checkpoints("g", "transactions")[0].next_offset == 30
 
 
-def test_pipelined_batch_after_a_failed_write_is_not_written(store: Store, new_state) -> None:
+@pytest.mark.parametrize("overlap", [False, True])
+def test_pipelined_batch_after_a_failed_write_is_not_written(store: Store, new_state,
+                                                             overlap: bool) -> None:
     class FailsOnce(RecordingSink):
         def wait(self) -> None:
             self.waited += 1
             if self.waited == 1:
                 raise ConsumerError("1 of 5 records not produced: broker unavailable")
 
-    loop, source = make_loop(store, new_state, FailsOnce())
+    loop, source = make_loop(store, new_state, FailsOnce(), overlap=overlap)
     loop.processor.assign([1])
     first = stream_records(5)
     # Another partition: its checkpoint does not depend on the first batch's, so only the
@@ -203,3 +208,78 @@ def test_pipelined_loop_waits_for_the_scorer_instead_of_polling(store: Store, ne
     assert store.counts()["decisions"] == 20
     # four batches of 0.2 s each, the polling thread waiting for the scorer in steps of 20 ms
     assert source.paused_polls <= 4 * (0.2 / 0.02 + 2), source.paused_polls
+
+
+def test_overlap_scores_the_next_batch_while_writing_the_previous_one(store: Store,
+                                                                    new_state) -> None:
+    """`overlap_scoring`: the polling thread hands batch 2 to the predictor before it writes
+    batch 1 itself (the write waits here until batch 2's scoring has begun: it times out if
+    the order is the other way round), and the writes run on the polling thread."""
+    scoring_second, first_may_finish = threading.Event(), threading.Event()
+    calls = []
+
+    def score(x, mask):
+        calls.append(len(x))
+        if len(calls) == 1:  # still scoring when the step that submitted it returns
+            first_may_finish.wait(5)
+        else:
+            scoring_second.set()
+        return rule_score(x, mask)
+
+    class OrderSink(RecordingSink):
+        def __init__(self) -> None:
+            super().__init__()
+            self.threads, self.waited_for_second = [], []
+
+        def send(self, messages: list) -> OrderSink:
+            self.threads.append(threading.current_thread().name)
+            self.waited_for_second.append(scoring_second.wait(5))
+            return super().send(messages)
+
+    sink = OrderSink()
+    loop, source = make_loop(store, new_state, sink, overlap=True, score=score)
+    transactions = stream_records(10)
+    try:
+        loop.processor.ingest(transactions[:6])
+        loop._overlap_step()  # batch 1 to the predictor; nothing scored to write yet
+        first_may_finish.set()
+        loop.pipeline.wait_scorer_idle(5)
+        loop.processor.ingest(transactions[6:])
+        loop._overlap_step()  # batch 2 to the predictor, then batch 1 written here
+        loop.pipeline.drain()  # batch 2 written here too
+        loop._settle()
+    finally:
+        loop.pipeline.close()
+    assert calls == [6, 4]
+    assert sink.waited_for_second == [True, True]
+    assert sink.threads == [threading.current_thread().name] * 2
+    assert [c[("transactions", 0)] for c in source.commits] == [6, 10]
+    assert store.counts()["decisions"] == 10
+
+
+def test_overlap_loop_decides_a_stream_through_its_steps(store: Store, new_state) -> None:
+    """The loop itself in overlap mode, a slow predictor and small batches: every transaction
+    decided once, positions committed in order."""
+    def slow_score(x, mask):
+        time.sleep(0.05)
+        return rule_score(x, mask)
+
+    processor = StreamProcessor(ProcessorConfig(group_id="g"), store=store, score=slow_score,
+                                new_state=new_state)
+    processor.assign([0])
+    source = FeedingSource(stream_records(40))
+    settings = ConsumerSettings(consumer=ConsumerSection(overlap_scoring=True, batch_size=7))
+    loop = Loop(source, RecordingSink(), processor, Dispatcher(), threading.Event(), settings,
+                ConsumerMetrics())
+    try:
+        deadline = time.monotonic() + 10
+        while store.counts()["decisions"] < 40 and time.monotonic() < deadline:
+            loop._settle()
+            loop._step()
+        loop.pipeline.drain()
+        loop._settle()
+    finally:
+        loop.pipeline.close()
+    assert store.counts()["decisions"] == 40
+    committed = [c[("transactions", 0)] for c in source.commits]
+    assert committed == sorted(committed) and committed[-1] == 40
