@@ -95,8 +95,11 @@ class ConsumerLoop:
                 continue
             try:
                 future.set_result(self._write(outcome))
-            except BaseException as error:  # the batch's fate, read back by `outcome()`
+            except Exception as error:  # the batch's fate, read back by `outcome()`
                 future.set_exception(error)
+            except BaseException as error:  # an interrupt: recorded, then on its way
+                future.set_exception(error)
+                raise
 
     def completed(self) -> Iterator[InFlight]:
         """Batches whose fate is known, oldest first (removed from the pipeline)."""
