@@ -95,7 +95,7 @@ class ConsumerLoop:
                 continue
             try:
                 future.set_result(self._write(outcome))
-            except Exception as error:  # the batch's fate, read back by `outcome()`
+            except Exception as error:  # noqa: BLE001 - the batch's fate, read back by `outcome()`
                 future.set_exception(error)
             except BaseException as error:  # an interrupt: recorded, then on its way
                 future.set_exception(error)
