@@ -2,13 +2,16 @@
 
 Training exports each model's scoring graph beside its weights (``model.onnx`` in the checkpoint
 directory, so MLflow logs it with the model): the sequence model's logit from (x [B, K, F],
-mask [B, K]) and the autoencoder's anomaly score from the current transaction [B, F], with the
-batch dimension dynamic. Every export is checked against the torch module in float32 on inputs
-drawn from the model's own normalisation statistics (histories of every length); a graph that
-differs by more than `TOLERANCE` is refused, not logged.
+mask [B, K]) and the autoencoder's scaled residuals from the current transaction [B, F] (the
+anomaly score is their mean, taken by `anomaly_scores`), with the batch dimension dynamic.
+Every export is checked against the torch module in float32 on inputs drawn from the model's
+own normalisation statistics (histories of every length); a graph that differs by more than
+`TOLERANCE` is refused, not logged.
 
-ONNX Runtime ran the served pair in 64-row passes twice as fast as torch in float32 on a 2-core
-CPU (see the README's predictor section). It is CPU-only here: a GPU keeps the torch path.
+Unlike torch's float32 kernels, these graphs give a row the same bits whatever batch it is in,
+so the scorer runs them without padding batches to a fixed shape when a check at load agrees
+(see `Scorer`): a single transaction costs a one-row pass. It is CPU-only here: a GPU keeps the
+torch path.
 """
 
 from __future__ import annotations
@@ -36,37 +39,49 @@ TOLERANCE = 1e-5
 OPSET = 17
 #: Rows of the export's check.
 CHECK_ROWS = 256
+#: Each graph's output: the sequence model's logit [B]; the autoencoder's residuals [B, F].
+SEQUENCE_OUTPUT = "score"
+AUTOENCODER_OUTPUT = "residual"
 
 
 class OnnxExportError(ModelError):
     """A model could not be exported, or its graph disagrees with the torch module."""
 
 
-class _AnomalyScore(nn.Module):
-    """The autoencoder's scoring path (`Autoencoder.anomaly_score`) as the graph's forward.
+class _Residuals(nn.Module):
+    """The autoencoder's scaled residuals per feature (`Autoencoder.residuals`) as the graph's
+    forward; `anomaly_scores` turns them into the anomaly score outside the graph.
 
-    The mean over features is a matrix product with a column of 1/F: ONNX Runtime's ReduceMean
-    gave a row a result that depended, in the last bit, on the row's place in the batch (15 of
-    64 rows moved when a block was shuffled), which would break the scorer's batch invariance;
-    its matrix products do not.
+    The mean over features is not in the graph: ONNX Runtime's ReduceMean gave a row a result
+    that depended, in the last bit, on the row's place in a batch (15 of 64 rows moved when a
+    block was shuffled), and a matrix product with a column of 1/F one that depended on the
+    batch's size (17 of 219 sizes and offsets), either of which breaks the scorer's batch
+    invariance. The residuals come from row-wise products and elementwise operations, which
+    gave every row the same bits in every batch tried (the scorer checks it again at load).
     """
 
     def __init__(self, autoencoder: Autoencoder):
         super().__init__()
         self.autoencoder = autoencoder
-        dim = autoencoder.config.input_dim
-        self.register_buffer("mean_column", torch.full((dim, 1), 1.0 / dim))
 
     def forward(self, current: torch.Tensor) -> torch.Tensor:
-        ae = self.autoencoder
-        residual = ae.residuals(current)
-        error = ((residual * residual) @ self.mean_column).squeeze(1)
-        return (torch.log(error + EPS) - ae.score_loc) / ae.score_scale
+        return self.autoencoder.residuals(current)
+
+
+def anomaly_scores(residual: np.ndarray, loc: float, scale: float) -> np.ndarray:
+    """`Autoencoder.anomaly_score` from the autoencoder graph's residuals [B, F], in float32.
+    numpy reduces each row of a C-ordered array on its own, so a row's score never depends on
+    the rows beside it."""
+    residual = np.ascontiguousarray(residual, dtype=np.float32)
+    error = np.mean(residual * residual, axis=1, dtype=np.float32)
+    log_error = np.log(error + np.float32(EPS))
+    return ((log_error - np.float32(loc)) / np.float32(scale)).astype(np.float32)
 
 
 def export_onnx(bundle: ModelBundle, seed: int = 0) -> bytes:
     """The scoring graph of `bundle`'s model (see the module docstring), checked against it."""
     graph, names, inputs = _scoring_graph(bundle, seed)
+    output = graph_output(bundle.kind)
     buffer = io.BytesIO()
     try:
         with warnings.catch_warnings():
@@ -75,9 +90,9 @@ def export_onnx(bundle: ModelBundle, seed: int = 0) -> bytes:
             warnings.simplefilter("ignore")
             torch.onnx.export(graph, tuple(torch.from_numpy(a) for a in inputs), buffer,
                               dynamo=False, opset_version=OPSET, input_names=names,
-                              output_names=["score"],
+                              output_names=[output],
                               dynamic_axes={**{n: {0: "rows"} for n in names},
-                                            "score": {0: "rows"}})
+                                            output: {0: "rows"}})
     except Exception as error:  # the exporter raises many types; all mean the same here
         raise OnnxExportError(f"cannot export the {bundle.kind} model to ONNX: {error}") from error
     model = buffer.getvalue()
@@ -114,8 +129,16 @@ def _scoring_graph(bundle: ModelBundle, seed: int
     if bundle.kind == SEQUENCE_KIND:
         return module, ["x", "mask"], (x, mask)
     if bundle.kind == AUTOENCODER_KIND:
-        return _AnomalyScore(module).eval(), ["current"], (np.ascontiguousarray(x[:, -1, :]),)
+        return _Residuals(module).eval(), ["current"], (np.ascontiguousarray(x[:, -1, :]),)
     raise OnnxExportError(f"no ONNX graph for model kind {bundle.kind!r}")
+
+
+def graph_output(kind: str) -> str:
+    """The output name of the current export of a `kind` model's graph (an older export, whose
+    output has another name, is exported again on load)."""
+    from fraudops.models.checkpoint import AUTOENCODER_KIND
+
+    return AUTOENCODER_OUTPUT if kind == AUTOENCODER_KIND else SEQUENCE_OUTPUT
 
 
 def check_inputs(module: nn.Module, seq_len: int, rows: int, seed: int = 0

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.special import expit
 from torch import nn
 
 from fraudops.models.calibration import Calibration
@@ -98,8 +99,11 @@ class Scorer:
     ``exact=False`` without ``block_rows``: plain float32 in one pass (training's evaluation).
 
     ``backend="onnxruntime"`` (float32, CPU) runs the models' ONNX graphs (logged with them by
-    training; exported on load, with a warning, for a model that has none) in the same passes
-    instead of the torch modules.
+    training; exported on load, with a warning, for a model that has none or an older export)
+    instead of the torch modules. Their kernels give a row the same bits in a batch of any size,
+    which the scorer checks at load (`batch_invariant`, on batches of several sizes and
+    offsets): then a batch runs in one pass, unpadded (a single transaction is one row), and
+    ``block_rows`` applies only where the check fails.
     """
 
     def __init__(self, sequence: ModelBundle, autoencoder: ModelBundle,
@@ -119,6 +123,9 @@ class Scorer:
                 raise ValueError("the onnxruntime backend runs float32 (exact=False) on the CPU")
             self._sessions = tuple(_onnx_session(bundle, threads)
                                    for bundle in (sequence, autoencoder))
+            ae = autoencoder.module
+            self._anomaly_loc = float(ae.score_loc)
+            self._anomaly_scale = float(ae.score_scale)
         self.dtype = torch.float64 if exact else torch.float32
         self.block_rows = block_rows
         self.sequence_model = sequence.module.to(self.device, self.dtype).eval()
@@ -132,6 +139,11 @@ class Scorer:
         names = self.feature_names
         self._amount_column = names.index(AMOUNT_FEATURE) if AMOUNT_FEATURE in names else None
         self.sources = sources or {}
+        #: Whether a row's scores are the same bits in batches of any size without padding.
+        self.batch_invariant = exact or (self._sessions is not None and self._onnx_invariant())
+        if self._sessions is not None and not self.batch_invariant:
+            log.warning("ONNX Runtime's scores depend on the batch on this machine: scoring in "
+                        "padded passes of %s rows", block_rows)
 
     @property
     def feature_names(self) -> list[str]:
@@ -185,7 +197,9 @@ class Scorer:
     def _score_chunk(self, x: np.ndarray, mask: np.ndarray, reasons: int):
         xt = torch.from_numpy(x).to(self.device, self.dtype)
         if self._sessions is not None:
-            raw, anomaly = self._blocked(self._onnx_forward, xt, torch.from_numpy(mask)).numpy().T
+            onnx_blocks = None if self.batch_invariant else self.block_rows
+            raw, anomaly = _padded_passes(self._onnx_forward, onnx_blocks,
+                                          np.ascontiguousarray(x), np.ascontiguousarray(mask)).T
         else:
             mt = torch.from_numpy(mask).to(self.device)
             raw, anomaly = self._blocked(self.models, xt, mt).cpu().numpy().T
@@ -193,14 +207,32 @@ class Scorer:
         codes = self._reason_codes(xt[:, -1, :], reasons) if reasons > 0 else []
         return prob, anomaly, codes
 
-    def _onnx_forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def _onnx_forward(self, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """`FusedModels.forward` through the ONNX graphs: [B, 2] (probability, anomaly)."""
+        from fraudops.models.onnx_graph import anomaly_scores
+
         sequence, autoencoder = self._sessions
-        x_np = np.ascontiguousarray(x.numpy())
-        logit = sequence.run(None, {"x": x_np, "mask": mask.numpy()})[0]
-        anomaly = autoencoder.run(None, {"current": np.ascontiguousarray(x_np[:, -1, :])})[0]
-        return torch.stack([torch.sigmoid(torch.from_numpy(logit)), torch.from_numpy(anomaly)],
-                           dim=1)
+        logit = sequence.run(None, {"x": x, "mask": mask})[0]
+        residual = autoencoder.run(None, {"current": np.ascontiguousarray(x[:, -1, :])})[0]
+        # scipy's sigmoid takes every element alike; torch's vectorised one rounds the elements
+        # past the last full vector differently, so a row's bits moved with the batch's size.
+        probability = expit(logit)
+        return np.stack([probability, anomaly_scores(residual, self._anomaly_loc,
+                                                     self._anomaly_scale)], axis=1)
+
+    def _onnx_invariant(self, rows: int = 300, seed: int = 0) -> bool:
+        """Whether the ONNX graphs give every row of a `rows`-row batch the same bits in
+        batches of other sizes (1 to 129 rows, at several offsets)."""
+        from fraudops.models.onnx_graph import check_inputs
+
+        x, mask = check_inputs(self.sequence_model, self.seq_len, rows, seed)
+        whole = self._onnx_forward(x, mask)
+        for size in (1, 2, 7, 16, 63, 64, 65, 129):
+            for start in (0, 5, rows - size):
+                part = self._onnx_forward(x[start:start + size], mask[start:start + size])
+                if not np.array_equal(part, whole[start:start + size]):
+                    return False
+        return True
 
     def _blocked(self, module, *inputs: torch.Tensor) -> torch.Tensor:
         """`module(*inputs)`, in passes of exactly `block_rows` rows when set (see `Scorer`)."""
@@ -225,19 +257,40 @@ class Scorer:
         return [[names[j] for j in row] for row in index]
 
 
-def _onnx_session(bundle: ModelBundle, threads: int):
-    """An ONNX Runtime session over the bundle's graph (exported now when it has none)."""
-    from fraudops.models.onnx_graph import OnnxExportError, export_onnx, session
+def _padded_passes(forward, size: int | None, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """`forward(x, mask)`, in passes of exactly `size` rows when set (the numpy twin of
+    `Scorer._blocked`)."""
+    if size is None:
+        return forward(x, mask)
+    rows = len(x)
+    pad = -rows % size
+    if pad:
+        x = np.concatenate([x, np.repeat(x[:1], pad, axis=0)])
+        mask = np.concatenate([mask, np.repeat(mask[:1], pad, axis=0)])
+    return np.concatenate([forward(x[i:i + size], mask[i:i + size])
+                           for i in range(0, rows + pad, size)])[:rows]
 
-    graph = bundle.onnx
-    if graph is None:
-        log.warning("the %s model has no ONNX graph (trained before they were exported, or "
-                    "the export was refused): exporting it now", bundle.kind)
+
+def _onnx_session(bundle: ModelBundle, threads: int):
+    """An ONNX Runtime session over the bundle's graph (exported now when it has none, or when
+    it was exported with another output than the current code's)."""
+    from fraudops.models.onnx_graph import OnnxExportError, export_onnx, graph_output, session
+
+    try:
+        if bundle.onnx is not None:
+            current = session(bundle.onnx, threads)
+            output = current.get_outputs()[0].name
+            if output == graph_output(bundle.kind):
+                return current
+            log.warning("the %s model's ONNX graph is an older export (output %r, not %r): "
+                        "exporting it now", bundle.kind, output, graph_output(bundle.kind))
+        else:
+            log.warning("the %s model has no ONNX graph (trained before they were exported, or "
+                        "the export was refused): exporting it now", bundle.kind)
         try:
             graph = export_onnx(bundle)
         except OnnxExportError as error:
             raise ModelLoadError(f"{error}; serve it with backend=torch") from error
-    try:
         return session(graph, threads)
     except ImportError as error:
         raise ModelLoadError("the onnxruntime backend needs the onnxruntime package") from error

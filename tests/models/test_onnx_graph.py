@@ -3,6 +3,7 @@ with the guarantees of the torch path (same scores within 1e-5, batch-invariant 
 
 from __future__ import annotations
 
+import io
 import logging
 
 import numpy as np
@@ -12,6 +13,7 @@ from fraudops.models import load_checkpoint, load_scorer, save_checkpoint
 from fraudops.models.checkpoint import ONNX_FILE
 from fraudops.models.onnx_graph import (
     OnnxExportError,
+    anomaly_scores,
     check_graph,
     check_inputs,
     export_onnx,
@@ -49,9 +51,12 @@ def test_export_matches_torch_on_new_inputs(pair, role):
             expected = bundle.module(torch.from_numpy(x), torch.from_numpy(mask)).numpy()
             got = session(graph).run(None, {"x": x, "mask": mask})[0]
         else:
-            current = x[:, -1, :]
+            current = np.ascontiguousarray(x[:, -1, :])
             expected = bundle.module.anomaly_score(torch.from_numpy(current)).numpy()
-            got = session(graph).run(None, {"current": current})[0]
+            residual = session(graph).run(None, {"current": current})[0]
+            assert residual.shape == (300, F)
+            got = anomaly_scores(residual, float(bundle.module.score_loc),
+                                 float(bundle.module.score_scale))
     assert got.shape == expected.shape == (300,)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
@@ -115,6 +120,102 @@ def test_onnxruntime_blocks_are_batch_invariant(pair, block_rows):
             differing += int((part.fraud_probability != whole.fraud_probability[rows]).sum())
             differing += int((part.anomaly_score != whole.anomaly_score[rows]).sum())
     assert differing == 0
+
+
+def test_onnxruntime_scores_a_batch_in_one_unpadded_pass(pair, monkeypatch):
+    """The graphs are batch-invariant here (checked at load), so a single transaction is a
+    one-row pass and a batch of 70 one pass of 70, not passes padded to `block_rows`."""
+    _, _, tmp = pair
+    _, scorer = _scorers(tmp, block_rows=64)
+    assert scorer.batch_invariant
+    sequence = scorer._sessions[0]
+    seen = []
+
+    class Counting:
+        def run(self, outputs, feeds):
+            seen.append(len(feeds["x"]))
+            return sequence.run(outputs, feeds)
+
+    monkeypatch.setattr(scorer, "_sessions", (Counting(), scorer._sessions[1]))
+    x, mask = check_inputs(scorer.sequence_model, K, 70, seed=6)
+    scorer.score(x[:1], mask[:1])
+    scorer.score(x, mask)
+    assert seen == [1, 70]
+
+
+def test_a_graph_whose_rows_depend_on_the_batch_is_run_in_padded_blocks(pair, monkeypatch,
+                                                                         caplog):
+    """Where the check at load fails (here a graph made to add its batch size to every
+    logit), the scorer falls back to fixed-shape passes, and rows are invariant again."""
+    _, _, tmp = pair
+    real = {}
+
+    class BatchDependent:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def run(self, outputs, feeds):
+            logit = self.inner.run(outputs, feeds)[0]
+            return [logit + np.float32(1e-3) * len(logit)]
+
+        def get_outputs(self):
+            return self.inner.get_outputs()
+
+    import fraudops.models.scorer as scorer_module
+
+    def session_then_wrap(bundle, threads):
+        made = real.setdefault(bundle.kind, original(bundle, threads))
+        return BatchDependent(made) if bundle.kind == "lstm_cnn" else made
+
+    original = scorer_module._onnx_session
+    monkeypatch.setattr(scorer_module, "_onnx_session", session_then_wrap)
+    with caplog.at_level(logging.WARNING, logger="fraudops.models.scorer"):
+        _, scorer = _scorers(tmp, block_rows=32)
+    assert not scorer.batch_invariant
+    assert "padded passes of 32 rows" in caplog.text
+    x, mask = check_inputs(scorer.sequence_model, K, 100, seed=7)
+    whole = scorer.score(x, mask)
+    single = scorer.score(x[40:41], mask[40:41])
+    assert single.fraud_probability[0] == whole.fraud_probability[40]
+
+
+def test_an_older_export_is_exported_again_on_load(pair, tmp_path, caplog):
+    """Graphs logged before the autoencoder's graph gave residuals (its output was the score)
+    are exported again, said so, and score as torch does."""
+    import copy
+
+    import torch
+
+    from fraudops.models.onnx_graph import OPSET
+
+    _, autoencoder, tmp = pair
+
+    class OldScore(torch.nn.Module):
+        def __init__(self, ae):
+            super().__init__()
+            self.ae = ae
+
+        def forward(self, current):
+            return self.ae.anomaly_score(current)
+
+    module = copy.deepcopy(autoencoder.module).float().eval()
+    buffer = io.BytesIO()
+    torch.onnx.export(OldScore(module), (torch.zeros(2, F),), buffer, dynamo=False,
+                      opset_version=OPSET, input_names=["current"], output_names=["score"],
+                      dynamic_axes={"current": {0: "rows"}, "score": {0: "rows"}})
+    old = copy.copy(autoencoder)
+    old.onnx = buffer.getvalue()
+    directory = save_checkpoint(old, tmp_path / "autoencoder")
+    with caplog.at_level(logging.WARNING, logger="fraudops.models.scorer"):
+        scorer = load_scorer(str(tmp / "sequence"), str(directory), device="cpu",
+                             expected_spec_version="test-1", exact=False, block_rows=64,
+                             backend="onnxruntime")
+    assert "older export (output 'score', not 'residual')" in caplog.text
+    torch_scorer = load_scorer(str(tmp / "sequence"), str(directory), device="cpu",
+                               expected_spec_version="test-1", exact=False, block_rows=64)
+    x, mask = check_inputs(scorer.sequence_model, K, 50, seed=8)
+    np.testing.assert_allclose(scorer.score(x, mask).anomaly_score,
+                               torch_scorer.score(x, mask).anomaly_score, rtol=1e-5, atol=1e-5)
 
 
 def test_onnxruntime_needs_float32_on_the_cpu(pair):
