@@ -56,8 +56,8 @@ def write_default_models(directory: Path, seq_len: int) -> tuple[Path, Path]:
 
 
 def start_predictor(sequence: str, autoencoder: str, port: int, threads: int,
-                    log: Path, device: str = "auto", precision: str = "float64",
-                    backend: str = "torch") -> subprocess.Popen:
+                    log: Path, device: str = "auto", precision: str = "float32",
+                    backend: str = "auto") -> subprocess.Popen:
     env = {**os.environ, "FRAUDOPS_HOME": str(log.parent / "home"),
            "FRAUDOPS_PREDICTOR__SEQUENCE_MODEL_URI": sequence,
            "FRAUDOPS_PREDICTOR__AUTOENCODER_MODEL_URI": autoencoder,
@@ -198,9 +198,9 @@ def main() -> None:
     parser.add_argument("--torch-threads", type=int, default=1,
                         help="the predictor's torch threads (its default: 1; 0 = torch default)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
-    parser.add_argument("--precision", default="float64", choices=["float64", "float32"],
+    parser.add_argument("--precision", default="float32", choices=["float64", "float32"],
                         help="the predictor's forward-pass precision")
-    parser.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"],
+    parser.add_argument("--backend", default="auto", choices=["auto", "torch", "onnxruntime"],
                         help="what runs the forward passes (onnxruntime: float32, CPU)")
     parser.add_argument("--sequence-model-uri")
     parser.add_argument("--autoencoder-model-uri")

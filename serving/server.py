@@ -5,10 +5,11 @@
 from __future__ import annotations
 
 import functools
+import importlib.util
 import logging
 from typing import Any
 
-from fraudops.models import load_scorer
+from fraudops.models import BackendUnavailableError, load_scorer
 from serving.exceptions import ConfigurationError
 from serving.kserve_compat import install_routes
 from serving.metrics import PredictorMetrics
@@ -26,12 +27,41 @@ def load_served(sequence_uri: str, autoencoder_uri: str, settings: PredictorSett
         raise ConfigurationError("backend onnxruntime runs float32 on the CPU: set precision "
                                  "float32 and device cpu (or auto), or use backend torch")
     check_device(settings.device)
-    device = "cpu" if settings.backend == "onnxruntime" else settings.device
-    scorer = load_scorer(sequence_uri, autoencoder_uri, device=device, exact=exact,
-                         block_rows=None if exact else settings.block_rows,
-                         backend=settings.backend, threads=settings.torch_threads)
+    backend = resolve_backend(settings)
+    load = functools.partial(load_scorer, sequence_uri, autoencoder_uri, exact=exact,
+                             block_rows=None if exact else settings.block_rows,
+                             threads=settings.torch_threads)
+    if backend == "onnxruntime":
+        try:
+            scorer = load(device="cpu", backend="onnxruntime")
+        except BackendUnavailableError as error:
+            if settings.backend != "auto":
+                raise
+            log.warning("ONNX Runtime cannot serve these models (%s): serving them with torch",
+                        error)
+            scorer = load(device=settings.device, backend="torch")
+    else:
+        scorer = load(device=settings.device, backend="torch")
+    log.info("scoring with %s (%s, %s)", scorer.backend, settings.precision, scorer.device)
     return ServedModel.build(scorer, reason_codes=settings.reason_codes,
                              reason_min_z=settings.reason_min_z)
+
+
+def resolve_backend(settings: PredictorSettings) -> str:
+    """What runs the forward passes: `settings.backend`, with ``auto`` read as ONNX Runtime
+    for float32 on the CPU when the package is installed, torch otherwise (float64, a GPU)."""
+    if settings.backend != "auto":
+        return settings.backend
+    if settings.precision != "float32" or importlib.util.find_spec("onnxruntime") is None:
+        return "torch"
+    if settings.device.startswith("cuda"):
+        return "torch"
+    if settings.device == "auto":
+        import torch
+
+        if torch.cuda.is_available():
+            return "torch"
+    return "onnxruntime"
 
 
 def check_device(device: str) -> None:

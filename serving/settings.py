@@ -58,20 +58,22 @@ class PredictorSettings(BaseModel):
     torch_threads: int = Field(default=1, ge=0)
     #: Forward-pass precision. Either way a transaction scores bit for bit the same whatever
     #: else shares its batch (a batch redone after a crash gives the same decisions;
-    #: `fraudops.models.Scorer`): float64 in one pass, float32 in passes of exactly
-    #: `block_rows` rows. float32 halved the server's time for 500 rows and took a third of it
-    #: for 1,024 on this 2-core machine; float64 is faster below about 40 rows (a single
-    #: transaction: 0.8 against 2.3-3.0 ms in the models), so it suits a predictor that only
-    #: answers the gateway's single transactions.
+    #: `fraudops.models.Scorer`): float64 in one torch pass; float32 in one ONNX Runtime pass
+    #: (its rows' bits, checked at load, do not depend on the batch), or in torch passes of
+    #: exactly `block_rows` rows. float64 runs on torch only.
     precision: Literal["float64", "float32"] = "float32"
-    #: Rows per float32 forward pass (the last pass padded). With 64, batches of 500 and 1,024
-    #: took 16.2 and 31.9 ms on one thread (32: 27.3 and 58.1; 128: 14.2 and 26.5, but 3.4-4.0
-    #: ms for up to 64 rows against 2.3-3.0).
+    #: Rows per torch float32 forward pass (the last pass padded), and per ONNX Runtime pass
+    #: where the load-time check finds its scores batch-dependent. With 64, batches of 500 and
+    #: 1,024 took 16.2 and 31.9 ms on one thread (32: 27.3 and 58.1; 128: 14.2 and 26.5, but
+    #: 3.4-4.0 ms for up to 64 rows against 2.3-3.0).
     block_rows: int = Field(default=64, ge=1, le=8192)
-    #: What runs the float32 passes: torch, or ONNX Runtime over the graphs training logs with
-    #: the models (CPU only; `torch_threads` sets its threads too). See the README's
-    #: "Predictor tuning" for what each measured.
-    backend: Literal["torch", "onnxruntime"] = "torch"
+    #: What runs the float32 passes: ``auto`` (the default) picks ONNX Runtime, over the graphs
+    #: training logs with the models, on the CPU when the package is installed, and torch on a
+    #: GPU, for float64, or when the models cannot be run by ONNX Runtime (with a warning).
+    #: On the 2-core machine ONNX Runtime took a single transaction's p50 from 4.5 to 1.6 ms and
+    #: batches of 1,024 from 14,094 to 25,081 sequences/s (README, "Predictor tuning").
+    #: ``torch`` or ``onnxruntime`` force one (``onnxruntime`` fails rather than fall back).
+    backend: Literal["auto", "torch", "onnxruntime"] = "auto"
     #: Reason codes: at most this many features per transaction, each at least `reason_min_z`
     #: standard deviations away from the training mean.
     reason_codes: int = Field(default=3, ge=0, le=16)

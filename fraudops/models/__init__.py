@@ -4,6 +4,7 @@ from fraudops.models.autoencoder import Autoencoder, AutoencoderConfig
 from fraudops.models.checkpoint import ModelBundle, load_checkpoint, save_checkpoint
 from fraudops.models.device import pick_device, seed_everything
 from fraudops.models.exceptions import (
+    BackendUnavailableError,
     FeatureSpecMismatchError,
     ModelError,
     ModelInputError,
@@ -17,6 +18,7 @@ __all__ = [
     "LSTMCNN",
     "Autoencoder",
     "AutoencoderConfig",
+    "BackendUnavailableError",
     "DecisionPolicy",
     "FeatureSpecMismatchError",
     "LSTMCNNConfig",

@@ -27,7 +27,12 @@ from fraudops.models.checkpoint import (
     load_checkpoint,
 )
 from fraudops.models.device import pick_device
-from fraudops.models.exceptions import FeatureSpecMismatchError, ModelInputError, ModelLoadError
+from fraudops.models.exceptions import (
+    BackendUnavailableError,
+    FeatureSpecMismatchError,
+    ModelInputError,
+    ModelLoadError,
+)
 from fraudops.models.policy import DecisionPolicy
 
 log = logging.getLogger(__name__)
@@ -195,16 +200,19 @@ class Scorer:
         return np.expm1(x[:, -1, self._amount_column].astype(np.float64))
 
     def _score_chunk(self, x: np.ndarray, mask: np.ndarray, reasons: int):
-        xt = torch.from_numpy(x).to(self.device, self.dtype)
         if self._sessions is not None:
             onnx_blocks = None if self.batch_invariant else self.block_rows
             raw, anomaly = _padded_passes(self._onnx_forward, onnx_blocks,
                                           np.ascontiguousarray(x), np.ascontiguousarray(mask)).T
+            # Only the reason codes need torch, and only the last step of each sequence.
+            current = torch.from_numpy(np.array(x[:, -1, :], dtype=np.float32))
         else:
+            xt = torch.from_numpy(x).to(self.device, self.dtype)
             mt = torch.from_numpy(mask).to(self.device)
             raw, anomaly = self._blocked(self.models, xt, mt).cpu().numpy().T
+            current = xt[:, -1, :]
         prob = self.calibration.apply(raw, anomaly)
-        codes = self._reason_codes(xt[:, -1, :], reasons) if reasons > 0 else []
+        codes = self._reason_codes(current, reasons) if reasons > 0 else []
         return prob, anomaly, codes
 
     def _onnx_forward(self, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -290,10 +298,10 @@ def _onnx_session(bundle: ModelBundle, threads: int):
         try:
             graph = export_onnx(bundle)
         except OnnxExportError as error:
-            raise ModelLoadError(f"{error}; serve it with backend=torch") from error
+            raise BackendUnavailableError(f"{error}; serve it with backend=torch") from error
         return session(graph, threads)
     except ImportError as error:
-        raise ModelLoadError("the onnxruntime backend needs the onnxruntime package") from error
+        raise BackendUnavailableError("the onnxruntime backend needs the onnxruntime package") from error
 
 
 def _check_pair(sequence: ModelBundle, autoencoder: ModelBundle) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 from typing import Any
 
@@ -232,7 +233,8 @@ def test_preprocess_refuses_malformed_requests_with_a_message(
                          [("float64", "float64", None), ("float32", "float32", 48)])
 def test_precision_setting_reaches_the_scorer(tiny_models: ModelDirs, precision: str,
                                               dtype: str, blocks: int | None) -> None:
-    settings = PredictorSettings(device="cpu", precision=precision, block_rows=48)
+    settings = PredictorSettings(device="cpu", precision=precision, block_rows=48,
+                                 backend="torch")
     served = load_served(str(tiny_models.sequence), str(tiny_models.autoencoder), settings)
     assert str(served.scorer.dtype) == f"torch.{dtype}"
     assert served.scorer.block_rows == blocks
@@ -246,6 +248,36 @@ def test_onnxruntime_backend_setting_reaches_the_scorer(tiny_models: ModelDirs) 
     assert served.scorer.device.type == "cpu"
     x = np.zeros((3, served.seq_len, served.scorer.feature_dim), dtype=np.float32)
     assert served.scorer.score(x, np.ones(x.shape[:2], dtype=bool)).fraud_probability.shape == (3,)
+
+
+@pytest.mark.parametrize(("settings", "backend"),
+                         [({}, "onnxruntime"), ({"device": "cpu"}, "onnxruntime"),
+                          ({"precision": "float64"}, "torch")])
+def test_auto_backend_is_onnxruntime_for_float32_on_the_cpu(tiny_models: ModelDirs,
+                                                            settings: dict, backend: str) -> None:
+    served = load_served(str(tiny_models.sequence), str(tiny_models.autoencoder),
+                         PredictorSettings(**settings))
+    assert PredictorSettings().backend == "auto"
+    assert served.scorer.backend == backend
+
+
+def test_auto_backend_falls_back_to_torch_when_onnxruntime_cannot_run(
+        tiny_models: ModelDirs, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    from fraudops.models import BackendUnavailableError, onnx_graph
+
+    def no_runtime(*args, **kwargs):
+        raise ImportError("No module named 'onnxruntime'")
+
+    monkeypatch.setattr(onnx_graph, "session", no_runtime)
+    with caplog.at_level(logging.WARNING, logger="serving.server"):
+        served = load_served(str(tiny_models.sequence), str(tiny_models.autoencoder),
+                             PredictorSettings())
+    assert served.scorer.backend == "torch"
+    assert "serving them with torch" in caplog.text
+    with pytest.raises(BackendUnavailableError, match="onnxruntime package"):
+        load_served(str(tiny_models.sequence), str(tiny_models.autoencoder),
+                    PredictorSettings(backend="onnxruntime"))
 
 
 @pytest.mark.parametrize("settings", [{"precision": "float64"}, {"device": "cuda"}])
