@@ -8,7 +8,9 @@ architecture (untrained weights: timing does not depend on their values; pass
   minimal stdlib client (http.client) so the client adds as little as possible: p50/p90/p99;
 * many concurrent single-transaction clients: throughput and how many sequences the
   micro-batcher merged into each forward pass;
-* batch throughput (sequences/s) at the given batch sizes, JSON vs binary tensor encoding.
+* batch throughput (sequences/s) at the given batch sizes, JSON vs binary tensor encoding;
+* the same single transaction and batches over the Open Inference Protocol's gRPC service
+  (KServe's, `ENABLE_GRPC=true`), raw tensor contents, one channel, sequential calls.
 
     python benchmarks/bench_predictor.py --out predictor.json
     python benchmarks/bench_predictor.py --smoke     # tiny sizes, CPU: checks the script runs
@@ -57,8 +59,10 @@ def write_default_models(directory: Path, seq_len: int) -> tuple[Path, Path]:
 
 def start_predictor(sequence: str, autoencoder: str, port: int, threads: int,
                     log: Path, device: str = "auto", precision: str = "float32",
-                    backend: str = "auto") -> subprocess.Popen:
-    env = {**os.environ, "FRAUDOPS_HOME": str(log.parent / "home"),
+                    backend: str = "auto", grpc_port: int | None = None) -> subprocess.Popen:
+    grpc = ({"FRAUDOPS_PREDICTOR__ENABLE_GRPC": "true",
+             "FRAUDOPS_PREDICTOR__GRPC_PORT": str(grpc_port)} if grpc_port else {})
+    env = {**os.environ, **grpc, "FRAUDOPS_HOME": str(log.parent / "home"),
            "FRAUDOPS_PREDICTOR__SEQUENCE_MODEL_URI": sequence,
            "FRAUDOPS_PREDICTOR__AUTOENCODER_MODEL_URI": autoencoder,
            "FRAUDOPS_PREDICTOR__HTTP_PORT": str(port),
@@ -110,6 +114,47 @@ def time_requests(port: int, body: bytes, headers: dict[str, str], count: int,
             timings.append(elapsed)
     connection.close()
     return np.asarray(timings)
+
+
+def grpc_request(x: np.ndarray, mask: np.ndarray):
+    """A V2 gRPC ModelInferRequest carrying `x` and `mask` as raw contents."""
+    from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+
+    tensor = pb.ModelInferRequest.InferInputTensor
+    return pb.ModelInferRequest(
+        model_name=protocol.MODEL_NAME,
+        inputs=[tensor(name=protocol.INPUT_SEQUENCES, datatype="FP32", shape=list(x.shape)),
+                tensor(name=protocol.INPUT_MASK, datatype="BOOL", shape=list(mask.shape))],
+        raw_input_contents=[x.tobytes(), mask.tobytes()])
+
+
+def time_grpc(grpc_port: int, request, count: int, warmup: int) -> np.ndarray:
+    """Seconds per gRPC ModelInfer call (sequential, one channel); checks every answer."""
+    import grpc
+    from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
+
+    rows = request.inputs[0].shape[0]
+    timings = []
+    with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+        stub = GRPCInferenceServiceStub(channel)
+        for i in range(warmup + count):
+            start = time.perf_counter()
+            answer = stub.ModelInfer(request, timeout=120)
+            elapsed = time.perf_counter() - start
+            if len(answer.raw_output_contents[0]) != 4 * rows:
+                raise RuntimeError(f"gRPC answer for {rows} rows: {answer.outputs!r:.300}")
+            if i >= warmup:
+                timings.append(elapsed)
+    return np.asarray(timings)
+
+
+def measure_grpc(pid: int, grpc_port: int, request, count: int, warmup: int, batch: int
+                 ) -> dict[str, float]:
+    time_grpc(grpc_port, request, warmup, 0)
+    before = cpu_seconds(pid)
+    timings = time_grpc(grpc_port, request, count, 0)
+    cpu_ms = 1000 * (cpu_seconds(pid) - before) / count
+    return _summary(timings, batch) | {"server_cpu_ms_per_request": round(cpu_ms, 3)}
 
 
 def cpu_seconds(pid: int) -> float:
@@ -166,9 +211,9 @@ def _forward_passes(port: int) -> tuple[float, float]:
     return values["count"], values["sum"]
 
 
-def run(args: argparse.Namespace, pid: int, port: int) -> dict:
+def run(args: argparse.Namespace, pid: int, port: int, grpc_port: int) -> dict:
     dim = build_spec().dim
-    results: dict = {"single": {}, "batch": {}}
+    results: dict = {"single": {}, "batch": {}, "grpc": {}}
     for binary in (True, False):
         body, headers = protocol.encode_request(*_batch(1, args.seq_len, dim), binary=binary)
         results["single"]["binary" if binary else "json"] = measure(
@@ -183,6 +228,11 @@ def run(args: argparse.Namespace, pid: int, port: int) -> dict:
             summary = measure(pid, port, body, headers, args.batch_requests, 3, size)
             results["batch"][f"{size}_{'binary' if binary else 'json'}"] = summary | {
                 "request_bytes": len(body)}
+    for size, count, warmup in ((1, args.single_requests, 200),
+                                *((size, args.batch_requests, 3) for size in args.batch_sizes)):
+        request = grpc_request(*_batch(size, args.seq_len, dim))
+        results["grpc"]["single" if size == 1 else str(size)] = measure_grpc(
+            pid, grpc_port, request, count, warmup, size)
     return results
 
 
@@ -221,12 +271,12 @@ def main() -> None:
             sequence, autoencoder = args.sequence_model_uri, args.autoencoder_model_uri
         else:
             sequence, autoencoder = map(str, write_default_models(work, args.seq_len))
-        port = _free_port()
+        port, grpc_port = _free_port(), _free_port()
         process = start_predictor(sequence, autoencoder, port, args.torch_threads,
                                   work / "predictor.log", args.device, args.precision,
-                                  args.backend)
+                                  args.backend, grpc_port)
         try:
-            results = run(args, process.pid, port)
+            results = run(args, process.pid, port, grpc_port)
         finally:
             process.terminate()
             process.wait(timeout=30)
@@ -235,7 +285,7 @@ def main() -> None:
                          "precision": args.precision, "backend": args.backend,
                          "cpus": os.cpu_count(),
                          "load_avg": os.getloadavg(), "machine": platform.processor() or
-                         platform.machine(), "client": "http.client keep-alive, sequential"}
+                         platform.machine(), "client": "http.client keep-alive, sequential; gRPC: one channel"}
     text = json.dumps(results, indent=2)
     print(text)
     if args.out:

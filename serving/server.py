@@ -102,6 +102,7 @@ def run(settings: PredictorServiceSettings) -> None:
     if not p.request_logging:  # after ModelServer(), which configures KServe's logging
         for name in ("kserve.trace", "uvicorn.access"):
             logging.getLogger(name).setLevel(logging.WARNING)
+        logging.getLogger("kserve").addFilter(_no_grpc_call_lines)
     install_routes(app, server.dataplane, predictor)
     watcher = _start_watcher(predictor, p, loader, tracking_uri, metrics)
     try:
@@ -109,6 +110,11 @@ def run(settings: PredictorServiceSettings) -> None:
     finally:
         if watcher is not None:
             watcher.stop()
+
+
+def _no_grpc_call_lines(record: logging.LogRecord) -> bool:
+    """Drop KServe's gRPC interceptor line for every call ("grpc method: ..."), its errors kept."""
+    return not (record.module == "interceptors" and record.levelno < logging.WARNING)
 
 
 def _start_watcher(predictor: FraudPredictor, p: PredictorSettings, loader: Any,

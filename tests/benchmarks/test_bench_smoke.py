@@ -209,8 +209,9 @@ def test_bench_predictor_smoke(tmp_path, backend):
     assert (result["config"]["device"], result["config"]["backend"]) == ("cpu", backend)
     assert set(result["single"]) == {"binary", "json"}
     assert set(result["batch"]) == {"16_binary", "16_json"}
+    assert set(result["grpc"]) == {"single", "16"}
     for summary in [*result["single"].values(), *result["batch"].values(),
-                    result["concurrent_single_binary"]]:
+                    *result["grpc"].values(), result["concurrent_single_binary"]]:
         assert_positive(summary, "requests", "p50_ms", "p99_ms", "sequences_per_s")
         assert summary["p50_ms"] <= summary["p99_ms"]
     assert result["concurrent_single_binary"]["mean_sequences_per_forward_pass"] >= 1

@@ -227,3 +227,48 @@ def test_requested_outputs_subset(predictor: RunningService, tiny_models: ModelD
     outputs = response.json()["outputs"]
     assert [o["name"] for o in outputs] == [protocol.OUTPUT_DECISION]
     assert set(outputs[0]["data"]) <= set(DECISIONS)
+
+
+def test_open_inference_protocol_over_grpc(predictor_factory, tiny_models: ModelDirs) -> None:
+    """`ENABLE_GRPC=true`: KServe's gRPC V2 service answers as REST does, and refuses a
+    malformed request with INVALID_ARGUMENT and a message."""
+    import grpc
+    from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+    from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
+
+    from fraudops.testing import free_port
+
+    grpc_port = free_port()
+    service = predictor_factory(str(tiny_models.sequence), str(tiny_models.autoencoder),
+                                FRAUDOPS_PREDICTOR__ENABLE_GRPC="true",
+                                FRAUDOPS_PREDICTOR__GRPC_PORT=str(grpc_port))
+    x, mask = random_batch(5, tiny_models.seq_len, tiny_models.dim)
+
+    def request(x: np.ndarray, mask: np.ndarray) -> pb.ModelInferRequest:
+        tensor = pb.ModelInferRequest.InferInputTensor
+        return pb.ModelInferRequest(
+            model_name=protocol.MODEL_NAME, id="grpc-1",
+            inputs=[tensor(name=protocol.INPUT_SEQUENCES, datatype="FP32", shape=list(x.shape)),
+                    tensor(name=protocol.INPUT_MASK, datatype="BOOL", shape=list(mask.shape))],
+            raw_input_contents=[x.tobytes(), mask.tobytes()])
+
+    with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+        stub = GRPCInferenceServiceStub(channel)
+        grpc.channel_ready_future(channel).result(timeout=30)
+        answer = stub.ModelInfer(request(x, mask), timeout=30)
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.ModelInfer(request(x[:, :, :-1].copy(), mask), timeout=30)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "sequences" in refused.value.details()
+
+    outputs = {out.name: protocol.decode_binary(raw, out.datatype)
+               for out, raw in zip(answer.outputs, answer.raw_output_contents, strict=True)}
+    rest = _infer(service, x, mask, binary=True)
+    assert answer.id == "grpc-1"
+    np.testing.assert_array_equal(outputs[protocol.OUTPUT_FRAUD_PROBABILITY],
+                                  rest.fraud_probability)
+    np.testing.assert_array_equal(outputs[protocol.OUTPUT_ANOMALY_SCORE], rest.anomaly_score)
+    assert list(outputs[protocol.OUTPUT_DECISION]) == rest.decision
+    log = service.log_path.read_text()
+    assert "Starting gRPC server" in log
+    assert "grpc method" not in log, "a log line per call although request logging is off"
