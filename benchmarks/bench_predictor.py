@@ -285,7 +285,8 @@ def main() -> None:
                          "precision": args.precision, "backend": args.backend,
                          "cpus": os.cpu_count(),
                          "load_avg": os.getloadavg(), "machine": platform.processor() or
-                         platform.machine(), "client": "http.client keep-alive, sequential; gRPC: one channel"}
+                         platform.machine(),
+                         "client": "http.client keep-alive, sequential; gRPC: one channel"}
     text = json.dumps(results, indent=2)
     print(text)
     if args.out:

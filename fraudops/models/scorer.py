@@ -301,7 +301,8 @@ def _onnx_session(bundle: ModelBundle, threads: int):
             raise BackendUnavailableError(f"{error}; serve it with backend=torch") from error
         return session(graph, threads)
     except ImportError as error:
-        raise BackendUnavailableError("the onnxruntime backend needs the onnxruntime package") from error
+        raise BackendUnavailableError(
+            "the onnxruntime backend needs the onnxruntime package") from error
 
 
 def _check_pair(sequence: ModelBundle, autoencoder: ModelBundle) -> None:

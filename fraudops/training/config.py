@@ -130,8 +130,8 @@ class TrainingConfig(BaseModel):
     #: two spinning OpenMP threads measured 20x slower than one (113 s vs 5 s per 20k rows).
     threads: int = Field(default=1, ge=0)
     #: Export each model's scoring graph to ONNX beside its weights (logged with the model;
-    #: the predictor serves it with ONNX Runtime, its default on the CPU). A graph that disagrees with torch
-    #: beyond 1e-5 is refused: the run goes on without it.
+    #: the predictor serves it with ONNX Runtime, its default on the CPU). A graph that
+    #: disagrees with torch beyond 1e-5 is refused: the run goes on without it.
     export_onnx: bool = True
     sequence: SequenceTrainConfig = SequenceTrainConfig()
     autoencoder: AutoencoderTrainConfig = AutoencoderTrainConfig()
