@@ -27,7 +27,7 @@ SPEC = {"version": "test-1", "fingerprint": "abc", "names": [f"f{i}" for i in ra
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
-    """An untrained pair (realistic sizes) saved without graphs, and the raw rows it was fitted on."""
+    """An untrained pair (realistic sizes) saved without graphs, and the rows it was fitted on."""
     tmp = tmp_path_factory.mktemp("onnx")
     rows = np.random.default_rng(0).lognormal(size=(3000, F)).astype(np.float32)
     seq_dir, ae_dir = write_untrained_pair(tmp, SPEC, rows, K)
