@@ -9,7 +9,7 @@ import importlib.util
 import logging
 from typing import Any
 
-from fraudops.models import BackendUnavailableError, load_scorer
+from fraudops.models import BackendUnavailableError, load_scorer, pick_device
 from serving.exceptions import ConfigurationError
 from serving.kserve_compat import install_routes
 from serving.metrics import PredictorMetrics
@@ -54,14 +54,7 @@ def resolve_backend(settings: PredictorSettings) -> str:
         return settings.backend
     if settings.precision != "float32" or importlib.util.find_spec("onnxruntime") is None:
         return "torch"
-    if settings.device.startswith("cuda"):
-        return "torch"
-    if settings.device == "auto":
-        import torch
-
-        if torch.cuda.is_available():
-            return "torch"
-    return "onnxruntime"
+    return "onnxruntime" if pick_device(settings.device).type == "cpu" else "torch"
 
 
 def check_device(device: str) -> None:

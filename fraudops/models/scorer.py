@@ -33,6 +33,7 @@ from fraudops.models.exceptions import (
     ModelInputError,
     ModelLoadError,
 )
+from fraudops.models.onnx_graph import anomaly_scores
 from fraudops.models.policy import DecisionPolicy
 
 log = logging.getLogger(__name__)
@@ -202,8 +203,8 @@ class Scorer:
     def _score_chunk(self, x: np.ndarray, mask: np.ndarray, reasons: int):
         if self._sessions is not None:
             onnx_blocks = None if self.batch_invariant else self.block_rows
-            raw, anomaly = _padded_passes(self._onnx_forward, onnx_blocks,
-                                          np.ascontiguousarray(x), np.ascontiguousarray(mask)).T
+            raw, anomaly = _in_blocks(self._onnx_forward, onnx_blocks, np.concatenate,
+                                      np.ascontiguousarray(x), np.ascontiguousarray(mask)).T
             # Only the reason codes need torch, and only the last step of each sequence.
             current = torch.from_numpy(np.array(x[:, -1, :], dtype=np.float32))
         else:
@@ -217,8 +218,6 @@ class Scorer:
 
     def _onnx_forward(self, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """`FusedModels.forward` through the ONNX graphs: [B, 2] (probability, anomaly)."""
-        from fraudops.models.onnx_graph import anomaly_scores
-
         sequence, autoencoder = self._sessions
         logit = sequence.run(None, {"x": x, "mask": mask})[0]
         residual = autoencoder.run(None, {"current": np.ascontiguousarray(x[:, -1, :])})[0]
@@ -244,15 +243,7 @@ class Scorer:
 
     def _blocked(self, module, *inputs: torch.Tensor) -> torch.Tensor:
         """`module(*inputs)`, in passes of exactly `block_rows` rows when set (see `Scorer`)."""
-        size = self.block_rows
-        if size is None:
-            return module(*inputs)
-        rows = len(inputs[0])
-        pad = -rows % size
-        if pad:
-            inputs = tuple(torch.cat([t, t[:1].expand(pad, *t.shape[1:])]) for t in inputs)
-        return torch.cat([module(*(t[i:i + size] for t in inputs))
-                          for i in range(0, rows + pad, size)])[:rows]
+        return _in_blocks(module, self.block_rows, torch.cat, *inputs)
 
     def _reason_codes(self, current: torch.Tensor, top: int) -> list[list[str]]:
         # The features the autoencoder reconstructs worst are the ones that make the
@@ -265,18 +256,18 @@ class Scorer:
         return [[names[j] for j in row] for row in index]
 
 
-def _padded_passes(forward, size: int | None, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """`forward(x, mask)`, in passes of exactly `size` rows when set (the numpy twin of
-    `Scorer._blocked`)."""
+def _in_blocks(forward, size: int | None, concat, *inputs):
+    """`forward(*inputs)`, in passes of exactly `size` rows when set, the last one padded with
+    copies of the first row: torch tensors (`concat` torch.cat) or numpy arrays
+    (np.concatenate)."""
     if size is None:
-        return forward(x, mask)
-    rows = len(x)
+        return forward(*inputs)
+    rows = len(inputs[0])
     pad = -rows % size
     if pad:
-        x = np.concatenate([x, np.repeat(x[:1], pad, axis=0)])
-        mask = np.concatenate([mask, np.repeat(mask[:1], pad, axis=0)])
-    return np.concatenate([forward(x[i:i + size], mask[i:i + size])
-                           for i in range(0, rows + pad, size)])[:rows]
+        inputs = tuple(concat([t, t[[0] * pad]]) for t in inputs)
+    return concat([forward(*(t[i:i + size] for t in inputs))
+                   for i in range(0, rows + pad, size)])[:rows]
 
 
 def _onnx_session(bundle: ModelBundle, threads: int):
