@@ -799,16 +799,21 @@ class Bench:
         first, last = busy_window(samples, produced)
         s0, s1 = samples[first], samples[last]
         seconds = s1["t"] - s0["t"]
-        per_consumer = {name: round((s1["scored"][name] - s0["scored"][name]) / seconds, 1)
+        span = max(seconds, 1e-9)  # 0 when one sample came after the produce: nothing measured
+        per_consumer = {name: round((s1["scored"][name] - s0["scored"][name]) / span, 1)
                         for name in consumers}
-        cores = {name: round((s1["cpu"][name] - s0["cpu"][name]) / seconds, 3)
+        cores = {name: round((s1["cpu"][name] - s0["cpu"][name]) / span, 3)
                  for name in s1["cpu"]}
         consumer_cores = sum(cores[name] for name in consumers)
         throughput = sum(per_consumer.values())
+        before = int(sum(s0["scored"].values()) - warm)
+        if throughput == 0:  # (see `sustained`): the backlog was decided while it was produced
+            print(f"scale-out, {count} consumer(s): all {before:,} decided before the measurement "
+                  "window opened; no throughput measured (use a larger backlog)", file=sys.stderr)
         mib = 2**20
         return {"consumers": count, "partitions": a.partitions, "transactions": len(self.docs),
                 "decided": int(sum(samples[-1]["scored"].values()) - warm),
-                "warm_up_transactions": warm,
+                "warm_up_transactions": warm, "decided_before_window": before,
                 # of the backlog, each consumer's share (its partitions')
                 "decided_per_consumer": {name: int(samples[-1]["scored"][name]
                                                    - samples[0]["scored"][name])
@@ -834,7 +839,7 @@ class Bench:
         raw = raw_consume_ceiling(self.broker.bootstrap, runs[0]["backlog_topic"], len(self.docs))
         one = next((r for r in runs if r["consumers"] == 1), None)
         for r in runs:
-            r["vs_raw_consume_ceiling"] = round(r["throughput_tx_s"] / raw["msg_s"], 3)
+            r["vs_raw_consume_ceiling"] = round(r["throughput_tx_s"] / raw["msg_s"], 6)
             if one:
                 r["vs_one_consumer"] = round(r["throughput_tx_s"]
                                              / max(one["throughput_tx_s"], 1e-9), 2)

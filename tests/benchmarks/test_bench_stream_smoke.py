@@ -70,11 +70,16 @@ def test_bench_stream_smoke_on_both_brokers(tmp_path: Path) -> None:
         assert sorted(two["decided_per_consumer"]) == ["consumer_0", "consumer_1"]
         assert all(n > 0 for n in two["decided_per_consumer"].values())
         assert sum(two["decided_per_consumer"].values()) == 2000
-        assert all(two["cpu_cores"][name] > 0 for name in two["decided_per_consumer"])
         assert all(mib > 50 for mib in two["consumer_rss_mib"].values())
-        assert 0 < two["vs_raw_consume_ceiling"] < 1
         capacity = run["scaleout"]["capacity"]
-        assert capacity["consumer_cores_per_1000_tx_s"] > 0
+        if two["window_decided"] > 0:  # (see `sustained` above)
+            assert 0 < two["vs_raw_consume_ceiling"] < 1
+        if two["window_decided"] >= 500:  # tens of ms of work: CPU ticks (10 ms) were counted
+            assert two["consumer_cores_total"] > 0
+            assert capacity["consumer_cores_per_1000_tx_s"] > 0
+        elif two["window_decided"] == 0:  # the backlog was decided while it was produced (CI: a ratio of 0.0)
+            assert two["decided_before_window"] == 2000
+            assert "scale-out, 2 consumer(s): all 2,000 decided before" in result.stderr
         # CPU time counts in 10 ms ticks and the smoke backlog drains in well under a second
         # (CI once measured no predictor tick in the window): present, not necessarily > 0.
         assert capacity["predictor_cores_per_1000_tx_s"] >= 0
