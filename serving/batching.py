@@ -2,8 +2,10 @@
 
 Greedy, never waiting: when the scoring thread is idle a request runs at once (no added latency
 at low load); requests arriving while a pass is running queue up and the next pass takes them
-together, up to `max_rows` sequences. On CPU this amortises per-call overhead; on a GPU it is
-what keeps the device busy. The model is read once per pass, so every request of a pass is
+together, up to `max_rows` sequences. A small pass may run on the event loop itself (`inline`):
+where a few rows take well under a millisecond, the hand-off to the scoring thread and back
+costs more than the pass (requests arriving meanwhile wait in their sockets, then merge). On
+CPU merging amortises per-call overhead; on a GPU it is what keeps the device busy. The model is read once per pass, so every request of a pass is
 scored by the same model version even while a hot swap happens.
 """
 
@@ -28,13 +30,17 @@ class _Pending:
 
 
 class MicroBatcher(Generic[T]):
-    """Runs ``score(x, mask) -> T`` on a dedicated thread; T is sliceable by row ranges."""
+    """Runs ``score(x, mask) -> T`` on a dedicated thread; T is sliceable by row ranges.
+
+    ``inline(rows)`` says whether a pass of that many rows runs on the event loop instead."""
 
     def __init__(self, score: Callable[[np.ndarray, np.ndarray], T], max_rows: int,
-                 on_batch: Callable[[int], None] | None = None) -> None:
+                 on_batch: Callable[[int], None] | None = None,
+                 inline: Callable[[int], bool] | None = None) -> None:
         self._score = score
         self._max_rows = max_rows
         self._on_batch = on_batch or (lambda rows: None)
+        self._inline = inline or (lambda rows: False)
         # One thread: torch parallelises inside a pass; two passes at once would only contend.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fraud-score")
         self._queue: list[_Pending] = []
@@ -56,7 +62,10 @@ class MicroBatcher(Generic[T]):
             try:
                 x = batch[0].x if len(batch) == 1 else np.concatenate([p.x for p in batch])
                 m = batch[0].mask if len(batch) == 1 else np.concatenate([p.mask for p in batch])
-                results = await loop.run_in_executor(self._executor, self._score, x, m)
+                if self._inline(rows):
+                    results = self._score(x, m)
+                else:
+                    results = await loop.run_in_executor(self._executor, self._score, x, m)
             except Exception as error:  # noqa: BLE001 - handed to every waiting request
                 for pending in batch:
                     if not pending.future.done():

@@ -86,6 +86,12 @@ class ServedModel:
             protocol.PARAM_DEVICE: str(self.scorer.device),
         }
 
+    @property
+    def quick(self) -> bool:
+        """Whether a pass costs about what its rows do (ONNX Runtime's one unpadded pass: a
+        transaction in 0.2 ms on the 2-core machine), not a padded block or a device launch."""
+        return self.scorer.backend == "onnxruntime" and self.scorer.batch_invariant
+
     def score(self, x: np.ndarray, mask: np.ndarray) -> BatchScores:
         result = self.scorer.score(x, mask)
         return BatchScores(result.fraud_probability, result.anomaly_score,
@@ -154,14 +160,16 @@ class FraudPredictor(Model):
     """
 
     def __init__(self, name: str, loader: Callable[[], ServedModel], metrics: PredictorMetrics,
-                 *, max_request_batch: int = 8192, max_merged_batch: int = 2048) -> None:
+                 *, max_request_batch: int = 8192, max_merged_batch: int = 2048,
+                 inline_rows: int = 0) -> None:
         super().__init__(name)
         self._loader = loader
         self._metrics = metrics
         self._max_request_batch = max_request_batch
         self._served: ServedModel | None = None
         self._batcher: MicroBatcher[BatchScores] = MicroBatcher(
-            self._forward, max_merged_batch, on_batch=metrics.forward_batch.observe)
+            self._forward, max_merged_batch, on_batch=metrics.forward_batch.observe,
+            inline=lambda rows: rows <= inline_rows and self.served.quick)
 
     def load(self) -> bool:
         """Load the models once; KServe's readiness follows `ready`."""

@@ -87,7 +87,8 @@ def run(settings: PredictorServiceSettings) -> None:
     loader = functools.partial(load_served, settings=p)
     predictor = FraudPredictor(
         p.model_name, functools.partial(loader, p.sequence_model_uri, p.autoencoder_model_uri),
-        metrics, max_request_batch=p.max_request_batch, max_merged_batch=p.max_merged_batch)
+        metrics, max_request_batch=p.max_request_batch, max_merged_batch=p.max_merged_batch,
+        inline_rows=p.inline_rows)
     predictor.load()
     server = ModelServer(http_port=p.http_port, grpc_port=p.grpc_port,
                          enable_grpc=p.enable_grpc, workers=1,

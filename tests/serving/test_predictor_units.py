@@ -86,6 +86,40 @@ def test_micro_batcher_hands_errors_to_every_request_of_the_pass() -> None:
     asyncio.run(main())
 
 
+def test_micro_batcher_scores_small_passes_on_the_event_loop() -> None:
+    passes: list[tuple[int, bool]] = []  # rows, on the event loop's thread
+    gate = threading.Event()
+    loop_thread = threading.current_thread()
+
+    def score(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        passes.append((len(x), threading.current_thread() is loop_thread))
+        if len(x) > 2:
+            gate.wait(5)  # a large pass holds the scoring thread
+        return x[:, 0, 0] + 1
+
+    async def main() -> list[np.ndarray]:
+        batcher = MicroBatcher(score, max_rows=100, inline=lambda rows: rows <= 2)
+        mask = np.ones((1, 1), bool)
+
+        def submit(value: float, rows: int = 1) -> asyncio.Task:
+            return asyncio.create_task(batcher.submit(
+                np.full((rows, 1, 1), value, np.float32), np.ones((rows, 1), bool)))
+
+        alone = await batcher.submit(np.ones((1, 1, 1), np.float32), mask)
+        large = submit(1.0, rows=5)
+        await asyncio.sleep(0.05)  # the large pass is running on the scoring thread
+        queued = [submit(2.0), submit(3.0)]  # merged into one pass of 2 rows behind it
+        await asyncio.sleep(0.05)
+        gate.set()
+        results = [alone, *await asyncio.gather(large, *queued)]
+        batcher.close()
+        return results
+
+    results = asyncio.run(main())
+    assert [r.tolist() for r in results] == [[2.0], [2.0] * 5, [3.0], [4.0]]
+    assert passes == [(1, True), (5, False), (2, True)]
+
+
 @pytest.mark.parametrize(("x_shape", "mask_shape", "message"), [
     ((2, 4, 3), (2, 4), r"shape \[B, 8, 3\]"),
     ((2, 8, 3), (2, 7), r"'mask' must have shape \[2, 8\]"),
@@ -237,6 +271,7 @@ def test_precision_setting_reaches_the_scorer(tiny_models: ModelDirs, precision:
                                  backend="torch")
     served = load_served(str(tiny_models.sequence), str(tiny_models.autoencoder), settings)
     assert str(served.scorer.dtype) == f"torch.{dtype}"
+    assert not served.quick  # torch: every request goes to the scoring thread
     assert served.scorer.block_rows == blocks
     assert next(served.scorer.models.parameters()).dtype == served.scorer.dtype
 
@@ -245,6 +280,7 @@ def test_onnxruntime_backend_setting_reaches_the_scorer(tiny_models: ModelDirs) 
     settings = PredictorSettings(device="auto", backend="onnxruntime", block_rows=48)
     served = load_served(str(tiny_models.sequence), str(tiny_models.autoencoder), settings)
     assert (served.scorer.backend, served.scorer.block_rows) == ("onnxruntime", 48)
+    assert served.quick  # one unpadded pass: small requests may be scored inline
     assert served.scorer.device.type == "cpu"
     x = np.zeros((3, served.seq_len, served.scorer.feature_dim), dtype=np.float32)
     assert served.scorer.score(x, np.ones(x.shape[:2], dtype=bool)).fraud_probability.shape == (3,)
