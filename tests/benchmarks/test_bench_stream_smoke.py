@@ -33,8 +33,10 @@ def test_bench_stream_smoke_on_both_brokers(tmp_path: Path) -> None:
         # A 2,000-transaction backlog can be decided before the first scrape on a busy
         # machine (CI: throughput 0.0): then there is no interval, and the script says so;
         # otherwise the interval's figures measure something.
-        if sustained["decided_before_window"] < 2000:
+        in_window = 2000 - sustained["decided_before_window"]
+        if in_window > 0:
             assert sustained["throughput_tx_s"] > 0
+        if in_window >= 500:  # tens of ms of work: the 10 ms CPU clock ticks saw some
             # The CPU budget per transaction. The last batch is written inside the window (the
             # count was short of 2,000 when it opened), so persist did work in it; ingest may
             # all have happened before it (CI: 0.0, the whole smoke backlog ingested early).
@@ -45,7 +47,7 @@ def test_bench_stream_smoke_on_both_brokers(tmp_path: Path) -> None:
             # The float32 predictor scores 2,000 transactions in a few passes, and tansu
             # serves them, within one 10 ms CPU clock tick each: 0 is a measurement.
             assert process_us["predictor"] >= 0 and process_us["broker"] >= 0
-        else:
+        if in_window == 0:
             assert "before the measurement window opened" in result.stderr
         # Models fitted on realistic rows: alerts are a minority, as in a deployment (fitted
         # on random rows, 95% were alerts and persist and produce measured twice their cost).
