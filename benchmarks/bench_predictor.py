@@ -23,7 +23,6 @@ import http.client
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,17 +34,12 @@ import numpy as np
 
 from fraudops import protocol
 from fraudops.features import DEFAULT_SEQ_LEN, build_spec
+from fraudops.testing import free_port
 
 #: What `--smoke` runs: tiny sizes, to check the script still works end to end (not a figure).
 #: The CPU, so that it runs (and is tested) the same on a machine without a GPU.
 SMOKE = {"single_requests": 20, "batch_requests": 2, "batch_sizes": [16], "clients": 2,
          "device": "cpu"}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def write_default_models(directory: Path, seq_len: int) -> tuple[Path, Path]:
@@ -271,7 +265,7 @@ def main() -> None:
             sequence, autoencoder = args.sequence_model_uri, args.autoencoder_model_uri
         else:
             sequence, autoencoder = map(str, write_default_models(work, args.seq_len))
-        port, grpc_port = _free_port(), _free_port()
+        port, grpc_port = free_port(), free_port()
         process = start_predictor(sequence, autoencoder, port, args.torch_threads,
                                   work / "predictor.log", args.device, args.precision,
                                   args.backend, grpc_port)

@@ -46,7 +46,6 @@ import json
 import os
 import platform
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -64,6 +63,7 @@ from confluent_kafka import Producer as KafkaProducer
 from sqlalchemy import create_engine, text
 
 from fraudops.store import Store
+from fraudops.testing import free_port
 from local.kafka import Flavour, LocalBroker, make_broker
 
 FRAUDOPS = Path(sys.executable).parent / "fraudops"
@@ -77,12 +77,6 @@ EVENT_BUCKET = re.compile(
     r'^fraud_consumer_event_to_decision_seconds_bucket\{le="([^"]+)"\} (\S+)$', re.MULTILINE)
 COUNTER = r"^{}(?:\{{[^}}]*\}})? (\S+)$"
 EVENT_COUNT = re.compile(r"^fraud_consumer_event_to_decision_seconds_count (\S+)$", re.MULTILINE)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_http(url: str, process: subprocess.Popen, timeout: float = 120.0) -> None:
@@ -289,6 +283,16 @@ def cpu_us_per_transaction(now: dict[str, float], before: dict[str, float],
                            transactions: float) -> dict[str, float]:
     """CPU microseconds per transaction of each stage between two `Consumer.stage_cpu`."""
     return {stage: round(1e6 * (total - before.get(stage, 0.0)) / max(transactions, 1), 1)
+            for stage, total in now.items()}
+
+
+def cpu_ms_per_batch(now: dict[str, float], before: dict[str, float],
+                     totals: dict[str, tuple[float, float]],
+                     totals_before: dict[str, tuple[float, float]]) -> dict[str, float]:
+    """CPU milliseconds per micro-batch of each stage between two `Consumer.stage_cpu`, over
+    the batches counted between two `Consumer.stage_totals`."""
+    batches = totals["batch_size"][1] - totals_before.get("batch_size", (0.0, 0.0))[1]
+    return {stage: round(1e3 * (total - before.get(stage, 0.0)) / max(batches, 1), 3)
             for stage, total in now.items()}
 
 
@@ -701,6 +705,7 @@ class Bench:
             warm = produce_at_rate(self.broker.bootstrap, topic, self.docs[:2000], 200, 2, "warm")
             consumer.wait_scored(warm, timeout=120)  # assigned, connections warm
             after_warmup = consumer.event_histogram()
+            stages_before, cpu_before = consumer.stage_totals(), consumer.stage_cpu()
             meter = self.meter(consumer, producer=True)
             meter.start()
             sampler = StageSampler(consumer)
@@ -712,6 +717,7 @@ class Bench:
             elapsed = time.monotonic() - start
             cpu = meter.stop()
             stages, stages_by_5s = consumer.stage_means(), sampler.stop()
+            totals, stage_cpu = consumer.stage_totals(), consumer.stage_cpu()
             durable = consumer.durable_latency(after_warmup)
         finally:
             consumer.stop()
@@ -723,6 +729,10 @@ class Bench:
                 "latency_to_durable_histogram": durable,
                 "mean_stage_ms_per_batch": stages,
                 "mean_stage_ms_per_batch_by_5s": stages_by_5s,
+                # CPU of each stage's thread per batch: at this rate batches are small, and
+                # what a batch costs whatever its size shows here
+                "stage_cpu_ms_per_batch": cpu_ms_per_batch(stage_cpu, cpu_before, totals,
+                                                           stages_before),
                 "load_average_after": os.getloadavg()}
 
     def transport_floor(self, rate: float) -> dict:
@@ -1002,6 +1012,7 @@ def report(results: dict) -> None:
               f"histogram: {r['latency_to_durable_histogram']})  cpu {r['cpu_cores']}; "
               f"stages ms/batch {r['mean_stage_ms_per_batch']}")
         print(f"{'':<24} p50 by 5 s {lat['p50_ms_by_5s']}; p99 by 5 s {lat['p99_ms_by_5s']}")
+        print(f"{'':<24} stage CPU ms/batch {r['stage_cpu_ms_per_batch']}")
         by_5s = r["mean_stage_ms_per_batch_by_5s"]
         slow = [stage for stage, ms in r["mean_stage_ms_per_batch"].items()
                 if stage != "batch_size" and ms >= 1.0]

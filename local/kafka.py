@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Self
 
 from local.exceptions import PrerequisiteError
+from local.health import free_port
 
 #: The broker's version. 4.x is KRaft-only; 4.1 is the newest line that our clients (librdkafka,
 #: kafka-python 3.0 before it) and client settings were checked against here (produce, groups,
@@ -197,14 +198,6 @@ def server_properties(*, port: int, controller_port: int, log_dir: Path,
         "auto.create.topics.enable=false",
         "",
     ])
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _listening(port: int) -> bool:

@@ -65,6 +65,9 @@ def test_bench_stream_smoke_on_both_brokers(tmp_path: Path) -> None:
         fixed = run["latency_fixed_rate"]
         assert fixed["decided"] == fixed["sent"] > 0
         assert 0 < fixed["latency"]["p50_ms"] <= fixed["latency"]["p99_ms"]
+        # what a batch costs at this rate, stage by stage (thread CPU clocks: ns, not ticks)
+        assert fixed["stage_cpu_ms_per_batch"]["ingest"] > 0
+        assert fixed["stage_cpu_ms_per_batch"]["persist"] > 0
         assert run["transport_floor_fixed_rate"]["count"] > 0
         (two,) = run["scaleout"]["runs"]  # two consumer processes, one group, 3 partitions
         assert two["consumers"] == 2 and two["decided"] == 2000
