@@ -2,10 +2,11 @@
 
 Greedy, never waiting: when the scoring thread is idle a request runs at once (no added latency
 at low load); requests arriving while a pass is running queue up and the next pass takes them
-together, up to `max_rows` sequences. A small pass may run on the event loop itself (`inline`):
-where a few rows take well under a millisecond, the hand-off to the scoring thread and back
-costs more than the pass (requests arriving meanwhile wait in their sockets, then merge). On
-CPU merging amortises per-call overhead; on a GPU it is what keeps the device busy. The model is read once per pass, so every request of a pass is
+together, up to `max_rows` sequences. A small request alone in its pass may be scored on the
+event loop itself (`inline`): where a few rows take well under a millisecond, the hand-off to
+the scoring thread and back costs more than the pass. Merged passes keep the thread, so that
+under concurrent load the loop reads the next requests while a pass runs. On CPU merging
+amortises per-call overhead; on a GPU it is what keeps the device busy. The model is read once per pass, so every request of a pass is
 scored by the same model version even while a hot swap happens.
 """
 
@@ -32,7 +33,8 @@ class _Pending:
 class MicroBatcher(Generic[T]):
     """Runs ``score(x, mask) -> T`` on a dedicated thread; T is sliceable by row ranges.
 
-    ``inline(rows)`` says whether a pass of that many rows runs on the event loop instead."""
+    ``inline(rows)`` says whether a request of that many rows, alone in its pass, is scored on
+    the event loop instead."""
 
     def __init__(self, score: Callable[[np.ndarray, np.ndarray], T], max_rows: int,
                  on_batch: Callable[[int], None] | None = None,
@@ -62,7 +64,7 @@ class MicroBatcher(Generic[T]):
             try:
                 x = batch[0].x if len(batch) == 1 else np.concatenate([p.x for p in batch])
                 m = batch[0].mask if len(batch) == 1 else np.concatenate([p.mask for p in batch])
-                if self._inline(rows):
+                if len(batch) == 1 and self._inline(rows):
                     results = self._score(x, m)
                 else:
                     results = await loop.run_in_executor(self._executor, self._score, x, m)

@@ -47,11 +47,11 @@ class PredictorSettings(BaseModel):
     max_request_batch: int = Field(default=8192, ge=1)
     #: Concurrent requests are merged into one forward pass up to this many sequences.
     max_merged_batch: int = Field(default=2048, ge=1)
-    #: A forward pass of at most this many rows (a request, or requests merged) runs on the
-    #: server's event loop, not on the scoring thread, when the models run in one unpadded ONNX
-    #: Runtime pass (a GPU or torch's padded passes always use the thread). The hand-off cost
-    #: more than such a pass: 0.2-0.5 ms off a single transaction's p50 on the 2-core machine
-    #: (README, "Predictor tuning"). 0 turns it off.
+    #: A request of at most this many rows, alone in its forward pass (none merged with it), is
+    #: scored on the server's event loop, not on the scoring thread, when the models run in one
+    #: unpadded ONNX Runtime pass (a GPU or torch's padded passes always use the thread). The
+    #: hand-off cost more than such a pass: a single transaction's p50 0.97-1.08 ms against
+    #: 1.11-1.62 ms on the 2-core machine (README, "Predictor tuning"). 0 turns it off.
     inline_rows: int = Field(default=16, ge=0)
     #: One log line per request (KServe's latency and timing lines, uvicorn's access log).
     #: Off by default: the Prometheus histograms carry the same figures at a fraction of the

@@ -86,7 +86,7 @@ def test_micro_batcher_hands_errors_to_every_request_of_the_pass() -> None:
     asyncio.run(main())
 
 
-def test_micro_batcher_scores_small_passes_on_the_event_loop() -> None:
+def test_micro_batcher_scores_a_lone_small_request_on_the_event_loop() -> None:
     passes: list[tuple[int, bool]] = []  # rows, on the event loop's thread
     gate = threading.Event()
     loop_thread = threading.current_thread()
@@ -112,12 +112,16 @@ def test_micro_batcher_scores_small_passes_on_the_event_loop() -> None:
         await asyncio.sleep(0.05)
         gate.set()
         results = [alone, *await asyncio.gather(large, *queued)]
+        results.append(await batcher.submit(np.full((2, 1, 1), 4.0, np.float32),
+                                            np.ones((2, 1), bool)))  # alone again
         batcher.close()
         return results
 
     results = asyncio.run(main())
-    assert [r.tolist() for r in results] == [[2.0], [2.0] * 5, [3.0], [4.0]]
-    assert passes == [(1, True), (5, False), (2, True)]
+    assert [r.tolist() for r in results] == [[2.0], [2.0] * 5, [3.0], [4.0], [5.0, 5.0]]
+    # Requests that overlapped (merged) go to the thread, where their pass runs while the loop
+    # reads the next ones; a request alone is scored on the loop.
+    assert passes == [(1, True), (5, False), (2, False), (2, True)]
 
 
 @pytest.mark.parametrize(("x_shape", "mask_shape", "message"), [
