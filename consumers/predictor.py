@@ -8,14 +8,15 @@ the batch is not committed and the process exits so that an operator sees it).
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import numpy as np
+import urllib3
 from tenacity import (
     RetryError,
     Retrying,
@@ -37,24 +38,33 @@ ScoreFn = Callable[[np.ndarray, np.ndarray], protocol.ScoreBatch]
 
 
 class PredictorClient:
-    """One keep-alive connection pool to the predictor's V2 REST endpoints."""
+    """One keep-alive connection pool to the predictor's V2 REST endpoints.
 
-    def __init__(self, base_url: str, timeout_s: float = 5.0,
-                 transport: httpx.BaseTransport | None = None) -> None:
-        self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_s,
-                                  transport=transport, limits=httpx.Limits(max_keepalive_connections=4))
+    urllib3 rather than httpx: the client's CPU per call is the consumer's, on every micro-batch;
+    for the same requests to the same predictor it measured 0.39-0.47 ms per call with urllib3
+    against 0.68-0.90 ms with httpx for batches of 1 and 14 rows (README, "Consumer"). Its own
+    retries are off: `with_backoff` decides what is retried."""
+
+    def __init__(self, base_url: str, timeout_s: float = 5.0) -> None:
+        self._url = base_url.rstrip("/")
+        self._prefix = urllib3.util.parse_url(self._url).path or ""  # behind a path (ingress)
+        self._pool = urllib3.connection_from_url(
+            self._url, maxsize=4, retries=False, timeout=urllib3.Timeout(timeout_s))
 
     def metadata(self) -> dict[str, Any]:
         """The V2 model metadata document."""
         response = self._request("GET", protocol.metadata_path())
-        return response.json()
+        try:
+            return json.loads(response.data)
+        except ValueError as error:
+            raise PredictorError(f"unreadable predictor metadata: {error}") from error
 
     def score(self, x: np.ndarray, mask: np.ndarray) -> protocol.ScoreBatch:
         """Score one micro-batch (binary V2 encoding both ways)."""
         body, headers = protocol.encode_request(x, mask, binary=True)
-        response = self._request("POST", protocol.infer_path(), content=body, headers=headers)
+        response = self._request("POST", protocol.infer_path(), body=body, headers=headers)
         try:
-            batch = protocol.decode_response(response.content, response.headers)
+            batch = protocol.decode_response(response.data, response.headers)
         except protocol.ProtocolError as error:
             raise PredictorError(f"unreadable predictor answer: {error}") from error
         if len(batch) != len(x):
@@ -62,18 +72,18 @@ class PredictorClient:
         return batch
 
     def close(self) -> None:
-        self._http.close()
+        self._pool.close()
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def _request(self, method: str, path: str, **kwargs: Any) -> urllib3.BaseHTTPResponse:
         try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.TransportError as error:  # refused, reset, timeout
-            raise PredictorUnavailableError(f"{method} {path}: {error!r}") from error
-        if response.status_code >= 500 or response.status_code == 429:
-            raise PredictorUnavailableError(f"{method} {path}: HTTP {response.status_code}")
-        if response.status_code >= 400:
-            raise PredictorError(f"{method} {path}: HTTP {response.status_code}: "
-                                 f"{response.text[:300]}")
+            response = self._pool.urlopen(method, self._prefix + path, **kwargs)
+        except urllib3.exceptions.HTTPError as error:  # refused, reset, timeout
+            raise PredictorUnavailableError(f"{method} {self._url}{path}: {error!r}") from error
+        if response.status >= 500 or response.status == 429:
+            raise PredictorUnavailableError(f"{method} {path}: HTTP {response.status}")
+        if response.status >= 400:
+            text = response.data[:300].decode("utf-8", "replace")
+            raise PredictorError(f"{method} {path}: HTTP {response.status}: {text}")
         return response
 
 
