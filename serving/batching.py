@@ -6,8 +6,9 @@ together, up to `max_rows` sequences. A small request alone in its pass may be s
 event loop itself (`inline`): where a few rows take well under a millisecond, the hand-off to
 the scoring thread and back costs more than the pass. Merged passes keep the thread, so that
 under concurrent load the loop reads the next requests while a pass runs. On CPU merging
-amortises per-call overhead; on a GPU it is what keeps the device busy. The model is read once per pass, so every request of a pass is
-scored by the same model version even while a hot swap happens.
+amortises per-call overhead; on a GPU it is what keeps the device busy. The model is read once
+per pass, so every request of a pass is scored by the same model version even while a hot swap
+happens.
 """
 
 from __future__ import annotations
