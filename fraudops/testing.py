@@ -1,5 +1,5 @@
 """Helpers that the tests and the benchmarks share: a free port, waiting for a port, for an HTTP
-endpoint or for any condition.
+endpoint or for any condition, a real HTTP server with a handler of the test's.
 
 In the package (not under tests/) so that both import it the same way, with or without the
 repository root on ``sys.path``. Nothing here runs at import time; nothing in the units uses it.
@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -22,6 +25,20 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@contextmanager
+def serve_http(handler: type[BaseHTTPRequestHandler]) -> Iterator[ThreadingHTTPServer]:
+    """A threading HTTP server on a free loopback port, serving with `handler` until the block
+    ends (its URL: ``http://127.0.0.1:{server.server_port}``)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.1,

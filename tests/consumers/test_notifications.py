@@ -18,7 +18,7 @@ from sqlalchemy.exc import OperationalError
 from consumers.notifications import Dispatcher, NotificationPlanner, senders_for
 from consumers.settings import NotifySection
 from fraudops.store import BatchWrite, DecisionRecord, Store
-from fraudops.testing import free_port
+from fraudops.testing import free_port, serve_http
 
 
 class _Inbox:
@@ -57,13 +57,9 @@ class _Hook(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def webhook() -> Iterator[ThreadingHTTPServer]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
-    server.received, server.statuses = [], []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with serve_http(_Hook) as server:
+        server.received, server.statuses = [], []
+        yield server
 
 
 def alert(i: int, account: str = "acc-1", kind: str = "block") -> DecisionRecord:

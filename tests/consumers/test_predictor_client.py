@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import numpy as np
 import pytest
@@ -16,7 +16,7 @@ from consumers.predictor import PredictorClient, spec_from_metadata, with_backof
 from fraudops import protocol
 from fraudops.features import build_spec
 from fraudops.protocol import PredictorUnavailableError
-from fraudops.testing import free_port
+from fraudops.testing import free_port, serve_http
 
 
 def metadata(spec, seq_len: int = 16, fingerprint: str | None = None) -> dict:
@@ -69,12 +69,8 @@ class _Answers(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def answers() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Answers)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve_http(_Answers) as server:
+        yield f"http://127.0.0.1:{server.server_port}"
 
 
 @pytest.mark.parametrize(("status", "error", "message"), [

@@ -8,14 +8,14 @@ tested against a real HTTP server on loopback.
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import ClassVar
 from unittest import mock
 
 import pytest
 
 from fraudops.settings import ModelNames
+from fraudops.testing import serve_http
 from fraudops.training import deploy
 from fraudops.training.registry import ModelVersions
 
@@ -102,14 +102,9 @@ class _Recorder(BaseHTTPRequestHandler):
 
 
 def test_local_reload_posts_versions_to_a_real_server():
-    server = HTTPServer(("127.0.0.1", 0), _Recorder)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serve_http(_Recorder) as server:
         url = f"http://127.0.0.1:{server.server_port}/reload"
         message = deploy.notify_local(VERSIONS, url)
-    finally:
-        server.shutdown()
     assert "204" in message
     assert _Recorder.received == [("/reload", VERSIONS.to_dict())]
 
