@@ -3,7 +3,9 @@
 Starts a broker (``--kafka apache``: Apache Kafka, KRaft, from Maven Central; ``tansu``: the
 embedded broker; ``both``: the whole run on each, then side by side), the `fraud-scorer` predictor (`fraudops serve predictor`, models of the
 default architecture unless ``--sequence-model-uri``/``--autoencoder-model-uri`` name trained
-ones: timing does not depend on weight values) and `fraudops consume` as subprocesses, then:
+ones: timing does not depend on weight values) and `fraudops consume` as subprocesses, sends
+``--broker-warmup-seconds`` of traffic through the fresh broker (a JVM compiles its hot code in
+its first minutes; the broker's cores by round are reported), then:
 
 1. sustained throughput: N synthetic transactions (`fraudops.data.generate`) produced up front,
    consumer started, time from the first to the N-th decision (Prometheus counter); then the
@@ -277,6 +279,27 @@ def transport_floor(bootstrap: str, topic: str, templates: list[dict], rate: flo
     # A growth over the run is the broker's own slowdown (tansu's memory engine: its fetch
     # cost grows with the data kept in the topic).
     return windowed_percentiles(events, received - events)
+
+
+def warm_broker(broker: LocalBroker, templates: list[dict], rate: float, seconds: float,
+                partitions: int, round_s: float = 15.0) -> dict:
+    """Traffic through a fresh broker before anything is measured: a JVM compiles its hot code
+    in its first minutes (Apache Kafka's CPU at 1,000 msg/s measured 0.80, 0.64, 0.32, 0.28,
+    0.22 core in consecutive 15-s rounds from its start), which a broker running for days has
+    done long ago. Rounds of `transport_floor` at `rate` for `seconds`; the broker's cores and
+    the floor's p99 of each round are returned, so the settling shows."""
+    process = psutil.Process(broker.process.pid)
+    cores, p99 = [], []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        topic = broker.unique_topic("warmup", partitions)
+        cpu, start = sum(process.cpu_times()[:4]), time.monotonic()
+        floor = transport_floor(broker.bootstrap, topic, templates, rate,
+                                min(round_s, max(1.0, deadline - start)))
+        cores.append(round((sum(process.cpu_times()[:4]) - cpu) / (time.monotonic() - start), 3))
+        p99.append(floor["p99_ms"])
+    return {"seconds": seconds, "rate_msg_s": rate, "broker_cores_by_round": cores,
+            "floor_p99_ms_by_round": p99}
 
 
 def cpu_us_per_transaction(now: dict[str, float], before: dict[str, float],
@@ -604,6 +627,9 @@ class Bench:
             self.broker.stop()
             raise
         self.docs = transaction_docs(args.transactions, args.seed)
+        self.broker_warmup = (warm_broker(self.broker, self.docs, args.rate,
+                                          args.broker_warmup_seconds, args.partitions)
+                              if args.broker_warmup_seconds > 0 else None)
 
     def _start_predictor(self) -> tuple[str, subprocess.Popen]:
         a = self.args
@@ -924,6 +950,8 @@ def run(args: argparse.Namespace, flavour: Flavour) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-stream-") as tmp:
         bench = Bench(args, Path(tmp), flavour)
         try:
+            if bench.broker_warmup is not None:
+                results["broker_warmup"] = bench.broker_warmup
             if "sustained" in args.phases:
                 results["sustained"] = bench.sustained()
                 results["raw_consume_ceiling"] = raw_consume_ceiling(
@@ -974,6 +1002,11 @@ def environment(args: argparse.Namespace) -> dict:
 
 def report(results: dict) -> None:
     print(f"== broker: {results['broker']}")
+    if "broker_warmup" in results:
+        w = results["broker_warmup"]
+        print(f"broker warm-up           {w['seconds']} s at {w['rate_msg_s']:,.0f} msg/s: broker "
+              f"cores by round {w['broker_cores_by_round']}, floor p99 ms by round "
+              f"{w['floor_p99_ms_by_round']}")
     if "sustained" in results:
         s = results["sustained"]
         print(f"sustained throughput     {s['throughput_tx_s']:>10,.0f} tx/s "
@@ -1094,7 +1127,8 @@ def print_side_by_side(runs: dict[str, dict]) -> None:
 
 SMOKE = {"transactions": 2000, "latency_seconds": 3.0, "naive_transactions": 300,
          "naive_seconds": 2.0, "rate": 200.0, "saturation_rate": 400.0, "timeout": 120.0,
-         "sample_seconds": 0.2, "memory_accounts": 300, "memory_transactions_per_account": 4}
+         "sample_seconds": 0.2, "memory_accounts": 300, "memory_transactions_per_account": 4,
+         "broker_warmup_seconds": 2.0}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -1110,6 +1144,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="messy phase: share of transactions delivered late (out of order)")
     parser.add_argument("--duplicate-share", type=float, default=0.01,
                         help="messy phase: share of transactions delivered twice")
+    parser.add_argument("--broker-warmup-seconds", type=float, default=90.0,
+                        help="traffic at --rate through the fresh broker before any phase "
+                             "(a JVM's first minutes of compiling are not its steady state); "
+                             "0: none")
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--partitions", type=int, default=3)
     parser.add_argument("--predictor-threads", type=int, default=1)

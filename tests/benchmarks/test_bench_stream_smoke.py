@@ -28,6 +28,11 @@ def test_bench_stream_smoke_on_both_brokers(tmp_path: Path) -> None:
     assert set(runs) == {"apache", "tansu"}
     for broker, run in runs.items():
         assert run["broker"] == broker
+        warmup = run["broker_warmup"]  # traffic through the fresh broker, before any phase
+        assert warmup["broker_cores_by_round"] and all(
+            cores >= 0 for cores in warmup["broker_cores_by_round"])
+        assert len(warmup["floor_p99_ms_by_round"]) == len(warmup["broker_cores_by_round"])
+        assert all(p99 > 0 for p99 in warmup["floor_p99_ms_by_round"])
         sustained = run["sustained"]
         assert sustained["decided"] == sustained["transactions"] == 2000
         # A 2,000-transaction backlog can be decided before the first scrape on a busy
