@@ -107,7 +107,7 @@ def with_backoff(call: Callable[..., Any], stop: threading.Event, *, initial_s: 
                 metrics.errors.labels(kind="predictor_unavailable").inc()
             log.warning("predictor unavailable: %s; retrying", error)
         retrying = Retrying(retry=retry_if_exception_type(PredictorUnavailableError),
-                            wait=wait_exponential_jitter(initial=initial_s, max=max_s),
+                            wait=wait_exponential_jitter(multiplier=initial_s, max=max_s),
                             stop=stop_when_event_set(stop), before_sleep=before_sleep,
                             sleep=lambda seconds: stop.wait(seconds))
         try:
