@@ -208,6 +208,31 @@ def test_cpu_scenarios_request_no_gpu(render):
         assert isvc["spec"]["predictor"]["containers"][0]["image"].endswith("-predictor:0.1.0")
 
 
+def test_predictor_tuning_values_reach_its_settings(render):
+    """backend, threads and inlineRows are values of their own, and what the chart renders is
+    what the model server reads (its settings, parsed from the container's environment)."""
+    from serving.settings import PredictorServiceSettings
+
+    def predictor_env(*extra: str) -> dict[str, str]:
+        isvc = by_kind(load_documents(render("default", *extra)), "InferenceService")[0]
+        env = isvc["spec"]["predictor"]["containers"][0]["env"]
+        return {e["name"]: e["value"] for e in env if e["name"].startswith("FRAUDOPS_PREDICTOR__")}
+
+    def settings(env: dict[str, str], monkeypatch_env: pytest.MonkeyPatch):
+        for name, value in env.items():
+            monkeypatch_env.setenv(name, value)
+        return PredictorServiceSettings().predictor
+
+    with pytest.MonkeyPatch.context() as mp:
+        default = settings(predictor_env(), mp)
+    assert (default.backend, default.torch_threads, default.inline_rows) == ("auto", 1, 16)
+    with pytest.MonkeyPatch.context() as mp:
+        tuned = settings(predictor_env("--set", "predictor.backend=torch", "--set",
+                                       "predictor.threads=2", "--set",
+                                       "predictor.inlineRows=0"), mp)
+    assert (tuned.backend, tuned.torch_threads, tuned.inline_rows) == ("torch", 2, 0)
+
+
 def test_topics_are_kafka_topics_with_strimzi_else_a_job(render):
     strimzi = load_documents(render("strimzi"))
     topics = by_kind(strimzi, "KafkaTopic")

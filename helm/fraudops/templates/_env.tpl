@@ -268,6 +268,12 @@ fraudops/settings.py). Secrets are referenced with secretKeyRef, never copied in
   value: {{ .ctx.Values.predictor.port | quote }}
 - name: FRAUDOPS_PREDICTOR__DEVICE
   value: {{ ternary "cuda" "cpu" .ctx.Values.predictor.gpu.enabled | quote }}
+- name: FRAUDOPS_PREDICTOR__BACKEND
+  value: {{ .ctx.Values.predictor.backend | quote }}
+- name: FRAUDOPS_PREDICTOR__TORCH_THREADS
+  value: {{ .ctx.Values.predictor.threads | quote }}
+- name: FRAUDOPS_PREDICTOR__INLINE_ROWS
+  value: {{ .ctx.Values.predictor.inlineRows | quote }}
 {{- if eq $m.source "storage" }}
 - name: STORAGE_URI
   value: {{ required "predictor.models.storageUri is required when models.source is storage" .storageUri | quote }}
