@@ -47,7 +47,7 @@ EXIT_OK, EXIT_FATAL = 0, 1
 @dataclass
 class ModelContract:
     """What the consumer must know about the served model (its feature spec, sequence length
-    and versions; `fraudops.served_model.ServedModel` is the whole description)."""
+    and versions; `fraudops.served_model.ModelDescription` is the whole description)."""
 
     spec: FeatureSpec
     seq_len: int

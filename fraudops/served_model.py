@@ -17,7 +17,7 @@ from fraudops.protocol import ModelInfo
 
 
 @dataclass(frozen=True)
-class ServedModel:
+class ModelDescription:
     """The served model's description and the feature spec a client computes for it."""
 
     info: ModelInfo
@@ -29,7 +29,7 @@ class ServedModel:
         return ",".join(self.info.versions)
 
 
-def read_served_model(doc: Mapping[str, Any]) -> ServedModel:
+def read_served_model(doc: Mapping[str, Any]) -> ModelDescription:
     """The served model of a ``GET /v2/models/fraud-scorer`` document.
 
     Raises `fraudops.protocol.ProtocolError` when the document is not a model description or
@@ -39,4 +39,4 @@ def read_served_model(doc: Mapping[str, Any]) -> ServedModel:
     spec = spec_from_names(info.feature_names)
     info.check_compatible(n_features=spec.dim, spec_fingerprint=spec.fingerprint,
                           spec_version=spec.version)
-    return ServedModel(info, spec)
+    return ModelDescription(info, spec)

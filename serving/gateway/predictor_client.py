@@ -14,7 +14,7 @@ import numpy as np
 
 from fraudops import protocol
 from fraudops.protocol import PredictorUnavailableError
-from fraudops.served_model import ServedModel, read_served_model
+from fraudops.served_model import ModelDescription, read_served_model
 
 
 class PredictorClient:
@@ -23,10 +23,10 @@ class PredictorClient:
     def __init__(self, base_url: str, model_name: str, timeout_s: float) -> None:
         self._model_name = model_name
         self._client = httpx.AsyncClient(base_url=base_url.rstrip("/"), timeout=timeout_s)
-        self._served: ServedModel | None = None
+        self._served: ModelDescription | None = None
         self._lock = asyncio.Lock()
 
-    async def features(self) -> ServedModel:
+    async def features(self) -> ModelDescription:
         """What the served model expects (fetched once, then after each version change)."""
         served = self._served
         if served is not None:
@@ -36,7 +36,7 @@ class PredictorClient:
                 self._served = await self._fetch()
             return self._served
 
-    async def _fetch(self) -> ServedModel:
+    async def _fetch(self) -> ModelDescription:
         doc = await self._get_json(protocol.metadata_path(self._model_name))
         try:
             return read_served_model(doc)

@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from fraudops import protocol
 from fraudops.features import FEATURE_SPEC_VERSION, FeatureSpec
 from fraudops.schema import Transaction
-from fraudops.served_model import ServedModel
+from fraudops.served_model import ModelDescription
 from fraudops.store import BatchWrite, DecisionRecord, Store
 from serving.exceptions import KafkaUnavailableError
 from serving.gateway.app import create_app
@@ -77,9 +77,9 @@ class StubPredictor:
         spec = FeatureSpec()
         info = protocol.ModelInfo(seq_len, spec.dim, FEATURE_SPEC_VERSION, spec.fingerprint,
                                   "1", "1", feature_names=spec.names, versions=("seq:1+ae:1",))
-        self.served = ServedModel(info, spec)
+        self.served = ModelDescription(info, spec)
 
-    async def features(self) -> ServedModel:
+    async def features(self) -> ModelDescription:
         return self.served
 
     async def score(self, x: np.ndarray, mask: np.ndarray) -> protocol.ScoreBatch:
