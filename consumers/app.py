@@ -30,10 +30,11 @@ from consumers.pipeline import ConsumerLoop, InFlight
 from consumers.predictor import PredictorClient, ScoreFn, spec_from_metadata, timed, with_backoff
 from consumers.processor import BatchOutcome, ProcessorConfig, StreamProcessor
 from consumers.settings import ConsumerSettings
+from consumers.state import open_store
 from fraudops.features import EventTimePolicy, FeatureSpec, OnlineFeatureState
 from fraudops.features.spec import VELOCITY_ENTITIES
 from fraudops.rules import RulesError, RuleSource
-from fraudops.store import SchemaNotCurrentError, StaleCheckpointError, Store
+from fraudops.store import StaleCheckpointError, Store
 
 log = logging.getLogger(__name__)
 _LAG_INTERVAL_S = 5.0
@@ -70,10 +71,8 @@ class ConsumerApp:
     def run(self) -> int:
         """Consume until `stop` is set; returns the process exit code."""
         s = self.settings
-        try:  # a database not at this release's schema: `fraudops db upgrade` first
-            store = self.store or Store.open_current(s.database.resolved_url(s.home))
-        except SchemaNotCurrentError as error:
-            log.error("%s", error)
+        store = self.store or open_store(s.database.resolved_url(s.home))
+        if store is None:
             return EXIT_FATAL
         client = None
         if self.score is None or self.model is None:

@@ -70,7 +70,7 @@ from consumers.messages import (
 )
 from consumers.metrics import StageMetrics
 from consumers.settings import ConsumerSettings
-from consumers.state import PartitionState, checkpoint_for, restore_partitions
+from consumers.state import PartitionState, checkpoint_for, open_store, restore_partitions
 from fraudops.features import EventTimePolicy, OnlineFeatureState, build_spec
 from fraudops.features.spec import MICROS
 from fraudops.schema import Transaction, TransactionLabel
@@ -78,7 +78,6 @@ from fraudops.settings import TopicSettings
 from fraudops.store import (
     BatchWrite,
     CheckpointRecord,
-    SchemaNotCurrentError,
     StaleCheckpointError,
     Store,
 )
@@ -323,10 +322,8 @@ class StageApp:
     def run(self) -> int:
         """Process until `stop` is set; returns the process exit code."""
         s = self.settings
-        try:  # a database not at this release's schema: `fraudops db upgrade` first
-            store = self.store or Store.open_current(s.database.resolved_url(s.home))
-        except SchemaNotCurrentError as error:
-            log.error("%s", error)
+        store = self.store or open_store(s.database.resolved_url(s.home))
+        if store is None:
             return EXIT_FATAL
         processor = StageProcessor(self.config(), store=store, metrics=self.metrics)
         sink = KafkaSink(s.kafka, s.consumer.producer_linger_ms)

@@ -62,7 +62,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from fraudops.features import OnlineFeatureState
-from fraudops.store import CheckpointRecord, Store, StreamCheckpoint
+from fraudops.store import CheckpointRecord, SchemaNotCurrentError, Store, StreamCheckpoint
 
 log = logging.getLogger(__name__)
 #: Spreads partitions' snapshot times over the interval (0, 0.62, 0.24, 0.85, 0.47...).
@@ -103,6 +103,16 @@ class PartitionState:
         share = 0.0 if self.staggered else (self.partition * _GOLDEN) % 1.0
         self.last_snapshot = now - share * interval_s
         self.staggered = True
+
+
+def open_store(url: str) -> Store | None:
+    """The store at `url` for a consumer or a stage; None, with the reason logged, when the
+    database is not at this release's schema (`fraudops db upgrade` first)."""
+    try:
+        return Store.open_current(url)
+    except SchemaNotCurrentError as error:
+        log.error("%s", error)
+        return None
 
 
 def restore_partition(partition: int, checkpoint: StreamCheckpoint | None,
