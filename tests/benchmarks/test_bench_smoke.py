@@ -288,3 +288,18 @@ def test_bench_stages_smoke(tmp_path):
         figures = latency[hop]
         assert 0 <= figures["p50_ms"] <= figures["p95_ms"] <= figures["p99_ms"], (hop, figures)
     assert latency["end_to_end"]["p50_ms"] >= latency["router"]["p50_ms"]
+
+
+def test_bench_processor_smoke(tmp_path):
+    done = run_smoke("bench_processor.py", tmp_path, "--stub-features", "--out", "report.json")
+    result = read_report(tmp_path)
+    assert result["transactions"] == 600
+    runs = result["runs"]
+    assert [(r["batch_size"], r["features"]) for r in runs] == [
+        (10, "computed"), (10, "stubbed"), (100, "computed"), (100, "stubbed")]
+    for r in runs:
+        assert r["decided"] == 600  # every transaction decided and stored, stubbed or not
+        assert r["batches"] == -(-600 // r["batch_size"])
+        assert_positive(r, "total_cpu_us_per_tx")
+        assert r["total_cpu_us_per_tx"] >= max(r["cpu_us_per_tx"].values())
+    assert "batches of    10, features stubbed" in done.stdout
