@@ -13,12 +13,15 @@ DEMO_ARGS ?=
 
 setup: $(VENV)/.installed  ## everything, with the tools the tests use (helm, checkov, prometheus)
 
-$(VENV)/.installed: pyproject.toml scripts/bootstrap.sh
+# The native feature engine's sources too: a change rebuilds it.
+NATIVE_SOURCES := native/pyproject.toml native/Cargo.toml native/Cargo.lock $(wildcard native/src/*.rs)
+
+$(VENV)/.installed: pyproject.toml scripts/bootstrap.sh $(NATIVE_SOURCES)
 	VENV=$(VENV) scripts/bootstrap.sh
 
 setup-core: $(VENV)/.installed-core  ## the platform alone (what demo and up need)
 
-$(VENV)/.installed-core: pyproject.toml scripts/bootstrap.sh
+$(VENV)/.installed-core: pyproject.toml scripts/bootstrap.sh $(NATIVE_SOURCES)
 	VENV=$(VENV) TEST_TOOLS=0 scripts/bootstrap.sh
 
 demo: setup-core  ## set up, then run the whole platform loop locally

@@ -22,6 +22,16 @@ fi
 "$VENV/bin/python" -m pip show uv >/dev/null 2>&1 || "$VENV/bin/pip" install --quiet uv
 echo "==> installing fraudops with all extras"
 "$VENV/bin/uv" pip install --quiet --python "$VENV/bin/python" -e ".[all,dev]"
+# The compiled feature engine (native/, Rust: cargo from rustup, its crates from crates.io),
+# rebuilt when its sources change (native/pyproject.toml's cache keys). Without a Rust toolchain
+# the platform runs on the Python engine (fraudops.features.windows), slower.
+export PATH="$HOME/.cargo/bin:$PATH"
+if command -v cargo >/dev/null; then
+  echo "==> building the native feature engine"
+  "$VENV/bin/uv" pip install --quiet --python "$VENV/bin/python" ./native
+else
+  echo "warning: no cargo (https://rustup.rs): the feature engine stays pure Python"
+fi
 touch "$VENV/.installed-core"
 if [[ "${TEST_TOOLS:-1}" == 0 ]]; then  # `make demo` needs no test tools: a minute saved
   echo "==> ready: $VENV (without the test tools)"

@@ -4,7 +4,8 @@
 the same stream (a parity test holds them to 1e-6), out-of-order events included: both follow
 the event-time policy of `fraudops.features.policy` (arrival order, each entity's time clamped
 to its watermark; `lateness_us` says how late an event is before the caller admits it). State
-is plain Python objects: cheap to update. A consumer survives restarts by storing it: `delta()` hands out the entries (one per
+is plain Python objects, but for the sliding velocity windows (the hottest loop), which run in
+the engine `fraudops.features.windows` picks: compiled from `native/` when installed. A consumer survives restarts by storing it: `delta()` hands out the entries (one per
 account, and per account, merchant and device velocity) changed since the previous delta, so what
 a snapshot costs grows with the traffic since the last one, not with every account ever seen;
 `restore()` rebuilds the state from the stored header and entries.
@@ -24,7 +25,6 @@ from __future__ import annotations
 import functools
 import math
 import pickle
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -48,6 +48,7 @@ from fraudops.features.spec import (
     Z_VARIANCE_FLOOR,
     FeatureSpec,
 )
+from fraudops.features.windows import VelocityTable, velocity_table_class
 from fraudops.schema import EXTRA_PREFIX, Transaction, TransactionLabel
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -93,78 +94,6 @@ def epoch_micros(moment: datetime) -> int:
     """Exact integer microseconds since the epoch (no float rounding)."""
     delta = moment - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-class _Velocity:
-    """Count, sum and max of one entity's amounts over each sliding window (t - w, t].
-
-    Only ints are stored (events in two lists, window maxima as absolute event indices), so the
-    hot path allocates no per-event containers for the garbage collector to chase.
-    """
-
-    __slots__ = ("base", "cents", "heads", "maxima", "sums", "times")
-
-    def __init__(self) -> None:
-        self.times: list[int] = []
-        self.cents: list[int] = []
-        self.base = 0  # absolute index of times[0] (events before it were compacted away)
-        self.heads = [0] * len(_WIDTHS)  # absolute index of each window's oldest event
-        self.sums = [0] * len(_WIDTHS)
-        self.maxima: list[deque[int]] = [deque() for _ in _WIDTHS]
-
-    def add(self, ts: int, cents: int, vec: list[float], slots) -> None:
-        """Record an event and write log1p(count, sum, max) per window into `vec` at `slots`.
-
-        A late event is recorded at the entity's watermark (the event-time policy), which
-        keeps `times` sorted."""
-        times, amounts, base = self.times, self.cents, self.base
-        if times and ts < times[-1]:
-            ts = times[-1]
-        times.append(ts)
-        amounts.append(cents)
-        newest = base + len(times) - 1
-        heads, sums, all_maxima, log1p = self.heads, self.sums, self.maxima, math.log1p
-        # Locals instead of attribute look-ups in the loop (the hottest code of the consumer);
-        # the same operations in the same order, so the same floats.
-        for w, width in enumerate(_WIDTHS):
-            head, total, maxima = heads[w], sums[w] + cents, all_maxima[w]
-            horizon = ts - width
-            while times[head - base] <= horizon:
-                total -= amounts[head - base]
-                head += 1
-            while maxima and amounts[maxima[-1] - base] <= cents:
-                maxima.pop()
-            maxima.append(newest)
-            while maxima[0] < head:
-                maxima.popleft()
-            heads[w], sums[w] = head, total
-            count_slot, sum_slot, max_slot = slots[w]
-            vec[count_slot] = log1p(newest - head + 1)
-            vec[sum_slot] = log1p(total / 100.0)
-            vec[max_slot] = log1p(amounts[maxima[0] - base] / 100.0)
-        if heads[0] - base > 256:  # cheap test first: `_compact` looks at every window
-            self._compact()
-
-    def to_tuple(self) -> tuple:
-        """Plain containers (they pickle about 3x faster than the object itself), without the
-        events that left every window (`_compact` drops them only now and then)."""
-        first = min(self.heads) - self.base
-        return (self.times[first:], self.cents[first:], self.base + first, self.heads,
-                self.sums, [list(m) for m in self.maxima])
-
-    @classmethod
-    def from_tuple(cls, values: tuple) -> _Velocity:
-        times, cents, base, heads, sums, maxima = values
-        windows = cls.__new__(cls)
-        windows.times, windows.cents, windows.base, windows.heads = times, cents, base, heads
-        windows.sums, windows.maxima = sums, [deque(m) for m in maxima]
-        return windows
-
-    def _compact(self) -> None:
-        drop = min(self.heads) - self.base  # the widest window's head
-        if drop > 256 and drop * 2 > len(self.times):
-            del self.times[:drop], self.cents[:drop]
-            self.base += drop
 
 
 class _Account:
@@ -268,19 +197,29 @@ class OnlineFeatureState:
     `owned` names the entities whose state it keeps (the others' values are given)."""
 
     def __init__(self, spec: FeatureSpec, seq_len: int = DEFAULT_SEQ_LEN,
-                 owned: Iterable[str] = tuple(VELOCITY_ENTITIES)) -> None:
+                 owned: Iterable[str] = tuple(VELOCITY_ENTITIES), engine: str | None = None
+                 ) -> None:
         self.spec = spec
         self.seq_len = seq_len
         self.owned = tuple(e for e in VELOCITY_ENTITIES if e in set(owned))
         self.accounts: dict[str, _Account] = {}
-        self.velocity: dict[str, dict[str, _Velocity]] = {e: {} for e in self.owned}
+        self._index = {name: i for i, name in enumerate(spec.names)}
+        self._velocity_slots = {
+            entity: [[self._index[f"{entity}_{stat}_{window}_log"] for stat in VELOCITY_STATS]
+                     for window in WINDOWS]
+            for entity in VELOCITY_ENTITIES
+        }
+        #: The velocity windows by entity kind, in the engine `engine` names
+        #: (`fraudops.features.windows`: compiled when installed).
+        table = velocity_table_class(engine)
+        self.velocity: dict[str, VelocityTable] = {
+            e: table(_WIDTHS, self._velocity_slots[e]) for e in self.owned}
         self.seen = _RecentIds()  # used by the stages only (`consumers.stages`)
         #: The router's account watermarks (the latest event time admitted per account).
         self.watermarks: dict[str, int] = {}
         #: (kind, key) of the entries changed since the last `delta()`.
         self._dirty: set[tuple[str, str]] = set()
         self._full = True  # nothing stored matches this state yet
-        self._index = {name: i for i, name in enumerate(spec.names)}
         self._dim = spec.dim
         self._time_slots = tuple(self._index[name] for name in (
             "amount_log", "hour_sin", "hour_cos", "dow_sin", "dow_cos"))
@@ -288,11 +227,6 @@ class OnlineFeatureState:
         self._onehot: dict[tuple[str, object], int] = {}
         self._novelty_slots = [self._index[f"account_new_{f.removesuffix('_id')}"]
                                for f in NOVELTY_FIELDS]
-        self._velocity_slots = {
-            entity: [[self._index[f"{entity}_{stat}_{window}_log"] for stat in VELOCITY_STATS]
-                     for window in WINDOWS]
-            for entity in VELOCITY_ENTITIES
-        }
         #: Verdicts and what they say about the owned accounts, merchants and devices.
         self.labels = LabelState(self.owned)
         self._label_slots: dict = {}
@@ -439,13 +373,10 @@ class OnlineFeatureState:
         return np.array([vec[slot] for slot in self._entity_slots[entity]], dtype=np.float64)
 
     def _velocity_features(self, vec, entity: str, key: str, ts: int, cents: int) -> int:
-        table = self.velocity[entity]
-        windows = table.get(key)
-        if windows is None:
-            windows = table[key] = _Velocity()
+        """Write the entity's window features; returns the event's time clamped to the
+        entity's watermark."""
         self._dirty.add((_VELOCITY + entity, key))
-        windows.add(ts, cents, vec, self._velocity_slots[entity])
-        return windows.times[-1]
+        return self.velocity[entity].add(key, ts, cents, vec)
 
     def apply_label(self, label: TransactionLabel) -> bool:
         """Apply one label as it arrives: it counts for the later events of its account,
@@ -490,7 +421,7 @@ class OnlineFeatureState:
         self.seen.dirty = set()
         return delta
 
-    def _entry(self, kind: str, key: str) -> _Account | _Velocity | _Plain:
+    def _entry(self, kind: str, key: str) -> _Account | _Plain:
         if kind == _ACCOUNT:
             return self.accounts[key]
         if kind in LabelState.KINDS:
@@ -500,7 +431,7 @@ class OnlineFeatureState:
         if kind == _SEEN:
             ids = self.seen.buckets.get(int(key))
             return _Plain(None if ids is None else (ids, self.seen.newest))
-        return self.velocity[kind.removeprefix(_VELOCITY)][key]
+        return _Plain(self.velocity[kind.removeprefix(_VELOCITY)].entry(key))
 
     @functools.cached_property
     def _header(self) -> bytes:
@@ -510,7 +441,8 @@ class OnlineFeatureState:
 
     @classmethod
     def restore(cls, header: bytes, entries: Iterable[tuple[str, str, bytes]],
-                owned: Iterable[str] | None = None) -> OnlineFeatureState:
+                owned: Iterable[str] | None = None, engine: str | None = None
+                ) -> OnlineFeatureState:
         """Rebuild a state from a delta's header and the stored (kind, key, entry) rows;
         refuses another format or feature-spec version (ValueError). With `owned` (the
         entities the caller keeps now) the entries of other entities are dropped."""
@@ -519,7 +451,7 @@ class OnlineFeatureState:
             raise ValueError(f"unsupported state snapshot format {payload.get('format')!r}")
         spec = FeatureSpec.from_dict(payload["spec"])
         stored_owned = tuple(payload.get("owned", VELOCITY_ENTITIES))
-        state = cls(spec, payload["seq_len"], stored_owned if owned is None else owned)
+        state = cls(spec, payload["seq_len"], stored_owned if owned is None else owned, engine)
         if spec.fingerprint != payload["spec"]["fingerprint"]:
             raise ValueError("state snapshot was written under a different feature spec")
         for kind, key, blob in entries:
@@ -534,7 +466,7 @@ class OnlineFeatureState:
             else:
                 table = state.velocity.get(kind.removeprefix(_VELOCITY))
                 if table is not None:
-                    table[key] = _Velocity.from_tuple(pickle.loads(blob))
+                    table.load(key, pickle.loads(blob))
         # The stored copy is this state, unless it kept other entities (then it is replaced).
         state._full = state.owned != stored_owned
         return state

@@ -83,12 +83,25 @@ def test_torch_is_installed_first_from_the_matching_index(dockerfile_stages, tar
 def test_base_images_are_pinned():
     text = DOCKERFILE.read_text()
     args = dict(re.findall(r"^ARG (\w+_IMAGE)=(\S+)$", text, re.MULTILINE))
-    assert set(args) == {"PYTHON_IMAGE", "CUDA_IMAGE"}
+    assert set(args) == {"PYTHON_IMAGE", "CUDA_IMAGE", "RUST_IMAGE"}
+    assert re.fullmatch(r"rust:\d+\.\d+\.\d+-slim-bookworm(@sha256:[0-9a-f]{64})?", args["RUST_IMAGE"])
     assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm(@sha256:[0-9a-f]{64})?", args["PYTHON_IMAGE"])
     assert re.fullmatch(r"nvidia/cuda:\d+\.\d+\.\d+-(cudnn-)?runtime-ubuntu\d+\.\d+(@sha256:[0-9a-f]{64})?",
                         args["CUDA_IMAGE"])
     for base in re.findall(r"^FROM\s+(\S+)", text, re.MULTILINE):
         assert base.startswith("${") or base in stages(text), f"unpinned FROM {base}"
+
+
+def test_every_python_image_gets_the_native_feature_engine(dockerfile_stages):
+    """The wheel built from native/ goes into the CPU base venv (every unit derives from it)
+    and the CUDA predictor's, and the build context lets the crate through."""
+    for stage in ("build-base", "build-cuda"):
+        body = dockerfile_stages[stage]["body"]
+        assert "COPY --from=build-native /wheels /wheels" in body, stage
+        assert re.search(r"pip install --no-cache-dir /wheels/\*\.whl", body), stage
+    assert "--locked" in dockerfile_stages["build-native"]["body"]  # native/Cargo.lock's crates
+    ignore = (REPO_ROOT / ".dockerignore").read_text().splitlines()
+    assert "!native/" in ignore and "native/target" in ignore
 
 
 @pytest.mark.parametrize("target", sorted(TARGETS))

@@ -1,0 +1,157 @@
+"""The two velocity-window engines (`fraudops.features.windows`): the compiled one
+(`fraudops_native`, built from `native/` by `make setup`) and the Python reference give the
+same floats and the same snapshot entries on any stream, and a state stored by one restores in
+the other. The native engine is required here: these tests fail where it is not installed."""
+
+from __future__ import annotations
+
+import math
+import pickle
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from features.conftest import random_labels
+from fraudops.data import tabular
+from fraudops.data.labels import normalize_labels, to_labels
+from fraudops.features import OnlineFeatureState, build_spec
+from fraudops.features.spec import WINDOWS
+from fraudops.features.windows import ENGINE_ENV, PyVelocityTable, velocity_table_class
+
+WIDTHS = tuple(WINDOWS.values())
+SLOTS = [[3 * w, 3 * w + 1, 3 * w + 2] for w in range(len(WIDTHS))]
+HOUR_US = 3_600 * 1_000_000
+
+
+def native_table():
+    return velocity_table_class("native")(WIDTHS, SLOTS)
+
+
+#: Events of a few keys: times from the same microsecond to weeks apart, late ones (behind the
+#: key's watermark) included, amounts from 0 to the schema's largest (10^7, in cents).
+events = st.lists(
+    st.tuples(st.sampled_from(["a", "b", "c"]),
+              st.integers(min_value=-30 * 24 * HOUR_US, max_value=30 * 24 * HOUR_US),
+              st.one_of(st.integers(0, 1_000_000_000), st.sampled_from([0, 1, 100]))),
+    min_size=1, max_size=300)
+
+
+def _run(table, stream, start_us=1_700_000_000_000_000):
+    """Apply (key, offset, cents) events in order; every event's vector and clamped time."""
+    out = []
+    for key, offset, cents in stream:
+        vec = [0.0] * (3 * len(WIDTHS))
+        ts = table.add(key, start_us + offset, cents, vec)
+        out.append((ts, vec))
+    return out
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(stream=events, cut=st.integers(min_value=0, max_value=300))
+def test_native_and_python_windows_agree_and_swap_snapshots(stream, cut):
+    native, python = native_table(), PyVelocityTable(WIDTHS, SLOTS)
+    cut = min(cut, len(stream))
+    assert _run(native, stream[:cut]) == _run(python, stream[:cut])
+    assert sorted(native) == sorted(python) and len(native) == len(python)
+    for key in python:
+        assert native.entry(key) == python.entry(key)
+    # each engine continues from the other's snapshot entries as from its own
+    swapped_native, swapped_python = native_table(), PyVelocityTable(WIDTHS, SLOTS)
+    for key in python:
+        swapped_native.load(key, pickle.loads(pickle.dumps(python.entry(key))))
+        swapped_python.load(key, native.entry(key))
+    rest = stream[cut:]
+    expected = _run(python, rest)
+    assert _run(swapped_native, rest) == expected == _run(swapped_python, rest)
+    assert _run(native, rest) == expected
+
+
+def test_windows_count_sum_and_max_over_time():
+    table = native_table()
+    vec = [0.0] * 9
+    table.add("a", 0, 500, vec)
+    table.add("a", HOUR_US // 2, 200, vec)
+    assert vec[:3] == [math.log1p(2), math.log1p(7.0), math.log1p(5.0)]
+    table.add("a", HOUR_US + 1, 100, vec)  # the first event left the hour, not the day
+    assert vec[:6] == [math.log1p(2), math.log1p(3.0), math.log1p(2.0),
+                       math.log1p(3), math.log1p(8.0), math.log1p(5.0)]
+    assert table.add("a", 0, 100, vec) == HOUR_US + 1  # late: counted at the watermark
+
+
+@pytest.mark.parametrize("entry", [
+    ([], [], 0, [0, 0, 0], [0, 0, 0], [[0], [0], [0]]),           # no events
+    ([2, 1], [5, 5], 0, [0, 0, 0], [10, 10, 10], [[1], [1], [1]]),  # times not sorted
+    ([1], [5], 0, [0, 0], [5, 5], [[0], [0]]),                      # two windows of three
+    ([1], [5], 0, [0, 0, 3], [5, 5, 5], [[0], [0], [0]]),            # a head past the end
+    ([1], [5], 0, [0, 0, 0], [5, 5, 5], [[0], [], [0]]),             # a window without max
+])
+def test_native_engine_refuses_a_malformed_entry(entry):
+    with pytest.raises(ValueError, match="not a velocity windows entry"):
+        native_table().load("a", entry)
+
+
+def test_engine_choice(monkeypatch):
+    monkeypatch.setenv(ENGINE_ENV, "python")
+    assert velocity_table_class() is PyVelocityTable
+    assert velocity_table_class("native").__module__ == "fraudops_native"
+    monkeypatch.setenv(ENGINE_ENV, "fast")
+    with pytest.raises(ValueError, match="must be one of"):
+        velocity_table_class()
+    monkeypatch.setitem(sys.modules, "fraudops_native", None)  # not installed
+    assert velocity_table_class("auto") is PyVelocityTable
+    with pytest.raises(ImportError, match="native feature engine is not installed"):
+        velocity_table_class("native")
+
+
+@pytest.fixture(scope="module")
+def labelled_stream(stream):
+    """The shared random stream with one in ten events arriving up to 50 places late, and
+    its verdicts by transaction id."""
+    rng = np.random.default_rng(11)
+    position = np.arange(len(stream), dtype=np.float64)
+    late = rng.random(len(stream)) < 0.1
+    position[late] += rng.integers(1, 50, late.sum()) + 0.5
+    arrival = stream.iloc[np.argsort(position, kind="stable")].reset_index(drop=True)
+    verdicts = to_labels(normalize_labels(random_labels(stream)))
+    return arrival, {label.transaction_id: label for label in verdicts}
+
+
+def test_states_of_both_engines_compute_the_same_features_and_restore_in_each_other(
+        labelled_stream):
+    """The whole feature state (accounts, three velocity tables, labels) over the shared
+    random stream, its verdicts applied as they arrive: the same features, bit for bit; a
+    snapshot taken halfway by either engine continues in the other."""
+    stream, labels = labelled_stream
+    spec = build_spec(tabular.passthrough_names(stream))
+    transactions = list(tabular.to_transactions(stream))
+    half = len(transactions) // 2
+    states = {e: OnlineFeatureState(spec, 5, engine=e) for e in ("native", "python")}
+    rows: dict[str, list] = {e: [] for e in states}
+    deltas, applied = {}, 0
+    for i, tx in enumerate(transactions):
+        if i == half:
+            deltas = {e: s.delta() for e, s in states.items()}
+        for engine, state in states.items():
+            label = labels.get(tx.transaction_id)
+            if label is not None and i % 3 == 0:
+                applied += state.apply_label(label)
+            rows[engine].append(np.concatenate([*map(np.ravel, state.update(tx))]))
+    assert applied > 50
+    assert type(states["native"].velocity["merchant"]).__module__ == "fraudops_native"
+    np.testing.assert_array_equal(np.stack(rows["native"]), np.stack(rows["python"]))
+    assert deltas["native"].entries == deltas["python"].entries
+
+    for stored, resumed in (("native", "python"), ("python", "native")):
+        delta = deltas[stored]
+        state = OnlineFeatureState.restore(
+            delta.header, [(*key, blob) for key, blob in delta.entries.items()], engine=resumed)
+        again = []
+        for i, tx in enumerate(transactions[half:], start=half):
+            label = labels.get(tx.transaction_id)
+            if label is not None and i % 3 == 0:
+                state.apply_label(label)
+            again.append(np.concatenate([*map(np.ravel, state.update(tx))]))
+        np.testing.assert_array_equal(np.stack(again), np.stack(rows[stored][half:]))
