@@ -5,7 +5,7 @@ the same stream (a parity test holds them to 1e-6), out-of-order events included
 the event-time policy of `fraudops.features.policy` (arrival order, each entity's time clamped
 to its watermark; `lateness_us` says how late an event is before the caller admits it). State
 is plain Python objects, but for the sliding velocity windows (the hottest loop), which run in
-the engine `fraudops.features.windows` picks: compiled from `native/` when installed. A consumer survives restarts by storing it: `delta()` hands out the entries (one per
+the engine `fraudops.features.engine` picks: compiled from `native/` when installed. A consumer survives restarts by storing it: `delta()` hands out the entries (one per
 account, and per account, merchant and device velocity) changed since the previous delta, so what
 a snapshot costs grows with the traffic since the last one, not with every account ever seen;
 `restore()` rebuilds the state from the stored header and entries.
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 import pickle
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from fraudops.features import encoding
+from fraudops.features.engine import AccountTable, VelocityTable, table_classes
 from fraudops.features.labels import LabelState
 from fraudops.features.spec import (
     CATEGORY_PREFIX,
@@ -48,7 +50,6 @@ from fraudops.features.spec import (
     Z_VARIANCE_FLOOR,
     FeatureSpec,
 )
-from fraudops.features.windows import VelocityTable, velocity_table_class
 from fraudops.schema import EXTRA_PREFIX, Transaction, TransactionLabel
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -78,67 +79,10 @@ def entity_feature_names(entity: str) -> tuple[str, ...]:
     return (*names, f"{entity}_fraud_known_{EXPOSURE_WINDOW}")
 
 
-def _amount_z(log_amount: float, n: int, total: float, total_sq: float) -> tuple[float, float]:
-    """Scalar twin of `encoding.amount_z` (same float64 operations, so the same results)."""
-    if n == 0:
-        return 0.0, 0.0
-    mean = total / n
-    diff = log_amount - mean
-    if n < 2:
-        return 0.0, diff
-    var = max(total_sq / n - mean * mean, 0.0)
-    return max(-Z_CLIP, min(Z_CLIP, diff / math.sqrt(var + Z_VARIANCE_FLOOR))), diff
-
-
 def epoch_micros(moment: datetime) -> int:
     """Exact integer microseconds since the epoch (no float rounding)."""
     delta = moment - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-class _Account:
-    """What the stream remembers about one account."""
-
-    __slots__ = ("filled", "history", "last_ts", "n", "seen", "sum", "sumsq")
-
-    def __init__(self, seq_len: int, dim: int) -> None:
-        self.seen: tuple[set, ...] = tuple(set() for _ in NOVELTY_FIELDS)
-        self.last_ts: int | None = None
-        self.n = 0
-        self.sum = 0.0
-        self.sumsq = 0.0
-        self.history = np.zeros((seq_len, dim), dtype=np.float32)  # oldest first
-        self.filled = 0
-
-    def to_tuple(self) -> tuple:
-        """Plain values: they pickle about 3x faster than the object itself."""
-        return (self.seen, self.last_ts, self.n, self.sum, self.sumsq, self.history.tobytes(),
-                self.history.shape, self.filled)
-
-    @classmethod
-    def from_tuple(cls, values: tuple) -> _Account:
-        seen, last_ts, n, total, total_sq, history, shape, filled = values
-        account = cls.__new__(cls)
-        account.seen, account.last_ts, account.n = seen, last_ts, n
-        account.sum, account.sumsq, account.filled = total, total_sq, filled
-        account.history = np.frombuffer(history, dtype=np.float32).reshape(shape).copy()
-        return account
-
-    def push(self, features: np.ndarray) -> None:
-        """Append to the last-K history (a rolling array: no per-event allocation)."""
-        self.history[:-1] = self.history[1:]
-        self.history[-1] = features
-        self.filled = min(self.filled + 1, len(self.history))
-
-
-@dataclass(frozen=True)
-class _Plain:
-    """An entry already in plain values (the label state's)."""
-
-    values: tuple | None
-
-    def to_tuple(self) -> tuple | None:
-        return self.values
 
 
 @dataclass(frozen=True)
@@ -202,18 +146,27 @@ class OnlineFeatureState:
         self.spec = spec
         self.seq_len = seq_len
         self.owned = tuple(e for e in VELOCITY_ENTITIES if e in set(owned))
-        self.accounts: dict[str, _Account] = {}
         self._index = {name: i for i, name in enumerate(spec.names)}
         self._velocity_slots = {
             entity: [[self._index[f"{entity}_{stat}_{window}_log"] for stat in VELOCITY_STATS]
                      for window in WINDOWS]
             for entity in VELOCITY_ENTITIES
         }
-        #: The velocity windows by entity kind, in the engine `engine` names
-        #: (`fraudops.features.windows`: compiled when installed).
-        table = velocity_table_class(engine)
+        # The accounts and the velocity windows by entity kind, in the engine `engine` names
+        # (`fraudops.features.engine`: compiled when installed).
+        tables = table_classes(engine)
+        account_slots = [self._index[f"account_new_{f.removesuffix('_id')}"]
+                         for f in NOVELTY_FIELDS]
+        account_slots += [self._index[name] for name in (
+            "account_first_seen", "account_gap_log", "account_history_log", "account_amount_z",
+            "account_amount_diff")]
+        self.accounts: AccountTable = tables.account(seq_len, spec.dim, account_slots, Z_CLIP,
+                                                     Z_VARIANCE_FLOOR)
         self.velocity: dict[str, VelocityTable] = {
-            e: table(_WIDTHS, self._velocity_slots[e]) for e in self.owned}
+            e: tables.velocity(_WIDTHS, self._velocity_slots[e]) for e in self.owned}
+        self._novelty = operator.attrgetter(*NOVELTY_FIELDS)
+        #: The sequence masks by rows filled (front-padded: the last `filled` rows are real).
+        self._masks = [np.arange(seq_len) >= seq_len - filled for filled in range(seq_len + 1)]
         self.seen = _RecentIds()  # used by the stages only (`consumers.stages`)
         #: The router's account watermarks (the latest event time admitted per account).
         self.watermarks: dict[str, int] = {}
@@ -225,8 +178,6 @@ class OnlineFeatureState:
             "amount_log", "hour_sin", "hour_cos", "dow_sin", "dow_cos"))
         #: (one-hot prefix, enum member) -> its slot, filled as members are met.
         self._onehot: dict[tuple[str, object], int] = {}
-        self._novelty_slots = [self._index[f"account_new_{f.removesuffix('_id')}"]
-                               for f in NOVELTY_FIELDS]
         #: Verdicts and what they say about the owned accounts, merchants and devices.
         self.labels = LabelState(self.owned)
         self._label_slots: dict = {}
@@ -246,9 +197,9 @@ class OnlineFeatureState:
         """Apply one event (in arrival order, late or not): its features [F], the account's
         sequence [K, F] including it, and the sequence mask [K]. `given`: the values of the
         entities not owned (`entity_update` of their stage), for those the event has a key of."""
-        features = self.features(tx, given)
-        self.accounts[tx.account_id].push(features)
-        return (features, *self.sequence(tx.account_id))
+        history, filled = self.accounts.push(tx.account_id, self._vector(tx, given))
+        sequence = np.frombuffer(history, dtype=np.float32).reshape(self.seq_len, self._dim)
+        return sequence[-1].copy(), sequence, self._masks[filled].copy()
 
     def route(self, tx: Transaction, allowed_lateness_us: float) -> tuple[str, int]:
         """The router's admission of `tx`, in its account's arrival order (the `transactions`
@@ -273,14 +224,16 @@ class OnlineFeatureState:
     def lateness_us(self, tx: Transaction) -> int:
         """How far (microseconds) `tx` is behind its account's watermark, the latest event time
         applied for the account (0: on time, or a new account). Changes nothing."""
-        account = self.accounts.get(tx.account_id)
-        if account is None or account.last_ts is None:
-            return 0
-        return max(0, account.last_ts - epoch_micros(tx.timestamp))
+        last = self.accounts.last_ts(tx.account_id)
+        return 0 if last is None else max(0, last - epoch_micros(tx.timestamp))
 
     def features(self, tx: Transaction, given: dict[str, np.ndarray] | None = None
                  ) -> np.ndarray:
         """Compute one event's features and update the state (without the sequence)."""
+        return np.array(self._vector(tx, given), dtype=np.float32)
+
+    def _vector(self, tx: Transaction, given: dict[str, np.ndarray] | None) -> list[float]:
+        """One event's features (float64, in a list) after updating the state with it."""
         ts = epoch_micros(tx.timestamp)
         cents = round(tx.amount * 100.0)
         vec = [0.0] * self._dim
@@ -299,11 +252,8 @@ class OnlineFeatureState:
             if slot is None:  # the first time (an unknown name raises as before)
                 slot = onehot[(prefix, member)] = at[prefix + member.value]
             vec[slot] = 1.0
-        account = self.accounts.get(tx.account_id)
-        if account is None:
-            account = self.accounts[tx.account_id] = _Account(self.seq_len, self.spec.dim)
         self._dirty.add((_ACCOUNT, tx.account_id))
-        self._account_features(vec, account, tx, ts, log_amount)
+        self.accounts.features(tx.account_id, ts, log_amount, self._novelty(tx), vec)
         account_ts = self._velocity_features(vec, "account", tx.account_id, ts, cents)
         self.labels.entity_features(vec, self._label_slots, "account", tx.account_id, account_ts)
         risky = False
@@ -317,28 +267,7 @@ class OnlineFeatureState:
         for name in self.spec.passthrough:
             value = tx.extra.get(name, 0.0)
             vec[at[EXTRA_PREFIX + name]] = value if math.isfinite(value) else 0.0
-        return np.array(vec, dtype=np.float32)
-
-    def _account_features(self, vec, account: _Account, tx, ts: int, log_amount: float) -> None:
-        at = self._index
-        for field, seen, slot in zip(NOVELTY_FIELDS, account.seen, self._novelty_slots,
-                                     strict=True):
-            value = getattr(tx, field)
-            if value is not None and value not in seen:
-                seen.add(value)
-                vec[slot] = 1.0
-        first = account.last_ts is None
-        if not first and ts < account.last_ts:
-            ts = account.last_ts  # a late event: its gap is zero, the watermark stays
-        vec[at["account_first_seen"]] = float(first)
-        vec[at["account_gap_log"]] = 0.0 if first else math.log1p((ts - account.last_ts) / 1e6)
-        vec[at["account_history_log"]] = math.log1p(account.n)
-        z, diff = _amount_z(log_amount, account.n, account.sum, account.sumsq)
-        vec[at["account_amount_z"]], vec[at["account_amount_diff"]] = z, diff
-        account.last_ts = ts
-        account.n += 1
-        account.sum += log_amount
-        account.sumsq += log_amount * log_amount
+        return vec
 
     def _entity_features(self, vec, entity: str, key: str | None, ts: int, cents: int) -> bool:
         """A merchant's or device's velocity and label features (whether it had confirmed fraud
@@ -390,15 +319,6 @@ class OnlineFeatureState:
         return self.labels.apply(label.transaction_id, epoch_micros(label.labelled_at),
                                  label.label, keys)
 
-    def sequence(self, account_id: str) -> tuple[np.ndarray, np.ndarray]:
-        """The account's last K feature vectors, front-padded with zeros, and the mask."""
-        mask = np.zeros(self.seq_len, dtype=bool)
-        account = self.accounts.get(account_id)
-        if account is None:
-            return np.zeros((self.seq_len, self.spec.dim), dtype=np.float32), mask
-        mask[self.seq_len - account.filled:] = True
-        return account.history.copy(), mask
-
     def delta(self) -> StateDelta:
         """The entries changed since the previous delta (every entry the first time), pickled;
         starts tracking afresh. Costs in proportion to the accounts, merchants and devices
@@ -414,24 +334,25 @@ class OnlineFeatureState:
             keys = (self._dirty | self.labels.dirty
                     | {(_SEEN, str(bucket)) for bucket in self.seen.dirty})
         dumps, protocol = pickle.dumps, pickle.HIGHEST_PROTOCOL
-        entries = {(kind, key): dumps(self._entry(kind, key).to_tuple(), protocol)
+        entries = {(kind, key): dumps(self._entry(kind, key), protocol)
                    for kind, key in keys}
         delta = StateDelta(self._header, entries, full=self._full)
         self._dirty, self._full, self.labels.dirty = set(), False, set()
         self.seen.dirty = set()
         return delta
 
-    def _entry(self, kind: str, key: str) -> _Account | _Plain:
+    def _entry(self, kind: str, key: str) -> tuple | None:
+        """One entry in plain values (None: forgotten since it changed)."""
         if kind == _ACCOUNT:
-            return self.accounts[key]
+            return self.accounts.entry(key)
         if kind in LabelState.KINDS:
-            return _Plain(self.labels.entry(kind, key))
+            return self.labels.entry(kind, key)
         if kind == _WATERMARK:
-            return _Plain((self.watermarks[key],))
+            return (self.watermarks[key],)
         if kind == _SEEN:
             ids = self.seen.buckets.get(int(key))
-            return _Plain(None if ids is None else (ids, self.seen.newest))
-        return _Plain(self.velocity[kind.removeprefix(_VELOCITY)].entry(key))
+            return None if ids is None else (ids, self.seen.newest)
+        return self.velocity[kind.removeprefix(_VELOCITY)].entry(key)
 
     @functools.cached_property
     def _header(self) -> bytes:
@@ -456,7 +377,7 @@ class OnlineFeatureState:
             raise ValueError("state snapshot was written under a different feature spec")
         for kind, key, blob in entries:
             if kind == _ACCOUNT:
-                state.accounts[key] = _Account.from_tuple(pickle.loads(blob))
+                state.accounts.load(key, pickle.loads(blob))
             elif kind in LabelState.KINDS:
                 state.labels.load(kind, key, pickle.loads(blob))
             elif kind == _SEEN:

@@ -1,18 +1,20 @@
-//! fraudops' compiled feature engine: the sliding velocity windows of the streaming feature
-//! state (`fraudops.features.windows`), the consumer's hottest loop.
+//! fraudops' compiled feature engine: the per-entity tables of the streaming feature state
+//! (`fraudops.features.engine`), the consumer's hottest code.
 //!
 //! `VelocityTable` keeps, per entity key, the count, sum and max of the entity's amounts over
-//! each sliding window (t - w, t] and writes log1p of them into the caller's feature vector. It
-//! is a drop-in for the pure-Python `PyVelocityTable`: the same operations on the same values
-//! in the same order (integer cents, f64 `ln_1p`, which is C's `log1p` as Python's `math.log1p`
-//! is), so the same floats; the same snapshot entries (`entry` / `load`), so a state written by
-//! one engine restores in the other. The parity and property tests hold the two together.
+//! each sliding window (t - w, t] and writes log1p of them into the caller's feature vector;
+//! `AccountTable` keeps each account's novelty sets, amount statistics and last-K feature
+//! history. Each is a drop-in for its pure-Python twin (`PyVelocityTable`, `PyAccountTable`):
+//! the same operations on the same values in the same order (integer cents, f64 arithmetic,
+//! `ln_1p`, which is C's `log1p` as Python's `math.log1p` is), so the same floats; the same
+//! snapshot entries (`entry` / `load`), so a state written by one engine restores in the other.
+//! The parity and property tests hold each pair together.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use pyo3::exceptions::{PyKeyError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyIterator, PyList};
+use pyo3::types::{PyByteArray, PyBytes, PyIterator, PyList, PyTuple};
 
 const MAX_WINDOWS: usize = 8;
 
@@ -214,8 +216,252 @@ impl VelocityTable {
     }
 }
 
+/// What the stream remembers about one account.
+struct Account {
+    /// Per novelty field (merchant, device, country), the values the account used.
+    seen: [HashSet<String>; 3],
+    last_ts: Option<i64>,
+    n: i64,
+    sum: f64,
+    sumsq: f64,
+    /// The last K feature vectors, oldest first ([K, F] float32, row-major).
+    history: Vec<f32>,
+    filled: usize,
+}
+
+/// An account's snapshot entry as `load` takes it: (seen sets, last_ts, n, sum, sumsq, history
+/// as float32 bytes, its shape, filled).
+type AccountEntry<'py> = (
+    (HashSet<String>, HashSet<String>, HashSet<String>),
+    Option<i64>,
+    i64,
+    f64,
+    f64,
+    &'py [u8],
+    (usize, usize),
+    usize,
+);
+
+/// Feature-vector positions of the account features.
+struct AccountSlots {
+    novelty: [usize; 3],
+    first_seen: usize,
+    gap: usize,
+    history: usize,
+    z: usize,
+    diff: usize,
+}
+
+/// The accounts' state by account id: novelty, gap, history length, amount z-score and
+/// difference to the mean, and the last-K feature history.
+///
+/// `slots`: positions of (new merchant, new device, new country, first seen, gap, history
+/// length, amount z, amount difference); `z_clip`, `z_floor`: the z-score's clip and variance
+/// floor.
+#[pyclass(module = "fraudops_native")]
+pub struct AccountTable {
+    seq_len: usize,
+    dim: usize,
+    slots: AccountSlots,
+    z_clip: f64,
+    z_floor: f64,
+    entries: HashMap<String, Account>,
+}
+
+impl AccountTable {
+    fn account(&mut self, key: &str) -> &mut Account {
+        let size = self.seq_len * self.dim;
+        if !self.entries.contains_key(key) {
+            self.entries.insert(
+                key.to_owned(),
+                Account {
+                    seen: Default::default(),
+                    last_ts: None,
+                    n: 0,
+                    sum: 0.0,
+                    sumsq: 0.0,
+                    history: vec![0.0; size],
+                    filled: 0,
+                },
+            );
+        }
+        self.entries.get_mut(key).expect("inserted above")
+    }
+}
+
+#[pymethods]
+impl AccountTable {
+    #[new]
+    fn new(seq_len: usize, dim: usize, slots: [usize; 8], z_clip: f64, z_floor: f64) -> PyResult<Self> {
+        if seq_len == 0 || slots.iter().any(|&s| s >= dim) {
+            return Err(PyValueError::new_err("seq_len must be > 0 and every slot below dim"));
+        }
+        let slots = AccountSlots {
+            novelty: [slots[0], slots[1], slots[2]],
+            first_seen: slots[3],
+            gap: slots[4],
+            history: slots[5],
+            z: slots[6],
+            diff: slots[7],
+        };
+        Ok(AccountTable { seq_len, dim, slots, z_clip, z_floor, entries: HashMap::new() })
+    }
+
+    /// Apply an event of account `key` at `ts` (microseconds) with `log_amount` and its
+    /// (merchant, device, country) to the account's statistics and write its account features
+    /// into `vec`. A late event's time is clamped to the account's watermark.
+    fn features(
+        &mut self,
+        key: &str,
+        ts: i64,
+        log_amount: f64,
+        novelty: (Option<&str>, Option<&str>, Option<&str>),
+        vec: &Bound<'_, PyList>,
+    ) -> PyResult<()> {
+        let (z_clip, z_floor) = (self.z_clip, self.z_floor);
+        let slots = [
+            self.slots.novelty[0], self.slots.novelty[1], self.slots.novelty[2],
+            self.slots.first_seen, self.slots.gap, self.slots.history, self.slots.z,
+            self.slots.diff,
+        ];
+        let account = self.account(key);
+        for (i, value) in [novelty.0, novelty.1, novelty.2].into_iter().enumerate() {
+            if let Some(value) = value {
+                if !account.seen[i].contains(value) {
+                    account.seen[i].insert(value.to_owned());
+                    vec.set_item(slots[i], 1.0)?;
+                }
+            }
+        }
+        let (first, ts) = match account.last_ts {
+            None => (true, ts),
+            Some(last) => (false, ts.max(last)),
+        };
+        let gap = match account.last_ts {
+            None => 0.0,
+            Some(last) => ((ts - last) as f64 / 1e6).ln_1p(),
+        };
+        let (z, diff) = amount_z(log_amount, account.n, account.sum, account.sumsq, z_clip, z_floor);
+        vec.set_item(slots[3], if first { 1.0 } else { 0.0 })?;
+        vec.set_item(slots[4], gap)?;
+        vec.set_item(slots[5], (account.n as f64).ln_1p())?;
+        vec.set_item(slots[6], z)?;
+        vec.set_item(slots[7], diff)?;
+        account.last_ts = Some(ts);
+        account.n += 1;
+        account.sum += log_amount;
+        account.sumsq += log_amount * log_amount;
+        Ok(())
+    }
+
+    /// Append the event's feature vector `vec` (F floats, stored as float32) to the account's
+    /// history and return the history after it ([K, F] float32, oldest first, front-padded with
+    /// zeros: a fresh bytearray) and how many rows are filled.
+    fn push<'py>(
+        &mut self,
+        py: Python<'py>,
+        key: &str,
+        vec: &Bound<'py, PyList>,
+    ) -> PyResult<(Bound<'py, PyByteArray>, usize)> {
+        let dim = self.dim;
+        if vec.len() != dim {
+            return Err(PyValueError::new_err(format!("a feature vector has {dim} values")));
+        }
+        let mut row = Vec::with_capacity(dim);
+        for value in vec.iter() {
+            row.push(value.extract::<f64>()? as f32);
+        }
+        let seq_len = self.seq_len;
+        let account = self.account(key);
+        account.history.copy_within(dim.., 0);
+        account.history[(seq_len - 1) * dim..].copy_from_slice(&row);
+        account.filled = (account.filled + 1).min(seq_len);
+        Ok((PyByteArray::new(py, as_bytes(&account.history)), account.filled))
+    }
+
+    /// The account's latest event time (None: no event yet, or an unknown account).
+    fn last_ts(&self, key: &str) -> Option<i64> {
+        self.entries.get(key).and_then(|account| account.last_ts)
+    }
+
+    fn __len__(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn __contains__(&self, key: &str) -> bool {
+        self.entries.contains_key(key)
+    }
+
+    /// The account ids with state.
+    fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyIterator>> {
+        PyList::new(py, self.entries.keys())?.try_iter()
+    }
+
+    /// The snapshot entry of `key`: (seen sets, last_ts, n, sum, sumsq, history bytes, shape,
+    /// filled).
+    fn entry<'py>(&self, py: Python<'py>, key: &str) -> PyResult<Bound<'py, PyTuple>> {
+        let account = self.entries.get(key).ok_or_else(|| PyKeyError::new_err(key.to_owned()))?;
+        let seen = (account.seen[0].clone(), account.seen[1].clone(), account.seen[2].clone());
+        (
+            seen,
+            account.last_ts,
+            account.n,
+            account.sum,
+            account.sumsq,
+            PyBytes::new(py, as_bytes(&account.history)),
+            (self.seq_len, self.dim),
+            account.filled,
+        )
+            .into_pyobject(py)
+    }
+
+    /// Put back a snapshot entry written by either engine.
+    fn load(&mut self, key: String, values: AccountEntry<'_>) -> PyResult<()> {
+        let (seen, last_ts, n, sum, sumsq, history, shape, filled) = values;
+        if shape != (self.seq_len, self.dim)
+            || history.len() != self.seq_len * self.dim * 4
+            || filled > self.seq_len
+            || n < 0
+        {
+            return Err(PyValueError::new_err(format!(
+                "not an account entry of shape ({}, {})", self.seq_len, self.dim
+            )));
+        }
+        let history = history
+            .chunks_exact(4)
+            .map(|b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        let account = Account {
+            seen: [seen.0, seen.1, seen.2], last_ts, n, sum, sumsq, history, filled,
+        };
+        self.entries.insert(key, account);
+        Ok(())
+    }
+}
+
+/// The amount (log) against the account's previous amounts: (z-score, difference to the mean),
+/// the operations of `fraudops.features.online._amount_z` in its order.
+fn amount_z(log_amount: f64, n: i64, total: f64, total_sq: f64, clip: f64, floor: f64) -> (f64, f64) {
+    if n == 0 {
+        return (0.0, 0.0);
+    }
+    let mean = total / n as f64;
+    let diff = log_amount - mean;
+    if n < 2 {
+        return (0.0, diff);
+    }
+    let var = (total_sq / n as f64 - mean * mean).max(0.0);
+    ((diff / (var + floor).sqrt()).min(clip).max(-clip), diff)
+}
+
+fn as_bytes(values: &[f32]) -> &[u8] {
+    // SAFETY: f32 has no padding and any byte is a valid u8; the slice covers the same memory.
+    unsafe { std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), std::mem::size_of_val(values)) }
+}
+
 #[pymodule]
 fn fraudops_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<VelocityTable>()?;
+    module.add_class::<AccountTable>()?;
     Ok(())
 }

@@ -1,7 +1,8 @@
-"""The two velocity-window engines (`fraudops.features.windows`): the compiled one
-(`fraudops_native`, built from `native/` by `make setup`) and the Python reference give the
-same floats and the same snapshot entries on any stream, and a state stored by one restores in
-the other. The native engine is required here: these tests fail where it is not installed."""
+"""The two feature engines (`fraudops.features.engine`): the compiled one (`fraudops_native`,
+built from `native/` by `make setup`) and the Python reference give the same floats and the
+same snapshot entries on any stream, for the velocity windows and for the accounts, and a state
+stored by one restores in the other. The native engine is required here: these tests fail where
+it is not installed."""
 
 from __future__ import annotations
 
@@ -18,8 +19,14 @@ from features.conftest import random_labels
 from fraudops.data import tabular
 from fraudops.data.labels import normalize_labels, to_labels
 from fraudops.features import OnlineFeatureState, build_spec
+from fraudops.features.engine import (
+    ENGINE_ENV,
+    PYTHON,
+    PyAccountTable,
+    PyVelocityTable,
+    table_classes,
+)
 from fraudops.features.spec import WINDOWS
-from fraudops.features.windows import ENGINE_ENV, PyVelocityTable, velocity_table_class
 
 WIDTHS = tuple(WINDOWS.values())
 SLOTS = [[3 * w, 3 * w + 1, 3 * w + 2] for w in range(len(WIDTHS))]
@@ -27,7 +34,7 @@ HOUR_US = 3_600 * 1_000_000
 
 
 def native_table():
-    return velocity_table_class("native")(WIDTHS, SLOTS)
+    return table_classes("native").velocity(WIDTHS, SLOTS)
 
 
 #: Events of a few keys: times from the same microsecond to weeks apart, late ones (behind the
@@ -93,17 +100,102 @@ def test_native_engine_refuses_a_malformed_entry(entry):
         native_table().load("a", entry)
 
 
+# -- accounts ---------------------------------------------------------------------------------
+
+SEQ, DIM = 4, 12
+ACCOUNT_SLOTS = list(range(8))
+Z_CLIP, Z_FLOOR = 10.0, 0.05
+
+
+def account_tables():
+    args = (SEQ, DIM, ACCOUNT_SLOTS, Z_CLIP, Z_FLOOR)
+    return table_classes("native").account(*args), PyAccountTable(*args)
+
+
+maybe = st.one_of(st.none(), st.sampled_from(["x", "y", "z", "é"]))
+account_events = st.lists(
+    st.tuples(st.sampled_from(["a", "b", "c"]),
+              st.integers(min_value=-30 * 24 * HOUR_US, max_value=30 * 24 * HOUR_US),
+              st.one_of(st.floats(0.0, math.log1p(1e7)), st.sampled_from([0.0, 1e-300])),
+              st.tuples(maybe, maybe, maybe),
+              st.floats(-1e6, 1e6, allow_nan=False)),
+    min_size=1, max_size=200)
+
+
+def _run_accounts(table, stream, start_us=1_700_000_000_000_000):
+    out = []
+    for key, offset, log_amount, novelty, extra in stream:
+        vec = [0.0] * DIM
+        table.features(key, start_us + offset, log_amount, novelty, vec)
+        vec[-1] = extra  # a value of another feature: the history holds it as float32
+        history, filled = table.push(key, vec)
+        out.append((vec, bytes(history), filled, table.last_ts(key)))
+    return out
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(stream=account_events, cut=st.integers(min_value=0, max_value=200))
+def test_native_and_python_accounts_agree_and_swap_snapshots(stream, cut):
+    native, python = account_tables()
+    cut = min(cut, len(stream))
+    assert _run_accounts(native, stream[:cut]) == _run_accounts(python, stream[:cut])
+    assert sorted(native) == sorted(python) and len(native) == len(python)
+    swapped_native, swapped_python = account_tables()
+    for key in python:
+        assert native.entry(key) == python.entry(key)
+        swapped_native.load(key, pickle.loads(pickle.dumps(python.entry(key))))
+        swapped_python.load(key, native.entry(key))
+    rest = stream[cut:]
+    expected = _run_accounts(python, rest)
+    assert _run_accounts(swapped_native, rest) == expected == _run_accounts(swapped_python, rest)
+    assert _run_accounts(native, rest) == expected
+
+
+def test_account_features_history_and_mask():
+    native, _ = account_tables()
+    vec = [0.0] * DIM
+    native.features("a", 0, 1.0, ("m", None, "FR"), vec)
+    assert vec[:8] == [1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0]  # new merchant and country
+    history, filled = native.push("a", vec)
+    rows = np.frombuffer(history, dtype=np.float32).reshape(SEQ, DIM)
+    assert filled == 1 and not rows[:-1].any() and rows[-1].tolist() == vec
+    vec = [0.0] * DIM
+    native.features("a", 2_000_000, 3.0, ("m", "d", "FR"), vec)  # two seconds later
+    assert vec[:8] == [0.0, 1.0, 0.0, 0.0, math.log1p(2.0), math.log1p(1), 0.0, 2.0]
+    assert native.last_ts("a") == 2_000_000 and native.last_ts("b") is None
+    native.features("a", 0, 3.0, (None, None, None), vec)  # late: a zero gap, the watermark stays
+    assert vec[4] == 0.0 and native.last_ts("a") == 2_000_000
+
+
+@pytest.mark.parametrize("table", ["native", "python"])
+@pytest.mark.parametrize("change", [
+    {6: (SEQ + 1, DIM)},                 # another shape
+    {5: b"\0" * 8},                      # history bytes of another size
+    {7: SEQ + 1},                        # more rows filled than there are
+    {2: -1},                             # a negative count
+])
+def test_both_engines_refuse_a_malformed_account_entry(table, change):
+    native, python = account_tables()
+    python.features("a", 0, 1.0, ("m", "d", "FR"), [0.0] * DIM)
+    entry = list(python.entry("a"))
+    for i, value in change.items():
+        entry[i] = value
+    with pytest.raises(ValueError, match="not an account entry"):
+        (native if table == "native" else python).load("b", tuple(entry))
+
+
 def test_engine_choice(monkeypatch):
     monkeypatch.setenv(ENGINE_ENV, "python")
-    assert velocity_table_class() is PyVelocityTable
-    assert velocity_table_class("native").__module__ == "fraudops_native"
+    assert table_classes() == PYTHON == (PyVelocityTable, PyAccountTable)
+    native = table_classes("native")
+    assert {cls.__module__ for cls in native} == {"fraudops_native"}
     monkeypatch.setenv(ENGINE_ENV, "fast")
     with pytest.raises(ValueError, match="must be one of"):
-        velocity_table_class()
+        table_classes()
     monkeypatch.setitem(sys.modules, "fraudops_native", None)  # not installed
-    assert velocity_table_class("auto") is PyVelocityTable
+    assert table_classes("auto") == PYTHON
     with pytest.raises(ImportError, match="native feature engine is not installed"):
-        velocity_table_class("native")
+        table_classes("native")
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +213,7 @@ def labelled_stream(stream):
 
 def test_states_of_both_engines_compute_the_same_features_and_restore_in_each_other(
         labelled_stream):
-    """The whole feature state (accounts, three velocity tables, labels) over the shared
+    """The whole feature state (the accounts, three velocity tables, labels) over the shared
     random stream, its verdicts applied as they arrive: the same features, bit for bit; a
     snapshot taken halfway by either engine continues in the other."""
     stream, labels = labelled_stream
@@ -141,8 +233,11 @@ def test_states_of_both_engines_compute_the_same_features_and_restore_in_each_ot
             rows[engine].append(np.concatenate([*map(np.ravel, state.update(tx))]))
     assert applied > 50
     assert type(states["native"].velocity["merchant"]).__module__ == "fraudops_native"
+    assert type(states["native"].accounts).__module__ == "fraudops_native"
     np.testing.assert_array_equal(np.stack(rows["native"]), np.stack(rows["python"]))
-    assert deltas["native"].entries == deltas["python"].entries
+    stored = {e: {key: pickle.loads(blob) for key, blob in d.entries.items()}
+              for e, d in deltas.items()}
+    assert stored["native"] == stored["python"]
 
     for stored, resumed in (("native", "python"), ("python", "native")):
         delta = deltas[stored]
