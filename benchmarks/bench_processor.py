@@ -6,10 +6,12 @@ over the stream benchmark's transactions on three partitions, in batches of each
 predictor is a numpy function (the HTTP call is what `bench_stream.py` and
 `bench_predictor.py` measure), so the figures are the consumer's own Python. With
 ``--stub-features`` a second pass replaces the feature state's update with constant arrays: what
-the consumer would cost if computing the features were free (an upper bound for a compiled
-feature engine; the decisions it makes are meaningless).
+the consumer would cost if computing the features were free (what no feature engine can beat;
+the decisions it makes are meaningless). ``--engines native python`` runs the feature state on
+each engine of `fraudops.features.engine` in turn (default: the one installed).
 
     python benchmarks/bench_processor.py --transactions 50000 --batch-sizes 10 500 --stub-features
+    python benchmarks/bench_processor.py --batch-sizes 500 --engines native python native python
     python benchmarks/bench_processor.py --smoke
 """
 
@@ -29,6 +31,8 @@ import numpy as np
 from consumers.messages import Incoming
 from consumers.processor import ProcessorConfig, StreamProcessor
 from fraudops.features import OnlineFeatureState, build_spec
+from fraudops.features.engine import ENGINES, table_classes
+from fraudops.features.engine import PYTHON as PYTHON_TABLES
 from fraudops.protocol import ScoreBatch
 from fraudops.store import Store
 
@@ -73,13 +77,15 @@ def features_stubbed(dim: int, seq_len: int):
         OnlineFeatureState.update = original
 
 
-def run(stream: list[Incoming], batch_size: int, workdir: Path) -> dict:
-    """Every step's thread CPU over the stream in batches of `batch_size`."""
+def run(stream: list[Incoming], batch_size: int, workdir: Path, engine: str | None = None
+        ) -> dict:
+    """Every step's thread CPU over the stream in batches of `batch_size`, the feature state
+    on `engine` (None: the default)."""
     spec = build_spec()
     store = Store.from_url(f"sqlite:///{workdir / f'store-{batch_size}-{time.time_ns()}.db'}")
     processor = StreamProcessor(ProcessorConfig(group_id="bench", snapshot_interval_s=1e9),
                                 store=store, score=score,
-                                new_state=lambda: OnlineFeatureState(spec))
+                                new_state=lambda: OnlineFeatureState(spec, engine=engine))
     processor.assign(range(PARTITIONS))
     cpu = dict.fromkeys(STEPS, 0.0)
     batches = 0
@@ -113,6 +119,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[10, 500])
     parser.add_argument("--stub-features", action="store_true",
                         help="also run with the feature update replaced by constant arrays")
+    parser.add_argument("--engines", nargs="+", choices=ENGINES, default=["auto"],
+                        help="the feature engine of each run, in this order (repeat one to "
+                             "alternate: the machine's speed drifts)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks that it runs")
     parser.add_argument("--out", type=Path)
@@ -128,13 +137,17 @@ def main(argv: list[str] | None = None) -> None:
     result: dict = {"transactions": len(stream), "runs": []}
     with tempfile.TemporaryDirectory(prefix="bench-processor-") as tmp:
         for size in args.batch_sizes:
-            result["runs"].append({"features": "computed", **run(stream, size, Path(tmp))})
+            for engine in args.engines:
+                used = ("python" if table_classes(engine) == PYTHON_TABLES else "native")
+                result["runs"].append({"features": "computed", "engine": used,
+                                       **run(stream, size, Path(tmp), engine)})
             if args.stub_features:
                 with features_stubbed(spec.dim, OnlineFeatureState(spec).seq_len):
                     result["runs"].append({"features": "stubbed",
                                            **run(stream, size, Path(tmp))})
     for r in result["runs"]:
-        print(f"batches of {r['batch_size']:>5}, features {r['features']:<8}: "
+        engine = r.get("engine", "-")
+        print(f"batches of {r['batch_size']:>5}, features {r['features']:<8} ({engine}): "
               f"{r['total_cpu_us_per_tx']:>6} us/tx; per tx {r['cpu_us_per_tx']}; "
               f"ms per batch {r['cpu_ms_per_batch']}")
     if args.out:

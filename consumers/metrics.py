@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -17,6 +18,28 @@ _EVENT_BUCKETS = (0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0
 #: From sub-second reordering to a day-old offline upload.
 _LATENESS_BUCKETS = (0.01, 0.1, 1.0, 5.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0,
                      86_400.0, 7 * 86_400.0)
+
+
+def observe_many(histogram: Histogram, values: Sequence[float]) -> None:
+    """Observe every value into `histogram` (one without labels, or one labelled child): the
+    buckets `observe` would count, one at a time, counted per bucket at once.
+
+    `observe` costs about 1.2 µs a value, once per transaction on the consumer's hot path; this
+    costs a few microseconds per batch. It reaches into the histogram's bucket values, which is
+    why prometheus-client is pinned: a test compares the exposition with `observe`'s."""
+    amounts = np.asarray(values, dtype=np.float64)
+    if not len(amounts):
+        return
+    histogram._raise_if_not_observable()
+    bounds = histogram._upper_bounds
+    # observe counts a value in the first bucket whose bound is >= it (NaN in none)
+    index = np.searchsorted(bounds, amounts, side="left")
+    counts = np.bincount(index[index < len(bounds)], minlength=len(bounds))
+    with np.errstate(over="ignore"):  # to inf, as Python's float additions go
+        histogram._sum.inc(float(amounts.sum()))
+    for bucket, count in zip(histogram._buckets, counts.tolist(), strict=False):
+        if count:
+            bucket.inc(count)
 
 
 class ConsumerMetrics:

@@ -53,7 +53,7 @@ from consumers.messages import (
     stored_decision_message,
     unexpected_error,
 )
-from consumers.metrics import ConsumerMetrics
+from consumers.metrics import ConsumerMetrics, observe_many
 from consumers.notifications import NotificationPlanner
 from consumers.predictor import ScoreFn
 from consumers.state import PartitionState, checkpoint_for, restore_partitions
@@ -439,8 +439,9 @@ class StreamProcessor:
     def _observe(self, outcome: BatchOutcome) -> None:
         m = self.metrics
         now = self.clock()
-        for event_time in outcome.event_times:
-            m.event_to_decision.observe(max(0.0, now - event_time))
+        if outcome.event_times:
+            observe_many(m.event_to_decision,
+                         np.maximum(0.0, now - np.asarray(outcome.event_times)))
         fired = Counter(rule for d in outcome.writes.decisions if d.rules_fired
                         for rule in d.rules_fired.split(","))
         for rule, count in fired.items():

@@ -291,15 +291,18 @@ def test_bench_stages_smoke(tmp_path):
 
 
 def test_bench_processor_smoke(tmp_path):
-    done = run_smoke("bench_processor.py", tmp_path, "--stub-features", "--out", "report.json")
+    done = run_smoke("bench_processor.py", tmp_path, "--stub-features", "--engines", "native",
+                     "python", "--out", "report.json")
     result = read_report(tmp_path)
     assert result["transactions"] == 600
     runs = result["runs"]
-    assert [(r["batch_size"], r["features"]) for r in runs] == [
-        (10, "computed"), (10, "stubbed"), (100, "computed"), (100, "stubbed")]
+    assert [(r["batch_size"], r["features"], r.get("engine")) for r in runs] == [
+        (size, features, engine) for size in (10, 100) for features, engine in (
+            ("computed", "native"), ("computed", "python"), ("stubbed", None))]
     for r in runs:
         assert r["decided"] == 600  # every transaction decided and stored, stubbed or not
         assert r["batches"] == -(-600 // r["batch_size"])
         assert_positive(r, "total_cpu_us_per_tx")
         assert r["total_cpu_us_per_tx"] >= max(r["cpu_us_per_tx"].values())
     assert "batches of    10, features stubbed" in done.stdout
+    assert "features computed (native)" in done.stdout
