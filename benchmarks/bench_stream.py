@@ -38,6 +38,13 @@ its first minutes; the broker's cores by round are reported), then:
     python benchmarks/bench_stream.py --kafka both --out stream.json        # both brokers
     python benchmarks/bench_stream.py --smoke                                # seconds: it runs
 
+Each consumer writes to a SQLite file of its own, unless ``--database-url`` names a PostgreSQL
+server (the deployments' store): each store is then a fresh database there (dropped at the
+end), and the server's processes are measured as the ``store`` process.
+
+    python benchmarks/bench_stream.py --phases sustained \
+        --database-url postgresql+psycopg://postgres@127.0.0.1:5432/postgres
+
 Consumer settings come from the environment as usual (e.g. FRAUDOPS_CONSUMER__PIPELINED=true).
 """
 
@@ -62,7 +69,7 @@ import numpy as np
 import psutil
 from confluent_kafka import Consumer as KafkaConsumer
 from confluent_kafka import Producer as KafkaProducer
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 
 from fraudops.store import Store
 from fraudops.testing import free_port
@@ -359,6 +366,35 @@ def rss_bytes(pid: int) -> int:
         return 0
 
 
+class StoreServer:
+    """A PostgreSQL server for the consumers' stores (`--database-url`): a fresh database per
+    store, dropped by `close`; `pid` is the server's (its backends are its children)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = make_url(url)
+        if not self.url.drivername.startswith("postgresql"):
+            raise SystemExit(f"--database-url must name a PostgreSQL server, not {url!r}")
+        self.engine = create_engine(self.url, isolation_level="AUTOCOMMIT")
+        with self.engine.connect() as connection:
+            backend = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        self.pid = psutil.Process(backend).parent().pid
+        self.databases: list[str] = []
+
+    def database(self, name: str) -> str:
+        """A fresh database for the store `name`; its URL."""
+        database = re.sub(r"[^a-z0-9_]", "_", f"fraudops_bench_{name}_{uuid.uuid4().hex[:6]}")
+        with self.engine.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{database}"'))
+        self.databases.append(database)
+        return self.url.set(database=database).render_as_string(hide_password=False)
+
+    def close(self) -> None:
+        with self.engine.connect() as connection:
+            for database in self.databases:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+        self.engine.dispose()
+
+
 class Consumer:
     """`fraudops consume` in a subprocess with its own topics, store and metrics port."""
 
@@ -620,6 +656,7 @@ class Bench:
 
     def __init__(self, args: argparse.Namespace, workdir: Path, flavour: Flavour) -> None:
         self.args, self.workdir = args, workdir
+        self.store_server = StoreServer(args.database_url) if args.database_url else None
         self.broker = make_broker(flavour, workdir / f"kafka-{flavour}").start()
         try:
             self.predictor_url, self.predictor = self._start_predictor()
@@ -654,11 +691,21 @@ class Bench:
     def consumer(self, topics: dict[str, str], name: str, batch_size: int | None = None
                  ) -> Consumer:
         return Consumer(self.workdir, self.broker.bootstrap, topics, self.predictor_url,
-                        batch_size or self.args.batch_size, name)
+                        batch_size or self.args.batch_size, name, db_url=self.store_url(name))
+
+    def store_url(self, name: str) -> str | None:
+        """A fresh store on the PostgreSQL server (None: the consumer's own SQLite file)."""
+        return None if self.store_server is None else self.store_server.database(name)
+
+    def services(self) -> dict[str, int]:
+        """The shared services' processes: predictor, broker and the store's server."""
+        processes = {"predictor": self.predictor.pid, "broker": self.broker.process.pid}
+        if self.store_server is not None:
+            processes["store"] = self.store_server.pid
+        return processes
 
     def meter(self, consumer: Consumer, producer: bool = False) -> CpuMeter:
-        processes = {"consumer": consumer.process.pid, "predictor": self.predictor.pid,
-                     "broker": self.broker.process.pid}
+        processes = {"consumer": consumer.process.pid, **self.services()}
         if producer:
             processes["load_producer(bench)"] = os.getpid()
         return CpuMeter(processes)
@@ -802,7 +849,8 @@ class Bench:
         a = self.args
         topics = broker_topics(self.broker, a.partitions)
         topic = topics["FRAUDOPS_KAFKA__TOPICS__TRANSACTIONS"]
-        db_url = f"sqlite:///{self.workdir / f'scaleout-{count}.db'}"
+        db_url = (self.store_url(f"scaleout{count}")
+                  or f"sqlite:///{self.workdir / f'scaleout-{count}.db'}")
         group = f"bench-scaleout-{count}-{uuid.uuid4().hex[:6]}"
         load_before = os.getloadavg()
         consumers: dict[str, Consumer] = {}
@@ -816,8 +864,7 @@ class Bench:
                 consumer.wait_ready()
             warm = self._form_group(topic, list(consumers.values()))
             meter = CpuMeter({**{name: c.process.pid for name, c in consumers.items()},
-                              "predictor": self.predictor.pid,
-                              "broker": self.broker.process.pid, "bench": os.getpid()})
+                              **self.services(), "bench": os.getpid()})
             sampler = RunSampler(consumers, meter, a.sample_seconds)
             sampler.start()
             produce_rate = produce_backlog(self.broker.bootstrap, topic, self.docs)
@@ -912,6 +959,8 @@ class Bench:
         self.predictor.terminate()
         self.predictor.wait(30)
         self.broker.stop()
+        if self.store_server is not None:
+            self.store_server.close()
 
 
 def capacity(run: dict) -> dict:
@@ -923,6 +972,8 @@ def capacity(run: dict) -> dict:
             "consumer_cores_per_1000_tx_s": round(run["consumer_cores_total"] * per_1000, 3),
             "predictor_cores_per_1000_tx_s": round(cores["predictor"] * per_1000, 3),
             "broker_cores_per_1000_tx_s": round(cores["broker"] * per_1000, 3),
+            **({"store_cores_per_1000_tx_s": round(cores["store"] * per_1000, 3)}
+               if "store" in cores else {}),
             "consumer_rss_mib": max(run["consumer_rss_mib"].values()),
             "load_average_after": run["load_average_after"]}
 
@@ -995,6 +1046,7 @@ def environment(args: argparse.Namespace) -> dict:
     return {"python": platform.python_version(), "cpus": os.cpu_count(),
             "load_average_at_start": os.getloadavg(), "batch_size": args.batch_size,
             "partitions": args.partitions, "predictor_threads": args.predictor_threads,
+            "store": "postgresql" if args.database_url else "sqlite",
             "consumers": args.consumers,
             "models": "given" if args.sequence_model_uri else "default architecture, untrained",
             "time": datetime.now(UTC).isoformat()}
@@ -1151,6 +1203,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--partitions", type=int, default=3)
     parser.add_argument("--predictor-threads", type=int, default=1)
+    parser.add_argument("--database-url", default="",
+                        help="a PostgreSQL server for the stores (a fresh database each), e.g. "
+                             "postgresql+psycopg://postgres@127.0.0.1:5432/postgres; default: "
+                             "a SQLite file per consumer")
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sequence-model-uri", default="")

@@ -103,3 +103,33 @@ def test_bench_stream_smoke_on_both_brokers(tmp_path: Path) -> None:
     assert "transport floor: p99 ms" in result.stdout
     assert "late+duplicates / clean" in result.stdout
     assert "2 consumer(s): tx/s" in result.stdout
+
+
+def test_bench_stream_smoke_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
+    """``--database-url``: every store a fresh database on the PostgreSQL server (the
+    deployments' store), the server measured as the ``store`` process, the databases dropped
+    at the end."""
+    from sqlalchemy import create_engine, make_url, text
+
+    server = make_url(postgres_url).set(database="postgres")
+    out = tmp_path / "stream.json"
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "benchmarks" / "bench_stream.py"), "--smoke",
+         "--kafka", "apache", "--phases", "sustained", "fixed", "--broker-warmup-seconds", "0",
+         "--database-url", server.render_as_string(hide_password=False), "--out", str(out)],
+        capture_output=True, text=True, timeout=900, cwd=tmp_path, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    run = json.loads(out.read_text())
+    assert run["environment"]["store"] == "postgresql"
+    sustained = run["sustained"]
+    assert sustained["decided"] == sustained["transactions"] == 2000
+    assert "store" in sustained["cpu_cores"]
+    fixed = run["latency_fixed_rate"]
+    assert fixed["decided"] == fixed["sent"] > 0  # read back from the PostgreSQL store
+    assert fixed["cpu_cores"]["store"] > 0  # the server wrote every batch
+    engine = create_engine(server)
+    with engine.connect() as connection:
+        left = connection.execute(text(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'fraudops_bench_%'")).all()
+    engine.dispose()
+    assert left == []
