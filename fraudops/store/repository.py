@@ -34,6 +34,7 @@ from sqlalchemy.orm import sessionmaker
 
 from fraudops.schema import TransactionLabel
 from fraudops.store import migrate
+from fraudops.store.bulk import StagedCopy
 from fraudops.store.exceptions import (
     NotFoundError,
     StaleCheckpointError,
@@ -530,6 +531,17 @@ class _DriverInsert:
                             if (processor := types[name].dialect_impl(dialect)
                                 .bind_processor(dialect)) is not None]
         self._names = None if compiled.positional else order
+        # PostgreSQL: through binary COPY (`fraudops.store.bulk`), unless an upsert's batch holds
+        # a key twice (one INSERT ... SELECT may not update a row twice; executemany may).
+        self._copy, self._unique = None, None
+        if dialect.name == "postgresql":
+            sql = compiled.string
+            conflict = sql[sql.index(" ON CONFLICT"):] if " ON CONFLICT" in sql else ""
+            self._copy = StagedCopy(table, [table.c[key].name for key in order], conflict,
+                                    dialect)
+            keys = [order.index(c.key) for c in table.primary_key]
+            self._unique = (operator.itemgetter(*keys)
+                            if "DO UPDATE" in conflict and keys else None)
 
     def execute(self, connection: Connection, rows: Iterable[tuple]) -> None:
         """Insert `rows` (tuples of the `given` columns, in that order)."""
@@ -550,6 +562,12 @@ class _DriverInsert:
                     values[i] = result
                 values = tuple(values)
             out.append(values)
+        if not out:
+            return
+        if self._copy is not None and (self._unique is None
+                                       or len(set(map(self._unique, out))) == len(out)):
+            self._copy.write(connection, out)
+            return
         if self._names is not None:
             out = [dict(zip(self._names, values, strict=True)) for values in out]
         connection.exec_driver_sql(self.sql, out)
