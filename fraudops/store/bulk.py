@@ -11,7 +11,9 @@ own ON CONFLICT clause:
     WITH moved AS (DELETE FROM stage RETURNING cols) INSERT INTO table (cols)
     SELECT cols FROM moved ON CONFLICT ...
 
-All of it runs in the caller's transaction, so a rolled-back batch leaves neither rows nor
+A COPY costs round trips of its own (creating the stage if need be, the COPY, the move) where
+executemany pipelines its rows: below `COPY_MIN_ROWS` rows, the few-row batches of a lightly
+loaded consumer, executemany stays the faster. All of it runs in the caller's transaction, so a rolled-back batch leaves neither rows nor
 staged rows behind, and the DELETE leaves the stage empty for the next statement.
 """
 
@@ -21,6 +23,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Table, text
+
+#: Fewer rows than this go through executemany: at 1,000 tx/s (batches of 10-20 rows) the
+#: COPY path's round trips raised the persist step from 7.2 to 11.2 ms per batch.
+COPY_MIN_ROWS = 100
 
 
 class StagedCopy:

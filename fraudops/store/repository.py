@@ -33,7 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
 from fraudops.schema import TransactionLabel
-from fraudops.store import migrate
+from fraudops.store import bulk, migrate
 from fraudops.store.bulk import StagedCopy
 from fraudops.store.exceptions import (
     NotFoundError,
@@ -564,8 +564,8 @@ class _DriverInsert:
             out.append(values)
         if not out:
             return
-        if self._copy is not None and (self._unique is None
-                                       or len(set(map(self._unique, out))) == len(out)):
+        if (self._copy is not None and len(out) >= bulk.COPY_MIN_ROWS
+                and (self._unique is None or len(set(map(self._unique, out))) == len(out))):
             self._copy.write(connection, out)
             return
         if self._names is not None:

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 from test_store_repository import decision, notification, state_checkpoint
 
-from fraudops.store import BatchWrite, Store
+from fraudops.store import BatchWrite, Store, bulk
 from fraudops.store.bulk import StagedCopy
 
 pytestmark = pytest.mark.integration
@@ -24,7 +24,8 @@ def pg_store(postgres_url: str):
 
 @pytest.fixture
 def copies(monkeypatch) -> list[str]:
-    """The tables written through COPY, in order."""
+    """The tables written through COPY, in order (every batch: the row threshold lowered)."""
+    monkeypatch.setattr(bulk, "COPY_MIN_ROWS", 1)
     written: list[str] = []
     original = StagedCopy.write
 
@@ -84,3 +85,13 @@ def test_state_upserts_through_copy_and_a_repeated_key_through_executemany(
         pg_store._state_rows.execute(connection, rows)
     assert copies == ["stream_state"] * 2
     assert pg_store.load_state("g", "tx", 0) == [("account", "acc-1", b"a4")]
+
+
+def test_a_few_rows_go_through_executemany_and_many_through_copy(pg_store: Store, copies,
+                                                                  monkeypatch) -> None:
+    monkeypatch.setattr(bulk, "COPY_MIN_ROWS", 3)
+    pg_store.write_batch(BatchWrite(decisions=[decision("t1"), decision("t2")]))
+    assert copies == []
+    pg_store.write_batch(BatchWrite(decisions=[decision(f"u{i}") for i in range(3)]))
+    assert copies == ["decisions"]
+    assert pg_store.counts()["decisions"] == 5 and staged(pg_store) == 0

@@ -19,6 +19,7 @@ from fraudops.store import (
     StaleCheckpointError,
     Store,
     UnsupportedDatabaseError,
+    bulk,
 )
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -156,14 +157,18 @@ def raw_rows(store: Store, table: str, key: str, leave_out: tuple[str, ...]) -> 
                       if n != key and n not in leave_out) for row in rows]
 
 
-def test_batch_rows_match_what_core_inserts(store: Store) -> None:
-    """The batch write's driver-level executemany stores the very values SQLAlchemy Core's
-    insert of the same records does (bind processors, defaults, NULLs): each record written
-    once each way, under another key, then the raw rows compared."""
+@pytest.mark.parametrize("copy_min_rows", [bulk.COPY_MIN_ROWS, 1], ids=["default", "copy"])
+def test_batch_rows_match_what_core_inserts(store: Store, copy_min_rows: int,
+                                            monkeypatch) -> None:
+    """The batch write's driver-level executemany (and, on PostgreSQL, its binary COPY: every
+    batch with the threshold at 1) stores the very values SQLAlchemy Core's insert of the same
+    records does (bind processors, defaults, NULLs, -0.0, 1e-300, other time zones): each
+    record written once each way, under another key, then the raw rows compared."""
     from sqlalchemy import insert
 
     from fraudops.store.models import Alert, Decision, Notification
 
+    monkeypatch.setattr(bulk, "COPY_MIN_ROWS", copy_min_rows)
     scored = datetime(2026, 3, 1, 14, 0, 0, 123456, tzinfo=timezone(timedelta(hours=2)))
     decisions = [replace(decision("t1", "block", minutes=3), scored_at=scored, amount=-0.0,
                          rules_fired="r1,r2", rule_set_version="v1"),
