@@ -607,7 +607,8 @@ def account_state_memory(accounts: int, per_account: int, seed: int = 0) -> dict
     widest velocity window (7 days: the windows keep every one of them), each account with its
     own device and one merchant per 10 accounts (so the figure does not depend on `accounts`);
     the transactions are parsed inside the trace (the ids the state keeps as keys count) and
-    dropped. Also the account-only state of stage mode (`--stage`: the merchant and device
+    dropped. The native engine's tables (`fraudops.features.engine`) count the bytes they hold
+    outside Python's allocator themselves (`nbytes`), added to what tracemalloc saw. Also the account-only state of stage mode (`--stage`: the merchant and device
     values given by their stages; `bench_stages.py` measures theirs per merchant and device)."""
     import gc
     import tracemalloc
@@ -640,11 +641,16 @@ def account_state_memory(accounts: int, per_account: int, seed: int = 0) -> dict
                 device_id=f"device-{a:09d}", channel="online", merchant_category="retail",
                 country="US"), given)
         gc.collect()
-        used = tracemalloc.get_traced_memory()[0]
+        traced = tracemalloc.get_traced_memory()[0]
         tracemalloc.stop()
         assert len(state.accounts) == accounts
+        # The native engine's tables live outside Python's allocator: they count their own.
+        native = sum(table.nbytes() for table in (state.accounts, *state.velocity.values())
+                     if hasattr(table, "nbytes"))
+        used = traced + native
         per = used / accounts
         out[mode] = {"state_bytes": used, "bytes_per_account": round(per),
+                     "native_bytes": native, "python_bytes": traced,
                      "mib_per_million_accounts": round(per * 1e6 / 2**20, 1),
                      "trace_seconds": round(time.perf_counter() - start, 1)}
         del state

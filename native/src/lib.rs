@@ -11,6 +11,7 @@
 //! The parity and property tests hold each pair together.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::mem::size_of;
 
 use pyo3::exceptions::{PyKeyError, PyValueError};
 use pyo3::prelude::*;
@@ -198,6 +199,24 @@ impl VelocityTable {
     /// The keys with windows.
     fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyIterator>> {
         PyList::new(py, self.entries.keys())?.try_iter()
+    }
+
+    /// Bytes the table holds outside Python's allocator (which tracemalloc cannot see): the
+    /// map's slots and every key's and entry's buffers, by capacity.
+    fn nbytes(&self) -> usize {
+        let slot = size_of::<String>() + size_of::<Windows>() + 1;
+        self.entries.capacity() * slot
+            + self
+                .entries
+                .iter()
+                .map(|(key, w)| {
+                    key.capacity()
+                        + (w.times.capacity() + w.cents.capacity()) * size_of::<i64>()
+                        + (w.heads.capacity() + w.sums.capacity()) * size_of::<i64>()
+                        + w.maxima.capacity() * size_of::<VecDeque<i64>>()
+                        + w.maxima.iter().map(|m| m.capacity() * size_of::<i64>()).sum::<usize>()
+                })
+                .sum::<usize>()
     }
 
     /// The snapshot entry of `key`: (times, cents, base, heads, sums, maxima).
@@ -395,6 +414,28 @@ impl AccountTable {
     /// The account ids with state.
     fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyIterator>> {
         PyList::new(py, self.entries.keys())?.try_iter()
+    }
+
+    /// Bytes the table holds outside Python's allocator (which tracemalloc cannot see): the
+    /// map's slots and every key's, history's and novelty set's buffers, by capacity.
+    fn nbytes(&self) -> usize {
+        let slot = size_of::<String>() + size_of::<Account>() + 1;
+        self.entries.capacity() * slot
+            + self
+                .entries
+                .iter()
+                .map(|(key, a)| {
+                    key.capacity()
+                        + a.history.capacity() * size_of::<f32>()
+                        + a.seen
+                            .iter()
+                            .map(|set| {
+                                set.capacity() * (size_of::<String>() + 1)
+                                    + set.iter().map(String::capacity).sum::<usize>()
+                            })
+                            .sum::<usize>()
+                })
+                .sum::<usize>()
     }
 
     /// The snapshot entry of `key`: (seen sets, last_ts, n, sum, sumsq, history bytes, shape,

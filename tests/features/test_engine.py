@@ -250,3 +250,19 @@ def test_states_of_both_engines_compute_the_same_features_and_restore_in_each_ot
                 state.apply_label(label)
             again.append(np.concatenate([*map(np.ravel, state.update(tx))]))
         np.testing.assert_array_equal(np.stack(again), np.stack(rows[stored][half:]))
+
+
+def test_native_tables_count_the_bytes_they_hold():
+    """What tracemalloc cannot see (the bench's memory per account adds it): at least every
+    account's history and every window's events, growing with the entries."""
+    accounts, _ = account_tables()
+    velocity = native_table()
+    empty = accounts.nbytes(), velocity.nbytes()
+    for i in range(100):
+        vec = [0.0] * DIM
+        accounts.features(f"acc-{i}", i, 1.0, ("m", "d", "FR"), vec)
+        accounts.push(f"acc-{i}", vec)
+        for j in range(20):
+            velocity.add(f"acc-{i}", j * 1_000_000, 100, [0.0] * 9)
+    assert accounts.nbytes() >= empty[0] + 100 * (SEQ * DIM * 4 + len("acc-00") + 3)
+    assert velocity.nbytes() >= empty[1] + 100 * 20 * 2 * 8
