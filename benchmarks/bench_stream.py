@@ -1138,7 +1138,7 @@ def report_scaleout(results: dict) -> None:
             print(f"feature state, {mode:<12} {m[mode]['bytes_per_account']:,} bytes per account "
                   f"= {m[mode]['mib_per_million_accounts']:,.0f} MiB per million accounts "
                   f"({m['accounts']:,} accounts x {m['transactions_per_account']} transactions, "
-                  f"{kept[mode]}; tracemalloc)")
+                  f"{kept[mode]}; tracemalloc + the native tables' own count)")
 
 
 def side_by_side(runs: dict[str, dict]) -> list[tuple[str, ...]]:
