@@ -126,10 +126,27 @@ class _Velocity:
             self.base += drop
 
 
-class PyVelocityTable:
+class _Keyed:
+    """A Python table's keys: its `entries` dict's (iterated over a copy, as the native
+    tables hand out theirs)."""
+
+    __slots__ = ("entries",)
+    entries: dict
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self.entries))
+
+
+class PyVelocityTable(_Keyed):
     """The reference engine: one `_Velocity` per key, in a dict."""
 
-    __slots__ = ("entries", "slots", "widths")
+    __slots__ = ("slots", "widths")
 
     def __init__(self, widths: Sequence[int], slots: Sequence[Sequence[int]]) -> None:
         if len(widths) != len(slots) or any(w <= 0 for w in widths):
@@ -143,15 +160,6 @@ class PyVelocityTable:
         if windows is None:
             windows = self.entries[key] = _Velocity(len(self.widths))
         return windows.add(ts, cents, self.widths, vec, self.slots)
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self.entries
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(list(self.entries))
 
     def entry(self, key: str) -> Entry:
         return self.entries[key].entry()
@@ -202,14 +210,14 @@ class _Account:
         self.filled = 0
 
 
-class PyAccountTable:
+class PyAccountTable(_Keyed):
     """The reference engine's accounts: one `_Account` per account id, in a dict.
 
     `slots`: positions of (new merchant, new device, new country, first seen, gap, history
     length, amount z, amount difference); `z_clip`, `z_floor`: the z-score's clip and variance
     floor."""
 
-    __slots__ = ("dim", "entries", "seq_len", "slots", "z_clip", "z_floor")
+    __slots__ = ("dim", "seq_len", "slots", "z_clip", "z_floor")
 
     def __init__(self, seq_len: int, dim: int, slots: Sequence[int], z_clip: float,
                  z_floor: float) -> None:
@@ -261,15 +269,6 @@ class PyAccountTable:
     def last_ts(self, key: str) -> int | None:
         account = self.entries.get(key)
         return None if account is None else account.last_ts
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self.entries
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(list(self.entries))
 
     def entry(self, key: str) -> AccountEntry:
         a = self.entries[key]

@@ -59,21 +59,27 @@ def _run(table, stream, start_us=1_700_000_000_000_000):
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(stream=events, cut=st.integers(min_value=0, max_value=300))
 def test_native_and_python_windows_agree_and_swap_snapshots(stream, cut):
-    native, python = native_table(), PyVelocityTable(WIDTHS, SLOTS)
+    assert_engines_agree(lambda: (native_table(), PyVelocityTable(WIDTHS, SLOTS)), _run,
+                         stream, cut)
+
+
+def assert_engines_agree(tables, run, stream, cut) -> None:
+    """Both engines' tables (`tables()`: native, python) give the same outputs (`run`) and
+    snapshot entries on `stream[:cut]`; then each continues from the other's entries (pickled,
+    as stored) exactly as both continue from their own on the rest."""
+    native, python = tables()
     cut = min(cut, len(stream))
-    assert _run(native, stream[:cut]) == _run(python, stream[:cut])
+    assert run(native, stream[:cut]) == run(python, stream[:cut])
     assert sorted(native) == sorted(python) and len(native) == len(python)
+    swapped_native, swapped_python = tables()
     for key in python:
         assert native.entry(key) == python.entry(key)
-    # each engine continues from the other's snapshot entries as from its own
-    swapped_native, swapped_python = native_table(), PyVelocityTable(WIDTHS, SLOTS)
-    for key in python:
         swapped_native.load(key, pickle.loads(pickle.dumps(python.entry(key))))
         swapped_python.load(key, native.entry(key))
     rest = stream[cut:]
-    expected = _run(python, rest)
-    assert _run(swapped_native, rest) == expected == _run(swapped_python, rest)
-    assert _run(native, rest) == expected
+    expected = run(python, rest)
+    assert run(swapped_native, rest) == expected == run(swapped_python, rest)
+    assert run(native, rest) == expected
 
 
 def test_windows_count_sum_and_max_over_time():
@@ -136,19 +142,7 @@ def _run_accounts(table, stream, start_us=1_700_000_000_000_000):
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(stream=account_events, cut=st.integers(min_value=0, max_value=200))
 def test_native_and_python_accounts_agree_and_swap_snapshots(stream, cut):
-    native, python = account_tables()
-    cut = min(cut, len(stream))
-    assert _run_accounts(native, stream[:cut]) == _run_accounts(python, stream[:cut])
-    assert sorted(native) == sorted(python) and len(native) == len(python)
-    swapped_native, swapped_python = account_tables()
-    for key in python:
-        assert native.entry(key) == python.entry(key)
-        swapped_native.load(key, pickle.loads(pickle.dumps(python.entry(key))))
-        swapped_python.load(key, native.entry(key))
-    rest = stream[cut:]
-    expected = _run_accounts(python, rest)
-    assert _run_accounts(swapped_native, rest) == expected == _run_accounts(swapped_python, rest)
-    assert _run_accounts(native, rest) == expected
+    assert_engines_agree(account_tables, _run_accounts, stream, cut)
 
 
 def test_account_features_history_and_mask():
