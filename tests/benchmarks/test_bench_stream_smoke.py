@@ -48,7 +48,11 @@ def test_bench_stream_smoke_on_both_brokers(tmp_path: Path) -> None:
             assert sustained["stage_cpu_us_per_tx"]["ingest"] >= 0
             assert sustained["stage_cpu_us_per_tx"]["persist"] > 0
             process_us = sustained["process_cpu_us_per_tx"]
-            assert process_us["consumer"] > 0
+            # Process CPU counts in 10 ms ticks; with the compiled features 500 transactions
+            # are a few ticks of work, some of it done before the window opened (CI: 0.0).
+            assert process_us["consumer"] >= 0
+            if in_window >= 1500:
+                assert process_us["consumer"] > 0
             # The float32 predictor scores 2,000 transactions in a few passes, and tansu
             # serves them, within one 10 ms CPU clock tick each: 0 is a measurement.
             assert process_us["predictor"] >= 0 and process_us["broker"] >= 0
