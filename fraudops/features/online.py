@@ -3,12 +3,14 @@
 `OnlineFeatureState.update(tx)` returns exactly what `compute_batch` computes for the same row of
 the same stream (a parity test holds them to 1e-6), out-of-order events included: both follow
 the event-time policy of `fraudops.features.policy` (arrival order, each entity's time clamped
-to its watermark; `lateness_us` says how late an event is before the caller admits it). State
-is plain Python objects, but for the sliding velocity windows (the hottest loop), which run in
-the engine `fraudops.features.engine` picks: compiled from `native/` when installed. A consumer survives restarts by storing it: `delta()` hands out the entries (one per
-account, and per account, merchant and device velocity) changed since the previous delta, so what
-a snapshot costs grows with the traffic since the last one, not with every account ever seen;
-`restore()` rebuilds the state from the stored header and entries.
+to its watermark; `lateness_us` says how late an event is before the caller admits it). The
+per-entity tables, each account's state and the velocity windows (the hottest code), run in the
+engine `fraudops.features.engine` picks (compiled from `native/` when installed); the label
+state, the watermarks and the recent ids are plain Python. A consumer survives restarts by
+storing the state: `delta()` hands out the entries (one per account, and per account, merchant
+and device velocity) changed since the previous delta, so what a snapshot costs grows with the
+traffic since the last one, not with every account ever seen; `restore()` rebuilds the state
+from the stored header and entries.
 
 The merchant and device parts can run apart (`owned`): an entity stage keeps one entity's
 velocity and label state for the entities of its partitions (`entity_update`), and the scoring
