@@ -31,8 +31,7 @@ import numpy as np
 from consumers.messages import Incoming
 from consumers.processor import ProcessorConfig, StreamProcessor
 from fraudops.features import OnlineFeatureState, build_spec
-from fraudops.features.engine import ENGINES, table_classes
-from fraudops.features.engine import PYTHON as PYTHON_TABLES
+from fraudops.features.engine import ENGINES, PYTHON, table_classes
 from fraudops.protocol import ScoreBatch
 from fraudops.store import Store
 
@@ -138,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-processor-") as tmp:
         for size in args.batch_sizes:
             for engine in args.engines:
-                used = ("python" if table_classes(engine) == PYTHON_TABLES else "native")
+                used = "python" if table_classes(engine) == PYTHON else "native"
                 result["runs"].append({"features": "computed", "engine": used,
                                        **run(stream, size, Path(tmp), engine)})
             if args.stub_features:
