@@ -270,20 +270,23 @@ class PendingSends:
         else:
             self.errors.append(error)
 
-    def wait(self) -> None:
-        """Block until every record is acknowledged; raises `ConsumerError` if any failed."""
+    def wait(self, flush: bool = True) -> None:
+        """Block until every record is acknowledged; raises `ConsumerError` if any failed.
+
+        flush, not poll: librdkafka ignores linger.ms during a flush, so what still lingers
+        leaves now (the sink lingers to send a batch's records in few requests, not to delay
+        them). A flush returns once the producer's whole queue is empty, so while another
+        thread goes on producing, `flush=False` polls for these records' acks instead (they
+        have lingered out by then: see `consumers.pipeline`)."""
         if not self.sent:
             return
         deadline = time.monotonic() + self._timeout_s
-        # flush, not poll: librdkafka ignores linger.ms during a flush, so what still lingers
-        # leaves now (the sink lingers to send a batch's records in few requests, not to delay
-        # them). Only the writing thread produces, so nothing of another batch is waited for.
-        flush = self._producer.flush
+        serve, step = (self._producer.flush, 0.5) if flush else (self._producer.poll, 0.01)
         while self.acknowledged + len(self.errors) < self.sent:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            flush(min(left, 0.5))
+            serve(min(left, step))
         missing = self.sent - self.acknowledged
         if missing:
             error = self.errors[0] if self.errors else "not acknowledged in time"

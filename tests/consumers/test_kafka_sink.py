@@ -9,6 +9,7 @@ construction."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -107,3 +108,41 @@ def test_the_wait_sends_what_lingers_at_once(kafka_broker) -> None:
         sink.close()
     assert sent.acknowledged == 50
     assert waited < 2.5, f"acks took {waited:.2f} s with a 5 s linger"
+
+
+@pytest.mark.integration
+def test_a_polling_wait_returns_with_its_own_acks_while_another_thread_produces(
+        kafka_broker) -> None:
+    """Behind a snapshot the writing thread waits for a batch's acks while the polling thread
+    goes on producing the next batches (`consumers.pipeline`): `wait(flush=False)` returns once
+    this batch's records are acknowledged, whatever else is still queued."""
+    topic = make_topics(kafka_broker, partitions=3).decisions
+    sink = KafkaSink(KafkaSettings(bootstrap_servers=kafka_broker.bootstrap))
+    stop, others = threading.Event(), []
+
+    def produce_on() -> None:
+        while not stop.is_set():
+            others.append(sink.send([Outgoing(topic, f"o{i}".encode(), b"other")
+                                     for i in range(200)]))
+            time.sleep(0.002)
+
+    try:
+        sink.send([Outgoing(topic, b"warm", b"up")]).wait()  # connections and metadata
+        producer = threading.Thread(target=produce_on)
+        producer.start()
+        time.sleep(0.2)
+        started = time.monotonic()
+        sent = sink.send([Outgoing(topic, f"k{i}".encode(), b"v") for i in range(50)])
+        sent.wait(flush=False)
+        waited = time.monotonic() - started
+        busy = not stop.is_set() and producer.is_alive()
+        stop.set()
+        producer.join()
+        for other in others:
+            other.wait()
+    finally:
+        stop.set()
+        sink.close()
+    assert sent.acknowledged == 50 and not sent.errors
+    assert busy and len(others) > 20  # the other thread was producing all along
+    assert waited < 1.0, f"acks took {waited:.2f} s"
