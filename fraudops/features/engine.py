@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple, Protocol
 
 import numpy as np
@@ -50,6 +51,7 @@ class VelocityTable(Protocol):
     def __contains__(self, key: object) -> bool: ...
     def __iter__(self) -> Iterator[str]: ...
     def entry(self, key: str) -> Entry: ...
+    def dump(self, keys: Iterable[str]) -> list[bytes]: ...
     def load(self, key: str, values: Entry) -> None: ...
 
 
@@ -142,6 +144,10 @@ class _Keyed:
     def __iter__(self) -> Iterator[str]:
         return iter(list(self.entries))
 
+    def dump(self, keys: Iterable[str]) -> list[bytes]:
+        """The snapshot entries of `keys`, pickled (the native tables write theirs directly)."""
+        return [pickle.dumps(self.entry(key), pickle.HIGHEST_PROTOCOL) for key in keys]
+
 
 class PyVelocityTable(_Keyed):
     """The reference engine: one `_Velocity` per key, in a dict."""
@@ -179,6 +185,7 @@ class AccountTable(Protocol):
     def __contains__(self, key: object) -> bool: ...
     def __iter__(self) -> Iterator[str]: ...
     def entry(self, key: str) -> AccountEntry: ...
+    def dump(self, keys: Iterable[str]) -> list[bytes]: ...
     def load(self, key: str, values: AccountEntry) -> None: ...
 
 

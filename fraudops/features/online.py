@@ -335,9 +335,23 @@ class OnlineFeatureState:
         else:
             keys = (self._dirty | self.labels.dirty
                     | {(_SEEN, str(bucket)) for bucket in self.seen.dirty})
+        # The tables pickle their own entries (the native ones without building them first).
+        tables = {_ACCOUNT: self.accounts} | {_VELOCITY + entity: table
+                                               for entity, table in self.velocity.items()}
+        by_table: dict[str, list[str]] = {}
+        others = []
+        for kind, key in keys:
+            if kind in tables:
+                by_table.setdefault(kind, []).append(key)
+            else:
+                others.append((kind, key))
+        entries = {}
+        for kind, table_keys in by_table.items():
+            entries.update(zip([(kind, key) for key in table_keys], tables[kind].dump(table_keys),
+                               strict=True))
         dumps, protocol = pickle.dumps, pickle.HIGHEST_PROTOCOL
-        entries = {(kind, key): dumps(self._entry(kind, key), protocol)
-                   for kind, key in keys}
+        entries.update({(kind, key): dumps(self._entry(kind, key), protocol)
+                        for kind, key in others})
         delta = StateDelta(self._header, entries, full=self._full)
         self._dirty, self._full, self.labels.dirty = set(), False, set()
         self.seen.dirty = set()

@@ -10,12 +10,16 @@
 //! snapshot entries (`entry` / `load`), so a state written by one engine restores in the other.
 //! The parity and property tests hold each pair together.
 
+mod pickle;
+
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::mem::size_of;
 
 use pyo3::exceptions::{PyKeyError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyIterator, PyList, PyTuple};
+
+use crate::pickle::Pickler;
 
 const MAX_WINDOWS: usize = 8;
 
@@ -97,6 +101,24 @@ impl Windows {
             self.base += 1;
         }
         ts
+    }
+
+    /// `entry`, pickled (see `pickle`).
+    fn dump(&self) -> Vec<u8> {
+        let mut out = Pickler::new(10 * (self.times.len() + self.cents.len()) + 128);
+        out.mark();
+        out.ints(self.times.iter().copied());
+        out.ints(self.cents.iter().copied());
+        out.int(self.base);
+        out.ints(self.heads.iter().copied());
+        out.ints(self.sums.iter().copied());
+        out.list_start();
+        for maxima in &self.maxima {
+            out.ints(maxima.iter().copied());
+        }
+        out.list_end();
+        out.tuple();
+        out.finish()
     }
 
     fn entry(&self) -> Entry {
@@ -227,6 +249,16 @@ impl VelocityTable {
         }
     }
 
+    /// The snapshot entries of `keys`, pickled: `pickle.loads` of each gives its `entry`.
+    fn dump<'py>(&self, py: Python<'py>, keys: Vec<String>) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+        keys.iter()
+            .map(|key| match self.entries.get(key) {
+                Some(entity) => Ok(PyBytes::new(py, &entity.dump())),
+                None => Err(PyKeyError::new_err(key.clone())),
+            })
+            .collect()
+    }
+
     /// Put back a snapshot entry written by either engine.
     fn load(&mut self, key: String, values: Entry) -> PyResult<()> {
         let windows = Windows::from_entry(values, self.widths.len())?;
@@ -305,6 +337,34 @@ impl AccountTable {
             );
         }
         self.entries.get_mut(key).expect("inserted above")
+    }
+
+    /// `entry`, pickled (see `pickle`).
+    fn dump_account(&self, account: &Account) -> Vec<u8> {
+        let history = as_bytes(&account.history);
+        let names = account.seen.iter().map(HashSet::len).sum::<usize>();
+        let mut out = Pickler::new(history.len() + 64 * names + 128);
+        out.mark();
+        out.mark();
+        for seen in &account.seen {
+            out.strs(seen);
+        }
+        out.tuple();
+        match account.last_ts {
+            Some(ts) => out.int(ts),
+            None => out.none(),
+        }
+        out.int(account.n);
+        out.float(account.sum);
+        out.float(account.sumsq);
+        out.bytes(history);
+        out.mark();
+        out.int(self.seq_len as i64);
+        out.int(self.dim as i64);
+        out.tuple();
+        out.int(account.filled as i64);
+        out.tuple();
+        out.finish()
     }
 }
 
@@ -454,6 +514,16 @@ impl AccountTable {
             account.filled,
         )
             .into_pyobject(py)
+    }
+
+    /// The snapshot entries of `keys`, pickled: `pickle.loads` of each gives its `entry`.
+    fn dump<'py>(&self, py: Python<'py>, keys: Vec<String>) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+        keys.iter()
+            .map(|key| match self.entries.get(key) {
+                Some(account) => Ok(PyBytes::new(py, &self.dump_account(account))),
+                None => Err(PyKeyError::new_err(key.clone())),
+            })
+            .collect()
     }
 
     /// Put back a snapshot entry written by either engine.

@@ -72,6 +72,10 @@ def assert_engines_agree(tables, run, stream, cut) -> None:
     assert run(native, stream[:cut]) == run(python, stream[:cut])
     assert sorted(native) == sorted(python) and len(native) == len(python)
     swapped_native, swapped_python = tables()
+    keys = list(python)
+    # `dump` (the snapshot's path): pickles that load as the entries, whichever engine wrote them
+    assert [pickle.loads(b) for b in native.dump(keys)] == [python.entry(k) for k in keys]
+    assert [pickle.loads(b) for b in python.dump(keys)] == [native.entry(k) for k in keys]
     for key in python:
         assert native.entry(key) == python.entry(key)
         swapped_native.load(key, pickle.loads(pickle.dumps(python.entry(key))))
@@ -260,3 +264,13 @@ def test_native_tables_count_the_bytes_they_hold():
             velocity.add(f"acc-{i}", j * 1_000_000, 100, [0.0] * 9)
     assert accounts.nbytes() >= empty[0] + 100 * (SEQ * DIM * 4 + len("acc-00") + 3)
     assert velocity.nbytes() >= empty[1] + 100 * 20 * 2 * 8
+
+
+@pytest.mark.parametrize("engine", ["native", "python"])
+def test_dump_refuses_a_key_without_state(engine):
+    native, python = table_classes("native"), table_classes("python")
+    table = (native if engine == "native" else python).velocity([HOUR_US], [[0, 1, 2]])
+    table.add("a", 0, 100, [0.0] * 3)
+    assert len(table.dump(["a"])) == 1 and table.dump([]) == []
+    with pytest.raises(KeyError, match="b"):
+        table.dump(["a", "b"])
