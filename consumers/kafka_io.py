@@ -270,23 +270,23 @@ class PendingSends:
         else:
             self.errors.append(error)
 
-    def wait(self, flush: bool = True) -> None:
+    def wait(self) -> None:
         """Block until every record is acknowledged; raises `ConsumerError` if any failed.
 
         flush, not poll: librdkafka ignores linger.ms during a flush, so what still lingers
         leaves now (the sink lingers to send a batch's records in few requests, not to delay
-        them). A flush returns once the producer's whole queue is empty, so while another
-        thread goes on producing, `flush=False` polls for these records' acks instead (they
-        have lingered out by then: see `consumers.pipeline`)."""
+        them). A flush returns once the producer's whole queue is empty, and another thread
+        may be producing the next batches meanwhile (`consumers.pipeline`, behind a snapshot):
+        so it is called in short steps, this batch's acks checked between them."""
         if not self.sent:
             return
         deadline = time.monotonic() + self._timeout_s
-        serve, step = (self._producer.flush, 0.5) if flush else (self._producer.poll, 0.01)
+        flush = self._producer.flush
         while self.acknowledged + len(self.errors) < self.sent:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            serve(min(left, step))
+            flush(min(left, 0.01))
         missing = self.sent - self.acknowledged
         if missing:
             error = self.errors[0] if self.errors else "not acknowledged in time"

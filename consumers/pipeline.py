@@ -130,7 +130,7 @@ class ConsumerLoop:
         except BaseException:
             self._write_slots.release()
             raise
-        self._behind = self._writer.submit(self._persist, outcome, sent, False)
+        self._behind = self._writer.submit(self._persist, outcome, sent)
         self._behind.add_done_callback(functools.partial(_resolve, future))
 
     def completed(self) -> Iterator[InFlight]:
@@ -182,27 +182,21 @@ class ConsumerLoop:
         with self._guard(), self.metrics.stage("produce"):
             return self.sink.send(outcome.outgoing)
 
-    def _persist(self, outcome: BatchOutcome, sent: PendingSends, flush: bool = True
-                 ) -> BatchOutcome:
+    def _persist(self, outcome: BatchOutcome, sent: PendingSends) -> BatchOutcome:
         try:
             with self._guard(), self.metrics.stage("persist"):
                 # The acks are awaited inside the database transaction, before its commit:
                 # a decision is on the topic before it is durable in the store, never after.
-                self.processor.persist(outcome, before_commit=lambda: self._acks(sent, flush))
+                self.processor.persist(outcome, before_commit=lambda: self._acks(sent))
         finally:
             self._write_slots.release()
         self.on_written(outcome)
         return outcome
 
-    def _acks(self, sent: PendingSends, flush: bool) -> None:
-        """Wait for the broker's acknowledgements (timed on its own: part of `persist`). Behind
-        a snapshot the polling thread goes on producing meanwhile, so the wait polls for this
-        batch's acks rather than flush (which waits for an empty producer queue)."""
+    def _acks(self, sent: PendingSends) -> None:
+        """Wait for the broker's acknowledgements (timed on its own: part of `persist`)."""
         with self.metrics.stage("acks"):
-            if flush:
-                sent.wait()
-            else:
-                sent.wait(flush=False)
+            sent.wait()
 
     @contextmanager
     def _guard(self) -> Iterator[None]:

@@ -321,7 +321,7 @@ class Sink:
         self.sent.extend(messages)
         return self
 
-    def wait(self, flush: bool = True) -> None:
+    def wait(self) -> None:
         pass
 
 

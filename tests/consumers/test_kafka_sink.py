@@ -16,7 +16,7 @@ import pytest
 from consumer_helpers import make_topics, read_topic
 
 from consumers.exceptions import ConsumerError
-from consumers.kafka_io import KafkaSink
+from consumers.kafka_io import KafkaSink, PendingSends
 from consumers.messages import Outgoing
 from fraudops.settings import KafkaSettings
 
@@ -111,11 +111,10 @@ def test_the_wait_sends_what_lingers_at_once(kafka_broker) -> None:
 
 
 @pytest.mark.integration
-def test_a_polling_wait_returns_with_its_own_acks_while_another_thread_produces(
-        kafka_broker) -> None:
+def test_the_wait_returns_with_its_own_acks_while_another_thread_produces(kafka_broker) -> None:
     """Behind a snapshot the writing thread waits for a batch's acks while the polling thread
-    goes on producing the next batches (`consumers.pipeline`): `wait(flush=False)` returns once
-    this batch's records are acknowledged, whatever else is still queued."""
+    goes on producing the next batches (`consumers.pipeline`): the wait returns with this
+    batch's records acknowledged, and the other thread's too in the end."""
     topic = make_topics(kafka_broker, partitions=3).decisions
     sink = KafkaSink(KafkaSettings(bootstrap_servers=kafka_broker.bootstrap))
     stop, others = threading.Event(), []
@@ -123,8 +122,8 @@ def test_a_polling_wait_returns_with_its_own_acks_while_another_thread_produces(
     def produce_on() -> None:
         while not stop.is_set():
             others.append(sink.send([Outgoing(topic, f"o{i}".encode(), b"other")
-                                     for i in range(200)]))
-            time.sleep(0.002)
+                                     for i in range(20)]))
+            time.sleep(0.003)
 
     try:
         sink.send([Outgoing(topic, b"warm", b"up")]).wait()  # connections and metadata
@@ -133,7 +132,7 @@ def test_a_polling_wait_returns_with_its_own_acks_while_another_thread_produces(
         time.sleep(0.2)
         started = time.monotonic()
         sent = sink.send([Outgoing(topic, f"k{i}".encode(), b"v") for i in range(50)])
-        sent.wait(flush=False)
+        sent.wait()
         waited = time.monotonic() - started
         busy = not stop.is_set() and producer.is_alive()
         stop.set()
@@ -146,3 +145,28 @@ def test_a_polling_wait_returns_with_its_own_acks_while_another_thread_produces(
     assert sent.acknowledged == 50 and not sent.errors
     assert busy and len(others) > 20  # the other thread was producing all along
     assert waited < 1.0, f"acks took {waited:.2f} s"
+
+
+def test_the_wait_checks_its_own_acks_between_short_flushes() -> None:
+    """A flush returns when the producer's whole queue is empty, or at its timeout: with
+    another thread producing, the queue may never empty, so the wait flushes in short steps
+    and returns as soon as its own records are acknowledged (a stand-in producer whose queue
+    never empties, no broker needed)."""
+    class NeverEmpty:
+        def __init__(self) -> None:
+            self.calls: list[float] = []
+
+        def flush(self, timeout: float) -> int:
+            self.calls.append(timeout)
+            for _ in range(pending.sent - pending.acknowledged):
+                pending._delivered(None, None)
+            time.sleep(timeout)  # the queue never empties: the whole timeout goes
+            return 1
+
+    producer = NeverEmpty()
+    pending = PendingSends(producer, timeout_s=5.0)
+    pending.sent = 3
+    started = time.monotonic()
+    pending.wait()
+    assert pending.acknowledged == 3
+    assert len(producer.calls) == 1 and time.monotonic() - started < 0.1

@@ -43,7 +43,7 @@ class RecordingSink:
         self.sent.extend(messages)
         return self
 
-    def wait(self, flush: bool = True) -> None:
+    def wait(self) -> None:
         self.waited += 1
         if self.fail:
             raise ConsumerError("1 of 1 records not produced: broker unavailable")
@@ -137,7 +137,7 @@ def test_pipelined_batches_are_written_in_order(store: Store, new_state, overlap
 def test_pipelined_batch_after_a_failed_write_is_not_written(store: Store, new_state,
                                                              overlap: bool) -> None:
     class FailsOnce(RecordingSink):
-        def wait(self, flush: bool = True) -> None:
+        def wait(self) -> None:
             self.waited += 1
             if self.waited == 1:
                 raise ConsumerError("1 of 5 records not produced: broker unavailable")
@@ -261,19 +261,19 @@ def test_overlap_writes_a_snapshot_behind_while_scoring_goes_on(store: Store, ne
     """`overlap_scoring`: a batch carrying a state snapshot (here the partition's first) is
     persisted on the writing thread; the polling thread goes on taking, scoring and producing
     the next batches meanwhile (their decisions are out before the snapshot is durable), and
-    they are persisted after it, in order, waiting for their own acks only."""
+    they are persisted after it, in order."""
     release = threading.Event()
 
     class HeldSink(RecordingSink):
         def __init__(self) -> None:
             super().__init__()
-            self.waits: list[tuple[str, bool]] = []
+            self.waits: list[str] = []
 
-        def wait(self, flush: bool = True) -> None:
-            self.waits.append((threading.current_thread().name, flush))
+        def wait(self) -> None:
+            self.waits.append(threading.current_thread().name)
             if len(self.waits) == 1:  # the snapshot batch's acks: held until released
                 assert release.wait(5)
-            super().wait(flush)
+            super().wait()
 
     sink = HeldSink()
     loop, source = make_loop(store, new_state, sink, overlap=True)
@@ -297,17 +297,17 @@ def test_overlap_writes_a_snapshot_behind_while_scoring_goes_on(store: Store, ne
     assert [c[("transactions", 0)] for c in source.commits] == [5, 10, 15]
     assert store.counts()["decisions"] == 15
     assert store.load_checkpoints("g", "transactions")[0].next_offset == 15
-    assert [flush for _, flush in sink.waits] == [False] * 3
-    assert all(name.startswith("fraud-write") for name, _ in sink.waits)
+    assert len(sink.waits) == 3
+    assert all(name.startswith("fraud-write") for name in sink.waits)
 
 
 def test_overlap_writes_inline_again_once_the_snapshot_is_written(store: Store,
                                                                   new_state) -> None:
     """After the writing thread caught up, batches without a snapshot are written on the
-    polling thread again (flushing their acks)."""
+    polling thread again."""
     sink = RecordingSink()
     sink.waits = []
-    sink.wait = lambda flush=True: sink.waits.append((threading.current_thread().name, flush))
+    sink.wait = lambda: sink.waits.append(threading.current_thread().name)
     loop, source = make_loop(store, new_state, sink, overlap=True)
     transactions = stream_records(10)
     try:
@@ -322,8 +322,7 @@ def test_overlap_writes_inline_again_once_the_snapshot_is_written(store: Store,
         loop.pipeline.close()
     assert [c[("transactions", 0)] for c in source.commits] == [5, 10]
     first, second = sink.waits
-    assert first[0].startswith("fraud-write") and not first[1]
-    assert second == (threading.current_thread().name, True)
+    assert first.startswith("fraud-write") and second == threading.current_thread().name
 
 
 def test_overlap_loop_decides_a_stream_through_its_steps(store: Store, new_state) -> None:
