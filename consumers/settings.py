@@ -37,8 +37,9 @@ class ConsumerSection(BaseModel):
     metrics_port: int = Field(default=9102, ge=0, le=65535, description="0 = no metrics server.")
     max_message_bytes: int = Field(default=64 * 1024, ge=256)
     # Snapshots of the per-partition feature state: the entries changed since the previous one
-    # (accounts, merchants, devices seen since) are pickled on the polling thread and written
-    # with a batch; a restart replays the events since the last one, without re-scoring.
+    # (accounts, merchants, devices seen since) are taken on the polling thread and written
+    # with a batch (with overlap_scoring on the writing thread, while scoring goes on: see
+    # consumers.pipeline); a restart replays the events since the last one, without re-scoring.
     snapshot_interval_s: float = Field(default=30.0, gt=0)
     predictor_timeout_s: float = Field(default=5.0, gt=0)
     backoff_initial_s: float = Field(default=0.1, gt=0)
