@@ -358,17 +358,14 @@ class OnlineFeatureState:
         return delta
 
     def _entry(self, kind: str, key: str) -> tuple | None:
-        """One entry in plain values (None: forgotten since it changed)."""
-        if kind == _ACCOUNT:
-            return self.accounts.entry(key)
+        """One entry outside the tables (which `dump` theirs) in plain values (None:
+        forgotten since it changed)."""
         if kind in LabelState.KINDS:
             return self.labels.entry(kind, key)
         if kind == _WATERMARK:
             return (self.watermarks[key],)
-        if kind == _SEEN:
-            ids = self.seen.buckets.get(int(key))
-            return None if ids is None else (ids, self.seen.newest)
-        return self.velocity[kind.removeprefix(_VELOCITY)].entry(key)
+        ids = self.seen.buckets.get(int(key))  # _SEEN
+        return None if ids is None else (ids, self.seen.newest)
 
     @functools.cached_property
     def _header(self) -> bytes:

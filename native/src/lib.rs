@@ -251,12 +251,7 @@ impl VelocityTable {
 
     /// The snapshot entries of `keys`, pickled: `pickle.loads` of each gives its `entry`.
     fn dump<'py>(&self, py: Python<'py>, keys: Vec<String>) -> PyResult<Vec<Bound<'py, PyBytes>>> {
-        keys.iter()
-            .map(|key| match self.entries.get(key) {
-                Some(entity) => Ok(PyBytes::new(py, &entity.dump())),
-                None => Err(PyKeyError::new_err(key.clone())),
-            })
-            .collect()
+        dump_keys(py, &self.entries, &keys, Windows::dump)
     }
 
     /// Put back a snapshot entry written by either engine.
@@ -518,12 +513,7 @@ impl AccountTable {
 
     /// The snapshot entries of `keys`, pickled: `pickle.loads` of each gives its `entry`.
     fn dump<'py>(&self, py: Python<'py>, keys: Vec<String>) -> PyResult<Vec<Bound<'py, PyBytes>>> {
-        keys.iter()
-            .map(|key| match self.entries.get(key) {
-                Some(account) => Ok(PyBytes::new(py, &self.dump_account(account))),
-                None => Err(PyKeyError::new_err(key.clone())),
-            })
-            .collect()
+        dump_keys(py, &self.entries, &keys, |account| self.dump_account(account))
     }
 
     /// Put back a snapshot entry written by either engine.
@@ -563,6 +553,21 @@ fn amount_z(log_amount: f64, n: i64, total: f64, total_sq: f64, clip: f64, floor
     }
     let var = (total_sq / n as f64 - mean * mean).max(0.0);
     ((diff / (var + floor).sqrt()).min(clip).max(-clip), diff)
+}
+
+/// The pickled entries of `keys` (`dump`), a KeyError for a key without state.
+fn dump_keys<'py, T>(
+    py: Python<'py>,
+    entries: &HashMap<String, T>,
+    keys: &[String],
+    dump: impl Fn(&T) -> Vec<u8>,
+) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+    keys.iter()
+        .map(|key| match entries.get(key) {
+            Some(entry) => Ok(PyBytes::new(py, &dump(entry))),
+            None => Err(PyKeyError::new_err(key.clone())),
+        })
+        .collect()
 }
 
 fn as_bytes(values: &[f32]) -> &[u8] {
