@@ -17,7 +17,13 @@ if [[ ! -x "$VENV/bin/python" ]]; then
 fi
 if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
   echo "==> installing torch $TORCH_VERSION"
-  "$VENV/bin/pip" install --quiet ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "torch==$TORCH_VERSION"
+  # The CUDA build and its libraries take about 5 GB installed; pip's cache would keep a second
+  # copy of the wheels (a CI machine's disk ran out on it), so it is left off.
+  free_kb=$(df -Pk "$VENV" | awk 'NR == 2 {print $4}')
+  if (( free_kb < 8 * 1024 * 1024 )); then
+    echo "warning: $(( free_kb / 1024 )) MB free where $VENV lies; torch and its CUDA libraries need about 6 GB"
+  fi
+  "$VENV/bin/pip" install --quiet --no-cache-dir ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "torch==$TORCH_VERSION"
 fi
 "$VENV/bin/python" -m pip show uv >/dev/null 2>&1 || "$VENV/bin/pip" install --quiet uv
 echo "==> installing fraudops with all extras"
