@@ -52,12 +52,15 @@ def _load_unit_commands(root: typer.Typer, argv: Sequence[str] = ()) -> None:
             root.command(name=entry.name)(command)
 
 
+def configure_logging(verbose: bool = False) -> None:
+    """Log INFO (DEBUG when `verbose`) and above to stderr; a no-op once logging is set up."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
 @app.callback()
 def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging.")) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(verbose)
 
 
 def main() -> None:

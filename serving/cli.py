@@ -81,5 +81,8 @@ def gateway(
                 forwarded_allow_ips=gateway.forwarded_allow_ips)
 
 
-if __name__ == "__main__":  # `python -m serving.cli predictor` (what the container runs)
+if __name__ == "__main__":  # `python -m serving.cli predictor`, without the root CLI
+    from fraudops.cli import configure_logging
+
+    configure_logging()  # as `fraudops serve ...` does: the platform's own INFO lines too
     app()

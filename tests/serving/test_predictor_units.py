@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 import threading
 from typing import Any
 
@@ -23,7 +24,7 @@ from serving.kserve_compat import parse_v2_body
 from serving.metrics import PredictorMetrics
 from serving.predictor import FraudPredictor, ServedModel
 from serving.reasons import ReasonCoder
-from serving.server import check_device, load_served
+from serving.server import check_device, event_loop_policy, load_served
 from serving.settings import PredictorSettings
 from serving.validation import check_arrays, decode_v1
 
@@ -326,3 +327,32 @@ def test_onnxruntime_backend_refuses_float64_and_gpus(tiny_models: ModelDirs,
     with pytest.raises(ConfigurationError, match="onnxruntime"):
         load_served(str(tiny_models.sequence), str(tiny_models.autoencoder),
                     PredictorSettings(backend="onnxruntime", **settings))
+
+
+def _loop_of_asyncio_run() -> str:
+    async def name() -> str:
+        return type(asyncio.get_running_loop()).__module__
+    return asyncio.run(name())
+
+
+@pytest.mark.parametrize(("choice", "module"), [("auto", "uvloop"), ("uvloop", "uvloop"),
+                                                 ("asyncio", "asyncio")])
+def test_event_loop_setting_decides_the_loop_asyncio_run_serves_on(choice: str,
+                                                                   module: str) -> None:
+    # KServe's ModelServer.start serves in asyncio.run and asks for the current loop first
+    before = asyncio.get_event_loop_policy()
+    with event_loop_policy(choice) as chosen:
+        assert chosen == module
+        assert asyncio.get_event_loop_policy().get_event_loop() is not None
+        assert _loop_of_asyncio_run().startswith(module)
+    assert asyncio.get_event_loop_policy() is before
+    assert _loop_of_asyncio_run().startswith("asyncio")
+
+
+def test_event_loop_uvloop_refused_clearly_when_not_installed(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # `import uvloop` raises ImportError
+    with event_loop_policy("auto") as chosen:
+        assert chosen == "asyncio"
+    with pytest.raises(ConfigurationError, match="uvloop is not installed"), \
+            event_loop_policy("uvloop"):
+        pass
