@@ -53,10 +53,11 @@ class PredictorSettings(BaseModel):
     #: hand-off cost more than such a pass: a single transaction's p50 0.97-1.08 ms against
     #: 1.11-1.62 ms on the 2-core machine (README, "Predictor tuning"). 0 turns it off.
     inline_rows: int = Field(default=16, ge=0)
-    #: The server's asyncio event loop: ``auto`` takes uvloop when it is installed (it comes
-    #: with ``uvicorn[standard]``), ``asyncio`` the standard library's. KServe's own
-    #: ``--event_loop auto`` promises the same, but `ModelServer.start` runs uvicorn inside
-    #: ``asyncio.run`` with the default policy, so its choice never applies (KServe 0.21).
+    #: The server's asyncio event loop: ``auto`` takes uvloop when it is installed (KServe
+    #: requires ``uvicorn[standard]``, which installs it), ``asyncio`` the standard library's.
+    #: KServe's own ``--event_loop auto`` promises the same, but `ModelServer.start` runs
+    #: uvicorn inside ``asyncio.run`` with the default policy, so its choice never applies
+    #: (KServe 0.21).
     event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
     #: One log line per request (KServe's latency and timing lines, uvicorn's access log).
     #: Off by default: the Prometheus histograms carry the same figures at a fraction of the
