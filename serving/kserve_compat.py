@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, ORJSONResponse
+from fastapi.responses import JSONResponse
 from kserve.errors import InvalidInput, ModelNotReady
 from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.infer_type import InferInput, InferRequest, RequestedOutput
@@ -44,6 +44,9 @@ from fraudops import protocol
 
 if TYPE_CHECKING:
     from serving.predictor import FraudPredictor
+
+
+_JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 
 
 def parse_v2_body(body: bytes, headers: Mapping[str, str], model_name: str) -> InferRequest:
@@ -137,7 +140,9 @@ def install_routes(app: FastAPI, dataplane: DataPlane, predictor: FraudPredictor
                if k.lower() not in ("content-length", "content-type")}
         if isinstance(body, bytes):
             return Response(body, headers=out, media_type="application/octet-stream")
-        return ORJSONResponse(body, headers=out)
+        # orjson with numpy support, as FastAPI's ORJSONResponse (deprecated in 0.165) did.
+        return Response(orjson.dumps(body, option=_JSON_OPTIONS), headers=out,
+                        media_type="application/json")
 
     async def metadata(model_name: str) -> Any:
         if model_name != predictor.name:
