@@ -3,8 +3,9 @@
 1-D convolutions pick up local patterns between neighbouring transactions (bursts, amount
 escalation); an LSTM summarises the whole history; the head also sees the current transaction's
 own features, which carry most of the signal for a first transaction. Sequences arrive padded at
-the front (see `fraudops.features.sequence_index`); the model left-aligns them and packs them,
-so padding never reaches the LSTM and the output does not depend on how much there is.
+the front (see `fraudops.features.sequence_index`); the convolutions see the padding as their own
+zero padding, and the LSTM runs over the steps moved to the front, so padding never reaches it
+and the output does not depend on how much there is.
 
 With ``wide_size`` > 0 (wide and deep) the current transaction's full feature vector also goes
 through its own two-layer branch, and that branch's logit is added to the sequence head's: a
@@ -41,19 +42,24 @@ class LSTMCNNConfig:
         return asdict(self)
 
 
-def left_align(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Move each row's real steps to the front (order kept); returns (aligned x, lengths).
+def left_align(steps: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move each sequence's real steps to the front (order kept): `steps` [K, B, F] time-major,
+    `mask` [B, K]; returns (aligned steps [K, B, F], lengths [B]).
 
-    Padded steps become zeros at the end. A row with no real step keeps length 1 (its zero
-    vector), so packing never sees an empty sequence.
+    Rows are front-padded (their real steps last, as `fraudops.features.sequence_index` writes
+    them). Padded steps become zeros at the end. A row with no real step keeps length 1 (its
+    zero vector), so no sequence is empty. Steps move as whole rows of the flattened [K*B, F]
+    view: one row copy each (in ONNX a Gather on axis 0, not a GatherElements over every
+    element of an expanded index).
     """
-    steps = x.shape[1]
+    count, rows, width = steps.shape
     lengths = mask.sum(dim=1)
-    pad = steps - lengths
-    positions = torch.arange(steps, device=x.device).unsqueeze(0) + pad.unsqueeze(1)
-    valid = positions < steps
-    gathered = torch.gather(x, 1, positions.clamp(max=steps - 1).unsqueeze(-1).expand_as(x))
-    aligned = gathered * valid.unsqueeze(-1).to(x.dtype)
+    pad = count - lengths
+    positions = torch.arange(count, device=steps.device).unsqueeze(1) + pad.unsqueeze(0)  # [K, B]
+    valid = positions < count
+    index = positions.clamp(max=count - 1) * rows + torch.arange(rows, device=steps.device)
+    gathered = steps.reshape(count * rows, width).index_select(0, index.reshape(-1))
+    aligned = gathered.reshape(count, rows, width) * valid.unsqueeze(-1).to(steps.dtype)
     return aligned, lengths.clamp(min=1)
 
 
@@ -69,7 +75,9 @@ class LSTMCNN(nn.Module):
             nn.Conv1d(c.input_dim, c.conv_channels, c.kernel_size, padding=c.kernel_size // 2),
             nn.Conv1d(c.conv_channels, c.conv_channels, c.kernel_size, padding=c.kernel_size // 2),
         ])
-        self.lstm = nn.LSTM(c.conv_channels, c.hidden_size, batch_first=True)
+        # Time-major (its weights are the same either way): the steps are moved and read back
+        # in the layout the LSTM kernels (and ONNX's LSTM) work in, one transpose fewer.
+        self.lstm = nn.LSTM(c.conv_channels, c.hidden_size)
         self.head = nn.Sequential(
             nn.Linear(c.hidden_size + c.conv_channels + c.input_dim, c.head_size),
             nn.ReLU(),
@@ -80,26 +88,30 @@ class LSTMCNN(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         mask = mask.bool()
+        real = mask.unsqueeze(1).to(x.dtype)  # [B, 1, K]
         # Padding is zero after normalisation too, exactly like the convolution's own padding.
         z = self.normalize(x) * mask.unsqueeze(-1).to(x.dtype)
-        aligned, lengths = left_align(z, mask)
-        steps = torch.arange(aligned.shape[1], device=x.device).unsqueeze(0)
-        real = (steps < lengths.unsqueeze(1)).unsqueeze(1).to(x.dtype)
-        conv = aligned.transpose(1, 2)  # [B, F, K]
+        # The convolutions run on the front-padded rows as they come: the zeros before a
+        # row's first real step are what the convolution's own padding gives an unpadded
+        # sequence, so every real step's outputs are those of the row alone.
+        conv = z.transpose(1, 2)  # [B, F, K]
         for layer in self.convs:
-            # Re-zero the tail after every layer so the next one sees exactly what a shorter,
-            # unpadded sequence would (its own zero padding), not ReLU(bias) leaking in.
+            # Re-zero the padding after every layer so the next one sees exactly what a
+            # shorter, unpadded sequence would (its own zero padding), not ReLU(bias) leaking in.
             conv = torch.relu(layer(conv)) * real
-        # Every row runs all K steps and the state after its last real step is read back:
-        # left-aligned, the zeros after it cannot reach that state. (Packing the sequences,
-        # as before, let the rows at each step depend on the other rows' lengths, so a row's
+        conv_last = conv[:, :, -1]  # the scored transaction is always the last step
+        # The LSTM must start at each row's first real step: the (narrow) convolution outputs
+        # move to the front, every row runs all K steps and the state after its last real step
+        # is read back; the zeros after it cannot reach that state. (Packing the sequences, as
+        # before, let the rows at each step depend on the other rows' lengths, so a row's
         # float32 result depended on the batch around it.)
-        states, _ = self.lstm(conv.transpose(1, 2))  # [B, K, H]
-        final = (lengths - 1).view(-1, 1, 1)  # each row's last real step
-        hidden = states.gather(1, final.expand(-1, 1, states.shape[2]))
-        conv_last = torch.gather(conv, 2, final.expand(-1, conv.shape[1], 1)).squeeze(-1)
-        current = z[:, -1, :]  # the scored transaction itself is always the last column
-        logit = self.head(torch.cat([hidden.squeeze(1), conv_last, current], dim=1)).squeeze(-1)
+        aligned, lengths = left_align(conv.permute(2, 0, 1), mask)  # [K, B, C]
+        states, _ = self.lstm(aligned)  # [K, B, H]
+        steps, rows, width = states.shape
+        final = (lengths - 1) * rows + torch.arange(rows, device=x.device)  # last real steps
+        hidden = states.reshape(steps * rows, width).index_select(0, final)
+        current = z[:, -1, :]
+        logit = self.head(torch.cat([hidden, conv_last, current], dim=1)).squeeze(-1)
         if self.wide is not None:
             logit = logit + self.wide(current).squeeze(-1)
         return logit

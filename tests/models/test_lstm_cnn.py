@@ -58,11 +58,49 @@ def test_same_seed_same_weights_and_output():
 
 
 def test_left_align_moves_real_steps_to_front():
-    x = torch.arange(1, 5, dtype=torch.float32).view(1, 4, 1)
-    mask = torch.tensor([[False, False, True, True]])
-    aligned, lengths = left_align(x, mask)
-    assert aligned.view(-1).tolist() == [3.0, 4.0, 0.0, 0.0]
-    assert lengths.tolist() == [2]
+    steps = torch.arange(1, 9, dtype=torch.float32).view(2, 4, 1).transpose(0, 1)  # [K, B, 1]
+    mask = torch.tensor([[False, False, True, True], [False, True, True, True]])
+    aligned, lengths = left_align(steps, mask)
+    assert aligned.squeeze(-1).T.tolist() == [[3.0, 4.0, 0.0, 0.0], [6.0, 7.0, 8.0, 0.0]]
+    assert lengths.tolist() == [2, 3]
+
+
+def _aligned_reference(model: LSTMCNN, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The first formulation of the forward pass, written out: every row's real steps moved
+    to the front before the convolutions, which then see each sequence unpadded."""
+    z = model.normalize(x) * mask.unsqueeze(-1).to(x.dtype)
+    lengths = mask.sum(dim=1)
+    rows = []
+    for i in range(len(x)):
+        steps = int(lengths[i])
+        seq = z[i, -steps:].T.unsqueeze(0)  # [1, F, L]: the real steps alone
+        for layer in model.convs:
+            seq = torch.relu(layer(seq))
+        states, _ = model.lstm(seq.permute(2, 0, 1))  # [L, 1, H]
+        rows.append(torch.cat([states[-1, 0], seq[0, :, -1], z[i, -1]]))
+    logit = model.head(torch.stack(rows)).squeeze(-1)
+    if model.wide is not None:
+        logit = logit + model.wide(z[:, -1]).squeeze(-1)
+    return logit
+
+
+@pytest.mark.parametrize("wide", [0, 16])
+def test_forward_scores_each_row_as_its_unpadded_sequence(wide):
+    """The batched pass (convolutions over the front-padded rows, the LSTM over left-aligned
+    steps) gives what each row's real steps alone give, for histories of every length."""
+    seed_everything(3)
+    model = LSTMCNN(LSTMCNNConfig(input_dim=5, wide_size=wide)).eval()
+    k = 6
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(2 * k, k, 5, generator=g)
+    lengths = torch.arange(2 * k) % k + 1
+    mask = torch.arange(k).unsqueeze(0) >= (k - lengths).unsqueeze(1)
+    x[~mask] = 0.0
+    with torch.no_grad():
+        assert torch.allclose(model(x, mask), _aligned_reference(model, x, mask), atol=1e-6)
+        model.double()
+        assert torch.allclose(model(x.double(), mask), _aligned_reference(model, x.double(), mask),
+                              atol=1e-12)
 
 
 def test_standardizer_uses_training_statistics():
