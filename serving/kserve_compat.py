@@ -22,22 +22,32 @@ fails when KServe stops behaving as they assume.
    response model (`ModelMetadataResponse`) would drop.
 3. FastAPI's request-validation errors answer 400, like every other malformed input, not 422.
 
+And one encoder: `BytesOutput`, the answer's BYTES tensors (decisions, reason codes) in the
+binary extension. KServe's `serialize_byte_tensor` walks a tensor element by element through
+`np.nditer` (about 0.4 us an element); `serialize_strings` writes the same bytes from a cache of
+the few distinct strings. Measured 2026-12-08: 0.84 against 0.11 ms for the two outputs of
+1,024 rows in process, and 0.9 ms less server CPU per 1,024-row request (two predictors side
+by side, 10 rounds).
+
 KServe's timing middleware stays: measured at about 13 us of CPU per request (two getrusage
 calls and a route lookup), about 1% of a single-transaction request.
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import orjson
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from kserve.errors import InvalidInput, ModelNotReady
 from kserve.protocol.dataplane import DataPlane
-from kserve.protocol.infer_type import InferInput, InferRequest, RequestedOutput
+from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, RequestedOutput
 from kserve.protocol.rest.v2_endpoints import V2Endpoints
 
 from fraudops import protocol
@@ -47,6 +57,38 @@ if TYPE_CHECKING:
 
 
 _JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+_LENGTH = struct.Struct("<I")
+
+
+class BytesOutput(InferOutput):
+    """A BYTES output of strings whose binary encoding (the V2 binary extension's: each
+    element's UTF-8 length as 4 bytes little-endian, then its bytes) is written by
+    `serialize_strings`, not KServe's per-element `serialize_byte_tensor`; everything else
+    (JSON, gRPC, other datatypes) is KServe's own."""
+
+    def set_data_from_numpy(self, output_tensor: np.ndarray, binary_data: bool = True) -> None:
+        if not (binary_data and self.datatype == "BYTES" and output_tensor.ndim == 1
+                and output_tensor.dtype == np.object_
+                and list(output_tensor.shape) == list(self.shape)):
+            super().set_data_from_numpy(output_tensor, binary_data)
+            return
+        self._data = None
+        self._raw_data = serialize_strings(output_tensor.tolist())
+        self._parameters = {**(self._parameters or {}), "binary_data_size": len(self._raw_data)}
+
+
+def serialize_strings(values: list) -> bytes:
+    """The V2 binary encoding of a 1-D BYTES tensor of `str` (or `bytes`) elements, byte for
+    byte what KServe's `serialize_byte_tensor` makes of it."""
+    return b"".join(map(_element, values))
+
+
+@lru_cache(maxsize=4096)
+def _element(value: str | bytes) -> bytes:
+    # Decisions take four values and reason codes a few hundred combinations: the cache
+    # answers nearly every element.
+    data = value if isinstance(value, bytes) else str(value).encode("utf-8")
+    return _LENGTH.pack(len(data)) + data
 
 
 def parse_v2_body(body: bytes, headers: Mapping[str, str], model_name: str) -> InferRequest:

@@ -25,6 +25,7 @@ from fraudops import protocol
 from fraudops.features import FEATURE_SPEC_VERSION, FeatureSpec
 from fraudops.models import FeatureSpecMismatchError, Scorer
 from serving.batching import MicroBatcher
+from serving.kserve_compat import BytesOutput
 from serving.metrics import PredictorMetrics
 from serving.reasons import ReasonCoder, build_reason_coder
 from serving.validation import decode_v1, decode_v2
@@ -255,9 +256,9 @@ class FraudPredictor(Model):
                         np.asarray(scores.fraud_probability, dtype=np.float32)),
             InferOutput(protocol.OUTPUT_ANOMALY_SCORE, rows, "FP32",
                         np.asarray(scores.anomaly_score, dtype=np.float32)),
-            InferOutput(protocol.OUTPUT_DECISION, rows, "BYTES",
+            BytesOutput(protocol.OUTPUT_DECISION, rows, "BYTES",
                         scores.decision.astype(object)),
-            InferOutput(protocol.OUTPUT_REASON_CODES, rows, "BYTES",
+            BytesOutput(protocol.OUTPUT_REASON_CODES, rows, "BYTES",
                         np.asarray(scores.reason_codes, dtype=object)),
         ]
         return InferResponse(

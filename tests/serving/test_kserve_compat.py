@@ -20,7 +20,10 @@ from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING
 from kserve.errors import InvalidInput, generic_exception_handler, invalid_input_handler
 from kserve.model_repository import ModelRepository
 from kserve.protocol.dataplane import DataPlane
-from kserve.protocol.infer_type import InferRequest
+from hypothesis import given
+from hypothesis import strategies as st
+from kserve.protocol.infer_type import (InferOutput, InferRequest, InferResponse, RequestedOutput,
+                                        serialize_byte_tensor)
 from kserve.protocol.rest.v2_endpoints import register_v2_endpoints
 from prometheus_client import REGISTRY, CollectorRegistry
 from serving_helpers import ModelDirs, random_batch
@@ -28,7 +31,7 @@ from serving_helpers import ModelDirs, random_batch
 from fraudops import protocol
 from fraudops.models import load_scorer
 from fraudops.schema import DECISIONS
-from serving.kserve_compat import install_routes, parse_v2_body
+from serving.kserve_compat import BytesOutput, install_routes, parse_v2_body, serialize_strings
 from serving.metrics import PredictorMetrics
 from serving.predictor import FraudPredictor, ServedModel
 from serving.validation import decode_v2
@@ -67,6 +70,40 @@ def test_raw_inputs_pair_with_the_first_inputs_by_position() -> None:
     got_x, got_mask = decode_v2(request, 4, 5, 8)
     np.testing.assert_array_equal(got_x, x)
     np.testing.assert_array_equal(got_mask, mask)
+
+
+@given(st.lists(st.one_of(st.text(), st.binary()), max_size=40))
+def test_strings_serialize_as_kserve_serializes_them(values: list) -> None:
+    """`serialize_strings` is KServe's BYTES encoding, byte for byte: text of any script,
+    empty strings, raw bytes, repeats (the cache)."""
+    tensor = np.empty(len(values), dtype=object)
+    tensor[:] = values
+    expected = serialize_byte_tensor(tensor).item() if values else b""
+    assert serialize_strings(values) == expected
+    assert serialize_strings(values) == expected  # from the cache the second time
+
+
+@pytest.mark.parametrize("binary", [True, False])
+@pytest.mark.parametrize("requested", [None, ["reason_codes", "fraud_probability"]])
+def test_bytes_outputs_encode_as_kserve_outputs_do(binary: bool, requested: list | None) -> None:
+    """A response with `BytesOutput` encodes to what KServe's own `InferOutput` gives, in the
+    binary extension and in JSON, with and without requested outputs."""
+    rows = 5
+    codes = np.array(["amount_log,hour_sin", "", "déjà,vu", "amount_log,hour_sin", "x"],
+                      dtype=object)
+    probability = np.linspace(0, 1, rows, dtype=np.float32)
+
+    def response(cls: type) -> tuple:
+        outputs = [InferOutput("fraud_probability", [rows], "FP32", probability.copy()),
+                   cls("reason_codes", [rows], "BYTES", codes.copy())]
+        wanted = None if requested is None else [
+            RequestedOutput(name, {"binary_data": binary}) for name in requested]
+        return InferResponse("id-1", "m", outputs, use_binary_outputs=binary,
+                             requested_outputs=wanted).to_rest()
+
+    ours, theirs = response(BytesOutput), response(InferOutput)
+    assert ours == theirs
+    assert isinstance(ours[0], bytes) == binary
 
 
 def test_kserve_own_decoder_still_turns_binary_tensors_into_lists() -> None:
