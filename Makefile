@@ -40,3 +40,5 @@ test-fast: setup  ## unit tests only (no services started)
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports  # the package graph's contracts (pyproject.toml [tool.importlinter])
+	@if command -v cargo >/dev/null 2>&1; then cargo fmt --manifest-path native/Cargo.toml --check; \
+	else echo "cargo not on PATH: the native engine's formatting is not checked"; fi

@@ -128,7 +128,10 @@ impl Windows {
             self.base,
             self.heads.clone(),
             self.sums.clone(),
-            self.maxima.iter().map(|m| m.iter().copied().collect()).collect(),
+            self.maxima
+                .iter()
+                .map(|m| m.iter().copied().collect())
+                .collect(),
         )
     }
 
@@ -142,9 +145,10 @@ impl Windows {
             && sums.len() == windows
             && maxima.len() == windows
             && heads.iter().all(|&h| base <= h && h < end)
-            && maxima.iter().zip(&heads).all(|(m, &h)| {
-                !m.is_empty() && m.iter().all(|&i| h <= i && i < end)
-            });
+            && maxima
+                .iter()
+                .zip(&heads)
+                .all(|(m, &h)| !m.is_empty() && m.iter().all(|&i| h <= i && i < end));
         if !valid {
             return Err(PyValueError::new_err("not a velocity windows entry"));
         }
@@ -181,13 +185,19 @@ pub struct VelocityTable {
 impl VelocityTable {
     #[new]
     fn new(widths: Vec<i64>, slots: Vec<[usize; 3]>) -> PyResult<Self> {
-        if widths.len() != slots.len() || widths.len() > MAX_WINDOWS || widths.iter().any(|&w| w <= 0)
+        if widths.len() != slots.len()
+            || widths.len() > MAX_WINDOWS
+            || widths.iter().any(|&w| w <= 0)
         {
             return Err(PyValueError::new_err(
                 "one (count, sum, max) slot triple per window, at most 8 windows, every width > 0",
             ));
         }
-        Ok(VelocityTable { widths, slots, entries: HashMap::new() })
+        Ok(VelocityTable {
+            widths,
+            slots,
+            entries: HashMap::new(),
+        })
     }
 
     /// Record an event of entity `key` at `ts` (microseconds) for `cents`, write its window
@@ -197,7 +207,10 @@ impl VelocityTable {
         let windows = self.widths.len();
         let entity = match self.entries.get_mut(key) {
             Some(entity) => entity,
-            None => self.entries.entry(key.to_owned()).or_insert_with(|| Windows::new(windows)),
+            None => self
+                .entries
+                .entry(key.to_owned())
+                .or_insert_with(|| Windows::new(windows)),
         };
         let mut out = [[0.0f64; 3]; MAX_WINDOWS];
         let out = &mut out[..windows];
@@ -236,7 +249,10 @@ impl VelocityTable {
                         + (w.times.capacity() + w.cents.capacity()) * size_of::<i64>()
                         + (w.heads.capacity() + w.sums.capacity()) * size_of::<i64>()
                         + w.maxima.capacity() * size_of::<VecDeque<i64>>()
-                        + w.maxima.iter().map(|m| m.capacity() * size_of::<i64>()).sum::<usize>()
+                        + w.maxima
+                            .iter()
+                            .map(|m| m.capacity() * size_of::<i64>())
+                            .sum::<usize>()
                 })
                 .sum::<usize>()
     }
@@ -366,9 +382,17 @@ impl AccountTable {
 #[pymethods]
 impl AccountTable {
     #[new]
-    fn new(seq_len: usize, dim: usize, slots: [usize; 8], z_clip: f64, z_floor: f64) -> PyResult<Self> {
+    fn new(
+        seq_len: usize,
+        dim: usize,
+        slots: [usize; 8],
+        z_clip: f64,
+        z_floor: f64,
+    ) -> PyResult<Self> {
         if seq_len == 0 || slots.iter().any(|&s| s >= dim) {
-            return Err(PyValueError::new_err("seq_len must be > 0 and every slot below dim"));
+            return Err(PyValueError::new_err(
+                "seq_len must be > 0 and every slot below dim",
+            ));
         }
         let slots = AccountSlots {
             novelty: [slots[0], slots[1], slots[2]],
@@ -378,7 +402,14 @@ impl AccountTable {
             z: slots[6],
             diff: slots[7],
         };
-        Ok(AccountTable { seq_len, dim, slots, z_clip, z_floor, entries: HashMap::new() })
+        Ok(AccountTable {
+            seq_len,
+            dim,
+            slots,
+            z_clip,
+            z_floor,
+            entries: HashMap::new(),
+        })
     }
 
     /// Apply an event of account `key` at `ts` (microseconds) with `log_amount` and its
@@ -394,8 +425,13 @@ impl AccountTable {
     ) -> PyResult<()> {
         let (z_clip, z_floor) = (self.z_clip, self.z_floor);
         let slots = [
-            self.slots.novelty[0], self.slots.novelty[1], self.slots.novelty[2],
-            self.slots.first_seen, self.slots.gap, self.slots.history, self.slots.z,
+            self.slots.novelty[0],
+            self.slots.novelty[1],
+            self.slots.novelty[2],
+            self.slots.first_seen,
+            self.slots.gap,
+            self.slots.history,
+            self.slots.z,
             self.slots.diff,
         ];
         let account = self.account(key);
@@ -415,7 +451,14 @@ impl AccountTable {
             None => 0.0,
             Some(last) => ((ts - last) as f64 / 1e6).ln_1p(),
         };
-        let (z, diff) = amount_z(log_amount, account.n, account.sum, account.sumsq, z_clip, z_floor);
+        let (z, diff) = amount_z(
+            log_amount,
+            account.n,
+            account.sum,
+            account.sumsq,
+            z_clip,
+            z_floor,
+        );
         vec.set_item(slots[3], if first { 1.0 } else { 0.0 })?;
         vec.set_item(slots[4], gap)?;
         vec.set_item(slots[5], (account.n as f64).ln_1p())?;
@@ -439,7 +482,9 @@ impl AccountTable {
     ) -> PyResult<(Bound<'py, PyByteArray>, usize)> {
         let dim = self.dim;
         if vec.len() != dim {
-            return Err(PyValueError::new_err(format!("a feature vector has {dim} values")));
+            return Err(PyValueError::new_err(format!(
+                "a feature vector has {dim} values"
+            )));
         }
         let mut row = Vec::with_capacity(dim);
         for value in vec.iter() {
@@ -450,7 +495,10 @@ impl AccountTable {
         account.history.copy_within(dim.., 0);
         account.history[(seq_len - 1) * dim..].copy_from_slice(&row);
         account.filled = (account.filled + 1).min(seq_len);
-        Ok((PyByteArray::new(py, as_bytes(&account.history)), account.filled))
+        Ok((
+            PyByteArray::new(py, as_bytes(&account.history)),
+            account.filled,
+        ))
     }
 
     /// The account's latest event time (None: no event yet, or an unknown account).
@@ -496,8 +544,15 @@ impl AccountTable {
     /// The snapshot entry of `key`: (seen sets, last_ts, n, sum, sumsq, history bytes, shape,
     /// filled).
     fn entry<'py>(&self, py: Python<'py>, key: &str) -> PyResult<Bound<'py, PyTuple>> {
-        let account = self.entries.get(key).ok_or_else(|| PyKeyError::new_err(key.to_owned()))?;
-        let seen = (account.seen[0].clone(), account.seen[1].clone(), account.seen[2].clone());
+        let account = self
+            .entries
+            .get(key)
+            .ok_or_else(|| PyKeyError::new_err(key.to_owned()))?;
+        let seen = (
+            account.seen[0].clone(),
+            account.seen[1].clone(),
+            account.seen[2].clone(),
+        );
         (
             seen,
             account.last_ts,
@@ -513,7 +568,9 @@ impl AccountTable {
 
     /// The snapshot entries of `keys`, pickled: `pickle.loads` of each gives its `entry`.
     fn dump<'py>(&self, py: Python<'py>, keys: Vec<String>) -> PyResult<Vec<Bound<'py, PyBytes>>> {
-        dump_keys(py, &self.entries, &keys, |account| self.dump_account(account))
+        dump_keys(py, &self.entries, &keys, |account| {
+            self.dump_account(account)
+        })
     }
 
     /// Put back a snapshot entry written by either engine.
@@ -525,7 +582,8 @@ impl AccountTable {
             || n < 0
         {
             return Err(PyValueError::new_err(format!(
-                "not an account entry of shape ({}, {})", self.seq_len, self.dim
+                "not an account entry of shape ({}, {})",
+                self.seq_len, self.dim
             )));
         }
         let history = history
@@ -533,7 +591,13 @@ impl AccountTable {
             .map(|b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
         let account = Account {
-            seen: [seen.0, seen.1, seen.2], last_ts, n, sum, sumsq, history, filled,
+            seen: [seen.0, seen.1, seen.2],
+            last_ts,
+            n,
+            sum,
+            sumsq,
+            history,
+            filled,
         };
         self.entries.insert(key, account);
         Ok(())
@@ -542,7 +606,14 @@ impl AccountTable {
 
 /// The amount (log) against the account's previous amounts: (z-score, difference to the mean),
 /// the operations of `fraudops.features.online._amount_z` in its order.
-fn amount_z(log_amount: f64, n: i64, total: f64, total_sq: f64, clip: f64, floor: f64) -> (f64, f64) {
+fn amount_z(
+    log_amount: f64,
+    n: i64,
+    total: f64,
+    total_sq: f64,
+    clip: f64,
+    floor: f64,
+) -> (f64, f64) {
     if n == 0 {
         return (0.0, 0.0);
     }
@@ -572,7 +643,9 @@ fn dump_keys<'py, T>(
 
 fn as_bytes(values: &[f32]) -> &[u8] {
     // SAFETY: f32 has no padding and any byte is a valid u8; the slice covers the same memory.
-    unsafe { std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), std::mem::size_of_val(values)) }
+    unsafe {
+        std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), std::mem::size_of_val(values))
+    }
 }
 
 #[pymodule]

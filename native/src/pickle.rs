@@ -75,7 +75,8 @@ impl Pickler {
             Ok(len) => self.buf.extend_from_slice(&[SHORT_BINBYTES, len]),
             Err(_) => {
                 self.buf.push(BINBYTES);
-                self.buf.extend_from_slice(&(value.len() as u32).to_le_bytes());
+                self.buf
+                    .extend_from_slice(&(value.len() as u32).to_le_bytes());
             }
         }
         self.buf.extend_from_slice(value);
@@ -86,7 +87,8 @@ impl Pickler {
             Ok(len) => self.buf.extend_from_slice(&[SHORT_BINUNICODE, len]),
             Err(_) => {
                 self.buf.push(BINUNICODE);
-                self.buf.extend_from_slice(&(value.len() as u32).to_le_bytes());
+                self.buf
+                    .extend_from_slice(&(value.len() as u32).to_le_bytes());
             }
         }
         self.buf.extend_from_slice(value.as_bytes());
