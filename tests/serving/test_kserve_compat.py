@@ -16,14 +16,19 @@ import pytest
 from fastapi import FastAPI
 from fastapi.responses import ORJSONResponse
 from fastapi.testclient import TestClient
+from hypothesis import given
+from hypothesis import strategies as st
 from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING
 from kserve.errors import InvalidInput, generic_exception_handler, invalid_input_handler
 from kserve.model_repository import ModelRepository
 from kserve.protocol.dataplane import DataPlane
-from hypothesis import given
-from hypothesis import strategies as st
-from kserve.protocol.infer_type import (InferOutput, InferRequest, InferResponse, RequestedOutput,
-                                        serialize_byte_tensor)
+from kserve.protocol.infer_type import (
+    InferOutput,
+    InferRequest,
+    InferResponse,
+    RequestedOutput,
+    serialize_byte_tensor,
+)
 from kserve.protocol.rest.v2_endpoints import register_v2_endpoints
 from prometheus_client import REGISTRY, CollectorRegistry
 from serving_helpers import ModelDirs, random_batch
