@@ -165,25 +165,45 @@ def encode_request(x: np.ndarray, mask: np.ndarray, *, binary: bool = True,
     `x` is float32 [B, K, F], `mask` bool [B, K]. With `binary`, tensors travel raw after the
     JSON header and the outputs are requested in binary too.
     """
+    if not binary:
+        x, mask = _request_arrays(x, mask)
+        doc: dict[str, Any] = {"id": request_id or uuid.uuid4().hex, "inputs": [
+            {"name": n, "datatype": t, "shape": list(a.shape), "data": a.reshape(-1).tolist()}
+            for n, t, a in ((INPUT_SEQUENCES, "FP32", x), (INPUT_MASK, "BOOL", mask))]}
+        return json.dumps(doc, separators=(",", ":")).encode(), {"content-type": "application/json"}
+    parts, headers = encode_request_parts(x, mask, request_id=request_id)
+    del headers["content-length"]  # the HTTP client sets it for a body in one piece
+    return b"".join(parts), headers
+
+
+def encode_request_parts(x: np.ndarray, mask: np.ndarray, *, request_id: str | None = None
+                         ) -> tuple[list[bytes | memoryview], dict[str, str]]:
+    """The binary V2 request as buffers sent one after the other: the JSON header, then the
+    tensors' own memory (no copy; views of `x` and `mask` when they already are contiguous
+    float32 and bool), and its headers, ``content-length`` included. `b"".join(parts)` is
+    `encode_request`'s body. A batch's sequences are megabytes (5.7 kB a row): each copy of
+    them into fresh memory cost the consumer about 3 ms per 500 rows, mostly page faults."""
+    x, mask = _request_arrays(x, mask)
+    tensors = ((INPUT_SEQUENCES, "FP32", x), (INPUT_MASK, "BOOL", mask))
+    doc: dict[str, Any] = {
+        "id": request_id or uuid.uuid4().hex,
+        "inputs": [{"name": n, "datatype": t, "shape": list(a.shape),
+                    "parameters": {"binary_data_size": a.nbytes}} for n, t, a in tensors],
+        "parameters": {"binary_data_output": True}}
+    header = json.dumps(doc, separators=(",", ":")).encode()
+    parts = [header, *(memoryview(a).cast("B") for _, _, a in tensors)]
+    headers = {"content-type": "application/octet-stream", HEADER_CONTENT_LENGTH: str(len(header)),
+               "content-length": str(len(header) + x.nbytes + mask.nbytes)}
+    return parts, headers
+
+
+def _request_arrays(x: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     x = np.ascontiguousarray(x, dtype="<f4")
     mask = np.ascontiguousarray(mask, dtype=bool)
     if x.ndim != 3 or mask.shape != x.shape[:2]:
         raise ProtocolError(f"expected sequences [B, K, F] and mask [B, K]; got {x.shape} and "
                             f"{mask.shape}")
-    doc: dict[str, Any] = {"id": request_id or uuid.uuid4().hex, "inputs": []}
-    tensors = ((INPUT_SEQUENCES, "FP32", x), (INPUT_MASK, "BOOL", mask))
-    if not binary:
-        doc["inputs"] = [{"name": n, "datatype": t, "shape": list(a.shape),
-                          "data": a.reshape(-1).tolist()} for n, t, a in tensors]
-        return json.dumps(doc, separators=(",", ":")).encode(), {"content-type": "application/json"}
-    raw = [a.tobytes() for _, _, a in tensors]
-    doc["inputs"] = [{"name": n, "datatype": t, "shape": list(a.shape),
-                      "parameters": {"binary_data_size": len(r)}}
-                     for (n, t, a), r in zip(tensors, raw, strict=True)]
-    doc["parameters"] = {"binary_data_output": True}
-    header = json.dumps(doc, separators=(",", ":")).encode()
-    headers = {"content-type": "application/octet-stream", HEADER_CONTENT_LENGTH: str(len(header))}
-    return b"".join([header, *raw]), headers
+    return x, mask
 
 
 def decode_response(body: bytes, headers: Mapping[str, str]) -> ScoreBatch:

@@ -39,6 +39,25 @@ def test_request_decodes_in_kserve(binary: bool) -> None:
     assert request.use_binary_outputs is binary
 
 
+def test_request_parts_are_the_body_without_copying_the_tensors() -> None:
+    """The consumer sends the binary request as parts: together they are `encode_request`'s
+    body, the tensors are views of the caller's arrays, the length header counts them all."""
+    x, mask = _batch()
+    parts, headers = protocol.encode_request_parts(x, mask, request_id="r2")
+    body, body_headers = protocol.encode_request(x, mask, request_id="r2")
+    assert b"".join(parts) == body
+    assert int(headers["content-length"]) == len(body) == sum(len(p) for p in parts)
+    assert {k: v for k, v in headers.items() if k != "content-length"} == body_headers
+    assert np.shares_memory(np.frombuffer(parts[1], dtype=np.float32), x)
+    assert np.shares_memory(np.frombuffer(parts[2], dtype=bool), mask)
+    # A strided or float64 batch is made contiguous float32 first (the parts own a copy).
+    parts, _ = protocol.encode_request_parts(x.astype(np.float64)[::-1], mask[::-1],
+                                             request_id="r2")
+    request = _kserve_request(b"".join(parts), headers)
+    np.testing.assert_array_equal(
+        request.get_input_by_name(protocol.INPUT_SEQUENCES).as_numpy(), x[::-1])
+
+
 @pytest.mark.parametrize("binary", [True, False])
 def test_response_from_kserve_decodes(binary: bool) -> None:
     outputs = [
